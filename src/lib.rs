@@ -1,0 +1,9 @@
+//! trigpoll: capture row changes with database triggers and deliver them as business objects.
+//!
+//! The library holds everything but the command line: configuration, the object-key codec,
+//! subscriptions, the event stores of each backend, the connectors and the poller.
+
+pub mod config;
+pub mod connector;
+pub mod key;
+pub mod subscription;
