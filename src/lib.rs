@@ -5,5 +5,11 @@
 
 pub mod config;
 pub mod connector;
+pub mod dialect;
+pub mod event;
+pub mod install;
 pub mod key;
+pub mod payload;
+pub mod poller;
+pub mod store;
 pub mod subscription;

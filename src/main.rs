@@ -1,1 +1,102 @@
-fn main() {}
+//! The `trigpoll` command line: parse, set up logging, run the command, map the error to an
+//! exit code (0 success, 1 runtime failure, 2 usage or configuration, 3 drain with failures).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod commands;
+
+#[derive(Parser)]
+#[command(
+    name = "trigpoll",
+    version,
+    about = "Capture row changes with triggers and deliver them as business objects"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "TRIGPOLL_CONFIG",
+        default_value = "trigpoll.toml"
+    )]
+    config: PathBuf,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only warnings and errors; no progress bar.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the event and archive tables if missing and install the capture triggers.
+    InstallTriggers(commands::install::InstallArgs),
+    /// Remove the capture triggers (and, with --drop-tables, the event and archive tables).
+    UninstallTriggers(commands::install::UninstallArgs),
+    /// Run until SIGINT/SIGTERM: claim, build, deliver and archive events.
+    Poll(commands::poll::PollArgs),
+    /// Process until no event is ready, then exit (for cron).
+    Drain(commands::drain::DrainArgs),
+    /// Re-enqueue archived events.
+    Replay(commands::replay::ReplayArgs),
+    /// Show the backlog, retries, failures and trigger drift.
+    Status(commands::status::StatusArgs),
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let ctx = commands::Context {
+        config_path: cli.config,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::InstallTriggers(args) => commands::install::install(&ctx, args),
+        Command::UninstallTriggers(args) => commands::install::uninstall(&ctx, args),
+        Command::Poll(args) => commands::poll::run(&ctx, args),
+        Command::Drain(args) => commands::drain::run(&ctx, args),
+        Command::Replay(args) => commands::replay::run(&ctx, args),
+        Command::Status(args) => commands::status::run(&ctx, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("trigpoll: {e:#}");
+            ExitCode::from(commands::exit_code(&e))
+        }
+    }
+}

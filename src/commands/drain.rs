@@ -1,0 +1,97 @@
+//! `drain`: process until no event is ready, then exit with one summary line.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use trigpoll::poller::{Poller, Tally};
+
+use super::{
+    batch_with_reconnect, open_store, shutdown_flag, sleep_unless_stopped, stopping, Context,
+};
+
+#[derive(Args)]
+pub struct DrainArgs {
+    /// Stop after about this many events.
+    #[arg(long)]
+    max_events: Option<u64>,
+    /// Stop after this long (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_time: Option<Duration>,
+    /// Wait for events held back for a retry instead of leaving them for the next run.
+    #[arg(long)]
+    wait: bool,
+}
+
+pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let stop = shutdown_flag()?;
+    let mut poller = Poller::new(&config, open_store(&config)?)?;
+    let started = Instant::now();
+    let ready: u64 = poller
+        .store()
+        .status()?
+        .backlog
+        .iter()
+        .map(|b| b.ready)
+        .sum();
+    let bar = progress_bar(ctx.quiet, ready);
+    let mut tally = Tally::default();
+    while !stopping(&stop) {
+        if args.max_events.is_some_and(|m| tally.events >= m)
+            || args.max_time.is_some_and(|m| started.elapsed() >= m)
+        {
+            break;
+        }
+        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30))?;
+        tally.add(batch);
+        if bar.length().is_some_and(|len| tally.events > len) {
+            bar.set_length(tally.events);
+        }
+        bar.set_position(tally.events);
+        if batch.events == 0 {
+            let backlog = poller.store().retry_backlog()?;
+            match backlog.next_due {
+                Some(due) if args.wait => {
+                    sleep_unless_stopped(&stop, due.max(Duration::from_millis(50)))
+                }
+                _ => break,
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let waiting = poller.store().retry_backlog()?.events;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "drained {} events in {:.1}s ({:.0} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
+        tally.events,
+        secs,
+        tally.events as f64 / secs.max(1e-9),
+        tally.sent,
+        tally.unsubscribed,
+        tally.failed,
+        tally.errors,
+        tally.not_found,
+        waiting
+    );
+    Ok(if tally.failed > 0 || tally.errors > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn progress_bar(quiet: bool, len: u64) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    // Drawn only when stderr is a terminal.
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+            .expect("the template is valid"),
+    );
+    bar
+}

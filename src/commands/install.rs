@@ -1,0 +1,72 @@
+//! `install-triggers` and `uninstall-triggers`.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+use tracing::info;
+use trigpoll::install::{plan_install, plan_uninstall, Plan};
+
+use super::{open_store, Context};
+
+#[derive(Args)]
+pub struct InstallArgs {
+    /// Print the SQL that would run and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Only this object (repeatable).
+    #[arg(long = "object", value_name = "NAME")]
+    objects: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct UninstallArgs {
+    /// Print the SQL that would run and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Also drop the event and archive tables, with their rows.
+    #[arg(long)]
+    drop_tables: bool,
+}
+
+pub fn install(ctx: &Context, args: InstallArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let mut store = open_store(&config)?;
+    let plan = plan_install(store.as_mut(), &config, &args.objects)?;
+    if !plan.unchanged.is_empty() {
+        info!(objects = %plan.unchanged.join(", "), "triggers already up to date");
+    }
+    apply(store.as_mut(), plan, args.dry_run)
+}
+
+pub fn uninstall(ctx: &Context, args: UninstallArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let mut store = open_store(&config)?;
+    let plan = plan_uninstall(store.as_mut(), &config, args.drop_tables)?;
+    apply(store.as_mut(), plan, args.dry_run)
+}
+
+fn apply(
+    store: &mut dyn trigpoll::store::EventStore,
+    plan: Plan,
+    dry_run: bool,
+) -> Result<ExitCode> {
+    if plan.statements.is_empty() {
+        info!("nothing to change");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dry_run {
+        for step in &plan.steps {
+            println!("-- {step}");
+        }
+        for statement in &plan.statements {
+            println!("{statement};\n");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    store.execute_ddl(&plan.statements)?;
+    for step in &plan.steps {
+        info!("done: {step}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

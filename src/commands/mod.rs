@@ -1,0 +1,117 @@
+//! One module per subcommand; this one holds what they share.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use trigpoll::config::{Config, ConfigError};
+use trigpoll::install::InstallError;
+use trigpoll::poller::StartError;
+use trigpoll::store::{self, EventStore, StoreError};
+
+pub mod drain;
+pub mod install;
+pub mod poll;
+pub mod replay;
+pub mod status;
+
+pub struct Context {
+    pub config_path: PathBuf,
+    pub quiet: bool,
+}
+
+impl Context {
+    pub fn config(&self) -> Result<Config> {
+        Ok(Config::load(&self.config_path)?)
+    }
+}
+
+/// A mistake in how trigpoll was called: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// 2 for anything the user must fix in the call or the configuration, 1 for the rest.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let usage = e.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || cause.is::<UsageError>()
+            || matches!(cause.downcast_ref(), Some(InstallError::Refused(_)))
+            || matches!(cause.downcast_ref(), Some(StartError::Config(_)))
+            || matches!(cause.downcast_ref(), Some(StoreError::Invalid(_)))
+    });
+    if usage {
+        2
+    } else {
+        1
+    }
+}
+
+/// Opens the configured database, naming it in the error.
+pub fn open_store(config: &Config) -> Result<Box<dyn EventStore>> {
+    Ok(store::open(config)?)
+}
+
+/// Set by the first SIGINT or SIGTERM; a second one ends the process at once.
+pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::flag;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
+        flag::register(signal, Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+pub fn stopping(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed)
+}
+
+/// Sleeps up to `total`, waking early when asked to stop.
+pub fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
+    let deadline = std::time::Instant::now() + total;
+    while !stopping(stop) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// Runs one batch, riding out a lost database connection: reconnects with backoff (for at most
+/// `patience`), gives back the claims of the interrupted batch so they are redelivered, and
+/// tries again.
+pub fn batch_with_reconnect(
+    poller: &mut trigpoll::poller::Poller,
+    stop: &AtomicBool,
+    patience: Duration,
+) -> Result<trigpoll::poller::Tally> {
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match poller.run_batch() {
+            Err(StoreError::Connection(reason)) if !stopping(stop) => {
+                if started.elapsed() >= patience {
+                    anyhow::bail!("database connection lost: {reason}");
+                }
+                tracing::warn!(%reason, retry_in = ?delay, "database connection lost; reconnecting");
+                sleep_unless_stopped(stop, delay);
+                delay = (delay * 2).min(Duration::from_secs(30));
+                match poller.store().reconnect() {
+                    Ok(()) => {
+                        if let Err(e) = poller.store().release_claims() {
+                            tracing::warn!(error = %e, "could not release claims; they expire");
+                        }
+                        tracing::info!("reconnected");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reconnect failed"),
+                }
+            }
+            other => return Ok(other?),
+        }
+    }
+}

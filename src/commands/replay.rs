@@ -1,0 +1,147 @@
+//! `replay`: re-enqueue archived events.
+
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Result;
+use clap::Args;
+use tracing::info;
+use trigpoll::event::Status;
+use trigpoll::store::ReplayFilter;
+
+use super::{open_store, Context, UsageError};
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Event ids: `A..B` (inclusive) or one id.
+    #[arg(long, value_name = "A..B")]
+    event_id: Option<String>,
+    /// Only this object (repeatable).
+    #[arg(long)]
+    object: Vec<String>,
+    /// Only this verb (repeatable).
+    #[arg(long)]
+    verb: Vec<String>,
+    /// Only this archive status: sent, unsubscribed, error, failed, not-found or a code
+    /// (repeatable).
+    #[arg(long)]
+    status: Vec<String>,
+    /// Processed at or after: RFC 3339 (`2026-11-22T10:00:00Z`) or a duration ago (`2h`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Processed before: RFC 3339 or a duration ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// At most this many events.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Send to this connector only: replays its archive rows and those of events that never
+    /// reached a connector (unsubscribed, error, not-found).
+    #[arg(long, value_name = "ID")]
+    connector: Option<String>,
+    /// List what would be replayed and change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn event_ids(text: &str) -> Result<(i64, i64), UsageError> {
+    let bad = || {
+        UsageError(format!(
+            "--event-id {text:?}: expected A..B or one event id"
+        ))
+    };
+    let (a, b) = text.split_once("..").unwrap_or((text, text));
+    let a: i64 = a.trim().parse().map_err(|_| bad())?;
+    let b: i64 = b.trim().parse().map_err(|_| bad())?;
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+/// An RFC 3339 time, or a duration before now.
+fn instant(flag: &str, text: &str) -> Result<String, UsageError> {
+    if humantime::parse_rfc3339_weak(text).is_ok() {
+        return Ok(text.to_string());
+    }
+    let ago: Duration = humantime::parse_duration(text).map_err(|_| {
+        UsageError(format!(
+            "{flag} {text:?}: expected an RFC 3339 time (2026-11-22T10:00:00Z) or a duration ago (2h)"
+        ))
+    })?;
+    Ok(humantime::format_rfc3339_micros(SystemTime::now() - ago).to_string())
+}
+
+pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    if let Some(id) = &args.connector {
+        if !config.connectors.iter().any(|c| &c.id == id) {
+            return Err(UsageError(format!("--connector {id}: no connector has this id")).into());
+        }
+    }
+    let statuses = args
+        .status
+        .iter()
+        .map(|s| {
+            Status::parse(s)
+                .filter(|s| !matches!(s, Status::Ready | Status::InProgress))
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "--status {s:?}: expected sent, unsubscribed, error, failed or not-found"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter = ReplayFilter {
+        event_ids: args.event_id.as_deref().map(event_ids).transpose()?,
+        objects: args.object,
+        verbs: args.verb,
+        statuses,
+        connector: args.connector,
+        since: args
+            .since
+            .as_deref()
+            .map(|t| instant("--since", t))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| instant("--until", t))
+            .transpose()?,
+        limit: args.limit,
+    };
+    let mut store = open_store(&config)?;
+    let replayed = store.replay(&filter, args.dry_run)?;
+    for r in &replayed {
+        println!("{}", serde_json::to_string(r)?);
+    }
+    if args.dry_run {
+        info!(events = replayed.len(), "dry run: would replay");
+    } else {
+        info!(events = replayed.len(), "replayed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_id_ranges() {
+        assert_eq!(event_ids("5..9").unwrap(), (5, 9));
+        assert_eq!(event_ids("7").unwrap(), (7, 7));
+        assert!(event_ids("9..5").is_err());
+        assert!(event_ids("a..b").is_err());
+    }
+
+    #[test]
+    fn instants_take_rfc3339_or_a_duration_ago() {
+        assert_eq!(
+            instant("--since", "2026-11-22T10:00:00Z").unwrap(),
+            "2026-11-22T10:00:00Z"
+        );
+        assert!(instant("--since", "2h").unwrap().ends_with('Z'));
+        assert!(instant("--since", "yesterday-ish").is_err());
+    }
+}

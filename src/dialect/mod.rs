@@ -1,0 +1,149 @@
+//! SQL text per backend: pure functions from configuration and table descriptions to DDL and
+//! queries. Nothing here touches a database, so all of it is snapshot-tested.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{ObjectConfig, Verb};
+use crate::key;
+use crate::store::TableInfo;
+
+pub mod postgres;
+
+/// The marker trigpoll writes into every trigger body it installs, followed by a fingerprint of
+/// the body, so that a second install can tell that nothing changed and `status` can see drift.
+pub const FINGERPRINT_MARKER: &str = "trigpoll fingerprint: ";
+
+/// What the triggers of one object are generated from.
+#[derive(Debug, Clone)]
+pub struct Capture<'a> {
+    pub object: &'a ObjectConfig,
+    pub table: &'a TableInfo,
+    /// Key columns, in key order.
+    pub keys: Vec<&'a crate::store::Column>,
+    pub delimiter: &'a str,
+}
+
+impl<'a> Capture<'a> {
+    /// Resolves the key columns of an object against its table, or says why it can't.
+    pub fn new(
+        object: &'a ObjectConfig,
+        table: &'a TableInfo,
+        delimiter: &'a str,
+    ) -> Result<Self, String> {
+        let names: Vec<String> = match &object.keys {
+            Some(keys) => keys.clone(),
+            None if table.primary_key.is_empty() => {
+                return Err(format!(
+                    "object {}: table {} has no primary key; set `keys` to the columns that identify a row",
+                    object.name, object.table
+                ))
+            }
+            None => table.primary_key.clone(),
+        };
+        let keys = names
+            .iter()
+            .map(|n| {
+                table.column(n).ok_or_else(|| {
+                    format!(
+                        "object {}: key column {n:?} does not exist in table {}",
+                        object.name, object.table
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Capture {
+            object,
+            table,
+            keys,
+            delimiter,
+        })
+    }
+
+    pub fn captures(&self, verb: Verb) -> bool {
+        self.object.verbs.contains(&verb)
+    }
+
+    /// Each key column's name, already percent-encoded, then `=`.
+    pub fn encoded_names(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|c| key::encode_part(&c.name, self.delimiter))
+            .collect()
+    }
+
+    /// The replacements that percent-encode a value, in the order they must be applied.
+    pub fn escapes(&self) -> Vec<(char, String)> {
+        key::reserved_chars(self.delimiter)
+            .into_iter()
+            .map(|c| (c, key::percent(c)))
+            .collect()
+    }
+}
+
+/// The first 16 hex digits of the SHA-256 of `text`.
+pub fn fingerprint(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// A short, identifier-safe stand-in for an object name in routine and trigger names, unique
+/// per object name.
+pub fn object_tag(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(24)
+        .collect();
+    format!("{clean}_{}", &fingerprint(name)[..6])
+}
+
+/// One backend's SQL, chosen by the store in use.
+#[derive(Debug, Clone)]
+pub enum Dialect {
+    Postgres(postgres::Names),
+}
+
+/// The statements that install one object's capture, and the fingerprint they carry.
+#[derive(Debug, Clone)]
+pub struct TriggerDdl {
+    pub fingerprint: String,
+    pub statements: Vec<String>,
+}
+
+impl Dialect {
+    /// The dialect of a backend (`EventStore::backend`), for the configured table names.
+    pub fn new(backend: &str, config: &crate::config::Config) -> Dialect {
+        let db = &config.database;
+        let _ = backend;
+        Dialect::Postgres(postgres::Names::new(
+            &db.schema,
+            &db.event_table,
+            &db.archive_table,
+        ))
+    }
+
+    pub fn create_tables(&self) -> Vec<String> {
+        match self {
+            Dialect::Postgres(n) => postgres::create_tables(n),
+        }
+    }
+
+    pub fn drop_tables(&self) -> Vec<String> {
+        match self {
+            Dialect::Postgres(n) => postgres::drop_tables(n),
+        }
+    }
+
+    pub fn capture(&self, capture: &Capture) -> TriggerDdl {
+        match self {
+            Dialect::Postgres(n) => postgres::capture_trigger(n, capture),
+        }
+    }
+
+    pub fn drop_capture(&self, trigger: &crate::store::InstalledTrigger) -> Vec<String> {
+        match self {
+            Dialect::Postgres(_) => {
+                postgres::drop_trigger(&trigger.table, trigger.routine.as_deref())
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Planning `install-triggers` and `uninstall-triggers`: every check is made before any
+//! statement runs, so a refused install leaves nothing half-done.
+
+use crate::config::{Config, ObjectConfig};
+use crate::dialect::{Capture, Dialect};
+use crate::store::{EventStore, InstalledTrigger, StoreError};
+
+/// What an install or uninstall will do.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The SQL to run, in order.
+    pub statements: Vec<String>,
+    /// One line per step, for people.
+    pub steps: Vec<String>,
+    /// Objects whose triggers are already as configured.
+    pub unchanged: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The configuration does not fit the database; every problem is listed.
+    #[error("install refused, nothing was changed:\n  - {}", .0.join("\n  - "))]
+    Refused(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn selected<'a>(
+    config: &'a Config,
+    only: &[String],
+) -> Result<Vec<&'a ObjectConfig>, InstallError> {
+    let unknown: Vec<String> = only
+        .iter()
+        .filter(|name| !config.objects.iter().any(|o| &o.name == *name))
+        .map(|name| format!("--object {name}: no [[object]] has this name"))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(InstallError::Refused(unknown));
+    }
+    Ok(config
+        .objects
+        .iter()
+        .filter(|o| only.is_empty() || only.contains(&o.name))
+        .collect())
+}
+
+pub fn plan_install(
+    store: &mut dyn EventStore,
+    config: &Config,
+    only: &[String],
+) -> Result<Plan, InstallError> {
+    let dialect = Dialect::new(store.backend(), config);
+    let objects = selected(config, only)?;
+    let mut problems = Vec::new();
+    let mut tables = Vec::new();
+    for object in &objects {
+        match store.describe_table(&object.table)? {
+            Some(info) => tables.push((*object, info)),
+            None => problems.push(format!(
+                "object {}: table {} does not exist",
+                object.name, object.table
+            )),
+        }
+    }
+    let installed = store.installed_triggers()?;
+    let mut plan = Plan::default();
+    let db = &config.database;
+    let event_table = crate::config::TableName {
+        schema: Some(db.schema.clone()),
+        name: db.event_table.clone(),
+    };
+    let archive_table = crate::config::TableName {
+        schema: Some(db.schema.clone()),
+        name: db.archive_table.clone(),
+    };
+    if store.describe_table(&event_table)?.is_none()
+        || store.describe_table(&archive_table)?.is_none()
+    {
+        plan.steps.push(format!(
+            "create the event table {event_table} and the archive table {archive_table}"
+        ));
+        plan.statements.extend(dialect.create_tables());
+    }
+    for (object, info) in &tables {
+        let capture = match Capture::new(object, info, &config.poll.key_delimiter) {
+            Ok(c) => c,
+            Err(problem) => {
+                problems.push(problem);
+                continue;
+            }
+        };
+        let ddl = dialect.capture(&capture);
+        let current = installed.iter().find(|t| same_table(t, &info.name));
+        if current.and_then(|t| t.fingerprint.as_deref()) == Some(ddl.fingerprint.as_str()) {
+            plan.unchanged.push(object.name.clone());
+            continue;
+        }
+        let verbs: Vec<&str> = object.verbs.iter().map(|v| v.as_str()).collect();
+        plan.steps.push(format!(
+            "{} the trigger of {} on {} ({})",
+            if current.is_some() {
+                "replace"
+            } else {
+                "install"
+            },
+            object.name,
+            object.table,
+            verbs.join(", ")
+        ));
+        plan.statements.extend(ddl.statements);
+    }
+    if !problems.is_empty() {
+        return Err(InstallError::Refused(problems));
+    }
+    Ok(plan)
+}
+
+/// A trigger's table as found in the catalog against a configured table name, which may leave
+/// the schema to the search path.
+fn same_table(trigger: &InstalledTrigger, table: &crate::config::TableName) -> bool {
+    trigger.table.name == table.name
+        && (table.schema.is_none() || trigger.table.schema == table.schema)
+}
+
+pub fn plan_uninstall(
+    store: &mut dyn EventStore,
+    config: &Config,
+    drop_tables: bool,
+) -> Result<Plan, InstallError> {
+    let dialect = Dialect::new(store.backend(), config);
+    let mut plan = Plan::default();
+    for trigger in store.installed_triggers()? {
+        plan.steps.push(format!(
+            "remove the trigger {} on {}",
+            trigger.name, trigger.table
+        ));
+        plan.statements.extend(dialect.drop_capture(&trigger));
+    }
+    if drop_tables {
+        let db = &config.database;
+        plan.steps.push(format!(
+            "drop the tables {0}.{1} and {0}.{2} with every event and archive row",
+            db.schema, db.event_table, db.archive_table
+        ));
+        plan.statements.extend(dialect.drop_tables());
+    }
+    Ok(plan)
+}
+
+/// How an object's installed trigger compares with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Drift {
+    /// The object, or empty for a trigger no configured object owns.
+    pub object: String,
+    pub table: String,
+    pub state: DriftState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftState {
+    UpToDate,
+    Missing,
+    /// Installed, but not what the configuration generates now: run install-triggers.
+    Stale,
+    /// Installed for a table no configured object binds.
+    Unconfigured,
+    /// The configuration does not fit the database.
+    Invalid(String),
+}
+
+impl std::fmt::Display for DriftState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriftState::UpToDate => f.write_str("up to date"),
+            DriftState::Missing => f.write_str("missing: run install-triggers"),
+            DriftState::Stale => {
+                f.write_str("stale: differs from the configuration, run install-triggers")
+            }
+            DriftState::Unconfigured => {
+                f.write_str("not in the configuration: run uninstall-triggers")
+            }
+            DriftState::Invalid(reason) => write!(f, "invalid: {reason}"),
+        }
+    }
+}
+
+/// Compares the installed triggers with what the configuration would install.
+pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, InstallError> {
+    let dialect = Dialect::new(store.backend(), config);
+    let mut installed = store.installed_triggers()?;
+    let mut report = Vec::new();
+    for object in &config.objects {
+        let state = match store.describe_table(&object.table)? {
+            None => DriftState::Invalid(format!("table {} does not exist", object.table)),
+            Some(info) => match Capture::new(object, &info, &config.poll.key_delimiter) {
+                Err(reason) => DriftState::Invalid(reason),
+                Ok(capture) => {
+                    let wanted = dialect.capture(&capture).fingerprint;
+                    match installed.iter().position(|t| same_table(t, &info.name)) {
+                        None => DriftState::Missing,
+                        Some(i) => {
+                            let found = installed.remove(i);
+                            if found.fingerprint.as_deref() == Some(wanted.as_str()) {
+                                DriftState::UpToDate
+                            } else {
+                                DriftState::Stale
+                            }
+                        }
+                    }
+                }
+            },
+        };
+        report.push(Drift {
+            object: object.name.clone(),
+            table: object.table.to_string(),
+            state,
+        });
+    }
+    report.extend(installed.into_iter().map(|t| Drift {
+        object: String::new(),
+        table: t.table.to_string(),
+        state: DriftState::Unconfigured,
+    }));
+    Ok(report)
+}

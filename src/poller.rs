@@ -1,0 +1,466 @@
+//! The poller: claim a batch, build business objects, deliver them, archive the outcomes.
+//!
+//! One batch is one claim, one bulk row fetch per object, one delivery call per connector and
+//! one finishing transaction, whatever the batch size.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::value::RawValue;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::connector::{Connector, Delivery, Outcome};
+use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::key::{self, KeyPair};
+use crate::payload;
+use crate::store::{Column, EventStore, Fetched, StoreError, TableInfo};
+
+/// What the batches so far came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Events claimed.
+    pub events: u64,
+    /// Deliveries that succeeded (one per event and connector).
+    pub sent: u64,
+    pub unsubscribed: u64,
+    /// Deliveries that ended `failed`.
+    pub failed: u64,
+    /// Events that ended `error`.
+    pub errors: u64,
+    pub not_found: u64,
+    /// Events put back for a later attempt.
+    pub retrying: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.events += other.events;
+        self.sent += other.sent;
+        self.unsubscribed += other.unsubscribed;
+        self.failed += other.failed;
+        self.errors += other.errors;
+        self.not_found += other.not_found;
+        self.retrying += other.retrying;
+    }
+}
+
+/// A configured object and the table it is bound to.
+struct Bound {
+    table: TableInfo,
+    keys: Vec<String>,
+}
+
+/// Why the poller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub struct Poller {
+    store: Box<dyn EventStore>,
+    objects: HashMap<String, Bound>,
+    connectors: Vec<Connector>,
+    delimiter: String,
+    archive_sent: bool,
+    batch_size: usize,
+}
+
+/// The work one event needs in this batch.
+struct Work {
+    event: Event,
+    key: Vec<KeyPair>,
+    /// Indices into `Poller::connectors`.
+    targets: Vec<usize>,
+    attributes: Option<Box<RawValue>>,
+    /// Set once the event's fate is known without delivery.
+    verdict: Option<(Status, String)>,
+}
+
+impl Poller {
+    pub fn new(config: &Config, mut store: Box<dyn EventStore>) -> Result<Self, StartError> {
+        let mut objects = HashMap::new();
+        for object in &config.objects {
+            let table = store.describe_table(&object.table)?.ok_or_else(|| {
+                StartError::Config(format!(
+                    "object {}: table {} does not exist",
+                    object.name, object.table
+                ))
+            })?;
+            let keys = crate::dialect::Capture::new(object, &table, &config.poll.key_delimiter)
+                .map_err(StartError::Config)?
+                .keys
+                .iter()
+                .map(|c| c.name.clone())
+                .collect();
+            objects.insert(object.name.clone(), Bound { table, keys });
+        }
+        let connectors = config
+            .connectors
+            .iter()
+            .map(|c| {
+                Connector::new(c.clone())
+                    .map_err(|e| StartError::Config(format!("connector {}: {e}", c.id)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Poller {
+            store,
+            objects,
+            connectors,
+            delimiter: config.poll.key_delimiter.clone(),
+            archive_sent: config.poll.archive,
+            batch_size: config.poll.batch_size,
+        })
+    }
+
+    pub fn store(&mut self) -> &mut dyn EventStore {
+        self.store.as_mut()
+    }
+
+    /// Claims and processes one batch. An empty tally means nothing was ready.
+    pub fn run_batch(&mut self) -> Result<Tally, StoreError> {
+        let events = self.store.claim(self.batch_size)?;
+        if events.is_empty() {
+            return Ok(Tally::default());
+        }
+        match self.process(events) {
+            Ok(tally) => Ok(tally),
+            Err(e) => {
+                // Whatever was delivered will be delivered again: at-least-once.
+                if let Err(release) = self.store.release_claims() {
+                    debug!(error = %release, "could not release claims; they expire");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn process(&mut self, events: Vec<Event>) -> Result<Tally, StoreError> {
+        let mut work: Vec<Work> = events.into_iter().map(|e| self.prepare(e)).collect();
+        self.fetch(&mut work)?;
+        let outcomes = self.deliver(&work);
+        self.settle(work, outcomes)
+    }
+
+    /// Matches subscriptions and parses the key; captured row images are used as they are.
+    fn prepare(&self, event: Event) -> Work {
+        let mut w = Work {
+            targets: Vec::new(),
+            key: Vec::new(),
+            attributes: None,
+            verdict: None,
+            event,
+        };
+        let e = &w.event;
+        let matching: Vec<usize> = match &e.connector_id {
+            Some(id) => {
+                let found: Vec<usize> = self
+                    .connectors
+                    .iter()
+                    .position(|c| c.id() == id)
+                    .into_iter()
+                    .collect();
+                if found.is_empty() {
+                    w.verdict = Some((
+                        Status::Error,
+                        format!("event is for connector {id}, which is not configured"),
+                    ));
+                    return w;
+                }
+                found
+            }
+            None => (0..self.connectors.len())
+                .filter(|&i| {
+                    self.connectors[i]
+                        .config
+                        .subscribe
+                        .iter()
+                        .any(|s| s.matches(&e.object_name, &e.object_verb))
+                })
+                .collect(),
+        };
+        if matching.is_empty() {
+            w.verdict = Some((
+                Status::Unsubscribed,
+                format!(
+                    "no connector subscribes to {}.{}",
+                    e.object_name, e.object_verb
+                ),
+            ));
+            return w;
+        }
+        w.targets = matching
+            .into_iter()
+            .filter(|&i| {
+                !e.done_connectors
+                    .iter()
+                    .any(|d| d == self.connectors[i].id())
+            })
+            .collect();
+        let Some(bound) = self.objects.get(&e.object_name) else {
+            w.verdict = Some((
+                Status::Error,
+                format!(
+                    "unknown object {:?}: no [[object]] has this name",
+                    e.object_name
+                ),
+            ));
+            return w;
+        };
+        match key::decode(&e.object_key, &self.delimiter).map_err(|err| err.to_string()) {
+            Ok(pairs) => match in_key_order(pairs, &bound.keys) {
+                Ok(pairs) => w.key = pairs,
+                Err(reason) => {
+                    w.verdict = Some((
+                        Status::Error,
+                        format!("object key {:?}: {reason}", e.object_key),
+                    ))
+                }
+            },
+            Err(reason) => {
+                w.verdict = Some((
+                    Status::Error,
+                    format!("malformed object key {:?}: {reason}", e.object_key),
+                ))
+            }
+        }
+        if w.verdict.is_none() && e.object_verb == "Delete" {
+            let attributes = match &e.payload {
+                Some(image) => self
+                    .store
+                    .row_image(&bound.table, image)
+                    .map_err(|err| err.to_string()),
+                // An application's own Delete event carries no image: the key is all there is.
+                None => Ok(w
+                    .key
+                    .iter()
+                    .map(|(n, v)| (n.clone(), v.clone().into()))
+                    .collect()),
+            };
+            match attributes {
+                Ok(map) => w.attributes = Some(raw(&map)),
+                Err(reason) => w.verdict = Some((Status::Error, reason)),
+            }
+        }
+        w
+    }
+
+    /// Fetches the rows of every event still needing one: one query per object.
+    fn fetch(&mut self, work: &mut [Work]) -> Result<(), StoreError> {
+        let mut by_object: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, w) in work.iter().enumerate() {
+            if w.verdict.is_none() && w.attributes.is_none() && !w.targets.is_empty() {
+                by_object.entry(&w.event.object_name).or_default().push(i);
+            }
+        }
+        let mut results = Vec::new();
+        for (object, indices) in by_object {
+            let bound = &self.objects[object];
+            let columns: Vec<&Column> = bound
+                .keys
+                .iter()
+                .filter_map(|k| bound.table.column(k))
+                .collect();
+            let keys: Vec<Vec<Option<String>>> = indices
+                .iter()
+                .map(|&i| work[i].key.iter().map(|(_, v)| v.clone()).collect())
+                .collect();
+            let fetched = self.store.fetch_rows(&bound.table, &columns, &keys)?;
+            results.extend(indices.into_iter().zip(fetched));
+        }
+        for (i, fetched) in results {
+            let w = &mut work[i];
+            match fetched {
+                Fetched::Row(row) => w.attributes = Some(raw(&row)),
+                Fetched::Missing => {
+                    w.verdict = Some((
+                        Status::NotFound,
+                        format!(
+                            "no row of {} has the key {}",
+                            w.event.object_name, w.event.object_key
+                        ),
+                    ))
+                }
+                Fetched::Invalid(reason) => {
+                    w.verdict = Some((
+                        Status::Error,
+                        format!("object key {:?}: {reason}", w.event.object_key),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands each connector its deliveries in one call. Returns, per connector, the outcome of
+    /// each (work index) it was given.
+    fn deliver(&mut self, work: &[Work]) -> Vec<Vec<(usize, Outcome)>> {
+        let mut batches: Vec<(Vec<usize>, Vec<Delivery>)> =
+            vec![(Vec::new(), Vec::new()); self.connectors.len()];
+        for (i, w) in work.iter().enumerate() {
+            let (Some(attributes), None) = (&w.attributes, &w.verdict) else {
+                continue;
+            };
+            for &c in &w.targets {
+                let id = self.connectors[c].id();
+                let object_event_id = payload::object_event_id(id, w.event.event_id);
+                let body = payload::render(&w.event, &w.key, id, &object_event_id, attributes);
+                batches[c].0.push(i);
+                batches[c].1.push(Delivery {
+                    event_id: w.event.event_id,
+                    object_event_id,
+                    body,
+                });
+            }
+        }
+        batches
+            .into_iter()
+            .enumerate()
+            .map(|(c, (indices, deliveries))| {
+                if deliveries.is_empty() {
+                    return Vec::new();
+                }
+                let outcomes = self.connectors[c].deliver(&deliveries);
+                indices.into_iter().zip(outcomes).collect()
+            })
+            .collect()
+    }
+
+    /// Turns outcomes into archive rows and retry state, and writes them in one transaction.
+    fn settle(
+        &mut self,
+        work: Vec<Work>,
+        outcomes: Vec<Vec<(usize, Outcome)>>,
+    ) -> Result<Tally, StoreError> {
+        let mut per_event: Vec<Vec<(usize, Outcome)>> = vec![Vec::new(); work.len()];
+        for (c, list) in outcomes.into_iter().enumerate() {
+            for (i, outcome) in list {
+                per_event[i].push((c, outcome));
+            }
+        }
+        let mut tally = Tally {
+            events: work.len() as u64,
+            ..Tally::default()
+        };
+        let mut archive = Vec::new();
+        let mut complete = Vec::new();
+        let mut retry = Vec::new();
+        for (w, results) in work.into_iter().zip(per_event) {
+            let e = &w.event;
+            let attempt = e.attempts + 1;
+            if let Some((status, reason)) = w.verdict {
+                match status {
+                    Status::Unsubscribed => {
+                        tally.unsubscribed += 1;
+                        warn!(event_id = e.event_id, object = %e.object_name, verb = %e.object_verb, "unsubscribed")
+                    }
+                    Status::NotFound => {
+                        tally.not_found += 1;
+                        warn!(event_id = e.event_id, key = %e.object_key, "{reason}")
+                    }
+                    _ => {
+                        tally.errors += 1;
+                        error!(event_id = e.event_id, "{reason}")
+                    }
+                }
+                archive.push(ArchiveRow {
+                    event_id: e.event_id,
+                    connector_id: e.connector_id.clone(),
+                    status,
+                    description: Some(reason),
+                    attempts: attempt,
+                });
+                complete.push(e.event_id);
+                continue;
+            }
+            let mut done = e.done_connectors.clone();
+            let mut pending: Vec<(String, Duration)> = Vec::new();
+            for (c, outcome) in results {
+                let connector = &self.connectors[c];
+                let id = connector.id().to_string();
+                let (status, reason) = match outcome {
+                    Outcome::Sent => (Status::Sent, None),
+                    Outcome::Reject { reason } => (Status::Failed, Some(reason)),
+                    Outcome::Retry { reason, .. }
+                        if attempt >= connector.config.max_attempts as i32 =>
+                    {
+                        (
+                            Status::Failed,
+                            Some(format!("gave up after {attempt} attempts: {reason}")),
+                        )
+                    }
+                    Outcome::Retry { reason, after } => {
+                        let delay = connector.backoff_delay(attempt as u32, after);
+                        debug!(event_id = e.event_id, connector = %id, attempt, ?delay, "{reason}");
+                        pending.push((format!("{id}: {reason}"), delay));
+                        continue;
+                    }
+                };
+                if status == Status::Sent {
+                    tally.sent += 1;
+                } else {
+                    tally.failed += 1;
+                    warn!(event_id = e.event_id, connector = %id, "failed: {}", reason.as_deref().unwrap_or_default());
+                }
+                if status != Status::Sent || self.archive_sent {
+                    archive.push(ArchiveRow {
+                        event_id: e.event_id,
+                        connector_id: Some(id.clone()),
+                        status,
+                        description: reason,
+                        attempts: attempt,
+                    });
+                }
+                done.push(id);
+            }
+            if pending.is_empty() {
+                complete.push(e.event_id);
+            } else {
+                tally.retrying += 1;
+                // The slowest receiver sets the pace, so a Retry-After is always honoured.
+                let delay = pending.iter().map(|p| p.1).max().unwrap_or_default();
+                let reasons: Vec<String> = pending.into_iter().map(|p| p.0).collect();
+                retry.push(RetryLater {
+                    event_id: e.event_id,
+                    attempts: attempt,
+                    delay,
+                    description: format!("attempt {attempt} failed: {}", reasons.join("; ")),
+                    done_connectors: done,
+                });
+            }
+        }
+        self.store.finish(&archive, &complete, &retry)?;
+        if tally.events > 0 {
+            info!(
+                events = tally.events,
+                sent = tally.sent,
+                retrying = tally.retrying,
+                failed = tally.failed,
+                "batch done"
+            );
+        }
+        Ok(tally)
+    }
+}
+
+/// Puts parsed key pairs into the order of the object's key columns, or says why they don't fit.
+fn in_key_order(mut pairs: Vec<KeyPair>, columns: &[String]) -> Result<Vec<KeyPair>, String> {
+    let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+    let fits = pairs.len() == columns.len() && columns.iter().all(|c| names.contains(&c.as_str()));
+    if !fits {
+        return Err(format!(
+            "has the columns ({}) but the object's key is ({})",
+            names.join(", "),
+            columns.join(", ")
+        ));
+    }
+    pairs.sort_by_key(|(n, _)| columns.iter().position(|c| c == n));
+    Ok(pairs)
+}
+
+fn raw(map: &serde_json::Map<String, serde_json::Value>) -> Box<RawValue> {
+    serde_json::value::to_raw_value(map).expect("a JSON object serializes")
+}

@@ -1,0 +1,217 @@
+//! Event stores: one module per backend behind the [`EventStore`] trait.
+//!
+//! A store owns one database connection. Every method is one short transaction (or none), so a
+//! crash at any instant leaves the event table consistent: an event leaves it only in the
+//! transaction that writes its archive rows.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Config, TableName};
+use crate::event::{ArchiveRow, Event, RetryLater, Status};
+
+pub mod postgres;
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The connection is gone or could not be made; reconnecting may help.
+    #[error("database connection: {0}")]
+    Connection(String),
+    /// Anything else the database refused.
+    #[error("{0}")]
+    Database(String),
+    /// The configuration asks for something this database cannot do.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How a column's values must be adjusted to reach their JSON types (DESIGN.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// The database's JSON form is already right.
+    Plain,
+    /// Bytes: sent as base64.
+    Bytes,
+    /// A timestamp without time zone: taken as UTC.
+    NaiveTimestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// The database's name of the type, as used in casts.
+    pub sql_type: String,
+    pub nullable: bool,
+    pub kind: ColumnKind,
+}
+
+/// A table as the database describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub name: TableName,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+}
+
+impl TableInfo {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// The row fetched for one key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fetched {
+    /// The row's columns as a JSON object, with JSON types.
+    Row(serde_json::Map<String, serde_json::Value>),
+    /// No row has this key any more.
+    Missing,
+    /// The key's values do not fit the key columns (e.g. `emp_id=abc` for an integer).
+    Invalid(String),
+}
+
+/// Replay filters (DESIGN.md §2). Every set filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFilter {
+    pub event_ids: Option<(i64, i64)>,
+    pub objects: Vec<String>,
+    pub verbs: Vec<String>,
+    pub statuses: Vec<Status>,
+    /// Only rows of this connector or of none (events that never reached a connector), and
+    /// every replayed event goes to this connector. Unset: each row goes to its own connector.
+    pub connector: Option<String>,
+    /// RFC 3339 bounds on `event_processed`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub limit: Option<u64>,
+}
+
+/// One event a replay re-enqueues (or would, in a dry run).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replayed {
+    pub replay_of: i64,
+    pub object: String,
+    pub verb: String,
+    pub key: String,
+    pub connector: Option<String>,
+    pub new_event_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BacklogRow {
+    pub object: String,
+    pub verb: String,
+    pub priority: i32,
+    pub ready: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreStatus {
+    pub backlog: Vec<BacklogRow>,
+    pub oldest_ready_age_seconds: Option<f64>,
+    pub in_progress: u64,
+    pub retrying: u64,
+    pub archived_failed: u64,
+    pub archived_error: u64,
+    pub archived_not_found: u64,
+}
+
+/// A trigger as found in the database, for drift checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledTrigger {
+    pub table: TableName,
+    pub name: String,
+    /// The fingerprint trigpoll wrote into it, if it is one of ours and has one.
+    pub fingerprint: Option<String>,
+    /// The routine the trigger runs, qualified and quoted, where the backend has one.
+    pub routine: Option<String>,
+}
+
+/// Events held back for a later attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RetryBacklog {
+    pub events: u64,
+    /// How long until the first of them is due.
+    pub next_due: Option<Duration>,
+}
+
+/// The operations trigpoll needs from a database.
+pub trait EventStore: Send {
+    /// The backend's name for messages: `postgresql`, `mysql`, `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    /// Describes a table, or `None` when it does not exist.
+    fn describe_table(&mut self, table: &TableName) -> Result<Option<TableInfo>>;
+
+    /// The triggers trigpoll installed (found by their naming convention).
+    fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>>;
+
+    /// Runs DDL statements, in one transaction where the database allows it.
+    fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
+
+    /// Claims up to `limit` ready events, highest priority first, then oldest; never an event
+    /// while an earlier one for the same object key is still in the event table.
+    fn claim(&mut self, limit: usize) -> Result<Vec<Event>>;
+
+    /// Fetches the current rows for the given key values (in the order of `key_columns`), in
+    /// bulk: one answer per key, in the order of `keys`.
+    fn fetch_rows(
+        &mut self,
+        table: &TableInfo,
+        key_columns: &[&Column],
+        keys: &[Vec<Option<String>>],
+    ) -> Result<Vec<Fetched>>;
+
+    /// Turns a captured row image (JSON text written by the trigger) into attributes.
+    fn row_image(
+        &self,
+        table: &TableInfo,
+        image: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>>;
+
+    /// Writes the outcome of a batch in one transaction: archive rows, removal of the events in
+    /// `complete`, and the retry state of `retry`. Only events this store still holds a claim on
+    /// are touched.
+    fn finish(
+        &mut self,
+        archive: &[ArchiveRow],
+        complete: &[i64],
+        retry: &[RetryLater],
+    ) -> Result<()>;
+
+    /// Gives back every claim this store holds.
+    fn release_claims(&mut self) -> Result<()>;
+
+    /// Events waiting for a retry, and when the first is due.
+    fn retry_backlog(&mut self) -> Result<RetryBacklog>;
+
+    /// Re-enqueues archived events with `replay_of` set (or lists them, when `dry_run`), in
+    /// event-id order so that per-key order holds.
+    fn replay(&mut self, filter: &ReplayFilter, dry_run: bool) -> Result<Vec<Replayed>>;
+
+    fn status(&mut self) -> Result<StoreStatus>;
+
+    /// Blocks until new events may be ready or `timeout` passes, whichever is first; true when
+    /// the database said new events arrived.
+    fn wait_for_events(&mut self, timeout: Duration) -> Result<bool>;
+
+    /// Replaces a lost connection, keeping this store's claim token.
+    fn reconnect(&mut self) -> Result<()>;
+}
+
+/// Opens the store named by the configuration's database URL.
+pub fn open(config: &Config) -> Result<Box<dyn EventStore>> {
+    let url = config.database.url.expose();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Box::new(postgres::PgStore::connect(config)?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "database.url: unsupported scheme in {:?}; use postgres://, mysql:// or sqlite://",
+            url.split("://").next().unwrap_or(url)
+        )))
+    }
+}

@@ -1,0 +1,595 @@
+//! The PostgreSQL event store.
+
+use std::time::Duration;
+
+use fallible_iterator::FallibleIterator;
+use postgres::types::ToSql;
+use postgres::{Client, NoTls};
+
+use crate::config::{Config, Secret, TableName};
+use crate::dialect::postgres::{self as sql, Names};
+use crate::dialect::FINGERPRINT_MARKER;
+use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::store::{
+    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
+    Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+};
+
+pub struct PgStore {
+    client: Client,
+    url: Secret,
+    names: Names,
+    token: String,
+    claim_timeout_secs: f64,
+    listening: bool,
+}
+
+fn err(e: postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut msg = db.message().to_string();
+            if let Some(detail) = db.detail() {
+                msg.push_str(&format!(" ({detail})"));
+            }
+            StoreError::Database(msg)
+        }
+        None if e.is_closed() || source_is_io(&e) => StoreError::Connection(e.to_string()),
+        None => StoreError::Database(e.to_string()),
+    }
+}
+
+fn source_is_io(e: &postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// SQLSTATE class 22: a value that does not fit its type, e.g. a malformed key value.
+fn is_data_exception(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code().starts_with("22"))
+}
+
+fn open_client(url: &str) -> Result<Client> {
+    let mut client = Client::connect(url, NoTls)
+        .map_err(|e| StoreError::Connection(format!("cannot connect to PostgreSQL: {}", err(e))))?;
+    client
+        .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'trigpoll'; SET client_min_messages = warning")
+        .map_err(err)?;
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .map_err(err)?
+        .get(0);
+    if version < 120000 {
+        return Err(StoreError::Invalid(format!(
+            "PostgreSQL {} is too old: trigpoll needs 12 or later",
+            version / 10000
+        )));
+    }
+    Ok(client)
+}
+
+impl PgStore {
+    pub fn connect(config: &Config) -> Result<Self> {
+        let db = &config.database;
+        Ok(PgStore {
+            client: open_client(db.url.expose())?,
+            url: db.url.clone(),
+            names: Names::new(&db.schema, &db.event_table, &db.archive_table),
+            token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            claim_timeout_secs: config.poll.claim_timeout.as_secs_f64(),
+            listening: false,
+        })
+    }
+
+    fn event_from_row(row: &postgres::Row) -> Event {
+        let done: Option<String> = row.get(10);
+        Event {
+            event_id: row.get(0),
+            object_name: row.get(1),
+            object_verb: row.get(2),
+            object_key: row.get(3),
+            priority: row.get(4),
+            event_time: row.get(5),
+            connector_id: row.get(6),
+            attempts: row.get(7),
+            payload: row.get(8),
+            replay_of: row.get(9),
+            done_connectors: done
+                .map(|d| d.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn fetch_one(
+        &mut self,
+        query: &str,
+        values: &[Option<String>],
+        table: &TableInfo,
+    ) -> Result<Fetched> {
+        let arrays: Vec<Vec<Option<String>>> = values.iter().map(|v| vec![v.clone()]).collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        match self.client.query(query, &params) {
+            Ok(rows) => match rows.first().and_then(|r| r.get::<_, Option<&str>>(1)) {
+                Some(image) => Ok(Fetched::Row(self.row_image(table, image)?)),
+                None => Ok(Fetched::Missing),
+            },
+            Err(e) if is_data_exception(&e) => Ok(Fetched::Invalid(err(e).to_string())),
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
+/// Adjusts PostgreSQL's JSON rendering of a row to the payload's types (DESIGN.md §7).
+fn normalize(
+    table: &TableInfo,
+    mut row: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine;
+    for col in &table.columns {
+        let Some(serde_json::Value::String(text)) = row.get_mut(&col.name) else {
+            continue;
+        };
+        match col.kind {
+            ColumnKind::Bytes => {
+                if let Some(bytes) = text.strip_prefix("\\x").and_then(|h| hex::decode(h).ok()) {
+                    *text = base64::engine::general_purpose::STANDARD.encode(bytes);
+                }
+            }
+            ColumnKind::NaiveTimestamp => {
+                if text.as_bytes().first().is_some_and(u8::is_ascii_digit) {
+                    text.push('Z');
+                }
+            }
+            ColumnKind::Plain => {}
+        }
+    }
+    row
+}
+
+impl EventStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn describe_table(&mut self, name: &TableName) -> Result<Option<TableInfo>> {
+        let oid: Option<u32> = self
+            .client
+            .query_one("SELECT to_regclass($1)::oid", &[&sql::table(name)])
+            .map_err(err)?
+            .get(0);
+        let Some(oid) = oid else { return Ok(None) };
+        let columns = self
+            .client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, NULL), NOT a.attnotnull,
+                        t.typname::text
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY a.attnum",
+                &[&oid],
+            )
+            .map_err(err)?
+            .iter()
+            .map(|r| {
+                let typname: String = r.get(3);
+                Column {
+                    name: r.get(0),
+                    sql_type: r.get(1),
+                    nullable: r.get(2),
+                    kind: match typname.as_str() {
+                        "bytea" => ColumnKind::Bytes,
+                        "timestamp" => ColumnKind::NaiveTimestamp,
+                        _ => ColumnKind::Plain,
+                    },
+                }
+            })
+            .collect();
+        let primary_key = self
+            .client
+            .query(
+                "SELECT a.attname::text
+                 FROM pg_index i
+                 CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                 WHERE i.indrelid = $1 AND i.indisprimary
+                 ORDER BY k.ord",
+                &[&oid],
+            )
+            .map_err(err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(Some(TableInfo {
+            name: name.clone(),
+            columns,
+            primary_key,
+        }))
+    }
+
+    fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, t.tgname::text, p.proname::text, p.prosrc
+                 FROM pg_trigger t
+                 JOIN pg_class c ON c.oid = t.tgrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_proc p ON p.oid = t.tgfoid
+                 JOIN pg_namespace pn ON pn.oid = p.pronamespace
+                 WHERE NOT t.tgisinternal AND pn.nspname = $1 AND t.tgname = $2
+                 ORDER BY 1, 2",
+                &[&self.names.schema_raw, &sql::TRIGGER_NAME],
+            )
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let source: String = r.get(4);
+                let routine: String = r.get(3);
+                InstalledTrigger {
+                    table: TableName {
+                        schema: Some(r.get(0)),
+                        name: r.get(1),
+                    },
+                    name: r.get(2),
+                    fingerprint: source.split_once(FINGERPRINT_MARKER).map(|(_, rest)| {
+                        rest.chars().take_while(char::is_ascii_hexdigit).collect()
+                    }),
+                    routine: Some(format!("{}.{}", self.names.schema, sql::ident(&routine))),
+                }
+            })
+            .collect())
+    }
+
+    fn execute_ddl(&mut self, statements: &[String]) -> Result<()> {
+        let mut tx = self.client.transaction().map_err(err)?;
+        for statement in statements {
+            tx.batch_execute(statement).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
+        let rows = self
+            .client
+            .query(
+                &sql::claim(&self.names),
+                &[&(limit as i64), &self.token, &self.claim_timeout_secs],
+            )
+            .map_err(err)?;
+        let mut events: Vec<Event> = rows.iter().map(Self::event_from_row).collect();
+        events.sort_by_key(|e| (e.priority, e.event_id));
+        Ok(events)
+    }
+
+    fn fetch_rows(
+        &mut self,
+        table: &TableInfo,
+        key_columns: &[&Column],
+        keys: &[Vec<Option<String>>],
+    ) -> Result<Vec<Fetched>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let width = key_columns.len();
+        let query = sql::fetch(table, key_columns);
+        let arrays: Vec<Vec<Option<String>>> = (0..width)
+            .map(|i| keys.iter().map(|k| k[i].clone()).collect())
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        match self.client.query(&query, &params) {
+            Ok(rows) => {
+                let mut out = vec![Fetched::Missing; keys.len()];
+                for row in rows {
+                    let i: i64 = row.get(0);
+                    if let Some(image) = row.get::<_, Option<&str>>(1) {
+                        out[i as usize - 1] = Fetched::Row(self.row_image(table, image)?);
+                    }
+                }
+                Ok(out)
+            }
+            // One bad key value fails the whole statement: find it key by key.
+            Err(e) if is_data_exception(&e) => keys
+                .iter()
+                .map(|k| self.fetch_one(&query, k, table))
+                .collect(),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    fn row_image(
+        &self,
+        table: &TableInfo,
+        image: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let row = serde_json::from_str(image)
+            .map_err(|e| StoreError::Database(format!("row image is not a JSON object: {e}")))?;
+        Ok(normalize(table, row))
+    }
+
+    fn finish(
+        &mut self,
+        archive: &[ArchiveRow],
+        complete: &[i64],
+        retry: &[RetryLater],
+    ) -> Result<()> {
+        let n = &self.names;
+        let mut tx = self.client.transaction().map_err(err)?;
+        if !archive.is_empty() {
+            let ids: Vec<i64> = archive.iter().map(|a| a.event_id).collect();
+            let connectors: Vec<Option<&str>> =
+                archive.iter().map(|a| a.connector_id.as_deref()).collect();
+            let statuses: Vec<i16> = archive.iter().map(|a| a.status.code()).collect();
+            let descriptions: Vec<Option<&str>> =
+                archive.iter().map(|a| a.description.as_deref()).collect();
+            let attempts: Vec<i32> = archive.iter().map(|a| a.attempts).collect();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {} (event_id, object_name, object_verb, object_key, event_priority,
+                        event_time, event_status, event_description, connector_id, attempts,
+                        payload, replay_of)
+                     SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
+                        e.event_time, d.status, d.description, d.connector_id, d.attempts,
+                        e.payload, e.replay_of
+                     FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::text[], $5::int[])
+                          AS d(event_id, connector_id, status, description, attempts)
+                     JOIN {} e ON e.event_id = d.event_id AND e.claimed_by = $6",
+                    n.archive, n.event
+                ),
+                &[
+                    &ids,
+                    &connectors,
+                    &statuses,
+                    &descriptions,
+                    &attempts,
+                    &self.token,
+                ],
+            )
+            .map_err(err)?;
+        }
+        if !complete.is_empty() {
+            tx.execute(
+                &format!(
+                    "DELETE FROM {} WHERE event_id = ANY($1) AND claimed_by = $2",
+                    n.event
+                ),
+                &[&complete, &self.token],
+            )
+            .map_err(err)?;
+        }
+        if !retry.is_empty() {
+            let ids: Vec<i64> = retry.iter().map(|r| r.event_id).collect();
+            let attempts: Vec<i32> = retry.iter().map(|r| r.attempts).collect();
+            let delays: Vec<i64> = retry.iter().map(|r| r.delay.as_millis() as i64).collect();
+            let descriptions: Vec<&str> = retry.iter().map(|r| r.description.as_str()).collect();
+            let done: Vec<Option<String>> = retry
+                .iter()
+                .map(|r| (!r.done_connectors.is_empty()).then(|| r.done_connectors.join(",")))
+                .collect();
+            tx.execute(
+                &format!(
+                    "UPDATE {} AS e SET event_status = 0, claimed_by = NULL, claimed_at = NULL,
+                        attempts = u.attempts,
+                        next_attempt_at = now() + u.delay_ms * interval '1 millisecond',
+                        event_description = u.description, done_connectors = u.done
+                     FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[])
+                          AS u(event_id, attempts, delay_ms, description, done)
+                     WHERE e.event_id = u.event_id AND e.claimed_by = $6",
+                    n.event
+                ),
+                &[&ids, &attempts, &delays, &descriptions, &done, &self.token],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn release_claims(&mut self) -> Result<()> {
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE {} SET event_status = 0, claimed_by = NULL, claimed_at = NULL
+                     WHERE claimed_by = $1 AND event_status = 3",
+                    self.names.event
+                ),
+                &[&self.token],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn retry_backlog(&mut self) -> Result<RetryBacklog> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*), extract(epoch FROM min(next_attempt_at) - now())::float8
+                     FROM {} WHERE event_status = 0 AND next_attempt_at > now()",
+                    self.names.event
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        let events: i64 = row.get(0);
+        let due: Option<f64> = row.get(1);
+        Ok(RetryBacklog {
+            events: events as u64,
+            next_due: due.map(|s| Duration::from_secs_f64(s.max(0.0))),
+        })
+    }
+
+    fn replay(&mut self, filter: &ReplayFilter, dry_run: bool) -> Result<Vec<Replayed>> {
+        let mut conditions = Vec::new();
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        let bind = |value: Box<dyn ToSql + Sync>, params: &mut Vec<Box<dyn ToSql + Sync>>| {
+            params.push(value);
+            format!("${}", params.len())
+        };
+        if let Some((from, to)) = filter.event_ids {
+            let (a, b) = (
+                bind(Box::new(from), &mut params),
+                bind(Box::new(to), &mut params),
+            );
+            conditions.push(format!("a.event_id BETWEEN {a} AND {b}"));
+        }
+        if !filter.objects.is_empty() {
+            let p = bind(Box::new(filter.objects.clone()), &mut params);
+            conditions.push(format!("a.object_name = ANY({p})"));
+        }
+        if !filter.verbs.is_empty() {
+            let p = bind(Box::new(filter.verbs.clone()), &mut params);
+            conditions.push(format!("a.object_verb = ANY({p})"));
+        }
+        if !filter.statuses.is_empty() {
+            let codes: Vec<i16> = filter.statuses.iter().map(|s| s.code()).collect();
+            let p = bind(Box::new(codes), &mut params);
+            conditions.push(format!("a.event_status = ANY({p})"));
+        }
+        if let Some(connector) = &filter.connector {
+            let p = bind(Box::new(connector.clone()), &mut params);
+            conditions.push(format!("(a.connector_id = {p} OR a.connector_id IS NULL)"));
+        }
+        if let Some(since) = &filter.since {
+            let p = bind(Box::new(since.clone()), &mut params);
+            conditions.push(format!("a.event_processed >= {p}::text::timestamptz"));
+        }
+        if let Some(until) = &filter.until {
+            let p = bind(Box::new(until.clone()), &mut params);
+            conditions.push(format!("a.event_processed < {p}::text::timestamptz"));
+        }
+        let target_param = bind(Box::new(filter.connector.clone()), &mut params);
+        let limit = filter
+            .limit
+            .map(|l| format!("LIMIT {}", bind(Box::new(l as i64), &mut params)))
+            .unwrap_or_default();
+        let chosen = format!(
+            "SELECT a.object_name, a.object_verb, a.object_key, a.event_priority,
+                a.event_time, COALESCE({target_param}::text, a.connector_id) AS connector_id,
+                a.payload, a.event_id
+             FROM {archive} a {where_} ORDER BY a.event_id, a.connector_id {limit}",
+            archive = self.names.archive,
+            where_ = if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            },
+        );
+        let query = if dry_run {
+            format!(
+                "SELECT event_id, object_name, object_verb, object_key, connector_id, NULL::bigint
+                 FROM ({chosen}) c"
+            )
+        } else {
+            format!(
+                "INSERT INTO {} (object_name, object_verb, object_key, event_priority, event_time,
+                    connector_id, payload, replay_of)
+                 SELECT * FROM ({chosen}) c
+                 RETURNING replay_of, object_name, object_verb, object_key, connector_id, event_id",
+                self.names.event
+            )
+        };
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
+        let mut replayed: Vec<Replayed> = self
+            .client
+            .query(&query, &refs)
+            .map_err(err)?
+            .iter()
+            .map(|r| Replayed {
+                replay_of: r.get(0),
+                object: r.get(1),
+                verb: r.get(2),
+                key: r.get(3),
+                connector: r.get(4),
+                new_event_id: r.get(5),
+            })
+            .collect();
+        replayed.sort_by_key(|r| (r.replay_of, r.new_event_id));
+        Ok(replayed)
+    }
+
+    fn status(&mut self) -> Result<StoreStatus> {
+        let n = &self.names;
+        let ready = "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= now())";
+        let backlog = self
+            .client
+            .query(
+                &format!(
+                    "SELECT object_name, object_verb, event_priority, count(*) FROM {} WHERE {ready}
+                     GROUP BY 1, 2, 3 ORDER BY 3, 1, 2",
+                    n.event
+                ),
+                &[],
+            )
+            .map_err(err)?
+            .iter()
+            .map(|r| BacklogRow {
+                object: r.get(0),
+                verb: r.get(1),
+                priority: r.get(2),
+                ready: r.get::<_, i64>(3) as u64,
+            })
+            .collect();
+        let counts = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT extract(epoch FROM now() - min(event_time) FILTER (WHERE {ready}))::float8,
+                        count(*) FILTER (WHERE event_status = 3),
+                        count(*) FILTER (WHERE event_status = 0 AND next_attempt_at > now())
+                     FROM {}",
+                    n.event
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        let archived = self
+            .client
+            .query(
+                &format!(
+                    "SELECT event_status, count(*) FROM {} WHERE event_status < 0 GROUP BY 1",
+                    n.archive
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        let archived_count = |status: Status| {
+            archived
+                .iter()
+                .find(|r| r.get::<_, i16>(0) == status.code())
+                .map_or(0, |r| r.get::<_, i64>(1) as u64)
+        };
+        Ok(StoreStatus {
+            backlog,
+            oldest_ready_age_seconds: counts.get(0),
+            in_progress: counts.get::<_, i64>(1) as u64,
+            retrying: counts.get::<_, i64>(2) as u64,
+            archived_failed: archived_count(Status::Failed),
+            archived_error: archived_count(Status::Error),
+            archived_not_found: archived_count(Status::NotFound),
+        })
+    }
+
+    fn wait_for_events(&mut self, timeout: Duration) -> Result<bool> {
+        if !self.listening {
+            self.client
+                .batch_execute(&format!("LISTEN {}", sql::ident(&self.names.channel)))
+                .map_err(err)?;
+            self.listening = true;
+        }
+        let mut notifications = self.client.notifications();
+        let woken = notifications
+            .timeout_iter(timeout)
+            .next()
+            .map_err(err)?
+            .is_some();
+        // Many inserts may have notified; one claim answers all of them.
+        while notifications.iter().next().map_err(err)?.is_some() {}
+        Ok(woken)
+    }
+
+    fn reconnect(&mut self) -> Result<()> {
+        self.client = open_client(self.url.expose())?;
+        self.listening = false;
+        Ok(())
+    }
+}
