@@ -101,10 +101,7 @@ impl Poller {
         let connectors = config
             .connectors
             .iter()
-            .map(|c| {
-                Connector::new(c.clone())
-                    .map_err(|e| StartError::Config(format!("connector {}: {e}", c.id)))
-            })
+            .map(|c| Connector::new(c.clone()).map_err(|e| StartError::Config(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Poller {
             store,

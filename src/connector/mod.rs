@@ -3,6 +3,25 @@
 //! Every connector works in batches: it is handed the deliveries of one poll batch and answers
 //! with one [`Outcome`] per delivery, in the same order. Delivery is at-least-once, so receivers
 //! must tolerate duplicates; `object_event_id` lets them drop them.
+//!
+//! One module per sink kind ([`StdoutSink`], [`FileSink`], [`HttpSink`]), each implementing
+//! [`Deliver`]; [`Sink`] dispatches between them and [`Connector`] adds the connector's identity
+//! and retry policy.
+
+mod file;
+mod http;
+mod stdout;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::config::{ConnectorConfig, SinkConfig};
+
+pub use file::FileSink;
+pub use http::{sign, HttpSink};
+pub use stdout::StdoutSink;
 
 /// One business object on its way to one connector.
 #[derive(Debug, Clone)]
@@ -27,4 +46,338 @@ pub enum Outcome {
     },
     /// A permanent failure: retrying will not help.
     Reject { reason: String },
+}
+
+impl Outcome {
+    fn retry(reason: impl Into<String>) -> Self {
+        Outcome::Retry {
+            reason: reason.into(),
+            after: None,
+        }
+    }
+}
+
+/// The contract every sink keeps.
+///
+/// - `deliver` returns exactly one [`Outcome`] per delivery, in the order of `batch`.
+/// - [`Outcome::Sent`] only once the receiver durably has the object (acknowledged by the HTTP
+///   receiver, flushed to disk for files, written to the pipe for stdout). When in doubt a sink
+///   answers [`Outcome::Retry`]: delivery is at-least-once, and a duplicate is better than a loss.
+/// - [`Outcome::Reject`] only when the receiver made clear that resending will not help.
+/// - Deliveries are started in batch order, but a sink that sends several at once (HTTP with
+///   `concurrency` > 1) may let them arrive out of order within a batch. Per-key order
+///   (DESIGN.md §6) therefore relies on the caller never putting two events for the same object
+///   key in one batch.
+pub trait Deliver {
+    fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome>;
+}
+
+/// A connector configuration that cannot be built into a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("file sink: `path` is empty")]
+    EmptyPath,
+    #[error("file sink: `path` {} is a directory", .0.display())]
+    PathIsDirectory(PathBuf),
+    #[error("http sink: invalid `url`: {0}")]
+    InvalidUrl(String),
+    #[error("http sink: `client_id` is empty")]
+    EmptyClientId,
+    #[error("http sink: `secret` is empty")]
+    EmptySecret,
+    #[error("http sink: `timeout` must be greater than zero")]
+    ZeroTimeout,
+    #[error("http sink: `concurrency` must be at least 1")]
+    ZeroConcurrency,
+}
+
+/// A connector that could not be built, naming it and the file it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("connector {id:?} ({}): {error}", .file.display())]
+pub struct ConnectorError {
+    pub id: String,
+    pub file: PathBuf,
+    pub error: SinkError,
+}
+
+/// The sink kinds, dispatched by enum rather than trait object: there are only a few.
+#[derive(Debug)]
+pub enum Sink {
+    Stdout(StdoutSink),
+    File(FileSink),
+    Http(HttpSink),
+}
+
+impl Sink {
+    /// Checks the configuration, then builds the sink. Nothing is opened or connected here: the
+    /// file is opened on the first delivery, the HTTP receiver is first contacted then too.
+    pub fn from_config(config: &SinkConfig) -> Result<Sink, SinkError> {
+        Ok(match config {
+            SinkConfig::Stdout => Sink::Stdout(StdoutSink::new()),
+            SinkConfig::File { path } => Sink::File(FileSink::from_config(path)?),
+            SinkConfig::Http(http) => Sink::Http(HttpSink::from_config(http)?),
+        })
+    }
+
+    /// Delivers a batch; see [`Deliver`] for the contract.
+    pub fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let outcomes = match self {
+            Sink::Stdout(sink) => sink.deliver(batch),
+            Sink::File(sink) => sink.deliver(batch),
+            Sink::Http(sink) => sink.deliver(batch),
+        };
+        debug_assert_eq!(outcomes.len(), batch.len());
+        outcomes
+    }
+}
+
+/// The first retry delay doubles with every attempt up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+/// A receiver's `Retry-After` is honoured up to this, so a bogus value cannot park an event
+/// for days.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
+
+/// One configured connector: its sink plus its retry policy.
+///
+/// Delivery is at-least-once: an event is reported [`Outcome::Sent`] only once the receiver
+/// durably has it, and anything uncertain is retried. Outcomes come back one per delivery, in
+/// batch order.
+#[derive(Debug)]
+pub struct Connector {
+    pub config: ConnectorConfig,
+    sink: Sink,
+}
+
+impl Connector {
+    /// Validates the connector's sink configuration and builds the sink, without touching the
+    /// network or the file system.
+    pub fn new(config: ConnectorConfig) -> Result<Self, ConnectorError> {
+        let sink = Sink::from_config(&config.sink).map_err(|error| ConnectorError {
+            id: config.id.clone(),
+            file: config.source.clone(),
+            error,
+        })?;
+        Ok(Connector { config, sink })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Delivers a batch: one [`Outcome`] per delivery, in batch order (see [`Deliver`]).
+    pub fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let outcomes = self.sink.deliver(batch);
+        for (delivery, outcome) in batch.iter().zip(&outcomes) {
+            match outcome {
+                Outcome::Sent => {}
+                Outcome::Retry { reason, after } => tracing::debug!(
+                    connector = %self.config.id,
+                    event_id = delivery.event_id,
+                    reason = %reason,
+                    retry_after = ?after,
+                    "delivery will be retried"
+                ),
+                Outcome::Reject { reason } => tracing::debug!(
+                    connector = %self.config.id,
+                    event_id = delivery.event_id,
+                    reason = %reason,
+                    "delivery rejected"
+                ),
+            }
+        }
+        outcomes
+    }
+
+    /// How long to wait before the next try after failed attempt number `attempt` (1-based).
+    ///
+    /// Exponential backoff with "equal jitter": `d = backoff × 2^(attempt-1)`, capped at
+    /// 15 minutes, then a uniform pick in `[d/2, d]` so that many events failing together do not
+    /// come back together. A receiver's `Retry-After` is a floor, itself capped at one hour.
+    pub fn backoff_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        backoff_delay(
+            self.config.backoff,
+            attempt,
+            retry_after,
+            &mut rand::thread_rng(),
+        )
+    }
+}
+
+fn backoff_delay(
+    base: Duration,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    rng: &mut impl Rng,
+) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(31);
+    let full = base.saturating_mul(1 << doublings).min(MAX_BACKOFF);
+    let jittered = if full.is_zero() {
+        full
+    } else {
+        rng.gen_range(full / 2..=full)
+    };
+    match retry_after {
+        Some(after) => jittered.max(after.min(MAX_RETRY_AFTER)),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use rand::rngs::mock::StepRng;
+
+    fn connector(backoff: Duration) -> Connector {
+        Connector::new(ConnectorConfig {
+            id: "test".into(),
+            subscribe: vec!["*".parse().unwrap()],
+            sink: SinkConfig::Stdout,
+            max_attempts: 10,
+            backoff,
+            source: PathBuf::from("connectors/test.toml"),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn backoff_doubles_within_equal_jitter_bounds() {
+        let c = connector(Duration::from_secs(1));
+        for attempt in 1..=8u32 {
+            let full = Duration::from_secs(1 << (attempt - 1));
+            for _ in 0..200 {
+                let d = c.backoff_delay(attempt, None);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} not in [{:?}, {full:?}]",
+                    full / 2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_jitter_actually_varies() {
+        let c = connector(Duration::from_secs(10));
+        let picks: std::collections::HashSet<Duration> =
+            (0..50).map(|_| c.backoff_delay(3, None)).collect();
+        assert!(picks.len() > 1, "no jitter: {picks:?}");
+    }
+
+    #[test]
+    fn backoff_extremes_hit_the_bounds() {
+        // StepRng(0, 0) yields the lowest value of every range, u64::MAX the highest.
+        let base = Duration::from_secs(4);
+        assert_eq!(
+            backoff_delay(base, 1, None, &mut StepRng::new(0, 0)),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            backoff_delay(base, 3, None, &mut StepRng::new(u64::MAX, 0)),
+            Duration::from_secs(16)
+        );
+    }
+
+    #[test]
+    fn backoff_is_capped_at_fifteen_minutes_and_never_overflows() {
+        let c = connector(Duration::from_secs(1));
+        for attempt in [11, 12, 31, 32, 33, 64, u32::MAX] {
+            let d = c.backoff_delay(attempt, None);
+            assert!(
+                d >= MAX_BACKOFF / 2 && d <= MAX_BACKOFF,
+                "attempt {attempt}: {d:?}"
+            );
+        }
+        let huge = connector(Duration::from_secs(u64::MAX / 2));
+        assert!(huge.backoff_delay(40, None) <= MAX_BACKOFF);
+    }
+
+    #[test]
+    fn attempt_zero_is_treated_as_the_first() {
+        let c = connector(Duration::from_secs(2));
+        let d = c.backoff_delay(0, None);
+        assert!(
+            d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn zero_backoff_stays_zero() {
+        let c = connector(Duration::ZERO);
+        assert_eq!(c.backoff_delay(5, None), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_capped_at_one_hour() {
+        let c = connector(Duration::from_secs(1));
+        // Longer than the backoff: wins.
+        assert_eq!(
+            c.backoff_delay(1, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        // Shorter than the backoff: the backoff wins.
+        let d = c.backoff_delay(8, Some(Duration::from_secs(1)));
+        assert!(d >= Duration::from_secs(64), "{d:?}");
+        // Absurd: capped.
+        assert_eq!(
+            c.backoff_delay(1, Some(Duration::from_secs(7 * 24 * 3600))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn invalid_http_config_names_the_connector_the_file_and_the_key() {
+        let mut config = connector(Duration::from_secs(1)).config;
+        config.sink = SinkConfig::Http(crate::config::HttpSinkConfig {
+            url: "not a url".into(),
+            client_id: "trigpoll".into(),
+            secret: Secret::new("hunter2"),
+            timeout: Duration::from_secs(1),
+            concurrency: 1,
+        });
+        let err = Connector::new(config.clone()).unwrap_err().to_string();
+        assert!(err.contains("\"test\""), "{err}");
+        assert!(err.contains("connectors/test.toml"), "{err}");
+        assert!(err.contains("`url`"), "{err}");
+
+        let SinkConfig::Http(http) = &mut config.sink else {
+            unreachable!()
+        };
+        http.url = "ftp://example.com/".into();
+        let err = Connector::new(config.clone()).unwrap_err().to_string();
+        assert!(err.contains("`url`") && err.contains("ftp"), "{err}");
+
+        let SinkConfig::Http(http) = &mut config.sink else {
+            unreachable!()
+        };
+        http.url = "http://127.0.0.1:1/".into();
+        http.concurrency = 0;
+        let err = Connector::new(config.clone()).unwrap_err().to_string();
+        assert!(err.contains("`concurrency`"), "{err}");
+    }
+
+    #[test]
+    fn sink_debug_never_shows_the_secret() {
+        let sink = Sink::from_config(&SinkConfig::Http(crate::config::HttpSinkConfig {
+            url: "http://127.0.0.1:1/".into(),
+            client_id: "trigpoll".into(),
+            secret: Secret::new("hunter2"),
+            timeout: Duration::from_secs(1),
+            concurrency: 2,
+        }))
+        .unwrap();
+        let shown = format!("{sink:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("trigpoll"), "{shown}");
+    }
+
+    #[test]
+    fn empty_batch_gives_no_outcomes() {
+        let mut c = connector(Duration::from_secs(1));
+        assert!(c.deliver(&[]).is_empty());
+    }
 }
