@@ -144,7 +144,10 @@ mod tests {
 
     #[test]
     fn multi_character_and_unicode_delimiters_escape_each_character() {
-        assert_eq!(encode(&[pair("a", "x|y"), pair("b", "~")], "|~"), "a=x%7Cy|~b=%7E");
+        assert_eq!(
+            encode(&[pair("a", "x|y"), pair("b", "~")], "|~"),
+            "a=x%7Cy|~b=%7E"
+        );
         assert_eq!(encode(&[pair("a", "x§y")], "§"), "a=x%C2%A7y");
         assert_eq!(
             decode("a=x%C2%A7y§b=1", "§").unwrap(),
@@ -157,15 +160,27 @@ mod tests {
         assert_eq!(decode("", ":"), Err(KeyError::Empty));
         assert_eq!(decode("=1", ":"), Err(KeyError::EmptyName { index: 1 }));
         assert_eq!(decode("a=1:", ":"), Err(KeyError::EmptyName { index: 2 }));
-        assert_eq!(decode("a=1=2", ":"), Err(KeyError::ExtraEquals { index: 1 }));
-        assert_eq!(decode("a=%4", ":"), Err(KeyError::BadEscape { index: 1, at: 0 }));
-        assert_eq!(decode("a=%zz", ":"), Err(KeyError::BadEscape { index: 1, at: 0 }));
+        assert_eq!(
+            decode("a=1=2", ":"),
+            Err(KeyError::ExtraEquals { index: 1 })
+        );
+        assert_eq!(
+            decode("a=%4", ":"),
+            Err(KeyError::BadEscape { index: 1, at: 0 })
+        );
+        assert_eq!(
+            decode("a=%zz", ":"),
+            Err(KeyError::BadEscape { index: 1, at: 0 })
+        );
         assert_eq!(decode("a=%FF", ":"), Err(KeyError::NotUtf8 { index: 1 }));
     }
 
     #[test]
     fn null_values_are_bare_names() {
-        assert_eq!(decode("a:b=", ":").unwrap(), vec![("a".into(), None), pair("b", "")]);
+        assert_eq!(
+            decode("a:b=", ":").unwrap(),
+            vec![("a".into(), None), pair("b", "")]
+        );
     }
 
     fn delimiter() -> impl Strategy<Value = String> {

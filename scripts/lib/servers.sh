@@ -1,0 +1,46 @@
+# Helpers shared by the scripts: make sure a database server answers, starting a throwaway one
+# from the OS packages when none does. Sourced, not run.
+
+log() { printf '%s\n' "scripts: $*" >&2; }
+
+# Does something listen on host:port?
+port_open() {
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# host and port of a URL like scheme://user@host:port/db
+url_host() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; printf '%s' "${u%%:*}"; }
+url_port() { local u="${1#*://}"; u="${u#*@}"; u="${u%%/*}"; [[ "$u" == *:* ]] && printf '%s' "${u##*:}" || printf '%s' "$2"; }
+
+apt_install() {
+  if [ "$(id -u)" != 0 ]; then
+    log "need root to install $* from the OS packages"; return 1
+  fi
+  if [ -z "${APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+# Makes TRIGPOLL_TEST_PG_URL answer: the configured server, or a throwaway one on port 54329.
+ensure_postgres() {
+  local host port
+  host=$(url_host "$TRIGPOLL_TEST_PG_URL"); port=$(url_port "$TRIGPOLL_TEST_PG_URL" 5432)
+  if port_open "$host" "$port"; then return 0; fi
+  log "no PostgreSQL answers at $host:$port; starting a throwaway server"
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$bin" ]; then
+    apt_install postgresql
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  local dir=/tmp/trigpoll-test-pg
+  if ! port_open 127.0.0.1 54329; then
+    rm -rf "$dir"; mkdir -p "$dir"; chown postgres: "$dir"
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
+      -o "-p 54329 -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2
+  fi
+  export TRIGPOLL_TEST_PG_URL="postgres://postgres@127.0.0.1:54329/postgres"
+}

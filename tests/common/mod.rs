@@ -1,0 +1,246 @@
+//! Test harness: a throwaway database per test, a configuration folder, the real binary.
+//!
+//! Each test gets its own database, named at random and dropped at the end. A test that cannot
+//! reach its database server fails under `CI=true` and is skipped (with a note) otherwise.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub mod receiver;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+}
+
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    name: String,
+    admin_url: String,
+}
+
+fn unreachable(what: &str, err: impl std::fmt::Display) -> Option<TestDb> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is required under CI=true: {err}");
+    }
+    eprintln!("skipped: {what} is not reachable ({err}); run scripts/test.sh");
+    None
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> Option<TestDb> {
+        let name = format!("trigpoll_test_{:016x}", rand::random::<u64>());
+        match backend {
+            Backend::Postgres => {
+                let admin_url = std::env::var("TRIGPOLL_TEST_PG_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+                let mut admin = match postgres::Client::connect(&admin_url, postgres::NoTls) {
+                    Ok(c) => c,
+                    Err(e) => return unreachable("PostgreSQL at TRIGPOLL_TEST_PG_URL", e),
+                };
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create the test database");
+                let url = match admin_url.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}"),
+                    None => panic!("TRIGPOLL_TEST_PG_URL has no database part"),
+                };
+                Some(TestDb {
+                    backend,
+                    url,
+                    name,
+                    admin_url,
+                })
+            }
+        }
+    }
+
+    /// Runs statements (separated by `;` at line ends).
+    pub fn execute(&self, sql: &str) {
+        let sql = self.dialect(sql);
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                c.batch_execute(&sql)
+                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+            }
+        }
+    }
+
+    /// Rows as text (NULL as None).
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let sql = self.dialect(sql);
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                let wrapped = format!("SELECT to_json(q.*)::text FROM ({sql}) q");
+                c.query(&wrapped, &[])
+                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"))
+                    .iter()
+                    .map(|r| {
+                        let v: serde_json::Value =
+                            serde_json::from_str(r.get::<_, &str>(0)).unwrap();
+                        v.as_object()
+                            .unwrap()
+                            .values()
+                            .map(|v| match v {
+                                serde_json::Value::Null => None,
+                                serde_json::Value::String(s) => Some(s.clone()),
+                                other => Some(other.to_string()),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    pub fn scalar(&self, sql: &str) -> Option<String> {
+        self.query(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.scalar(sql).map_or(0, |s| s.parse().unwrap())
+    }
+
+    /// Replaces the type placeholders `{text}` (a text type that can be a key), `{bytes}`,
+    /// `{ts}` (timestamp, microseconds), `{dec}` (decimal 12,2) and `{json}` with this backend's.
+    pub fn dialect(&self, sql: &str) -> String {
+        let types: &[(&str, &str)] = match self.backend {
+            Backend::Postgres => &[
+                ("{text}", "text"),
+                ("{bytes}", "bytea"),
+                ("{ts}", "timestamp(6)"),
+                ("{dec}", "numeric(12,2)"),
+                ("{json}", "jsonb"),
+                ("{events}", "trigpoll.trigpoll_event"),
+                ("{archive}", "trigpoll.trigpoll_archive"),
+            ],
+        };
+        types
+            .iter()
+            .fold(sql.to_string(), |s, (from, to)| s.replace(from, to))
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match self.backend {
+            Backend::Postgres => {
+                if let Ok(mut admin) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+                    let _ = admin.batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        self.name
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A test's world: a database, a folder with trigpoll.toml and connectors/, the binary.
+pub struct Env {
+    pub db: TestDb,
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new(backend: Backend) -> Option<Env> {
+        Some(Env {
+            db: TestDb::new(backend)?,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("trigpoll.toml")
+    }
+
+    /// Writes trigpoll.toml: the database, `[poll]` settings and the given `[[object]]`s.
+    pub fn config(&self, poll: &str, objects: &str) {
+        std::fs::create_dir_all(self.path("connectors")).unwrap();
+        let text = format!(
+            "[database]\nurl = \"{}\"\n\n[poll]\n{poll}\n\n{objects}\n",
+            self.db.url
+        );
+        std::fs::write(self.config_path(), text).unwrap();
+    }
+
+    pub fn connector(&self, id: &str, body: &str) {
+        std::fs::create_dir_all(self.path("connectors")).unwrap();
+        std::fs::write(
+            self.path(&format!("connectors/{id}.toml")),
+            format!("id = \"{id}\"\n{body}\n"),
+        )
+        .unwrap();
+    }
+
+    /// A file connector subscribed to everything, writing to `<id>.ndjson`.
+    pub fn file_connector(&self, id: &str) -> PathBuf {
+        self.connector(
+            id,
+            &format!("subscribe = [\"*.*\"]\n[sink]\ntype = \"file\"\npath = \"../{id}.ndjson\""),
+        );
+        self.path(&format!("{id}.ndjson"))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trigpoll"));
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .args(args)
+            .env_remove("TRIGPOLL_CONFIG")
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and insists on the exit code, showing stderr when it differs.
+    pub fn run_ok(&self, args: &[&str], code: i32) -> Output {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "trigpoll {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// The NDJSON lines of a file connector's output.
+pub fn lines(path: &Path) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,0 +1,165 @@
+//! What the triggers write, and the object-key codec through the database.
+
+use serde_json::json;
+
+use crate::common::{lines, Backend, Env};
+use crate::conformance::hr;
+
+fn event_rows(env: &Env) -> Vec<Vec<Option<String>>> {
+    env.db.query(
+        "SELECT object_name, object_verb, object_key, event_priority, event_status FROM {events} ORDER BY event_id",
+    )
+}
+
+fn row(v: &[&str]) -> Vec<Option<String>> {
+    v.iter().map(|s| Some(s.to_string())).collect()
+}
+
+pub fn triggers_write_one_event_per_change(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO employee (emp_id, last_name) VALUES (1, 'a');
+         INSERT INTO order_line VALUES (45381, '321', 2);
+         UPDATE employee SET last_name = 'b' WHERE emp_id = 1;
+         DELETE FROM order_line",
+    );
+    assert_eq!(
+        event_rows(&env),
+        vec![
+            row(&["Employee", "Create", "emp_id=1", "1", "0"]),
+            row(&[
+                "OrderLine",
+                "Create",
+                "contract_id=45381:header_id=321",
+                "0",
+                "0"
+            ]),
+            row(&["Employee", "Update", "emp_id=1", "1", "0"]),
+            row(&[
+                "OrderLine",
+                "Delete",
+                "contract_id=45381:header_id=321",
+                "0",
+                "0"
+            ]),
+        ]
+    );
+    let image = env
+        .db
+        .scalar("SELECT payload FROM {events} WHERE object_verb = 'Delete'")
+        .expect("a delete carries the old row");
+    let image: serde_json::Value = serde_json::from_str(&image).unwrap();
+    assert_eq!(image["qty"], json!(2));
+    assert_eq!(image["header_id"], json!("321"));
+}
+
+pub fn a_key_change_is_a_delete_and_a_create(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    env.db
+        .execute("INSERT INTO employee (emp_id, last_name) VALUES (1, 'a')");
+    env.run_ok(&["drain"], 0);
+    env.db
+        .execute("UPDATE employee SET emp_id = 2 WHERE emp_id = 1");
+    assert_eq!(
+        event_rows(&env),
+        vec![
+            row(&["Employee", "Delete", "emp_id=1", "1", "0"]),
+            row(&["Employee", "Create", "emp_id=2", "1", "0"]),
+        ]
+    );
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    let verbs: Vec<(&str, &Value)> = delivered
+        .iter()
+        .map(|l| (l["verb"].as_str().unwrap(), &l["key"]))
+        .collect();
+    assert_eq!(
+        verbs,
+        vec![
+            ("Create", &json!({"emp_id": "1"})),
+            ("Delete", &json!({"emp_id": "1"})),
+            ("Create", &json!({"emp_id": "2"})),
+        ]
+    );
+    assert_eq!(
+        delivered[1]["attributes"]["last_name"], "a",
+        "the delete carries the old row"
+    );
+}
+
+use serde_json::Value;
+
+/// Values that stress the codec: the delimiter, `=`, `%`, unicode, newlines, escapes that look
+/// already encoded, and spaces.
+pub const NASTY: &[&str] = &[
+    "plain",
+    "a:b",
+    "x=y",
+    "100%",
+    "%3A",
+    "%%==::",
+    "élève ✓ 日本",
+    "line1\nline2\r\n",
+    "tab\there",
+    " lead and trail ",
+    "emoji 🦀",
+    "",
+];
+
+pub fn keys_round_trip_through_the_database(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    for (i, value) in NASTY.iter().enumerate() {
+        let literal = value.replace('\'', "''");
+        env.db.execute(&format!(
+            "INSERT INTO order_line VALUES ({i}, '{literal}', {i})"
+        ));
+    }
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), NASTY.len());
+    for line in &delivered {
+        let i = line["attributes"]["qty"].as_i64().unwrap() as usize;
+        assert_eq!(
+            line["key"],
+            json!({"contract_id": i.to_string(), "header_id": NASTY[i]}),
+            "key of {:?}",
+            NASTY[i]
+        );
+        assert_eq!(line["attributes"]["header_id"], json!(NASTY[i]));
+    }
+    // Updates and deletes find the rows by the same keys.
+    env.db.execute("UPDATE order_line SET qty = qty + 100");
+    env.run_ok(&["drain"], 0);
+    env.db.execute("DELETE FROM order_line");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    let updates = delivered.iter().filter(|l| l["verb"] == "Update").count();
+    let deletes = delivered.iter().filter(|l| l["verb"] == "Delete").count();
+    assert_eq!((updates, deletes), (NASTY.len(), NASTY.len()));
+    assert!(delivered
+        .iter()
+        .filter(|l| l["verb"] == "Update")
+        .all(|l| l["attributes"]["qty"].as_i64().unwrap() >= 100));
+}
+
+pub fn keys_with_other_delimiters_round_trip(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute(crate::conformance::HR);
+    env.config("key_delimiter = \"|~\"", crate::conformance::HR_OBJECTS);
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db
+        .execute("INSERT INTO order_line VALUES (1, 'a|~b|c~%=', 1)");
+    assert_eq!(
+        env.db.scalar("SELECT object_key FROM {events}").unwrap(),
+        "contract_id=1|~header_id=a%7C%7Eb%7Cc%7E%25%3D"
+    );
+    env.run_ok(&["drain"], 0);
+    assert_eq!(lines(&out)[0]["key"]["header_id"], "a|~b|c~%=");
+}

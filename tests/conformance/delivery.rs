@@ -1,0 +1,481 @@
+//! Drain, payloads, statuses, subscriptions, retries and replay.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::receiver::Receiver;
+use crate::common::{lines, stderr, Backend};
+use crate::conformance::{eventually, hr};
+
+fn archive(env: &crate::common::Env) -> Vec<Vec<Option<String>>> {
+    env.db.query(
+        "SELECT event_id, connector_id, event_status, attempts, event_description FROM {archive} ORDER BY event_id, connector_id",
+    )
+}
+
+pub fn drain_delivers_business_objects_with_json_types(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO department VALUES (4, 'Sales');
+         INSERT INTO employee VALUES (101961, 'como', 4, 1234.50, NULL, '2026-11-22 10:00:00.123456', true)",
+    );
+    let run = env.run_ok(&["drain"], 0);
+    let summary = stderr(&run);
+    assert!(
+        summary.contains("drained 2 events")
+            && summary.contains("2 sent")
+            && summary.contains("events/s"),
+        "{summary}"
+    );
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 2);
+    let emp = delivered
+        .iter()
+        .find(|l| l["object"] == "Employee")
+        .unwrap();
+    let id = emp["event_id"].as_i64().unwrap();
+    assert_eq!(emp["object_event_id"], json!(format!("out_{id}")));
+    assert_eq!(emp["connector"], "out");
+    assert_eq!(emp["verb"], "Create");
+    assert_eq!(emp["key"], json!({"emp_id": "101961"}));
+    assert_eq!(emp["priority"], 1);
+    assert_eq!(emp["attempt"], 1);
+    assert_eq!(emp["replay_of"], Value::Null);
+    let t = emp["event_time"].as_str().unwrap();
+    assert!(
+        t.len() == 27 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+        "{t}"
+    );
+    let a = &emp["attributes"];
+    assert_eq!(a["emp_id"], json!(101961));
+    assert_eq!(a["last_name"], json!("como"));
+    assert_eq!(a["dept_id"], json!(4));
+    assert_eq!(
+        a["salary"].to_string(),
+        "1234.50",
+        "decimals keep their digits"
+    );
+    assert_eq!(a["photo"], Value::Null);
+    assert_eq!(a["hired"], json!("2026-11-22T10:00:00.123456Z"));
+    assert_eq!(a["active"], json!(true));
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+    let rows = archive(&env);
+    assert_eq!(rows.len(), 2);
+    assert!(rows
+        .iter()
+        .all(|r| r[1].as_deref() == Some("out") && r[2].as_deref() == Some("1")));
+}
+
+pub fn bytes_are_base64(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    let literal = match backend {
+        Backend::Postgres => "'\\x0102ff'::bytea",
+    };
+    env.db.execute(&format!(
+        "INSERT INTO employee (emp_id, photo) VALUES (1, {literal})"
+    ));
+    env.run_ok(&["drain"], 0);
+    assert_eq!(lines(&out)[0]["attributes"]["photo"], json!("AQL/"));
+}
+
+pub fn unsubscribed_malformed_unknown_and_missing_events_are_archived(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    std::fs::write(
+        env.path("connectors/out.toml"),
+        "id = \"out\"\nsubscribe = [\"Employee.*\", \"Nobody.*\"]\n[sink]\ntype = \"file\"\npath = \"../out.ndjson\"\n",
+    )
+    .unwrap();
+    env.db.execute(
+        "INSERT INTO department VALUES (1, 'Sales');
+         INSERT INTO {events} (object_name, object_verb, object_key) VALUES
+            ('Employee', 'Update', 'emp_id=%zz'),
+            ('Employee', 'Update', 'emp_id=abc'),
+            ('Employee', 'Update', 'wrong_col=1'),
+            ('Nobody', 'Create', 'x=1'),
+            ('Employee', 'Update', 'emp_id=424242')",
+    );
+    let run = env.run_ok(&["drain"], 3);
+    assert!(stderr(&run).contains("1 unsubscribed"), "{}", stderr(&run));
+    assert!(lines(&out).is_empty());
+    let statuses: Vec<(String, String)> = env
+        .db
+        .query(
+            "SELECT object_key, event_status, event_description FROM {archive} ORDER BY event_id",
+        )
+        .into_iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("dept_id=1", "2"),
+            ("emp_id=%zz", "-1"),
+            ("emp_id=abc", "-1"),
+            ("wrong_col=1", "-1"),
+            ("x=1", "-1"),
+            ("emp_id=424242", "-3"),
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+    );
+    let reasons = env
+        .db
+        .query("SELECT event_description FROM {archive} WHERE event_status = -1 ORDER BY event_id");
+    let reasons: Vec<String> = reasons.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert!(reasons[0].contains("escape"), "{reasons:?}");
+    assert!(reasons[1].contains("abc"), "{reasons:?}");
+    assert!(reasons[2].contains("wrong_col"), "{reasons:?}");
+    assert!(reasons[3].contains("unknown object"), "{reasons:?}");
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+}
+
+pub fn subscriptions_and_targeted_events(backend: Backend) {
+    let Some((env, all)) = hr(backend, "") else {
+        return;
+    };
+    let sub = |id: &str, pattern: &str| {
+        env.connector(
+            id,
+            &format!("subscribe = [{pattern}]\n[sink]\ntype = \"file\"\npath = \"../{id}.ndjson\""),
+        );
+        env.path(&format!("{id}.ndjson"))
+    };
+    let creates = sub("creates", "\"Employee.Create\"");
+    let employees = sub("employees", "\"Employee.*\"");
+    let deletes = sub("deletes", "\"*.Delete\"");
+    env.db.execute(
+        "INSERT INTO employee (emp_id) VALUES (1);
+         UPDATE employee SET last_name = 'x';
+         INSERT INTO department VALUES (1, 'a')",
+    );
+    env.run_ok(&["drain"], 0);
+    env.db.execute(
+        "DELETE FROM employee;
+         DELETE FROM department;
+         INSERT INTO {events} (object_name, object_verb, object_key, payload, connector_id)
+         VALUES ('Department', 'Delete', 'dept_id=9', NULL, 'creates')",
+    );
+    env.run_ok(&["drain"], 0);
+    let seen = |path| -> Vec<String> {
+        lines(path)
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}.{}",
+                    l["object"].as_str().unwrap(),
+                    l["verb"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(seen(&creates), ["Employee.Create", "Department.Delete"]);
+    assert_eq!(
+        seen(&employees),
+        ["Employee.Create", "Employee.Update", "Employee.Delete"]
+    );
+    assert_eq!(seen(&deletes), ["Department.Delete", "Employee.Delete"]);
+    assert_eq!(
+        seen(&all).len(),
+        5,
+        "the targeted event went to `creates` only"
+    );
+    let targeted = lines(&creates).pop().unwrap();
+    assert_eq!(
+        targeted["attributes"],
+        json!({"dept_id": "9"}),
+        "a delete without image carries its key"
+    );
+}
+
+fn http_connector(env: &crate::common::Env, id: &str, url: &str, extra: &str) {
+    env.connector(
+        id,
+        &format!(
+            "subscribe = [\"Department.*\"]\n[sink]\ntype = \"http\"\nurl = \"{url}\"\nsecret = \"s3cret\"\ntimeout = \"2s\"\n{extra}"
+        ),
+    );
+}
+
+pub fn http_retries_transient_failures_then_delivers(backend: Backend) {
+    let Some((env, file)) = hr(backend, "") else {
+        return;
+    };
+    let receiver = Receiver::start(|n| match n {
+        0 | 1 => (500, None),
+        2 => (429, Some(1)),
+        _ => (200, None),
+    });
+    http_connector(
+        &env,
+        "hook",
+        &receiver.url,
+        "max_attempts = 10\nbackoff = \"300ms\"",
+    );
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    let first = env.run_ok(&["drain"], 0);
+    assert!(
+        stderr(&first).contains("1 waiting for retry"),
+        "{}",
+        stderr(&first)
+    );
+    let started = std::time::Instant::now();
+    env.run_ok(&["drain", "--wait"], 0);
+    let requests = receiver.requests();
+    assert_eq!(
+        requests.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        [500, 500, 429, 200]
+    );
+    let gap = started.elapsed();
+    assert!(
+        gap >= Duration::from_millis(900),
+        "Retry-After 1s was not honoured: {gap:?}"
+    );
+    let attempts: Vec<i64> = requests
+        .iter()
+        .map(|r| r.json()["attempt"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3, 4]);
+    let last = &requests[3];
+    assert_eq!(last.header("X-Trigpoll-Client-Id"), Some("trigpoll"));
+    let id = last.json()["event_id"].as_i64().unwrap();
+    assert_eq!(
+        last.header("X-Trigpoll-Event-Id"),
+        Some(format!("hook_{id}").as_str())
+    );
+    let ts = last.header("X-Trigpoll-Timestamp").unwrap();
+    assert_eq!(
+        last.header("X-Trigpoll-Signature").unwrap(),
+        trigpoll::connector::sign("s3cret", ts, &last.body)
+    );
+    // The file connector succeeded on the first attempt and was not sent the event again.
+    assert_eq!(lines(&file).len(), 1);
+    let rows = archive(&env);
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let hook = rows
+        .iter()
+        .find(|r| r[1].as_deref() == Some("hook"))
+        .unwrap();
+    assert_eq!(
+        (hook[2].as_deref(), hook[3].as_deref()),
+        (Some("1"), Some("4"))
+    );
+    let out = rows
+        .iter()
+        .find(|r| r[1].as_deref() == Some("out"))
+        .unwrap();
+    assert_eq!(
+        (out[2].as_deref(), out[3].as_deref()),
+        (Some("1"), Some("1"))
+    );
+}
+
+pub fn a_rejected_event_fails_and_replay_sends_it_again(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let receiver = Receiver::start(|n| if n == 0 { (400, None) } else { (200, None) });
+    http_connector(&env, "hook", &receiver.url, "backoff = \"20ms\"");
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    let run = env.run_ok(&["drain"], 3);
+    assert!(stderr(&run).contains("1 failed"), "{}", stderr(&run));
+    let failed = env.db.query(
+        "SELECT event_id, event_description FROM {archive} WHERE connector_id = 'hook' AND event_status = -2",
+    );
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0][1].as_deref().unwrap().contains("400"),
+        "{failed:?}"
+    );
+    let original = failed[0][0].clone().unwrap();
+
+    let dry = env.run_ok(
+        &[
+            "replay",
+            "--status",
+            "failed",
+            "--connector",
+            "hook",
+            "--dry-run",
+        ],
+        0,
+    );
+    assert_eq!(String::from_utf8_lossy(&dry.stdout).lines().count(), 1);
+    assert_eq!(
+        env.db.count("SELECT count(*) FROM {events}"),
+        0,
+        "the dry run enqueued"
+    );
+
+    env.run_ok(&["replay", "--status", "failed", "--connector", "hook"], 0);
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 1);
+    env.run_ok(&["drain"], 0);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 2);
+    let replayed = requests[1].json();
+    assert_eq!(replayed["replay_of"].to_string(), original);
+    assert_eq!(replayed["object"], "Department");
+    assert_ne!(replayed["event_id"].to_string(), original);
+    // The file connector `out` was not sent the replay: it went to `hook` only.
+    assert_eq!(lines(&env.path("out.ndjson")).len(), 1);
+}
+
+pub fn exhausted_attempts_end_as_failed(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let receiver = Receiver::start(|_| (503, None));
+    http_connector(
+        &env,
+        "hook",
+        &receiver.url,
+        "max_attempts = 3\nbackoff = \"20ms\"",
+    );
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    env.run_ok(&["drain", "--wait"], 3);
+    assert_eq!(receiver.requests().len(), 3);
+    let row = env.db.query("SELECT event_status, attempts, event_description FROM {archive} WHERE connector_id = 'hook'");
+    assert_eq!(row[0][0].as_deref(), Some("-2"));
+    assert_eq!(row[0][1].as_deref(), Some("3"));
+    assert!(
+        row[0][2]
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 3 attempts"),
+        "{row:?}"
+    );
+}
+
+pub fn replay_filters_select_archived_events(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO department VALUES (1, 'a');
+         INSERT INTO department VALUES (2, 'b');
+         INSERT INTO employee (emp_id) VALUES (1);
+         UPDATE department SET name = 'c' WHERE dept_id = 1",
+    );
+    env.run_ok(&["drain"], 0);
+    let ids: Vec<i64> = env
+        .db
+        .query("SELECT event_id FROM {archive} ORDER BY event_id")
+        .into_iter()
+        .map(|r| r[0].as_deref().unwrap().parse().unwrap())
+        .collect();
+    let count = |args: &[&str]| {
+        let mut all = vec!["replay", "--dry-run"];
+        all.extend_from_slice(args);
+        String::from_utf8(env.run_ok(&all, 0).stdout)
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(count(&[]), 4);
+    assert_eq!(count(&["--object", "Department"]), 3);
+    assert_eq!(count(&["--object", "Department", "--verb", "Update"]), 1);
+    assert_eq!(
+        count(&["--event-id", &format!("{}..{}", ids[1], ids[2])]),
+        2
+    );
+    assert_eq!(count(&["--status", "sent", "--limit", "2"]), 2);
+    assert_eq!(count(&["--status", "failed"]), 0);
+    assert_eq!(count(&["--since", "1h"]), 4);
+    assert_eq!(count(&["--until", "1h"]), 0);
+    let bad = env.run_ok(&["replay", "--status", "bogus"], 2);
+    assert!(stderr(&bad).contains("bogus"));
+    let bad = env.run_ok(&["replay", "--event-id", "9..1"], 2);
+    assert!(stderr(&bad).contains("--event-id"));
+
+    env.run_ok(&["replay", "--object", "Employee"], 0);
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 5);
+    assert_eq!(delivered[4]["object"], "Employee");
+    assert_eq!(delivered[4]["replay_of"], json!(ids[2]));
+}
+
+pub fn status_reports_backlog_and_failures(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO department VALUES (1, 'a');
+         INSERT INTO department VALUES (2, 'b');
+         INSERT INTO employee (emp_id) VALUES (1)",
+    );
+    let out = env.run_ok(&["status", "--json"], 0);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["backlog"],
+        json!([
+            {"object": "Department", "verb": "Create", "priority": 0, "ready": 2},
+            {"object": "Employee", "verb": "Create", "priority": 1, "ready": 1}
+        ])
+    );
+    assert!(report["oldest_ready_age_seconds"].as_f64().unwrap() >= 0.0);
+    assert_eq!(report["in_progress"], 0);
+    assert_eq!(report["retrying"], 0);
+    let text = String::from_utf8(env.run_ok(&["status"], 0).stdout).unwrap();
+    assert!(text.contains("ready        3"), "{text}");
+    assert!(text.contains("Department"), "{text}");
+}
+
+pub fn archive_false_keeps_only_failures(backend: Backend) {
+    let Some((env, out)) = hr(backend, "archive = false") else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO department VALUES (1, 'a');
+         INSERT INTO {events} (object_name, object_verb, object_key) VALUES ('Department', 'Update', 'dept_id=x')",
+    );
+    env.run_ok(&["drain"], 3);
+    assert_eq!(lines(&out).len(), 1);
+    assert_eq!(
+        env.db.query("SELECT event_status FROM {archive}"),
+        vec![vec![Some("-1".to_string())]]
+    );
+}
+
+pub fn very_large_rows_are_delivered_intact(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    let big: String = (0..3_000_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    env.db
+        .execute(&format!("INSERT INTO department VALUES (1, '{big}')"));
+    env.run_ok(&["drain"], 0);
+    env.db.execute("DELETE FROM department");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 2);
+    assert!(delivered
+        .iter()
+        .all(|l| l["attributes"]["name"].as_str() == Some(big.as_str())));
+}
+
+pub fn poll_wakes_up_delivers_and_stops_on_sigterm(backend: Backend) {
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    let mut poller = env.spawn(&["poll", "--interval", "200ms"]);
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    assert!(eventually(Duration::from_secs(10), || lines(&out).len() == 1));
+    env.db.execute("INSERT INTO department VALUES (2, 'b')");
+    assert!(eventually(Duration::from_secs(10), || lines(&out).len() == 2));
+    let pid = poller.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = poller.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+}

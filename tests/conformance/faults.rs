@@ -1,0 +1,175 @@
+//! Crashes, concurrency and bad configuration.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use crate::common::receiver::Receiver;
+use crate::common::{lines, stderr, Backend, Env};
+use crate::conformance::hr;
+
+/// Inserts `n` employee rows in one statement (so the test spends its time in trigpoll).
+fn insert_employees(env: &Env, from: usize, n: usize) {
+    let values: Vec<String> = (from..from + n)
+        .map(|i| format!("({i}, 'name {i}')"))
+        .collect();
+    for chunk in values.chunks(2000) {
+        env.db.execute(&format!(
+            "INSERT INTO employee (emp_id, last_name) VALUES {}",
+            chunk.join(", ")
+        ));
+    }
+}
+
+pub fn kill_9_mid_drain_loses_nothing(backend: Backend) {
+    let Some((env, out)) = hr(backend, "batch_size = 200\nclaim_timeout = \"1s\"") else {
+        return;
+    };
+    let total = 10_000;
+    insert_employees(&env, 0, total);
+    let mut drain = env.spawn(&["drain"]);
+    // Kill it once it has delivered part of the backlog.
+    assert!(crate::conformance::eventually(
+        Duration::from_secs(60),
+        || { lines_count(&out) >= 1_000 }
+    ));
+    drain.kill().unwrap(); // SIGKILL
+    drain.wait().unwrap();
+    let archived_before = env.db.count("SELECT count(*) FROM {archive}");
+    assert!(
+        archived_before < total as i64,
+        "the drain finished before the kill"
+    );
+    std::thread::sleep(Duration::from_millis(1200)); // claims expire
+    env.run_ok(&["drain"], 0);
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+    assert_eq!(
+        env.db.count(
+            "SELECT count(*) FROM {archive} WHERE connector_id = 'out' AND event_status = 1"
+        ),
+        total as i64
+    );
+    assert_eq!(
+        env.db
+            .count("SELECT count(DISTINCT event_id) FROM {archive}"),
+        total as i64,
+        "archived exactly once per connector"
+    );
+    let delivered: HashSet<i64> = lines(&out)
+        .iter()
+        .map(|l| l["attributes"]["emp_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        total,
+        "every change delivered at least once"
+    );
+}
+
+fn lines_count(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.matches('\n').count())
+        .unwrap_or(0)
+}
+
+pub fn two_drains_deliver_nothing_twice_and_keep_key_order(backend: Backend) {
+    let Some((env, _)) = hr(backend, "batch_size = 100\nclaim_timeout = \"5m\"") else {
+        return;
+    };
+    std::fs::remove_file(env.path("connectors/out.toml")).unwrap();
+    let receiver = Receiver::start(|_| (200, None));
+    env.connector(
+        "hook",
+        &format!(
+            "subscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nurl = \"{}\"\nsecret = \"k\"\nconcurrency = 8",
+            receiver.url
+        ),
+    );
+    // 10k events on 500 keys: every key gets a create and updates.
+    let keys = 500;
+    insert_employees(&env, 0, keys);
+    for round in 0..19 {
+        env.db
+            .execute(&format!("UPDATE employee SET last_name = 'round {round}'"));
+    }
+    let total = env.db.count("SELECT count(*) FROM {events}");
+    assert_eq!(total, (keys * 20) as i64);
+    let a = env.spawn(&["drain"]);
+    let b = env.spawn(&["drain"]);
+    for mut child in [a, b] {
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0));
+    }
+    // Leftovers, if one drain saw an empty batch while the other held the rest of a key.
+    env.run_ok(&["drain"], 0);
+    let requests = receiver.requests();
+    let mut seen = HashSet::new();
+    let mut last_per_key: HashMap<String, i64> = HashMap::new();
+    for r in &requests {
+        let body = r.json();
+        let id = body["event_id"].as_i64().unwrap();
+        assert!(
+            seen.insert(id),
+            "event {id} was delivered twice: {:?}",
+            requests
+                .iter()
+                .filter(|r| r.json()["event_id"].as_i64() == Some(id))
+                .map(|r| r.body.clone())
+                .collect::<Vec<_>>()
+        );
+        let key = body["key"]["emp_id"].as_str().unwrap().to_string();
+        if let Some(prev) = last_per_key.insert(key.clone(), id) {
+            assert!(prev < id, "key {key}: event {id} arrived after {prev}");
+        }
+    }
+    assert_eq!(seen.len() as i64, total);
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+}
+
+pub fn configuration_errors_exit_2_naming_file_line_and_key(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let path = env.config_path();
+    let good = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, good.replace("[poll]\n", "[poll]\nbatchsize = 5\n")).unwrap();
+    let out = env.run_ok(&["drain"], 2);
+    let text = stderr(&out);
+    assert!(
+        text.contains("trigpoll.toml:5") && text.contains("batchsize"),
+        "{text}"
+    );
+    std::fs::write(
+        &path,
+        good.replace("url = \"", "url = \"${TRIGPOLL_TEST_UNSET_VAR}"),
+    )
+    .unwrap();
+    let out = env.run_ok(&["status"], 2);
+    assert!(
+        stderr(&out).contains("TRIGPOLL_TEST_UNSET_VAR"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&path, &good).unwrap();
+    let missing = env
+        .command(&["status"])
+        .arg("--config")
+        .arg(env.path("nope.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("nope.toml"));
+}
+
+pub fn an_unreachable_database_exits_1(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let path = env.config_path();
+    let good = std::fs::read_to_string(&path).unwrap();
+    let bad = match backend {
+        Backend::Postgres => "postgres://postgres@127.0.0.1:1/nothing",
+    };
+    std::fs::write(&path, good.replace(&env.db.url, bad)).unwrap();
+    let out = env.run_ok(&["drain"], 1);
+    assert!(stderr(&out).contains("connect"), "{}", stderr(&out));
+}

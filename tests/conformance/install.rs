@@ -1,0 +1,163 @@
+//! install-triggers and uninstall-triggers.
+
+use crate::common::{stderr, Backend, Env};
+use crate::conformance::{hr, HR, HR_OBJECTS};
+
+fn events(env: &Env) -> i64 {
+    env.db.count("SELECT count(*) FROM {events}")
+}
+
+pub fn dry_run_prints_the_sql_and_changes_nothing(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute(HR);
+    env.config("", HR_OBJECTS);
+    let out = env.run_ok(&["install-triggers", "--dry-run"], 0);
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(sql.contains("CREATE TABLE"), "{sql}");
+    assert!(sql.to_lowercase().contains("trigger"), "{sql}");
+    for table in ["employee", "department", "order_line"] {
+        assert!(sql.contains(table), "no statement for {table}:\n{sql}");
+    }
+    // Nothing was created: capture does not happen and the event table does not exist.
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    env.run_ok(&["install-triggers"], 0);
+    assert_eq!(events(&env), 0, "the dry run installed a trigger");
+}
+
+pub fn a_second_install_changes_nothing(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let out = env.run_ok(&["install-triggers", "--dry-run"], 0);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "a second install would change things"
+    );
+    env.run_ok(&["install-triggers"], 0);
+    let status = env.run_ok(&["status", "--json"], 0);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let states: Vec<&str> = report["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(states, ["up-to-date"; 3], "{report}");
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    assert_eq!(events(&env), 1, "the trigger fires once after two installs");
+}
+
+pub fn object_flag_limits_the_install(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute(HR);
+    env.config("", HR_OBJECTS);
+    env.run_ok(&["install-triggers", "--object", "Department"], 0);
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    env.db
+        .execute("INSERT INTO employee (emp_id, last_name) VALUES (1, 'x')");
+    assert_eq!(
+        env.db.query("SELECT object_name FROM {events}"),
+        vec![vec![Some("Department".to_string())]]
+    );
+    let out = env.run_ok(&["install-triggers", "--object", "Nobody"], 2);
+    assert!(stderr(&out).contains("Nobody"), "{}", stderr(&out));
+    let status = env.run_ok(&["status", "--json"], 0);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        report["triggers"].to_string().contains("missing"),
+        "{report}"
+    );
+}
+
+pub fn uninstall_reverses_the_install(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    env.run_ok(&["uninstall-triggers"], 0);
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    assert_eq!(events(&env), 0, "a trigger survived uninstall");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO department VALUES (2, 'Ops')");
+    assert_eq!(events(&env), 1);
+    let dry = env.run_ok(&["uninstall-triggers", "--drop-tables", "--dry-run"], 0);
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("DROP TABLE"));
+    assert_eq!(events(&env), 1, "the dry run dropped something");
+    env.run_ok(&["uninstall-triggers", "--drop-tables"], 0);
+    env.db.execute("INSERT INTO department VALUES (3, 'Legal')");
+    let out = env.run(&["status"]);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "status works without the event table?"
+    );
+}
+
+pub fn awkward_identifiers_are_quoted(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    let q = |s: &str| match backend {
+        Backend::Postgres => format!("\"{}\"", s.replace('"', "\"\"")),
+    };
+    env.db.execute(&format!(
+        "CREATE TABLE {} ({} int NOT NULL, {} {{text}} NOT NULL, {} {{text}}, PRIMARY KEY ({}, {}))",
+        q("Order Lines"),
+        q("Key Col"),
+        q("select"),
+        q("we\"ird'one"),
+        q("Key Col"),
+        q("select")
+    ));
+    env.config(
+        "",
+        "[[object]]\nname = \"Odd Thing\"\ntable = \"Order Lines\"\n",
+    );
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(&format!(
+        "INSERT INTO {} VALUES (1, 'a''b', 'x')",
+        q("Order Lines")
+    ));
+    env.run_ok(&["drain"], 0);
+    let delivered = crate::common::lines(&env.path("out.ndjson"));
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(
+        delivered[0]["key"],
+        serde_json::json!({"Key Col": "1", "select": "a'b"})
+    );
+    assert_eq!(delivered[0]["attributes"]["we\"ird'one"], "x");
+}
+
+pub fn a_table_without_primary_key_needs_keys(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute("CREATE TABLE note (note_id int, body {text}); CREATE TABLE department (dept_id int PRIMARY KEY, name {text})");
+    let objects = "[[object]]\nname = \"Department\"\ntable = \"department\"\n\n[[object]]\nname = \"Note\"\ntable = \"note\"\n";
+    env.config("", objects);
+    let out = env.run_ok(&["install-triggers"], 2);
+    assert!(stderr(&out).contains("no primary key"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("note"), "{}", stderr(&out));
+    // Nothing half-installed: not even the department trigger or the event table.
+    env.db.execute("INSERT INTO department VALUES (1, 'x')");
+    let status = env.run(&["status"]);
+    assert_ne!(status.status.code(), Some(0), "the event table was created");
+    env.config("", &format!("{objects}keys = [\"note_id\"]\n"));
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO note VALUES (7, 'hello')");
+    assert_eq!(
+        env.db.query("SELECT object_key FROM {events}"),
+        vec![vec![Some("note_id=7".to_string())]]
+    );
+}
+
+pub fn missing_tables_and_key_columns_are_named(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db
+        .execute("CREATE TABLE department (dept_id int PRIMARY KEY, name {text})");
+    env.config(
+        "",
+        "[[object]]\nname = \"Ghost\"\ntable = \"no_such_table\"\n\n[[object]]\nname = \"Department\"\ntable = \"department\"\nkeys = [\"dept_code\"]\n",
+    );
+    let out = env.run_ok(&["install-triggers"], 2);
+    let text = stderr(&out);
+    assert!(text.contains("no_such_table"), "{text}");
+    assert!(text.contains("dept_code"), "{text}");
+}
