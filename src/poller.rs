@@ -356,7 +356,7 @@ impl Poller {
                     }
                     Status::NotFound => {
                         tally.not_found += 1;
-                        warn!(event_id = e.event_id, key = %e.object_key, "{reason}")
+                        info!(event_id = e.event_id, key = %e.object_key, "{reason}")
                     }
                     _ => {
                         tally.errors += 1;
@@ -431,7 +431,7 @@ impl Poller {
         }
         self.store.finish(&archive, &complete, &retry)?;
         if tally.events > 0 {
-            info!(
+            debug!(
                 events = tally.events,
                 sent = tally.sent,
                 retrying = tally.retrying,

@@ -19,6 +19,7 @@ conformance_tests! { PG;
     capture::a_key_change_is_a_delete_and_a_create,
     capture::keys_round_trip_through_the_database,
     capture::keys_with_other_delimiters_round_trip,
+    capture::random_keys_round_trip_through_the_database,
     delivery::drain_delivers_business_objects_with_json_types,
     delivery::bytes_are_base64,
     delivery::unsubscribed_malformed_unknown_and_missing_events_are_archived,
@@ -35,4 +36,33 @@ conformance_tests! { PG;
     faults::two_drains_deliver_nothing_twice_and_keep_key_order,
     faults::configuration_errors_exit_2_naming_file_line_and_key,
     faults::an_unreachable_database_exits_1,
+}
+
+/// A poller whose database connection is killed reconnects, and nothing is lost.
+#[test]
+fn poll_survives_a_lost_connection() {
+    use std::time::Duration;
+    let Some((env, out)) = conformance::hr(PG, "") else {
+        return;
+    };
+    let mut poller = env.spawn(&["poll", "--interval", "200ms"]);
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    assert!(conformance::eventually(Duration::from_secs(10), || {
+        common::lines(&out).len() == 1
+    }));
+    env.db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'trigpoll' AND datname = current_database()",
+    );
+    env.db.execute("INSERT INTO department VALUES (2, 'b')");
+    assert!(
+        conformance::eventually(Duration::from_secs(20), || common::lines(&out).len() == 2),
+        "the poller did not come back after losing its connection"
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &poller.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(poller.wait().unwrap().code(), Some(0));
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
 }

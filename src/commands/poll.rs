@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Args;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 use trigpoll::poller::Poller;
-use trigpoll::store::StoreError;
 
 use super::{
     batch_with_reconnect, open_store, shutdown_flag, sleep_unless_stopped, stopping, Context,
@@ -42,7 +41,9 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
         if tally.events > 0 {
             continue;
         }
-        let due = poller.store().retry_backlog()?.next_due;
+        // Idle: sleep until the interval passes, a retry is due or the database says new
+        // events arrived. Errors here are noticed (and reconnected) by the next batch.
+        let due = poller.store().retry_backlog().ok().and_then(|b| b.next_due);
         let idle = due.map_or(interval, |d| d.min(interval));
         let until = Instant::now() + idle;
         while !stopping(&stop) {
@@ -54,10 +55,13 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
                 .store()
                 .wait_for_events(left.min(Duration::from_millis(250)))
             {
-                Ok(true) => break,
                 Ok(false) => {}
-                Err(StoreError::Connection(_)) => break,
-                Err(e) => return Err(e.into()),
+                Ok(true) => break,
+                Err(e) => {
+                    debug!(error = %e, "waiting for events failed");
+                    sleep_unless_stopped(&stop, left);
+                    break;
+                }
             }
         }
     }

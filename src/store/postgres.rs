@@ -25,7 +25,14 @@ pub struct PgStore {
 }
 
 fn err(e: postgres::Error) -> StoreError {
+    // Class 08 is a connection exception, 57 an operator intervention such as
+    // pg_terminate_backend or a shutdown: a new connection may well work.
+    let lost = e.is_closed()
+        || source_is_io(&e)
+        || e.code()
+            .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57"));
     match e.as_db_error() {
+        _ if lost => StoreError::Connection(e.to_string()),
         Some(db) => {
             let mut msg = db.message().to_string();
             if let Some(detail) = db.detail() {
@@ -33,7 +40,6 @@ fn err(e: postgres::Error) -> StoreError {
             }
             StoreError::Database(msg)
         }
-        None if e.is_closed() || source_is_io(&e) => StoreError::Connection(e.to_string()),
         None => StoreError::Database(e.to_string()),
     }
 }

@@ -163,3 +163,45 @@ pub fn keys_with_other_delimiters_round_trip(backend: Backend) {
     env.run_ok(&["drain"], 0);
     assert_eq!(lines(&out)[0]["key"]["header_id"], "a|~b|c~%=");
 }
+
+/// Random keys through the triggers, the database and back: any text the database stores.
+pub fn random_keys_round_trip_through_the_database(backend: Backend) {
+    use rand::{Rng, SeedableRng};
+    let Some((env, out)) = hr(backend, "") else {
+        return;
+    };
+    let seed: u64 = rand::random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let alphabet: Vec<char> = ":=%%|~ \n\tabcXYZ09éß日🦀\u{7f}\u{a0}".chars().collect();
+    let mut values: Vec<String> = Vec::new();
+    while values.len() < 200 {
+        let len = rng.gen_range(0..12);
+        let v: String = (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect();
+        if !values.contains(&v) {
+            values.push(v);
+        }
+    }
+    let rows: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("({i}, '{}', {i})", v.replace('\'', "''")))
+        .collect();
+    env.db.execute(&format!(
+        "INSERT INTO order_line VALUES {}",
+        rows.join(", ")
+    ));
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), values.len(), "seed {seed}");
+    for line in &delivered {
+        let i = line["attributes"]["qty"].as_i64().unwrap() as usize;
+        assert_eq!(
+            line["key"]["header_id"],
+            json!(values[i]),
+            "seed {seed}: key {:?}",
+            values[i]
+        );
+    }
+}
