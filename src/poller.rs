@@ -345,6 +345,9 @@ impl Poller {
         let mut archive = Vec::new();
         let mut complete = Vec::new();
         let mut retry = Vec::new();
+        // One warning per batch and Object.Verb, not one per event.
+        let mut unsubscribed: std::collections::BTreeMap<(String, String), u64> =
+            Default::default();
         for (w, results) in work.into_iter().zip(per_event) {
             let e = &w.event;
             let attempt = e.attempts + 1;
@@ -352,7 +355,9 @@ impl Poller {
                 match status {
                     Status::Unsubscribed => {
                         tally.unsubscribed += 1;
-                        warn!(event_id = e.event_id, object = %e.object_name, verb = %e.object_verb, "unsubscribed")
+                        *unsubscribed
+                            .entry((e.object_name.clone(), e.object_verb.clone()))
+                            .or_insert(0) += 1;
                     }
                     Status::NotFound => {
                         tally.not_found += 1;
@@ -430,6 +435,9 @@ impl Poller {
             }
         }
         self.store.finish(&archive, &complete, &retry)?;
+        for ((object, verb), events) in unsubscribed {
+            warn!(events, "unsubscribed: no connector subscribes to {object}.{verb}");
+        }
         if tally.events > 0 {
             debug!(
                 events = tally.events,

@@ -38,6 +38,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
         .map(|b| b.ready)
         .sum();
     let bar = progress_bar(ctx.quiet, ready);
+    super::show_progress(Some(bar.clone()));
     let mut tally = Tally::default();
     while !stopping(&stop) {
         if args.max_events.is_some_and(|m| tally.events >= m)
@@ -62,6 +63,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
         }
     }
     bar.finish_and_clear();
+    super::show_progress(None);
     let waiting = poller.store().retry_backlog()?.events;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -90,7 +92,7 @@ fn progress_bar(quiet: bool, len: u64) -> ProgressBar {
     // Drawn only when stderr is a terminal.
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} events, {elapsed} elapsed, eta {eta}")
             .expect("the template is valid"),
     );
     bar

@@ -1,8 +1,9 @@
 //! One module per subcommand; this one holds what they share.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -112,6 +113,40 @@ pub fn batch_with_reconnect(
                 }
             }
             other => return Ok(other?),
+        }
+    }
+}
+
+/// The progress bar on screen, if any: log lines are written around it.
+static PROGRESS: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+pub fn show_progress(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// One log line, written to stderr when complete (above the progress bar, if one is shown).
+#[derive(Default)]
+pub struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let write = || {
+            let _ = std::io::stderr().write_all(&self.0);
+        };
+        match &*PROGRESS.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(bar) => bar.suspend(write),
+            None => write(),
         }
     }
 }

@@ -109,7 +109,8 @@ pub fn awkward_identifiers_are_quoted(backend: Backend) {
     ));
     env.config(
         "",
-        "[[object]]\nname = \"Odd Thing\"\ntable = \"Order Lines\"\n",
+        // An object name that would end a SQL string literal and inject a statement.
+        "[[object]]\nname = \"Odd'); DROP TABLE \\\"Order Lines\\\"; --\"\ntable = \"Order Lines\"\n",
     );
     env.file_connector("out");
     env.run_ok(&["install-triggers"], 0);
@@ -125,6 +126,10 @@ pub fn awkward_identifiers_are_quoted(backend: Backend) {
         serde_json::json!({"Key Col": "1", "select": "a'b"})
     );
     assert_eq!(delivered[0]["attributes"]["we\"ird'one"], "x");
+    assert_eq!(
+        delivered[0]["object"],
+        "Odd'); DROP TABLE \"Order Lines\"; --"
+    );
 }
 
 pub fn a_table_without_primary_key_needs_keys(backend: Backend) {
