@@ -1,7 +1,7 @@
 //! Planning `install-triggers` and `uninstall-triggers`: every check is made before any
 //! statement runs, so a refused install leaves nothing half-done.
 
-use crate::config::{Config, ObjectConfig};
+use crate::config::{Config, ObjectConfig, TableName};
 use crate::dialect::{Capture, Dialect};
 use crate::store::{EventStore, InstalledTrigger, StoreError};
 
@@ -44,6 +44,22 @@ fn selected<'a>(
         .collect())
 }
 
+/// trigpoll's own event and archive tables.
+fn own_tables(config: &Config) -> (TableName, TableName) {
+    let db = &config.database;
+    let table = |name: &str| TableName {
+        schema: Some(db.schema.clone()),
+        name: name.to_string(),
+    };
+    (table(&db.event_table), table(&db.archive_table))
+}
+
+/// Whether the event and archive tables exist.
+pub fn tables_installed(store: &mut dyn EventStore, config: &Config) -> Result<bool, StoreError> {
+    let (events, archive) = own_tables(config);
+    Ok(store.describe_table(&events)?.is_some() && store.describe_table(&archive)?.is_some())
+}
+
 pub fn plan_install(
     store: &mut dyn EventStore,
     config: &Config,
@@ -64,18 +80,8 @@ pub fn plan_install(
     }
     let installed = store.installed_triggers()?;
     let mut plan = Plan::default();
-    let db = &config.database;
-    let event_table = crate::config::TableName {
-        schema: Some(db.schema.clone()),
-        name: db.event_table.clone(),
-    };
-    let archive_table = crate::config::TableName {
-        schema: Some(db.schema.clone()),
-        name: db.archive_table.clone(),
-    };
-    if store.describe_table(&event_table)?.is_none()
-        || store.describe_table(&archive_table)?.is_none()
-    {
+    if !tables_installed(store, config)? {
+        let (event_table, archive_table) = own_tables(config);
         plan.steps.push(format!(
             "create the event table {event_table} and the archive table {archive_table}"
         ));
@@ -117,7 +123,7 @@ pub fn plan_install(
 
 /// A trigger's table as found in the catalog against a configured table name, which may leave
 /// the schema to the search path.
-fn same_table(trigger: &InstalledTrigger, table: &crate::config::TableName) -> bool {
+fn same_table(trigger: &InstalledTrigger, table: &TableName) -> bool {
     trigger.table.name == table.name
         && (table.schema.is_none() || trigger.table.schema == table.schema)
 }

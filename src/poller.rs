@@ -436,7 +436,10 @@ impl Poller {
         }
         self.store.finish(&archive, &complete, &retry)?;
         for ((object, verb), events) in unsubscribed {
-            warn!(events, "unsubscribed: no connector subscribes to {object}.{verb}");
+            warn!(
+                events,
+                "unsubscribed: no connector subscribes to {object}.{verb}"
+            );
         }
         if tally.events > 0 {
             debug!(

@@ -9,7 +9,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use trigpoll::poller::{Poller, Tally};
 
 use super::{
-    batch_with_reconnect, open_store, shutdown_flag, sleep_unless_stopped, stopping, Context,
+    batch_with_reconnect, open_installed_store, shutdown_flag, sleep_unless_stopped, stopping,
+    Context,
 };
 
 #[derive(Args)]
@@ -28,7 +29,7 @@ pub struct DrainArgs {
 pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let stop = shutdown_flag()?;
-    let mut poller = Poller::new(&config, open_store(&config)?)?;
+    let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
     let started = Instant::now();
     let ready: u64 = poller
         .store()

@@ -50,9 +50,23 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-/// Opens the configured database, naming it in the error.
+/// Opens the configured database.
 pub fn open_store(config: &Config) -> Result<Box<dyn EventStore>> {
     Ok(store::open(config)?)
+}
+
+/// Opens the configured database and checks that install-triggers has created trigpoll's tables.
+pub fn open_installed_store(config: &Config) -> Result<Box<dyn EventStore>> {
+    let mut store = open_store(config)?;
+    if !trigpoll::install::tables_installed(store.as_mut(), config)? {
+        let db = &config.database;
+        return Err(UsageError(format!(
+            "the event table {}.{} or the archive table {}.{} does not exist: run `trigpoll install-triggers`",
+            db.schema, db.event_table, db.schema, db.archive_table
+        ))
+        .into());
+    }
+    Ok(store)
 }
 
 /// Set by the first SIGINT or SIGTERM; a second one ends the process at once.

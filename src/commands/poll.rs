@@ -9,7 +9,8 @@ use tracing::{debug, error, info};
 use trigpoll::poller::Poller;
 
 use super::{
-    batch_with_reconnect, open_store, shutdown_flag, sleep_unless_stopped, stopping, Context,
+    batch_with_reconnect, open_installed_store, shutdown_flag, sleep_unless_stopped, stopping,
+    Context,
 };
 
 #[derive(Args)]
@@ -24,7 +25,7 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let interval = args.interval.unwrap_or(config.poll.interval);
     let stop = shutdown_flag()?;
-    let mut poller = Poller::new(&config, open_store(&config)?)?;
+    let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
     info!(?interval, "polling");
     let mut processed = 0u64;
     while !stopping(&stop) {

@@ -9,7 +9,7 @@ use tracing::info;
 use trigpoll::event::Status;
 use trigpoll::store::ReplayFilter;
 
-use super::{open_store, Context, UsageError};
+use super::{open_installed_store, Context, UsageError};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
             .transpose()?,
         limit: args.limit,
     };
-    let mut store = open_store(&config)?;
+    let mut store = open_installed_store(&config)?;
     let replayed = store.replay(&filter, args.dry_run)?;
     for r in &replayed {
         println!("{}", serde_json::to_string(r)?);

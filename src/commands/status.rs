@@ -8,7 +8,7 @@ use serde::Serialize;
 use trigpoll::install::{drift, Drift};
 use trigpoll::store::StoreStatus;
 
-use super::{open_store, Context};
+use super::{open_installed_store, Context};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -27,7 +27,7 @@ struct Report {
 
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let mut store = open_store(&config)?;
+    let mut store = open_installed_store(&config)?;
     let report = Report {
         backend: store.backend(),
         store: store.status()?,
