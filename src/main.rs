@@ -69,7 +69,7 @@ fn init_logging(cli: &Cli) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| commands::LogLine::default())
+        .with_writer(commands::LogLine::default)
         .with_target(false);
     match cli.log_format {
         LogFormat::Text => builder.init(),
