@@ -7,7 +7,7 @@ use clap::Args;
 use tracing::info;
 use trigpoll::install::{plan_install, plan_uninstall, Plan};
 
-use super::{open_store, Context};
+use super::{open_store, print, Context};
 
 #[derive(Args)]
 pub struct InstallArgs {
@@ -56,12 +56,14 @@ fn apply(
         return Ok(ExitCode::SUCCESS);
     }
     if dry_run {
+        let mut text = String::new();
         for step in &plan.steps {
-            println!("-- {step}");
+            text.push_str(&format!("-- {step}\n"));
         }
         for statement in &plan.statements {
-            println!("{statement};\n");
+            text.push_str(&format!("{statement};\n\n"));
         }
+        print(&text)?;
         return Ok(ExitCode::SUCCESS);
     }
     store.execute_ddl(&plan.statements)?;

@@ -36,17 +36,35 @@ pub struct UsageError(pub String);
 
 /// 2 for anything the user must fix in the call or the configuration, 1 for the rest.
 pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let invalid = |s: &StoreError| matches!(s, StoreError::Invalid(_));
     let usage = e.chain().any(|cause| {
         cause.is::<ConfigError>()
             || cause.is::<UsageError>()
-            || matches!(cause.downcast_ref(), Some(InstallError::Refused(_)))
-            || matches!(cause.downcast_ref(), Some(StartError::Config(_)))
-            || matches!(cause.downcast_ref(), Some(StoreError::Invalid(_)))
+            || cause.downcast_ref::<StoreError>().is_some_and(invalid)
+            || match cause.downcast_ref::<InstallError>() {
+                Some(InstallError::Refused(_)) => true,
+                Some(InstallError::Store(s)) => invalid(s),
+                None => false,
+            }
+            || match cause.downcast_ref::<StartError>() {
+                Some(StartError::Config(_)) => true,
+                Some(StartError::Store(s)) => invalid(s),
+                None => false,
+            }
     });
     if usage {
         2
     } else {
         1
+    }
+}
+
+/// Writes data to stdout; a reader that went away (`trigpoll ... | head`) is not an error.
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

@@ -9,7 +9,7 @@ use tracing::info;
 use trigpoll::event::Status;
 use trigpoll::store::ReplayFilter;
 
-use super::{open_installed_store, Context, UsageError};
+use super::{open_installed_store, print, Context, UsageError};
 
 #[derive(Args)]
 pub struct ReplayArgs {
@@ -112,9 +112,12 @@ pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
     };
     let mut store = open_installed_store(&config)?;
     let replayed = store.replay(&filter, args.dry_run)?;
+    let mut text = String::new();
     for r in &replayed {
-        println!("{}", serde_json::to_string(r)?);
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
     }
+    print(&text)?;
     if args.dry_run {
         info!(events = replayed.len(), "dry run: would replay");
     } else {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use trigpoll::install::{drift, Drift};
 use trigpoll::store::StoreStatus;
 
-use super::{open_installed_store, Context};
+use super::{open_installed_store, print, Context};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -34,9 +34,9 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
         triggers: drift(store.as_mut(), &config)?,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
-        print!("{}", text(&report));
+        print(&text(&report))?;
     }
     Ok(ExitCode::SUCCESS)
 }
