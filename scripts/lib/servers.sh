@@ -44,3 +44,33 @@ ensure_postgres() {
   fi
   export TRIGPOLL_TEST_PG_URL="postgres://postgres@127.0.0.1:54329/postgres"
 }
+
+# Makes TRIGPOLL_TEST_MYSQL_URL answer: the configured server, or a throwaway MariaDB on port
+# 33069 (its own datadir and socket, so a system server is left alone).
+ensure_mariadb() {
+  local host port
+  host=$(url_host "$TRIGPOLL_TEST_MYSQL_URL"); port=$(url_port "$TRIGPOLL_TEST_MYSQL_URL" 3306)
+  if port_open "$host" "$port"; then return 0; fi
+  log "no MySQL answers at $host:$port; starting a throwaway MariaDB"
+  if ! command -v mariadb-install-db >/dev/null || [ ! -x /usr/sbin/mariadbd ]; then
+    apt_install mariadb-server
+  fi
+  local dir=/tmp/trigpoll-test-mariadb
+  if ! port_open 127.0.0.1 33069; then
+    rm -rf "$dir"; mkdir -p "$dir"; chown mysql: "$dir"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" \
+      --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
+      || { cat "$dir/install.log" >&2; return 1; }
+    /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$dir/data" --port=33069 \
+      --bind-address=127.0.0.1 --socket="$dir/mariadb.sock" --pid-file="$dir/mariadb.pid" \
+      --innodb-flush-log-at-trx-commit=0 --max-connections=300 >"$dir/log" 2>&1 &
+    local waited=0
+    until port_open 127.0.0.1 33069; do
+      if [ "$waited" -ge 60 ]; then
+        log "MariaDB did not start; its log:"; cat "$dir/log" >&2; return 1
+      fi
+      sleep 0.5; waited=$((waited + 1))
+    done
+  fi
+  export TRIGPOLL_TEST_MYSQL_URL="mysql://root@127.0.0.1:33069/mysql"
+}

@@ -7,7 +7,9 @@ use crate::config::{ObjectConfig, Verb};
 use crate::key;
 use crate::store::TableInfo;
 
+pub mod mysql;
 pub mod postgres;
+pub mod sqlite;
 
 /// The marker trigpoll writes into every trigger body it installs, followed by a fingerprint of
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.
@@ -100,6 +102,11 @@ pub fn object_tag(name: &str) -> String {
 #[derive(Debug, Clone)]
 pub enum Dialect {
     Postgres(postgres::Names),
+    /// `database.schema` is the MySQL database that holds trigpoll's tables.
+    Mysql(mysql::Names),
+    /// SQLite has no schemas: `database.schema` is ignored and trigpoll's tables live in the
+    /// main database.
+    Sqlite(sqlite::Names),
 }
 
 /// The statements that install one object's capture, and the fingerprint they carry.
@@ -113,29 +120,42 @@ impl Dialect {
     /// The dialect of a backend (`EventStore::backend`), for the configured table names.
     pub fn new(backend: &str, config: &crate::config::Config) -> Dialect {
         let db = &config.database;
-        let _ = backend;
-        Dialect::Postgres(postgres::Names::new(
-            &db.schema,
-            &db.event_table,
-            &db.archive_table,
-        ))
+        match backend {
+            "mysql" => Dialect::Mysql(mysql::Names::new(
+                &db.schema,
+                &db.event_table,
+                &db.archive_table,
+            )),
+            "sqlite" => Dialect::Sqlite(sqlite::Names::new(&db.event_table, &db.archive_table)),
+            _ => Dialect::Postgres(postgres::Names::new(
+                &db.schema,
+                &db.event_table,
+                &db.archive_table,
+            )),
+        }
     }
 
     pub fn create_tables(&self) -> Vec<String> {
         match self {
             Dialect::Postgres(n) => postgres::create_tables(n),
+            Dialect::Mysql(n) => mysql::create_tables(n),
+            Dialect::Sqlite(n) => sqlite::create_tables(n),
         }
     }
 
     pub fn drop_tables(&self) -> Vec<String> {
         match self {
             Dialect::Postgres(n) => postgres::drop_tables(n),
+            Dialect::Mysql(n) => mysql::drop_tables(n),
+            Dialect::Sqlite(n) => sqlite::drop_tables(n),
         }
     }
 
     pub fn capture(&self, capture: &Capture) -> TriggerDdl {
         match self {
             Dialect::Postgres(n) => postgres::capture_trigger(n, capture),
+            Dialect::Mysql(n) => mysql::capture_trigger(n, capture),
+            Dialect::Sqlite(n) => sqlite::capture_trigger(n, capture),
         }
     }
 
@@ -144,6 +164,10 @@ impl Dialect {
             Dialect::Postgres(_) => {
                 postgres::drop_trigger(&trigger.table, trigger.routine.as_deref())
             }
+            Dialect::Mysql(_) => {
+                mysql::drop_triggers(&trigger.table, &mysql::installed_names(&trigger.name))
+            }
+            Dialect::Sqlite(_) => sqlite::drop_triggers(&sqlite::trigger_names(&trigger.name)),
         }
     }
 }

@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::config::{Config, TableName};
 use crate::event::{ArchiveRow, Event, RetryLater, Status};
 
+pub mod mysql;
 pub mod postgres;
+pub mod sqlite;
 
 /// What went wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
@@ -208,6 +210,10 @@ pub fn open(config: &Config) -> Result<Box<dyn EventStore>> {
     let url = config.database.url.expose();
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Box::new(postgres::PgStore::connect(config)?))
+    } else if url.starts_with("mysql://") {
+        Ok(Box::new(mysql::MysqlStore::connect(config)?))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Box::new(sqlite::SqliteStore::connect(config, path)?))
     } else {
         Err(StoreError::Invalid(format!(
             "database.url: unsupported scheme in {:?}; use postgres://, mysql:// or sqlite://",

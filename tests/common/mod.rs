@@ -12,6 +12,8 @@ pub mod receiver;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Postgres,
+    Mysql,
+    Sqlite,
 }
 
 pub struct TestDb {
@@ -54,6 +56,51 @@ impl TestDb {
                     admin_url,
                 })
             }
+            Backend::Mysql => {
+                let admin_url = std::env::var("TRIGPOLL_TEST_MYSQL_URL")
+                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
+                let mut admin = match mysql::Conn::new(admin_url.as_str()) {
+                    Ok(c) => c,
+                    Err(e) => return unreachable("MySQL at TRIGPOLL_TEST_MYSQL_URL", e),
+                };
+                mysql::prelude::Queryable::query_drop(
+                    &mut admin,
+                    format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+                )
+                .expect("create the test database");
+                // The URL with the test database in place of the admin one, options kept.
+                let (base, options) = admin_url
+                    .split_once('?')
+                    .map_or((admin_url.as_str(), String::new()), |(b, o)| {
+                        (b, format!("?{o}"))
+                    });
+                let url = match base.split_once("://").map(|(_, rest)| rest.contains('/')) {
+                    Some(true) => format!("{}/{name}{options}", base.rsplit_once('/').unwrap().0),
+                    _ => format!("{base}/{name}{options}"),
+                };
+                Some(TestDb {
+                    backend,
+                    url,
+                    name,
+                    admin_url,
+                })
+            }
+            Backend::Sqlite => {
+                // A database file in a folder of its own; `name` is its path.
+                let dir = tempfile::Builder::new()
+                    .prefix(&name)
+                    .tempdir()
+                    .expect("a temporary folder")
+                    .keep();
+                let path = dir.join("app.db");
+                rusqlite::Connection::open(&path).expect("create the test database");
+                Some(TestDb {
+                    backend,
+                    url: format!("sqlite://{}", path.display()),
+                    name: path.display().to_string(),
+                    admin_url: String::new(),
+                })
+            }
         }
     }
 
@@ -64,6 +111,15 @@ impl TestDb {
             Backend::Postgres => {
                 let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
                 c.batch_execute(&sql)
+                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+            }
+            Backend::Mysql => {
+                mysql::prelude::Queryable::query_drop(&mut self.mysql(), &sql)
+                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+            }
+            Backend::Sqlite => {
+                self.sqlite()
+                    .execute_batch(&sql)
                     .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
             }
         }
@@ -94,7 +150,65 @@ impl TestDb {
                     })
                     .collect()
             }
+            Backend::Mysql => {
+                let rows: Vec<mysql::Row> =
+                    mysql::prelude::Queryable::query(&mut self.mysql(), &sql)
+                        .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+                rows.into_iter()
+                    .map(|r| {
+                        r.unwrap()
+                            .into_iter()
+                            .map(|v| match v {
+                                mysql::Value::NULL => None,
+                                mysql::Value::Bytes(b) => {
+                                    Some(String::from_utf8_lossy(&b).into_owned())
+                                }
+                                other => Some(other.as_sql(true)),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+            Backend::Sqlite => {
+                use rusqlite::types::ValueRef;
+                let c = self.sqlite();
+                let mut stmt = c.prepare(&sql).unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+                let width = stmt.column_count();
+                let rows = stmt.query_map([], |r| {
+                    (0..width)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                ValueRef::Null => None,
+                                ValueRef::Integer(n) => Some(n.to_string()),
+                                ValueRef::Real(x) => Some(x.to_string()),
+                                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                                ValueRef::Blob(b) => Some(hex::encode(b)),
+                            })
+                        })
+                        .collect()
+                });
+                rows.and_then(|rows| rows.collect())
+                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"))
+            }
         }
+    }
+
+    /// A connection to the MySQL test database.
+    fn mysql(&self) -> mysql::Conn {
+        mysql::Conn::new(self.url.as_str()).unwrap()
+    }
+
+    /// MySQL has no schemas within a database: trigpoll's tables go to a second database of the
+    /// test's own (`database.schema`), so that tests never share an event table.
+    pub fn event_schema(&self) -> Option<String> {
+        (self.backend == Backend::Mysql).then(|| format!("{}_ev", self.name))
+    }
+
+    /// A connection to the SQLite test database that waits for locks, as an application should.
+    fn sqlite(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.name).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c
     }
 
     pub fn scalar(&self, sql: &str) -> Option<String> {
@@ -121,10 +235,33 @@ impl TestDb {
                 ("{events}", "trigpoll.trigpoll_event"),
                 ("{archive}", "trigpoll.trigpoll_archive"),
             ],
+            // `{text}` must fit in a primary key: 191 utf8mb4 characters fit InnoDB's 767 bytes.
+            Backend::Mysql => &[
+                ("{text}", "VARCHAR(191)"),
+                ("{bytes}", "BLOB"),
+                ("{ts}", "DATETIME(6)"),
+                ("{dec}", "DECIMAL(12,2)"),
+                ("{json}", "JSON"),
+            ],
+            // Declared types decide the JSON types of a SQLite column's values.
+            Backend::Sqlite => &[
+                ("{text}", "text"),
+                ("{bytes}", "blob"),
+                ("{ts}", "datetime"),
+                ("{dec}", "numeric(12,2)"),
+                ("{json}", "text"),
+                ("{events}", "trigpoll_event"),
+                ("{archive}", "trigpoll_archive"),
+            ],
         };
-        types
-            .iter()
-            .fold(sql.to_string(), |s, (from, to)| s.replace(from, to))
+        // Where trigpoll's tables are named per test.
+        let sql = match self.event_schema() {
+            Some(schema) => sql
+                .replace("{events}", &format!("`{schema}`.trigpoll_event"))
+                .replace("{archive}", &format!("`{schema}`.trigpoll_archive")),
+            None => sql.to_string(),
+        };
+        types.iter().fold(sql, |s, (from, to)| s.replace(from, to))
     }
 }
 
@@ -137,6 +274,24 @@ impl Drop for TestDb {
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                         self.name
                     ));
+                }
+            }
+            Backend::Mysql => {
+                if let Ok(mut admin) = mysql::Conn::new(self.admin_url.as_str()) {
+                    for db in [Some(self.name.clone()), self.event_schema()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let _ = mysql::prelude::Queryable::query_drop(
+                            &mut admin,
+                            format!("DROP DATABASE IF EXISTS {db}"),
+                        );
+                    }
+                }
+            }
+            Backend::Sqlite => {
+                if let Some(dir) = Path::new(&self.name).parent() {
+                    let _ = std::fs::remove_dir_all(dir);
                 }
             }
         }
@@ -168,8 +323,14 @@ impl Env {
     /// Writes trigpoll.toml: the database, `[poll]` settings and the given `[[object]]`s.
     pub fn config(&self, poll: &str, objects: &str) {
         std::fs::create_dir_all(self.path("connectors")).unwrap();
+        // The schema line takes the place of the blank one: line numbers stay the same.
+        let schema = self
+            .db
+            .event_schema()
+            .map(|s| format!("schema = \"{s}\""))
+            .unwrap_or_default();
         let text = format!(
-            "[database]\nurl = \"{}\"\n\n[poll]\n{poll}\n\n{objects}\n",
+            "[database]\nurl = \"{}\"\n{schema}\n[poll]\n{poll}\n\n{objects}\n",
             self.db.url
         );
         std::fs::write(self.config_path(), text).unwrap();

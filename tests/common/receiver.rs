@@ -32,57 +32,42 @@ pub type Script = dyn Fn(usize) -> (u16, Option<u64>) + Send + Sync;
 pub struct Receiver {
     pub url: String,
     pub received: Arc<Mutex<Vec<Received>>>,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<JoinHandle<()>>,
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
 }
 
 impl Receiver {
+    /// Serves HTTP/1.1 with keep-alive, one thread per connection. (tiny_http 0.12 queues a
+    /// connection without a thread to run it when more than four arrive at once, and its
+    /// requests then wait until another connection closes: with a client that keeps its
+    /// connections, until the client times out and retries.)
     pub fn start(script: impl Fn(usize) -> (u16, Option<u64>) + Send + Sync + 'static) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let port = server.server_addr().to_ip().unwrap().port();
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let script: Arc<Script> = Arc::new(script);
-        let threads = (0..8)
-            .map(|_| {
-                let server = Arc::clone(&server);
-                let received = Arc::clone(&received);
-                let script = Arc::clone(&script);
-                std::thread::spawn(move || {
-                    while let Ok(mut request) = server.recv() {
-                        let mut body = String::new();
-                        request.as_reader().read_to_string(&mut body).unwrap();
-                        let headers = request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.to_string(), h.value.to_string()))
-                            .collect();
-                        // Numbering and recording under one lock keeps arrival order.
-                        let mut log = received.lock().unwrap();
-                        let (status, retry_after) = script(log.len());
-                        log.push(Received {
-                            body,
-                            headers,
-                            answered: status,
-                        });
-                        drop(log);
-                        let mut response =
-                            tiny_http::Response::from_string("ok").with_status_code(status);
-                        if let Some(secs) = retry_after {
-                            response.add_header(
-                                tiny_http::Header::from_bytes("Retry-After", secs.to_string())
-                                    .unwrap(),
-                            );
-                        }
-                        let _ = request.respond(response);
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = {
+            let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
                     }
-                })
+                    let Ok(stream) = stream else { continue };
+                    let (received, script) = (Arc::clone(&received), Arc::clone(&script));
+                    std::thread::spawn(move || serve(stream, &received, &*script));
+                }
             })
-            .collect();
+        };
         Receiver {
-            url: format!("http://127.0.0.1:{port}/events"),
+            url: format!("http://{addr}/events"),
             received,
-            server,
-            threads,
+            addr,
+            stop,
+            acceptor: Some(acceptor),
         }
     }
 
@@ -91,14 +76,69 @@ impl Receiver {
     }
 }
 
+/// Answers the requests of one connection until the client closes it.
+fn serve(stream: std::net::TcpStream, received: &Mutex<Vec<Received>>, script: &Script) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                headers.push((name.trim().to_string(), value.trim().to_string()));
+            }
+        }
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let length: usize = value("Content-Length").map_or(0, |v| v.parse().unwrap());
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let close = value("Connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        // Numbering and recording under one lock keeps arrival order.
+        let mut log = received.lock().unwrap();
+        let (status, retry_after) = script(log.len());
+        log.push(Received {
+            body: String::from_utf8(body).unwrap(),
+            headers,
+            answered: status,
+        });
+        drop(log);
+        let retry_after = retry_after
+            .map(|secs| format!("Retry-After: {secs}\r\n"))
+            .unwrap_or_default();
+        let response =
+            format!("HTTP/1.1 {status} Scripted\r\nContent-Length: 2\r\n{retry_after}\r\nok");
+        if writer.write_all(response.as_bytes()).is_err() || close {
+            return;
+        }
+    }
+}
+
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.server.unblock();
-        for _ in 1..self.threads.len() {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
-            let _ = t.join();
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Wakes the acceptor up so that it sees `stop`.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
         }
     }
 }

@@ -168,6 +168,8 @@ pub fn an_unreachable_database_exits_1(backend: Backend) {
     let good = std::fs::read_to_string(&path).unwrap();
     let bad = match backend {
         Backend::Postgres => "postgres://postgres@127.0.0.1:1/nothing",
+        Backend::Mysql => "mysql://root@127.0.0.1:1/nothing",
+        Backend::Sqlite => "sqlite:///nonexistent-folder/nothing.db",
     };
     std::fs::write(&path, good.replace(&env.db.url, bad)).unwrap();
     let out = env.run_ok(&["drain"], 1);

@@ -97,6 +97,8 @@ pub fn awkward_identifiers_are_quoted(backend: Backend) {
     let Some(env) = Env::new(backend) else { return };
     let q = |s: &str| match backend {
         Backend::Postgres => format!("\"{}\"", s.replace('"', "\"\"")),
+        Backend::Mysql => format!("`{}`", s.replace('`', "``")),
+        Backend::Sqlite => format!("\"{}\"", s.replace('"', "\"\"")),
     };
     env.db.execute(&format!(
         "CREATE TABLE {} ({} int NOT NULL, {} {{text}} NOT NULL, {} {{text}}, PRIMARY KEY ({}, {}))",

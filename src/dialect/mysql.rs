@@ -1,0 +1,1028 @@
+//! MySQL (≥ 8.0) and MariaDB (≥ 10.6) SQL: event and archive tables, capture triggers, claim and
+//! fetch queries.
+//!
+//! `database.schema` is a MySQL database (created with `CREATE DATABASE IF NOT EXISTS`) holding
+//! the event and archive tables. Each captured table gets one `AFTER` row trigger per event
+//! (`trigpoll_insert_<tag>`, `trigpoll_update_<tag>`, `trigpoll_delete_<tag>`, the tag derived
+//! from the table name); MySQL runs several triggers per event, so the application's own
+//! triggers keep working beside them.
+//!
+//! MySQL cannot roll back DDL, so every statement here is idempotent (`IF NOT EXISTS`,
+//! `DROP TRIGGER IF EXISTS` before `CREATE TRIGGER`) and an interrupted install is completed by
+//! running it again. A table's triggers are replaced under `LOCK TABLES … WRITE`, so no
+//! application write slips between dropping the old triggers and creating the new ones.
+//!
+//! Privileges the installing user needs: `CREATE` on `database.schema` (the first time),
+//! `TRIGGER`, `LOCK TABLES` and `SELECT` on the captured tables, and `INSERT` on the event table
+//! for the triggers' definer. With binary logging on, creating triggers also needs `SUPER` (or,
+//! on MySQL 8, `SET_USER_ID`/`SYSTEM_USER`) unless `log_bin_trust_function_creators = 1`.
+//! The poller needs `SELECT, INSERT, UPDATE, DELETE` on the event and archive tables and `SELECT`
+//! on the captured tables.
+//!
+//! Values and keys:
+//! - Keys are computed in the trigger from `CAST(col AS CHAR)` in utf8mb4, percent-encoded with
+//!   nested `REPLACE` (DESIGN.md §5); binary key columns are written as upper-case hex and
+//!   `TIMESTAMP` key columns in UTC, so that keys never depend on the writer's session.
+//! - Row images are `JSON_OBJECT(...)` of every column: binary columns as hex (sent as base64),
+//!   `BIT` as a number, `TIMESTAMP` as Unix seconds (sent as RFC 3339 UTC), spatial columns as
+//!   WKT text; the store normalizes them ([`crate::store::mysql`]).
+//! - `TINYINT(1)` (what `BOOLEAN` is) is sent as `true`/`false` when it holds 0 or 1, and as the
+//!   number otherwise, so that no value is lost.
+
+use crate::config::{TableName, Verb};
+use crate::dialect::{fingerprint, object_tag, Capture, TriggerDdl, FINGERPRINT_MARKER};
+use crate::store::{Column, TableInfo};
+
+/// Every trigger trigpoll installs has a name starting with this.
+pub const TRIGGER_PREFIX: &str = "trigpoll_";
+
+/// The MySQL trigger events, in the order the triggers are created.
+const EVENTS: [&str; 3] = ["INSERT", "UPDATE", "DELETE"];
+
+pub fn ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// A string literal that reads the same whatever the session's `sql_mode` (backslashes are
+/// escapes unless `NO_BACKSLASH_ESCAPES`): text with a backslash is written as hex.
+pub fn literal(text: &str) -> String {
+    if text.contains('\\') {
+        format!("CONVERT(X'{}' USING utf8mb4)", hex::encode_upper(text))
+    } else {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+}
+
+pub fn table(name: &TableName) -> String {
+    match &name.schema {
+        Some(schema) => format!("{}.{}", ident(schema), ident(&name.name)),
+        None => ident(&name.name),
+    }
+}
+
+/// Where trigpoll's own tables live, quoted.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub schema: String,
+    pub event: String,
+    pub archive: String,
+    /// Unquoted, for catalog lookups.
+    pub schema_raw: String,
+    pub event_raw: String,
+    pub archive_raw: String,
+}
+
+impl Names {
+    pub fn new(schema: &str, event: &str, archive: &str) -> Self {
+        Names {
+            schema: ident(schema),
+            event: format!("{}.{}", ident(schema), ident(event)),
+            archive: format!("{}.{}", ident(schema), ident(archive)),
+            schema_raw: schema.to_string(),
+            event_raw: event.to_string(),
+            archive_raw: archive.to_string(),
+        }
+    }
+
+    /// The event table's index on (priority, event id), which claims walk in order.
+    pub fn claim_index(&self) -> String {
+        ident(&format!("{}_claim", self.event_raw))
+    }
+}
+
+/// Creates the database and the event and archive tables with their indexes.
+///
+/// The archive has a surrogate primary key (`archive_id`, last): InnoDB, replication and
+/// servers with `sql_require_primary_key` want one, and `(event_id, connector_id)` cannot be it
+/// because an event that reached no connector has no connector id.
+///
+/// Times are `TIMESTAMP(6)`: stored in UTC whatever the writer's session time zone, so that the
+/// triggers (which run in the application's sessions) and other applications writing events
+/// agree on `event_time`. (`TIMESTAMP` ends in January 2038 on MySQL and on MariaDB before
+/// 11.5.) The per-key order check needs an index on (object name, key), which
+/// may be longer than InnoDB's 3072-byte index limit: `key_hash` (SHA-256 of both) is indexed
+/// instead, and the check compares the full values too.
+pub fn create_tables(n: &Names) -> Vec<String> {
+    let key_order = ident(&format!("{}_key_order", n.event_raw));
+    let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
+    vec![
+        format!(
+            "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4",
+            n.schema
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+    event_id          BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    object_name       VARCHAR(255) NOT NULL,
+    object_verb       VARCHAR(255) NOT NULL,
+    object_key        MEDIUMTEXT NOT NULL,
+    event_priority    INT NOT NULL DEFAULT 0,
+    event_time        TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    event_status      SMALLINT NOT NULL DEFAULT 0,
+    event_description MEDIUMTEXT NULL,
+    connector_id      VARCHAR(255) NULL,
+    attempts          INT NOT NULL DEFAULT 0,
+    next_attempt_at   TIMESTAMP(6) NULL DEFAULT NULL,
+    payload           JSON NULL,
+    replay_of         BIGINT NULL,
+    claimed_by        VARCHAR(64) NULL,
+    claimed_at        TIMESTAMP(6) NULL DEFAULT NULL,
+    done_connectors   TEXT NULL,
+    key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
+    KEY {} (event_priority, event_id),
+    KEY {} (key_hash, event_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            n.event,
+            n.claim_index(),
+            key_order
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+    event_id          BIGINT NOT NULL,
+    object_name       VARCHAR(255) NOT NULL,
+    object_verb       VARCHAR(255) NOT NULL,
+    object_key        MEDIUMTEXT NOT NULL,
+    event_priority    INT NOT NULL,
+    event_time        TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    event_status      SMALLINT NOT NULL,
+    event_description MEDIUMTEXT NULL,
+    connector_id      VARCHAR(255) NULL,
+    attempts          INT NOT NULL,
+    payload           JSON NULL,
+    replay_of         BIGINT NULL,
+    event_processed   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    archive_id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    UNIQUE KEY {} (event_id, connector_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+            n.archive,
+            aidx("event")
+        ),
+    ]
+}
+
+pub fn drop_tables(n: &Names) -> Vec<String> {
+    vec![
+        format!("DROP TABLE IF EXISTS {}", n.event),
+        format!("DROP TABLE IF EXISTS {}", n.archive),
+    ]
+}
+
+/// What a column's type is, for the SQL that reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Bytes,
+    Bit,
+    Timestamp,
+    Spatial,
+    /// CHAR, VARCHAR, TEXT, ENUM, SET: compared byte for byte when telling a key change.
+    Text,
+    Other,
+}
+
+/// The type's name without length, attributes, character set: `int`, `varchar`, `decimal`.
+pub fn base_type(sql_type: &str) -> String {
+    sql_type
+        .trim_start()
+        .split(|c: char| c == '(' || c.is_whitespace())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn class(col: &Column) -> Class {
+    match base_type(&col.sql_type).as_str() {
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => Class::Bytes,
+        "bit" => Class::Bit,
+        "timestamp" => Class::Timestamp,
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" | "geomcollection" => Class::Spatial,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => {
+            Class::Text
+        }
+        _ => Class::Other,
+    }
+}
+
+/// The JSON-ready value of a column of `row` (`NEW`, `OLD` or a table alias).
+fn json_value(col: &Column, row: &str) -> String {
+    let c = format!("{row}.{}", ident(&col.name));
+    match class(col) {
+        Class::Bytes => format!("HEX({c})"),
+        Class::Bit => format!("{c} + 0"),
+        Class::Timestamp => format!("UNIX_TIMESTAMP({c})"),
+        Class::Spatial => format!("ST_AsText({c})"),
+        Class::Text | Class::Other => c,
+    }
+}
+
+/// `JSON_OBJECT('col', value, …)` over every column of the table: a row image.
+pub fn row_json(t: &TableInfo, row: &str) -> String {
+    let pairs: Vec<String> = t
+        .columns
+        .iter()
+        .map(|col| format!("{}, {}", literal(&col.name), json_value(col, row)))
+        .collect();
+    format!("JSON_OBJECT({})", pairs.join(", "))
+}
+
+/// A key column's value as utf8mb4 text, the same whatever the writing session's settings.
+fn key_text(col: &Column, row: &str) -> String {
+    let c = format!("{row}.{}", ident(&col.name));
+    let text = match class(col) {
+        Class::Bytes => return format!("HEX({c})"),
+        Class::Bit => format!("{c} + 0"),
+        Class::Timestamp => format!("CONVERT_TZ({c}, @@session.time_zone, '+00:00')"),
+        _ => c,
+    };
+    format!("CAST({text} AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin")
+}
+
+/// `CONCAT('a=', <escaped value>, ':', …)` for every key column of `row` (`NEW` or `OLD`): the
+/// object key of DESIGN.md §5, computed inside the trigger.
+fn key_expr(c: &Capture, row: &str) -> String {
+    let escapes = c.escapes();
+    let parts: Vec<String> = c
+        .keys
+        .iter()
+        .zip(c.encoded_names())
+        .map(|(col, name)| {
+            let mut value = key_text(col, row);
+            for (ch, esc) in &escapes {
+                value = format!(
+                    "REPLACE({value}, {}, {})",
+                    literal(&ch.to_string()),
+                    literal(esc)
+                );
+            }
+            let pair = format!("CONCAT({}, {value})", literal(&format!("{name}=")));
+            if col.nullable {
+                format!(
+                    "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
+                    ident(&col.name),
+                    literal(&name)
+                )
+            } else {
+                pair
+            }
+        })
+        .collect();
+    if parts.len() == 1 {
+        return parts.into_iter().next().unwrap_or_default();
+    }
+    format!(
+        "CONCAT({})",
+        parts.join(&format!(", {}, ", literal(c.delimiter)))
+    )
+}
+
+/// True when no key column of the row changed, byte for byte for text (so that `a` → `A` under a
+/// case-insensitive collation is a new key, as the key text says).
+fn key_unchanged(c: &Capture) -> String {
+    c.keys
+        .iter()
+        .map(|col| {
+            let (new, old) = (
+                format!("NEW.{}", ident(&col.name)),
+                format!("OLD.{}", ident(&col.name)),
+            );
+            if class(col) == Class::Text {
+                format!("CAST({new} AS BINARY) <=> CAST({old} AS BINARY)")
+            } else {
+                format!("{new} <=> {old}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The names of the three triggers a table may have, by event.
+pub fn trigger_names(on: &TableName) -> [String; 3] {
+    let tag = object_tag(&on.name);
+    EVENTS.map(|e| format!("{TRIGGER_PREFIX}{}_{tag}", e.to_ascii_lowercase()))
+}
+
+fn trigger_ref(on: &TableName, name: &str) -> String {
+    match &on.schema {
+        Some(schema) => format!("{}.{}", ident(schema), ident(name)),
+        None => ident(name),
+    }
+}
+
+/// Parses the fingerprint line of a trigger body: the fingerprint and how many triggers carry it.
+pub fn parse_fingerprint(body: &str) -> Option<(String, usize)> {
+    let (_, rest) = body.split_once(FINGERPRINT_MARKER)?;
+    let fp: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    let (_, count) = rest.split_once(" of ")?;
+    let count: String = count.chars().take_while(char::is_ascii_digit).collect();
+    Some((fp, count.parse().ok()?))
+}
+
+pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
+    let on = &c.table.name;
+    let target = format!(
+        "INSERT INTO {} (object_name, object_verb, object_key, event_priority, payload) VALUES",
+        n.event
+    );
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let event = |verb: Verb, row: &str, image: bool| {
+        format!(
+            "({object}, {}, {}, {priority}, {})",
+            literal(verb.as_str()),
+            key_expr(c, row),
+            if image {
+                row_json(c.table, row)
+            } else {
+                "NULL".into()
+            }
+        )
+    };
+    let names = trigger_names(on);
+    // (event, trigger name, statements of the body)
+    let mut bodies: Vec<(&str, &String, String)> = Vec::new();
+    if c.captures(Verb::Create) {
+        bodies.push((
+            EVENTS[0],
+            &names[0],
+            format!("{target} {};", event(Verb::Create, "NEW", false)),
+        ));
+    }
+    if c.captures(Verb::Update) {
+        bodies.push((
+            EVENTS[1],
+            &names[1],
+            format!(
+                "IF {} THEN
+        {target} {};
+    ELSE
+        -- the key changed: the old object is gone and a new one exists
+        {target} {}, {};
+    END IF;",
+                key_unchanged(c),
+                event(Verb::Update, "NEW", false),
+                event(Verb::Delete, "OLD", true),
+                event(Verb::Create, "NEW", false)
+            ),
+        ));
+    }
+    if c.captures(Verb::Delete) {
+        bodies.push((
+            EVENTS[2],
+            &names[2],
+            format!("{target} {};", event(Verb::Delete, "OLD", true)),
+        ));
+    }
+    let fp = fingerprint(
+        &bodies
+            .iter()
+            .map(|(e, name, body)| format!("{e} {name} {body}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    let about = c.object.name.replace(['\n', '\r'], " ");
+    let mut statements = vec![format!("LOCK TABLES {} WRITE", table(on))];
+    statements.extend(
+        names
+            .iter()
+            .map(|name| format!("DROP TRIGGER IF EXISTS {}", trigger_ref(on, name))),
+    );
+    let count = bodies.len();
+    statements.extend(bodies.iter().enumerate().map(|(i, (e, name, body))| {
+        format!(
+            "CREATE TRIGGER {} AFTER {e} ON {} FOR EACH ROW
+BEGIN
+    -- {FINGERPRINT_MARKER}{fp} ({} of {count} triggers)
+    -- captures {about} for trigpoll; generated by `trigpoll install-triggers`, do not edit
+    {body}
+END",
+            trigger_ref(on, name),
+            table(on),
+            i + 1
+        )
+    }));
+    statements.push("UNLOCK TABLES".into());
+    TriggerDdl {
+        fingerprint: fp,
+        statements,
+    }
+}
+
+/// A table has up to three trigpoll triggers but one [`crate::store::InstalledTrigger`]: its
+/// `name` lists them, joined by `, ` (trigger names trigpoll makes have no comma).
+pub fn installed_name(names: &[String]) -> String {
+    names.join(", ")
+}
+
+/// The trigger names an [`installed_name`] lists.
+pub fn installed_names(name: &str) -> Vec<String> {
+    name.split(", ").map(str::to_string).collect()
+}
+
+/// Drops the named triggers of a table.
+pub fn drop_triggers(on: &TableName, names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| format!("DROP TRIGGER IF EXISTS {}", trigger_ref(on, name)))
+        .collect()
+}
+
+/// The columns a claim returns, in the order of [`crate::event::Event`]'s fields.
+pub const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
+e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, \
+e.attempts, e.payload, e.replay_of, e.done_connectors";
+
+/// Selects and locks a batch of ready events: `?` claim timeout in microseconds, `?` limit.
+/// Rows another poller is claiming are skipped, not waited for. The `NOT EXISTS` subquery is a
+/// plain (non-locking) read, so an earlier event of the same key that another poller holds
+/// still counts.
+///
+/// The claim index is forced: a plan that sorts instead would lock every ready event, not just
+/// the batch, and other pollers would find nothing to claim while this one holds them.
+pub fn claim(n: &Names) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS}
+FROM {ev} e FORCE INDEX ({claim})
+WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
+  AND NOT EXISTS (SELECT 1 FROM {ev} p
+                  WHERE p.key_hash = e.key_hash AND p.object_name = e.object_name
+                    AND p.object_key = e.object_key AND p.event_id < e.event_id)
+ORDER BY e.event_priority, e.event_id
+LIMIT ?
+FOR UPDATE SKIP LOCKED",
+        ev = n.event,
+        claim = n.claim_index()
+    )
+}
+
+/// Marks claimed events: `?` claim token, then `count` event ids.
+pub fn mark_claimed(n: &Names, count: usize) -> String {
+    format!(
+        "UPDATE {} SET event_status = 3, claimed_by = ?, claimed_at = NOW(6) WHERE event_id IN ({})",
+        n.event,
+        placeholders(count)
+    )
+}
+
+/// `?, ?, …`
+pub fn placeholders(count: usize) -> String {
+    vec!["?"; count].join(", ")
+}
+
+const SIGNED: &str = "CAST(? AS SIGNED)";
+const TEXT: &str = "CAST(? AS CHAR CHARACTER SET utf8mb4)";
+
+/// `rows` rows of parameters as a derived table: `SELECT <expr> AS <name>, … UNION ALL …`. Each
+/// parameter is cast, so that its type does not depend on how the server guesses it.
+pub fn rows_table(columns: &[(&str, &str)], rows: usize) -> String {
+    let first = columns
+        .iter()
+        .map(|(name, expr)| format!("{expr} AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let exprs: Vec<&str> = columns.iter().map(|(_, expr)| *expr).collect();
+    let rest = format!("\nUNION ALL SELECT {}", exprs.join(", "));
+    format!("SELECT {first}{}", rest.repeat(rows.saturating_sub(1)))
+}
+
+/// Archives claimed events; per row the parameters are the event id, connector id, status,
+/// description and attempts.
+pub fn archive(n: &Names, rows: usize) -> String {
+    format!(
+        "INSERT INTO {} (event_id, object_name, object_verb, object_key, event_priority,
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of)
+SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
+    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of
+FROM ({}) AS d
+JOIN {} e ON e.event_id = d.event_id",
+        n.archive,
+        rows_table(
+            &[
+                ("event_id", SIGNED),
+                ("connector_id", TEXT),
+                ("status", SIGNED),
+                ("description", TEXT),
+                ("attempts", SIGNED)
+            ],
+            rows
+        ),
+        n.event
+    )
+}
+
+/// Puts claimed events back for a later attempt; per row the parameters are the event id,
+/// attempts, delay in microseconds, description and connectors already done.
+pub fn retry_later(n: &Names, rows: usize) -> String {
+    format!(
+        "UPDATE {} AS e JOIN ({}) AS u ON e.event_id = u.event_id
+SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.attempts = u.attempts,
+    e.next_attempt_at = NOW(6) + INTERVAL u.delay_us MICROSECOND,
+    e.event_description = u.description, e.done_connectors = u.done",
+        n.event,
+        rows_table(
+            &[
+                ("event_id", SIGNED),
+                ("attempts", SIGNED),
+                ("delay_us", SIGNED),
+                ("description", TEXT),
+                ("done", TEXT)
+            ],
+            rows
+        )
+    )
+}
+
+/// How a key value (text) is turned into a value of its column's type in a fetch, and checked
+/// first where MySQL would silently coerce it (`'abc'` is 0 to an integer column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyType {
+    Integer {
+        min: i128,
+        max: i128,
+    },
+    Decimal {
+        digits: u32,
+        scale: u32,
+    },
+    Float,
+    Date,
+    DateTime,
+    Time,
+    /// Written by the triggers as hex.
+    Bytes,
+    /// Compared in the column's own character set and collation, so that its index is used.
+    Text {
+        charset: String,
+        collation: String,
+    },
+    Other,
+}
+
+fn numbers_in_parens(sql_type: &str) -> Vec<u32> {
+    sql_type
+        .split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(inside, _)| {
+            inside
+                .split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The character set and collation that `describe_table` appends to character types.
+fn charset_of(sql_type: &str) -> Option<(String, String)> {
+    let (_, rest) = sql_type.rsplit_once(" CHARACTER SET ")?;
+    let (charset, collation) = rest.split_once(" COLLATE ")?;
+    Some((charset.trim().to_string(), collation.trim().to_string()))
+}
+
+impl KeyType {
+    pub fn of(col: &Column) -> KeyType {
+        let t = col.sql_type.to_ascii_lowercase();
+        let unsigned = t.contains(" unsigned");
+        let int = |bits: u32| {
+            if unsigned {
+                KeyType::Integer {
+                    min: 0,
+                    max: (1i128 << bits) - 1,
+                }
+            } else {
+                KeyType::Integer {
+                    min: -(1i128 << (bits - 1)),
+                    max: (1i128 << (bits - 1)) - 1,
+                }
+            }
+        };
+        match base_type(&t).as_str() {
+            "tinyint" => int(8),
+            "smallint" => int(16),
+            "mediumint" => int(24),
+            "int" | "integer" => int(32),
+            "bigint" => int(64),
+            "year" => KeyType::Integer { min: 0, max: 2155 },
+            "bit" => KeyType::Integer {
+                min: 0,
+                max: (1i128 << numbers_in_parens(&t).first().copied().unwrap_or(1)) - 1,
+            },
+            "decimal" | "numeric" | "dec" | "fixed" => {
+                let n = numbers_in_parens(&t);
+                KeyType::Decimal {
+                    digits: n.first().copied().unwrap_or(10),
+                    scale: n.get(1).copied().unwrap_or(0),
+                }
+            }
+            "float" | "double" | "real" => KeyType::Float,
+            "date" => KeyType::Date,
+            "datetime" | "timestamp" => KeyType::DateTime,
+            "time" => KeyType::Time,
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+                KeyType::Bytes
+            }
+            _ => match charset_of(&col.sql_type) {
+                Some((charset, collation)) => KeyType::Text { charset, collation },
+                None => KeyType::Other,
+            },
+        }
+    }
+
+    /// The SQL that turns the `?` holding the key text into the column's type.
+    pub fn cast(&self) -> String {
+        match self {
+            KeyType::Integer { min, .. } if *min < 0 => "CAST(? AS SIGNED)".into(),
+            KeyType::Integer { .. } => "CAST(? AS UNSIGNED)".into(),
+            KeyType::Decimal { digits, scale } => format!("CAST(? AS DECIMAL({digits},{scale}))"),
+            KeyType::Float => "(? + 0e0)".into(),
+            KeyType::Date => "CAST(? AS DATE)".into(),
+            KeyType::DateTime => "CAST(? AS DATETIME(6))".into(),
+            KeyType::Time => "CAST(? AS TIME(6))".into(),
+            KeyType::Bytes => "UNHEX(?)".into(),
+            KeyType::Text { charset, collation } => {
+                format!("CONVERT(? USING {charset}) COLLATE {collation}")
+            }
+            KeyType::Other => "?".into(),
+        }
+    }
+
+    /// Says why a key value does not fit the column, where the cast would not.
+    pub fn check(&self, value: &str) -> Result<(), String> {
+        let ok = match self {
+            KeyType::Integer { min, max } => value
+                .parse::<i128>()
+                .is_ok_and(|v| (*min..=*max).contains(&v)),
+            KeyType::Decimal { digits, scale } => decimal_fits(value, *digits, *scale),
+            KeyType::Float => value.parse::<f64>().is_ok_and(f64::is_finite),
+            KeyType::Date => valid_date(value),
+            KeyType::DateTime => match value.split_once([' ', 'T']) {
+                Some((date, time)) => valid_date(date) && valid_time(time, 23),
+                None => valid_date(value),
+            },
+            KeyType::Time => valid_time(value.strip_prefix('-').unwrap_or(value), 838),
+            KeyType::Bytes => value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+            KeyType::Text { .. } | KeyType::Other => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{value:?} is not a value of this column's type"))
+        }
+    }
+}
+
+fn decimal_fits(value: &str, digits: u32, scale: u32) -> bool {
+    let unsigned = value.strip_prefix(['-', '+']).unwrap_or(value);
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !(whole.is_empty() && fraction.is_empty())
+        && all_digits(whole)
+        && all_digits(fraction)
+        && whole.trim_start_matches('0').len() <= digits.saturating_sub(scale) as usize
+}
+
+fn fixed_digits(text: &str, len: std::ops::RangeInclusive<usize>) -> Option<u32> {
+    (len.contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
+fn valid_date(text: &str) -> bool {
+    let mut parts = text.split('-');
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Some(y), Some(m), Some(d)) = (
+        fixed_digits(y, 4..=4),
+        fixed_digits(m, 1..=2),
+        fixed_digits(d, 1..=2),
+    ) else {
+        return false;
+    };
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+fn valid_time(text: &str, max_hours: u32) -> bool {
+    let (clock, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let mut parts = clock.split(':');
+    let (Some(h), Some(m), s, None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let seconds_ok = match s {
+        Some(s) => fixed_digits(s, 1..=2).is_some_and(|s| s <= 59),
+        None => fraction.is_empty(),
+    };
+    fixed_digits(h, 1..=3).is_some_and(|h| h <= max_hours)
+        && fixed_digits(m, 1..=2).is_some_and(|m| m <= 59)
+        && seconds_ok
+        && (fraction.is_empty() || fixed_digits(fraction, 1..=6).is_some())
+}
+
+/// Fetches rows by key: the derived table `u` has the 0-based position `i` of each of `count`
+/// keys and its values, cast to the key columns' types (parameters: one per key column, per
+/// key). Returns each position that has a row, and the row as JSON text.
+pub fn fetch(t: &TableInfo, keys: &[&Column], count: usize) -> String {
+    let casts: Vec<String> = keys.iter().map(|c| KeyType::of(c).cast()).collect();
+    let first: Vec<String> = casts
+        .iter()
+        .enumerate()
+        .map(|(j, cast)| format!("{cast} AS k{j}"))
+        .collect();
+    let mut rows = vec![format!("SELECT 0 AS i, {}", first.join(", "))];
+    rows.extend((1..count).map(|i| format!("SELECT {i}, {}", casts.join(", "))));
+    let conditions: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(j, col)| {
+            let op = if col.nullable { "<=>" } else { "=" };
+            format!("t.{} {op} u.k{j}", ident(&col.name))
+        })
+        .collect();
+    format!(
+        "SELECT u.i, {}
+FROM ({}) AS u
+JOIN {} AS t ON {}",
+        row_json(t, "t"),
+        rows.join("\nUNION ALL "),
+        table(&t.name),
+        conditions.join(" AND ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ObjectConfig;
+    use crate::store::ColumnKind;
+
+    fn col(name: &str, sql_type: &str, nullable: bool) -> Column {
+        Column {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            nullable,
+            kind: ColumnKind::Plain,
+        }
+    }
+
+    fn order_line() -> TableInfo {
+        TableInfo {
+            name: TableName {
+                schema: Some("shop".into()),
+                name: "order_line".into(),
+            },
+            columns: vec![
+                col("contract_id", "int(11)", false),
+                col(
+                    "header_id",
+                    "varchar(191) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                    false,
+                ),
+                col("photo", "blob", true),
+                col("at", "timestamp(6)", true),
+            ],
+            primary_key: vec!["contract_id".into(), "header_id".into()],
+        }
+    }
+
+    fn object(verbs: Vec<Verb>) -> ObjectConfig {
+        ObjectConfig {
+            name: "OrderLine".into(),
+            table: TableName {
+                schema: None,
+                name: "order_line".into(),
+            },
+            keys: None,
+            verbs,
+            priority: 2,
+        }
+    }
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(ident("we`ird"), "`we``ird`");
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal("a\\b"), "CONVERT(X'615C62' USING utf8mb4)");
+    }
+
+    #[test]
+    fn event_tables() {
+        let sql = create_tables(&Names::new(
+            "trigpoll",
+            "trigpoll_event",
+            "trigpoll_archive",
+        ));
+        assert_eq!(
+            sql[0],
+            "CREATE DATABASE IF NOT EXISTS `trigpoll` CHARACTER SET utf8mb4"
+        );
+        assert!(sql[1].starts_with("CREATE TABLE IF NOT EXISTS `trigpoll`.`trigpoll_event` ("));
+        assert!(sql[1].contains(
+            "key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
+    KEY `trigpoll_event_claim` (event_priority, event_id),
+    KEY `trigpoll_event_key_order` (key_hash, event_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+        ));
+        assert!(sql[2].contains(
+            "    archive_id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    UNIQUE KEY `trigpoll_archive_event` (event_id, connector_id)"
+        ));
+    }
+
+    #[test]
+    fn capture_trigger_text() {
+        let table = order_line();
+        let object = object(vec![Verb::Create, Verb::Update, Verb::Delete]);
+        let capture = Capture::new(&object, &table, ":").unwrap();
+        let ddl = capture_trigger(&Names::new("tp", "ev", "ar"), &capture);
+        let key = |row: &str| {
+            format!(
+                "CONCAT(CONCAT('contract_id=', REPLACE(REPLACE(REPLACE(CAST({row}.`contract_id` AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), ':', '%3A')), ':', CONCAT('header_id=', REPLACE(REPLACE(REPLACE(CAST({row}.`header_id` AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), ':', '%3A')))"
+            )
+        };
+        let image = "JSON_OBJECT('contract_id', OLD.`contract_id`, 'header_id', OLD.`header_id`, 'photo', HEX(OLD.`photo`), 'at', UNIX_TIMESTAMP(OLD.`at`))";
+        let insert = "INSERT INTO `tp`.`ev` (object_name, object_verb, object_key, event_priority, payload) VALUES";
+        let fp = &ddl.fingerprint;
+        let tag = object_tag("order_line");
+        let expected = vec![
+            "LOCK TABLES `shop`.`order_line` WRITE".to_string(),
+            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_insert_{tag}`"),
+            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_update_{tag}`"),
+            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_delete_{tag}`"),
+            format!(
+                "CREATE TRIGGER `shop`.`trigpoll_insert_{tag}` AFTER INSERT ON `shop`.`order_line` FOR EACH ROW
+BEGIN
+    -- trigpoll fingerprint: {fp} (1 of 3 triggers)
+    -- captures OrderLine for trigpoll; generated by `trigpoll install-triggers`, do not edit
+    {insert} ('OrderLine', 'Create', {}, 2, NULL);
+END",
+                key("NEW")
+            ),
+            format!(
+                "CREATE TRIGGER `shop`.`trigpoll_update_{tag}` AFTER UPDATE ON `shop`.`order_line` FOR EACH ROW
+BEGIN
+    -- trigpoll fingerprint: {fp} (2 of 3 triggers)
+    -- captures OrderLine for trigpoll; generated by `trigpoll install-triggers`, do not edit
+    IF NEW.`contract_id` <=> OLD.`contract_id` AND CAST(NEW.`header_id` AS BINARY) <=> CAST(OLD.`header_id` AS BINARY) THEN
+        {insert} ('OrderLine', 'Update', {}, 2, NULL);
+    ELSE
+        -- the key changed: the old object is gone and a new one exists
+        {insert} ('OrderLine', 'Delete', {}, 2, {image}), ('OrderLine', 'Create', {}, 2, NULL);
+    END IF;
+END",
+                key("NEW"),
+                key("OLD"),
+                key("NEW")
+            ),
+            format!(
+                "CREATE TRIGGER `shop`.`trigpoll_delete_{tag}` AFTER DELETE ON `shop`.`order_line` FOR EACH ROW
+BEGIN
+    -- trigpoll fingerprint: {fp} (3 of 3 triggers)
+    -- captures OrderLine for trigpoll; generated by `trigpoll install-triggers`, do not edit
+    {insert} ('OrderLine', 'Delete', {}, 2, {image});
+END",
+                key("OLD")
+            ),
+            "UNLOCK TABLES".to_string(),
+        ];
+        assert_eq!(ddl.statements, expected);
+        assert_eq!(parse_fingerprint(&ddl.statements[5]), Some((fp.clone(), 3)));
+    }
+
+    #[test]
+    fn nullable_binary_and_timestamp_keys_and_fewer_verbs() {
+        let table = order_line();
+        let mut object = object(vec![Verb::Create]);
+        object.keys = Some(vec!["photo".into(), "at".into()]);
+        let capture = Capture::new(&object, &table, "|").unwrap();
+        let ddl = capture_trigger(&Names::new("tp", "ev", "ar"), &capture);
+        assert_eq!(
+            ddl.statements.len(),
+            6,
+            "lock, three drops, one create, unlock"
+        );
+        assert!(ddl.statements[4].contains(
+            "CONCAT(CASE WHEN NEW.`photo` IS NULL THEN 'photo' ELSE CONCAT('photo=', REPLACE(REPLACE(REPLACE(HEX(NEW.`photo`), '%', '%25'), '=', '%3D'), '|', '%7C')) END, '|', CASE WHEN NEW.`at` IS NULL THEN 'at' ELSE CONCAT('at=', REPLACE(REPLACE(REPLACE(CAST(CONVERT_TZ(NEW.`at`, @@session.time_zone, '+00:00') AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), '|', '%7C')) END)"
+        ), "{}", ddl.statements[4]);
+        assert!(ddl.statements[4].contains("(1 of 1 triggers)"));
+        let other = capture_trigger(
+            &Names::new("tp", "ev", "ar"),
+            &Capture::new(&self::object(vec![Verb::Create]), &table, ":").unwrap(),
+        );
+        assert_ne!(ddl.fingerprint, other.fingerprint);
+    }
+
+    #[test]
+    fn claim_text() {
+        assert_eq!(
+            claim(&Names::new("tp", "ev", "ar")),
+            "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors
+FROM `tp`.`ev` e FORCE INDEX (`ev_claim`)
+WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
+  AND NOT EXISTS (SELECT 1 FROM `tp`.`ev` p
+                  WHERE p.key_hash = e.key_hash AND p.object_name = e.object_name
+                    AND p.object_key = e.object_key AND p.event_id < e.event_id)
+ORDER BY e.event_priority, e.event_id
+LIMIT ?
+FOR UPDATE SKIP LOCKED"
+        );
+        assert_eq!(
+            mark_claimed(&Names::new("tp", "ev", "ar"), 3),
+            "UPDATE `tp`.`ev` SET event_status = 3, claimed_by = ?, claimed_at = NOW(6) WHERE event_id IN (?, ?, ?)"
+        );
+    }
+
+    #[test]
+    fn finish_text() {
+        let n = Names::new("tp", "ev", "ar");
+        assert_eq!(
+            archive(&n, 2),
+            "INSERT INTO `tp`.`ar` (event_id, object_name, object_verb, object_key, event_priority,
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of)
+SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
+    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of
+FROM (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS CHAR CHARACTER SET utf8mb4) AS connector_id, CAST(? AS SIGNED) AS status, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS SIGNED) AS attempts
+UNION ALL SELECT CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED)) AS d
+JOIN `tp`.`ev` e ON e.event_id = d.event_id"
+        );
+        assert_eq!(
+            retry_later(&n, 1),
+            "UPDATE `tp`.`ev` AS e JOIN (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS SIGNED) AS attempts, CAST(? AS SIGNED) AS delay_us, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS CHAR CHARACTER SET utf8mb4) AS done) AS u ON e.event_id = u.event_id
+SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.attempts = u.attempts,
+    e.next_attempt_at = NOW(6) + INTERVAL u.delay_us MICROSECOND,
+    e.event_description = u.description, e.done_connectors = u.done"
+        );
+    }
+
+    #[test]
+    fn fetch_text() {
+        let table = order_line();
+        let keys: Vec<&Column> = table.columns[..2].iter().collect();
+        assert_eq!(
+            fetch(&table, &keys, 2),
+            "SELECT u.i, JSON_OBJECT('contract_id', t.`contract_id`, 'header_id', t.`header_id`, 'photo', HEX(t.`photo`), 'at', UNIX_TIMESTAMP(t.`at`))
+FROM (SELECT 0 AS i, CAST(? AS SIGNED) AS k0, CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci AS k1
+UNION ALL SELECT 1, CAST(? AS SIGNED), CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci) AS u
+JOIN `shop`.`order_line` AS t ON t.`contract_id` = u.k0 AND t.`header_id` = u.k1"
+        );
+    }
+
+    #[test]
+    fn key_values_are_checked_where_mysql_would_coerce_them() {
+        let t = |sql_type: &str| KeyType::of(&col("c", sql_type, false));
+        assert!(t("int(11)").check("101961").is_ok());
+        assert!(t("int(11)").check("-5").is_ok());
+        let abc = t("int(11)").check("abc").unwrap_err();
+        assert!(abc.contains("\"abc\""), "{abc}");
+        assert!(t("int").check("12abc").is_err());
+        assert!(t("int").check("1.5").is_err());
+        assert!(t("int").check("").is_err());
+        assert!(t("tinyint(4)").check("128").is_err());
+        assert!(t("tinyint(3) unsigned").check("255").is_ok());
+        assert!(t("int unsigned").check("-1").is_err());
+        assert!(t("bigint(20) unsigned")
+            .check("18446744073709551615")
+            .is_ok());
+        assert!(t("bigint(20)").check("9223372036854775808").is_err());
+        assert!(t("decimal(12,2)").check("1234.50").is_ok());
+        assert!(t("decimal(12,2)").check("-0.5").is_ok());
+        assert!(t("decimal(12,2)").check("12345678901").is_err());
+        assert!(t("decimal(12,2)").check("1e3").is_err());
+        assert!(t("double").check("1.5e3").is_ok());
+        assert!(t("double").check("nan").is_err());
+        assert!(t("date").check("2024-02-29").is_ok());
+        assert!(t("date").check("2026-02-29").is_err());
+        assert!(t("date").check("2026-13-01").is_err());
+        assert!(t("datetime(6)").check("2026-11-22 10:00:00.123456").is_ok());
+        assert!(t("datetime").check("2026-11-22T10:00:00").is_ok());
+        assert!(t("datetime").check("2026-11-22 24:00:00").is_err());
+        assert!(t("time(3)").check("-838:59:59.000").is_ok());
+        assert!(t("time").check("10:61:00").is_err());
+        assert!(t("varbinary(16)").check("0102FF").is_ok());
+        assert!(t("varbinary(16)").check("0102F").is_err());
+        assert!(t("year(4)").check("2024").is_ok());
+        assert!(t("bit(3)").check("8").is_err());
+        assert_eq!(
+            t("varchar(10) CHARACTER SET latin1 COLLATE latin1_swedish_ci"),
+            KeyType::Text {
+                charset: "latin1".into(),
+                collation: "latin1_swedish_ci".into()
+            }
+        );
+        assert!(
+            t("varchar(10) CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+                .check("anything")
+                .is_ok()
+        );
+    }
+}

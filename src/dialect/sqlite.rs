@@ -1,0 +1,746 @@
+//! SQLite (the bundled library, ≥ 3.38 for the poller; the triggers need only JSON1, ≥ 3.9, so
+//! applications on older libraries can write through them) SQL: event and archive tables,
+//! capture triggers, claim and fetch queries.
+//!
+//! SQLite has no schemas: the event and archive tables live in the main database of the file,
+//! under the configured `event_table` and `archive_table` names, and `database.schema` is
+//! ignored. They must live there, since a trigger may only write to tables of its own database.
+//!
+//! Timestamps are TEXT in one fixed-width form, `2026-11-22T10:00:00.123000Z` (SQLite's clock
+//! has milliseconds; the microseconds are padded so every backend sends the same shape), so that
+//! comparing them as text compares them as times.
+//!
+//! A row image is the JSON object of every column of the table, listed by name (SQLite has no
+//! `to_json(row)`). Values keep SQLite's types: integers and reals are numbers, text is a string,
+//! and a BLOB becomes a one-element array holding its hex digits (`["0102FF"]`), since JSON
+//! cannot hold bytes and SQL has no base64; a stored value never is a JSON array, so the store
+//! can tell bytes from text and turn them into base64. Because the triggers name every column,
+//! a column added later makes them stale (`status` says so; `install-triggers` updates them),
+//! and SQLite refuses `ALTER TABLE … DROP COLUMN` on a captured column until they are replaced.
+
+use crate::config::Verb;
+use crate::dialect::{fingerprint, Capture, TriggerDdl, FINGERPRINT_MARKER};
+use crate::store::{Column, TableInfo};
+
+/// The prefix of every capture trigger's name. Trigger names are global to an SQLite database,
+/// so each is `trigpoll_capture_<table>_<insert|update|delete>`.
+pub const TRIGGER_PREFIX: &str = "trigpoll_capture_";
+
+/// The current time in the form of every trigpoll timestamp.
+pub const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
+
+/// At most this many name/value pairs go into one `json_object` call: SQLite functions take at
+/// most 127 arguments unless the application's library was built with a higher limit.
+const PAIRS_PER_OBJECT: usize = 63;
+
+pub fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A time `modifier` away from now (`'-300 seconds'`), in the form of every trigpoll timestamp.
+pub fn now_plus(modifier: &str) -> String {
+    format!("strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', {modifier})")
+}
+
+/// trigpoll's own tables, quoted.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub event: String,
+    pub archive: String,
+    /// Unquoted, for catalog lookups.
+    pub event_raw: String,
+    pub archive_raw: String,
+}
+
+impl Names {
+    pub fn new(event: &str, archive: &str) -> Self {
+        Names {
+            event: ident(event),
+            archive: ident(archive),
+            event_raw: event.to_string(),
+            archive_raw: archive.to_string(),
+        }
+    }
+}
+
+/// Creates the event and archive tables and their indexes.
+pub fn create_tables(n: &Names) -> Vec<String> {
+    let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
+    let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
+    vec![
+        // AUTOINCREMENT: an event id is never used twice, even after the newest event left.
+        // Other applications write to this table: the checks refuse what PostgreSQL's types
+        // would, so that no row can stop the poller.
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+    event_id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    object_name       TEXT NOT NULL,
+    object_verb       TEXT NOT NULL,
+    object_key        TEXT NOT NULL,
+    event_priority    INTEGER NOT NULL DEFAULT 0 CHECK (typeof(event_priority) = 'integer'),
+    event_time        TEXT NOT NULL DEFAULT ({NOW}),
+    event_status      INTEGER NOT NULL DEFAULT 0 CHECK (typeof(event_status) = 'integer'),
+    event_description TEXT,
+    connector_id      TEXT,
+    attempts          INTEGER NOT NULL DEFAULT 0 CHECK (typeof(attempts) = 'integer'),
+    next_attempt_at   TEXT,
+    payload           TEXT CHECK (payload IS NULL OR json_valid(payload)),
+    replay_of         INTEGER CHECK (replay_of IS NULL OR typeof(replay_of) = 'integer'),
+    claimed_by        TEXT,
+    claimed_at        TEXT,
+    done_connectors   TEXT
+)",
+            n.event
+        ),
+        // Every index ends with the rowid, which is event_id: these are the (priority, id) claim
+        // order and the (object, key, id) per-key order.
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (event_priority)",
+            idx("claim"),
+            n.event
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key)",
+            idx("key_order"),
+            n.event
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (
+    event_id          INTEGER NOT NULL,
+    object_name       TEXT NOT NULL,
+    object_verb       TEXT NOT NULL,
+    object_key        TEXT NOT NULL,
+    event_priority    INTEGER NOT NULL,
+    event_time        TEXT NOT NULL,
+    event_status      INTEGER NOT NULL,
+    event_description TEXT,
+    connector_id      TEXT,
+    attempts          INTEGER NOT NULL,
+    payload           TEXT,
+    replay_of         INTEGER,
+    event_processed   TEXT NOT NULL DEFAULT ({NOW})
+)",
+            n.archive
+        ),
+        format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {} (event_id, connector_id)",
+            aidx("event"),
+            n.archive
+        ),
+    ]
+}
+
+pub fn drop_tables(n: &Names) -> Vec<String> {
+    vec![
+        format!("DROP TABLE IF EXISTS {}", n.event),
+        format!("DROP TABLE IF EXISTS {}", n.archive),
+    ]
+}
+
+/// The row events a trigger fires on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Update,
+    Delete,
+}
+
+impl Op {
+    pub const ALL: [Op; 3] = [Op::Insert, Op::Update, Op::Delete];
+
+    fn sql(self) -> &'static str {
+        match self {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+        }
+    }
+}
+
+/// The name of the capture trigger of `table` for `op`. Unique per database: the operation is
+/// the last word and has no `_`, so two tables never share a name.
+pub fn trigger_name(table: &str, op: Op) -> String {
+    format!("{TRIGGER_PREFIX}{table}_{}", op.sql().to_ascii_lowercase())
+}
+
+/// `'a=' || <escaped value>` for every key column of `row` (`NEW` or `OLD`), joined by the
+/// delimiter: the object key of DESIGN.md §5, computed inside the trigger.
+fn key_expr(c: &Capture, row: &str) -> String {
+    let escapes = c.escapes();
+    let parts: Vec<String> = c
+        .keys
+        .iter()
+        .zip(c.encoded_names())
+        .map(|(col, name)| {
+            let v = format!("{row}.{}", ident(&col.name));
+            let mut value = match Affinity::of(&col.sql_type) {
+                // SQLite writes a real with 15 digits, which may not read back as the same
+                // number: such a key would find no row.
+                Affinity::Real | Affinity::Numeric => format!(
+                    "CASE WHEN typeof({v}) = 'real' AND CAST(CAST({v} AS TEXT) AS REAL) <> {v} \
+                     THEN printf('%!.17g', {v}) ELSE CAST({v} AS TEXT) END"
+                ),
+                _ => format!("CAST({v} AS TEXT)"),
+            };
+            for (ch, esc) in &escapes {
+                value = format!(
+                    "replace({value}, {}, {})",
+                    literal(&ch.to_string()),
+                    literal(esc)
+                );
+            }
+            let pair = format!("{} || {value}", literal(&format!("{name}=")));
+            if col.nullable {
+                format!(
+                    "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
+                    ident(&col.name),
+                    literal(&name)
+                )
+            } else {
+                pair
+            }
+        })
+        .collect();
+    parts.join(&format!(" || {} || ", literal(c.delimiter)))
+}
+
+/// The JSON text of a row (`NEW`, `OLD` or a table alias): every column by name (see the module
+/// documentation for BLOBs). Wide tables are built from several objects spliced together.
+pub fn row_image(columns: &[Column], row: &str) -> String {
+    let pairs: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let v = format!("{row}.{}", ident(&c.name));
+            format!(
+                "{}, CASE typeof({v}) WHEN 'blob' THEN json_array(hex({v})) ELSE {v} END",
+                literal(&c.name)
+            )
+        })
+        .collect();
+    let objects: Vec<String> = pairs
+        .chunks(PAIRS_PER_OBJECT)
+        .map(|chunk| format!("json_object({})", chunk.join(", ")))
+        .collect();
+    let last = objects.len() - 1;
+    if last == 0 {
+        return objects[0].clone();
+    }
+    // `{"a":1}` and `{"b":2}` make `{"a":1` || ',' || `"b":2}`. Exactly one brace goes: an
+    // object starts with `{"` and ends with a value (`"`, a digit, `l` or `]`) and `}`.
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| match i {
+            0 => format!("rtrim({o}, '}}')"),
+            i if i == last => format!("ltrim({o}, '{{')"),
+            _ => format!("ltrim(rtrim({o}, '}}'), '{{')"),
+        })
+        .collect::<Vec<_>>()
+        .join(" || ',' || ")
+}
+
+/// The capture triggers of one object: one per configured operation, all carrying the same
+/// fingerprint and how many there are, so that a missing one shows as drift.
+pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
+    let table = &c.table.name.name;
+    let columns = "(object_name, object_verb, object_key, event_priority, payload)";
+    let insert = format!("INSERT INTO {} {columns}", n.event);
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let image = |row: &str| row_image(&c.table.columns, row);
+    let mut triggers: Vec<(Op, String)> = Vec::new();
+    if c.captures(Verb::Create) {
+        triggers.push((
+            Op::Insert,
+            format!(
+                "    {insert}\n    VALUES ({object}, 'Create', {}, {priority}, NULL);",
+                key_expr(c, "NEW")
+            ),
+        ));
+    }
+    if c.captures(Verb::Update) {
+        let same_key = c
+            .keys
+            .iter()
+            .map(|k| format!("NEW.{0} IS OLD.{0}", ident(&k.name)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        triggers.push((
+            Op::Update,
+            format!(
+                "    {insert}
+    SELECT {object}, 'Update', {}, {priority}, NULL WHERE {same_key};
+    -- the key changed: the old object is gone and a new one exists
+    {insert}
+    SELECT {object}, 'Delete', {}, {priority}, {} WHERE NOT ({same_key});
+    {insert}
+    SELECT {object}, 'Create', {}, {priority}, NULL WHERE NOT ({same_key});",
+                key_expr(c, "NEW"),
+                key_expr(c, "OLD"),
+                image("OLD"),
+                key_expr(c, "NEW"),
+            ),
+        ));
+    }
+    if c.captures(Verb::Delete) {
+        triggers.push((
+            Op::Delete,
+            format!(
+                "    {insert}\n    VALUES ({object}, 'Delete', {}, {priority}, {});",
+                key_expr(c, "OLD"),
+                image("OLD")
+            ),
+        ));
+    }
+    let heads: Vec<String> = triggers
+        .iter()
+        .map(|(op, _)| {
+            format!(
+                "CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW",
+                ident(&trigger_name(table, *op)),
+                op.sql(),
+                ident(table)
+            )
+        })
+        .collect();
+    let fp = fingerprint(
+        &heads
+            .iter()
+            .zip(&triggers)
+            .map(|(head, (_, body))| format!("{head}\n{body}\n"))
+            .collect::<String>(),
+    );
+    // Comments between the head and BEGIN stay in sqlite_master.sql, where drift checks read them.
+    let mut statements: Vec<String> = Op::ALL
+        .iter()
+        .map(|op| {
+            format!(
+                "DROP TRIGGER IF EXISTS {}",
+                ident(&trigger_name(table, *op))
+            )
+        })
+        .collect();
+    statements.extend(heads.iter().zip(&triggers).map(|(head, (_, body))| {
+        format!(
+            "{head}
+-- {FINGERPRINT_MARKER}{fp} ({} triggers on this table)
+-- captures {} for trigpoll; generated by `trigpoll install-triggers`, do not edit
+BEGIN
+{body}
+END",
+            triggers.len(),
+            c.object.name.replace('\n', " ")
+        )
+    }));
+    TriggerDdl {
+        fingerprint: fp,
+        statements,
+    }
+}
+
+/// Reads what [`capture_trigger`] wrote into a trigger: its fingerprint and how many triggers
+/// its table should have.
+pub fn parse_fingerprint(sql: &str) -> Option<(String, usize)> {
+    let rest = sql.split_once(FINGERPRINT_MARKER)?.1;
+    let fp: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    let count = rest[fp.len()..].strip_prefix(" (")?;
+    let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
+    Some((fp, digits.parse().ok()?))
+}
+
+/// The capture triggers of one table as one name for `InstalledTrigger::name`: each quoted,
+/// joined by `, `, so that [`trigger_names`] gets them back exactly.
+pub fn join_trigger_names(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| ident(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The names [`join_trigger_names`] joined.
+pub fn trigger_names(joined: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut chars = joined.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            continue;
+        }
+        let mut name = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    name.push('"');
+                }
+                '"' => break,
+                c => name.push(c),
+            }
+        }
+        names.push(name);
+    }
+    names
+}
+
+/// Drops the named triggers.
+pub fn drop_triggers(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| format!("DROP TRIGGER IF EXISTS {}", ident(name)))
+        .collect()
+}
+
+/// Claims a batch: `?1` limit, `?2` claim token, `?3` the time modifier of the claim timeout
+/// (`'-300 seconds'`). Returns the claimed events (in no particular order), with `event_time`
+/// raw and as UTC seconds.
+pub fn claim(n: &Names) -> String {
+    format!(
+        "UPDATE {ev} SET event_status = 3, claimed_by = ?2, claimed_at = {NOW}
+WHERE event_id IN (
+    SELECT e.event_id FROM {ev} e
+    WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
+           OR (e.event_status = 3 AND e.claimed_at < {timeout}))
+      AND NOT EXISTS (SELECT 1 FROM {ev} p
+                      WHERE p.object_name = e.object_name AND p.object_key = e.object_key
+                        AND p.event_id < e.event_id)
+    ORDER BY e.event_priority, e.event_id
+    LIMIT ?1
+)
+RETURNING event_id, object_name, object_verb, object_key, event_priority, event_time,
+    strftime('%Y-%m-%dT%H:%M:%S', event_time), connector_id, attempts, payload, replay_of,
+    done_connectors",
+        ev = n.event,
+        timeout = now_plus("?3"),
+    )
+}
+
+/// Fetches rows by key: `?1` is a JSON array holding, per key, the array of its values (text or
+/// null) in key-column order. Returns each key's position and its row image, NULL when no row
+/// has it. Key values are compared as they are, so the column's affinity converts them (text
+/// `101` finds the integer 101) and a value that cannot convert finds nothing.
+pub fn fetch(t: &TableInfo, keys: &[&Column]) -> String {
+    let conditions: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, col)| {
+            let op = if col.nullable { "IS" } else { "=" };
+            format!("t.{} {op} (k.value ->> {i})", ident(&col.name))
+        })
+        .collect();
+    format!(
+        "SELECT k.key, (SELECT {} FROM {} AS t WHERE {} LIMIT 1)
+FROM json_each(?1) AS k",
+        row_image(&t.columns, "t"),
+        ident(&t.name.name),
+        conditions.join(" AND ")
+    )
+}
+
+/// How SQLite stores and compares a column's values, from its declared type (the rules of
+/// "Determination Of Column Affinity" in SQLite's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    Integer,
+    Text,
+    Blob,
+    Real,
+    Numeric,
+}
+
+impl Affinity {
+    pub fn of(declared: &str) -> Affinity {
+        let t = declared.to_ascii_uppercase();
+        if t.contains("INT") {
+            Affinity::Integer
+        } else if ["CHAR", "CLOB", "TEXT"].iter().any(|s| t.contains(s)) {
+            Affinity::Text
+        } else if t.contains("BLOB") || t.trim().is_empty() {
+            Affinity::Blob
+        } else if ["REAL", "FLOA", "DOUB"].iter().any(|s| t.contains(s)) {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+
+    /// Whether a key value written as `text` can equal a value of such a column: a numeric
+    /// column converts text that looks like a number and compares anything else as text.
+    pub fn converts(self, text: &str) -> bool {
+        match self {
+            Affinity::Text | Affinity::Blob => true,
+            Affinity::Integer | Affinity::Real | Affinity::Numeric => is_number(text.trim()),
+        }
+    }
+}
+
+/// SQLite's numeric literal: digits with an optional sign, point and exponent.
+fn is_number(text: &str) -> bool {
+    let s = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(at) => (&s[..at], Some(&s[at + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = (!int.is_empty() || !frac.is_empty()) && digits(int) && digits(frac);
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['+', '-']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok
+}
+
+/// How a column's JSON value is adjusted to the payload's types, from the declared type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueRule {
+    AsStored,
+    /// `BOOLEAN`: 0 and 1 become false and true.
+    Boolean,
+    /// `DECIMAL(p, s)` / `NUMERIC(p, s)`: a number gets at least `s` decimals, since SQLite
+    /// stores 1234.50 as the real 1234.5.
+    Decimal {
+        scale: usize,
+    },
+    /// `DATETIME` / `TIMESTAMP` text: RFC 3339, UTC when it has no offset.
+    Timestamp,
+}
+
+impl ValueRule {
+    pub fn of(declared: &str) -> ValueRule {
+        let t = declared.to_ascii_uppercase();
+        if t.contains("BOOL") {
+            ValueRule::Boolean
+        } else if t.contains("DATETIME") || t.contains("TIMESTAMP") {
+            ValueRule::Timestamp
+        } else if t.starts_with("DECIMAL") || t.starts_with("NUMERIC") {
+            let scale = t
+                .split_once('(')
+                .and_then(|(_, args)| args.split_once(','))
+                .and_then(|(_, s)| s.trim_end_matches(')').trim().parse().ok());
+            match scale {
+                Some(scale) => ValueRule::Decimal { scale },
+                None => ValueRule::AsStored,
+            }
+        } else {
+            ValueRule::AsStored
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ObjectConfig, TableName};
+    use crate::store::ColumnKind;
+
+    fn column(name: &str, sql_type: &str, nullable: bool) -> Column {
+        Column {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            nullable,
+            kind: ColumnKind::Plain,
+        }
+    }
+
+    fn department() -> TableInfo {
+        TableInfo {
+            name: TableName {
+                schema: None,
+                name: "department".into(),
+            },
+            columns: vec![
+                column("dept_id", "INTEGER", false),
+                column("name", "TEXT", true),
+            ],
+            primary_key: vec!["dept_id".into()],
+        }
+    }
+
+    fn object(verbs: Vec<Verb>) -> ObjectConfig {
+        ObjectConfig {
+            name: "Department".into(),
+            table: TableName {
+                schema: None,
+                name: "department".into(),
+            },
+            keys: None,
+            verbs,
+            priority: 2,
+        }
+    }
+
+    #[test]
+    fn capture_triggers_of_a_small_table() {
+        let table = department();
+        let object = object(vec![Verb::Create, Verb::Update, Verb::Delete]);
+        let capture = Capture::new(&object, &table, ":").unwrap();
+        let ddl = capture_trigger(&Names::new("trigpoll_event", "trigpoll_archive"), &capture);
+        assert_eq!(ddl.fingerprint.len(), 16);
+        let sql = ddl.statements.join(";\n\n").replace(&ddl.fingerprint, "FP");
+        insta::assert_snapshot!(sql, @r#"
+        DROP TRIGGER IF EXISTS "trigpoll_capture_department_insert";
+
+        DROP TRIGGER IF EXISTS "trigpoll_capture_department_update";
+
+        DROP TRIGGER IF EXISTS "trigpoll_capture_department_delete";
+
+        CREATE TRIGGER "trigpoll_capture_department_insert" AFTER INSERT ON "department" FOR EACH ROW
+        -- trigpoll fingerprint: FP (3 triggers on this table)
+        -- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
+        BEGIN
+            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
+            VALUES ('Department', 'Create', 'dept_id=' || replace(replace(replace(CAST(NEW."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, NULL);
+        END;
+
+        CREATE TRIGGER "trigpoll_capture_department_update" AFTER UPDATE ON "department" FOR EACH ROW
+        -- trigpoll fingerprint: FP (3 triggers on this table)
+        -- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
+        BEGIN
+            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
+            SELECT 'Department', 'Update', 'dept_id=' || replace(replace(replace(CAST(NEW."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, NULL WHERE NEW."dept_id" IS OLD."dept_id";
+            -- the key changed: the old object is gone and a new one exists
+            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
+            SELECT 'Department', 'Delete', 'dept_id=' || replace(replace(replace(CAST(OLD."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, json_object('dept_id', CASE typeof(OLD."dept_id") WHEN 'blob' THEN json_array(hex(OLD."dept_id")) ELSE OLD."dept_id" END, 'name', CASE typeof(OLD."name") WHEN 'blob' THEN json_array(hex(OLD."name")) ELSE OLD."name" END) WHERE NOT (NEW."dept_id" IS OLD."dept_id");
+            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
+            SELECT 'Department', 'Create', 'dept_id=' || replace(replace(replace(CAST(NEW."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, NULL WHERE NOT (NEW."dept_id" IS OLD."dept_id");
+        END;
+
+        CREATE TRIGGER "trigpoll_capture_department_delete" AFTER DELETE ON "department" FOR EACH ROW
+        -- trigpoll fingerprint: FP (3 triggers on this table)
+        -- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
+        BEGIN
+            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
+            VALUES ('Department', 'Delete', 'dept_id=' || replace(replace(replace(CAST(OLD."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, json_object('dept_id', CASE typeof(OLD."dept_id") WHEN 'blob' THEN json_array(hex(OLD."dept_id")) ELSE OLD."dept_id" END, 'name', CASE typeof(OLD."name") WHEN 'blob' THEN json_array(hex(OLD."name")) ELSE OLD."name" END));
+        END
+        "#);
+    }
+    #[test]
+    fn only_configured_operations_get_a_trigger() {
+        let table = department();
+        let object = object(vec![Verb::Delete]);
+        let capture = Capture::new(&object, &table, ":").unwrap();
+        let ddl = capture_trigger(&Names::new("ev", "ar"), &capture);
+        let creates: Vec<&String> = ddl
+            .statements
+            .iter()
+            .filter(|s| s.starts_with("CREATE TRIGGER"))
+            .collect();
+        assert_eq!(creates.len(), 1);
+        assert!(creates[0]
+            .starts_with("CREATE TRIGGER \"trigpoll_capture_department_delete\" AFTER DELETE"));
+        assert_eq!(
+            parse_fingerprint(creates[0]),
+            Some((ddl.fingerprint.clone(), 1))
+        );
+        // Triggers of verbs no longer configured go.
+        assert_eq!(
+            ddl.statements
+                .iter()
+                .filter(|s| s.starts_with("DROP TRIGGER IF EXISTS"))
+                .count(),
+            3
+        );
+    }
+
+    #[test]
+    fn fetch_by_a_composite_key() {
+        let table = TableInfo {
+            name: TableName {
+                schema: None,
+                name: "order line".into(),
+            },
+            columns: vec![
+                column("contract_id", "INT", false),
+                column("header_id", "TEXT", true),
+            ],
+            primary_key: vec!["contract_id".into(), "header_id".into()],
+        };
+        let keys: Vec<&Column> = table.columns.iter().collect();
+        insta::assert_snapshot!(fetch(&table, &keys), @r#"
+        SELECT k.key, (SELECT json_object('contract_id', CASE typeof(t."contract_id") WHEN 'blob' THEN json_array(hex(t."contract_id")) ELSE t."contract_id" END, 'header_id', CASE typeof(t."header_id") WHEN 'blob' THEN json_array(hex(t."header_id")) ELSE t."header_id" END) FROM "order line" AS t WHERE t."contract_id" = (k.value ->> 0) AND t."header_id" IS (k.value ->> 1) LIMIT 1)
+        FROM json_each(?1) AS k
+        "#);
+    }
+
+    #[test]
+    fn wide_rows_are_spliced_from_several_objects() {
+        let columns: Vec<Column> = (0..130)
+            .map(|i| column(&format!("c{i}"), "INT", true))
+            .collect();
+        let image = row_image(&columns, "OLD");
+        assert!(image.starts_with("rtrim(json_object('c0', "), "{image}");
+        assert_eq!(image.matches("json_object(").count(), 3);
+        assert_eq!(image.matches("|| ',' ||").count(), 2);
+        assert!(image.contains("ltrim(rtrim(json_object('c63', "), "{image}");
+        assert!(image.contains("ltrim(json_object('c126', "), "{image}");
+    }
+
+    #[test]
+    fn trigger_names_come_back_exactly() {
+        let names = vec![
+            "trigpoll_capture_a, \"b\"_insert".to_string(),
+            "trigpoll_capture_x_delete".to_string(),
+        ];
+        let joined = join_trigger_names(&names);
+        assert_eq!(
+            joined,
+            r#""trigpoll_capture_a, ""b""_insert", "trigpoll_capture_x_delete""#
+        );
+        assert_eq!(trigger_names(&joined), names);
+        assert_eq!(
+            drop_triggers(&names[1..]),
+            [r#"DROP TRIGGER IF EXISTS "trigpoll_capture_x_delete""#]
+        );
+    }
+
+    #[test]
+    fn affinity_follows_the_declared_type() {
+        let cases = [
+            ("INT", Affinity::Integer),
+            ("unsigned big int", Affinity::Integer),
+            ("varchar(100)", Affinity::Text),
+            ("CLOB", Affinity::Text),
+            ("blob", Affinity::Blob),
+            ("", Affinity::Blob),
+            ("double precision", Affinity::Real),
+            ("FLOAT", Affinity::Real),
+            ("numeric(12,2)", Affinity::Numeric),
+            ("datetime", Affinity::Numeric),
+            ("boolean", Affinity::Numeric),
+        ];
+        for (declared, affinity) in cases {
+            assert_eq!(Affinity::of(declared), affinity, "{declared}");
+        }
+        for number in ["1", "-1", "+1.5", " 7 ", ".5", "5.", "1e10", "1.5E-3"] {
+            assert!(Affinity::Integer.converts(number), "{number:?}");
+        }
+        for text in [
+            "abc", "", "1x", "e5", "1e", "0x10", "inf", "NaN", "1.2.3", "--1",
+        ] {
+            assert!(!Affinity::Real.converts(text), "{text:?}");
+            assert!(Affinity::Text.converts(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn value_rules_come_from_the_declared_type() {
+        let cases = [
+            ("BOOLEAN", ValueRule::Boolean),
+            ("bool", ValueRule::Boolean),
+            ("datetime", ValueRule::Timestamp),
+            ("timestamp(6)", ValueRule::Timestamp),
+            ("date", ValueRule::AsStored),
+            ("numeric(12,2)", ValueRule::Decimal { scale: 2 }),
+            ("DECIMAL(10, 4)", ValueRule::Decimal { scale: 4 }),
+            ("numeric", ValueRule::AsStored),
+            ("real", ValueRule::AsStored),
+        ];
+        for (declared, rule) in cases {
+            assert_eq!(ValueRule::of(declared), rule, "{declared}");
+        }
+    }
+}

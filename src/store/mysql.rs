@@ -1,0 +1,920 @@
+//! The MySQL (≥ 8.0) and MariaDB (≥ 10.6) event store.
+//!
+//! `database.url = "mysql://user:pass@host:3306/dbname"`; configured tables are `db.table`, or
+//! `table` in the URL's database. The SQL, the triggers and the privileges they need are
+//! described in [`crate::dialect::mysql`].
+//!
+//! Every session runs at `READ COMMITTED` with `time_zone = '+00:00'`: the claim's
+//! `SELECT … FOR UPDATE SKIP LOCKED` then takes no gap locks that could deadlock with the
+//! application's inserts (which fire the triggers), and times are read in UTC. Binary logging,
+//! when on, must use `ROW` or `MIXED` format (`STATEMENT` refuses `READ COMMITTED` writes).
+//!
+//! MySQL has no LISTEN/NOTIFY: [`EventStore::wait_for_events`] polls `MAX(event_id)` (an index
+//! lookup) every 100 ms, so new events are seen within about 100 ms; an event whose id is lower
+//! than one already seen (a transaction that took its id early and committed late) waits for
+//! the poll interval instead.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, Opts, OptsBuilder, Row, TxOpts, Value};
+
+use crate::config::{Config, Secret, TableName};
+use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
+use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::store::{
+    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
+    Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+};
+
+/// Rows per statement where a batch is sent as parameters, well below MySQL's 65535
+/// placeholders per statement.
+const CHUNK: usize = 1000;
+
+/// How often a deadlock or lock wait timeout is retried before it is reported.
+const LOCK_RETRIES: usize = 3;
+
+pub struct MysqlStore {
+    conn: Conn,
+    url: Secret,
+    names: Names,
+    /// The URL's database: where `table` without a database part lives.
+    database: Option<String>,
+    token: String,
+    claim_timeout_us: u64,
+    /// The highest event id `wait_for_events` has seen.
+    seen_max: Option<i64>,
+}
+
+/// Server error codes that mean the connection is gone.
+const CONNECTION_LOST: [u16; 5] = [1053, 1927, 2006, 2013, 4031];
+/// Deadlock found, lock wait timeout.
+const LOCK_CONFLICT: [u16; 2] = [1213, 1205];
+
+fn err(e: mysql::Error) -> StoreError {
+    use mysql::{DriverError, Error};
+    match e {
+        Error::MySqlError(m) if CONNECTION_LOST.contains(&m.code) => {
+            StoreError::Connection(m.message)
+        }
+        Error::MySqlError(m) => StoreError::Database(format!("{} (error {})", m.message, m.code)),
+        Error::IoError(_) | Error::CodecError(_) => StoreError::Connection(e.to_string()),
+        Error::DriverError(
+            DriverError::ConnectTimeout
+            | DriverError::CouldNotConnect(_)
+            | DriverError::PacketOutOfSync
+            | DriverError::UnexpectedPacket
+            | DriverError::Timeout,
+        ) => StoreError::Connection(e.to_string()),
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+fn is_lock_conflict(e: &mysql::Error) -> bool {
+    matches!(e, mysql::Error::MySqlError(m) if LOCK_CONFLICT.contains(&m.code))
+}
+
+/// Runs `work` (one transaction) again when it lost a deadlock or a lock wait: the database
+/// rolled it back whole, so trying again is safe.
+fn retrying<T>(mut work: impl FnMut() -> Result<T, mysql::Error>) -> Result<T> {
+    let mut tries = 0;
+    loop {
+        match work() {
+            Err(e) if is_lock_conflict(&e) && tries + 1 < LOCK_RETRIES => {
+                tries += 1;
+                tracing::debug!(error = %e, "lock conflict; trying again");
+                std::thread::sleep(Duration::from_millis(10 * tries as u64));
+            }
+            other => return other.map_err(err),
+        }
+    }
+}
+
+/// The server's version from `SELECT VERSION()`, or why trigpoll cannot use it.
+pub fn check_version(version: &str) -> Result<(), String> {
+    let numbers: Vec<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (major, minor) = match numbers[..] {
+        [major, minor] => (major, minor),
+        _ => return Err(format!("cannot read the server version {version:?}")),
+    };
+    let (name, needed) = if version.contains("MariaDB") {
+        ("MariaDB", (10, 6))
+    } else {
+        ("MySQL", (8, 0))
+    };
+    if (major, minor) < needed {
+        return Err(format!(
+            "{name} {major}.{minor} is too old: trigpoll needs {name} {}.{} or later (for SKIP LOCKED)",
+            needed.0, needed.1
+        ));
+    }
+    Ok(())
+}
+
+fn open_conn(url: &str) -> Result<Conn> {
+    let opts = Opts::from_url(url)
+        .map_err(|e| StoreError::Invalid(format!("database.url is not a MySQL URL: {e}")))?;
+    // The mysql crate reconnects through the server's Unix socket when the host is a loopback
+    // address; that is another account (`user@localhost`) than the URL names, unless asked for.
+    let prefer_socket = opts.get_prefer_socket() && url.contains("prefer_socket=");
+    let opts = OptsBuilder::from_opts(opts)
+        .prefer_socket(prefer_socket)
+        .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        .init(vec![
+            "SET NAMES utf8mb4",
+            "SET time_zone = '+00:00'",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            // Known settings for the statements and for the triggers, which keep the sql_mode
+            // they were created with: strict, and backslashes in strings are escapes.
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+        ]);
+    let mut conn = Conn::new(opts)
+        .map_err(|e| StoreError::Connection(format!("cannot connect to MySQL: {}", err(e))))?;
+    let version: Option<String> = conn.query_first("SELECT VERSION()").map_err(err)?;
+    check_version(version.as_deref().unwrap_or_default()).map_err(StoreError::Invalid)?;
+    Ok(conn)
+}
+
+/// Takes column `i` of a row, converted.
+fn take<T: mysql::prelude::FromValue>(row: &mut Row, i: usize) -> Result<T> {
+    match row.take_opt::<T, usize>(i) {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(StoreError::Database(format!(
+            "unexpected value in column {i}: {e}"
+        ))),
+        None => Err(StoreError::Database(format!("no column {i} in the result"))),
+    }
+}
+
+fn event_from_row(mut row: Row) -> Result<Event> {
+    let done: Option<String> = take(&mut row, 10)?;
+    Ok(Event {
+        event_id: take(&mut row, 0)?,
+        object_name: take(&mut row, 1)?,
+        object_verb: take(&mut row, 2)?,
+        object_key: take(&mut row, 3)?,
+        priority: take(&mut row, 4)?,
+        event_time: take(&mut row, 5)?,
+        connector_id: take(&mut row, 6)?,
+        attempts: take(&mut row, 7)?,
+        payload: take(&mut row, 8)?,
+        replay_of: take(&mut row, 9)?,
+        done_connectors: done
+            .map(|d| d.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+    })
+}
+
+fn text(v: Option<&str>) -> Value {
+    v.map_or(Value::NULL, Value::from)
+}
+
+/// An RFC 3339 instant as a `DATETIME(6)` literal in UTC, the session's time zone.
+fn utc_datetime(rfc3339: &str) -> Result<String> {
+    let t = humantime::parse_rfc3339_weak(rfc3339)
+        .map_err(|e| StoreError::Invalid(format!("{rfc3339:?} is not an RFC 3339 time: {e}")))?;
+    Ok(humantime::format_rfc3339_micros(t)
+        .to_string()
+        .trim_end_matches('Z')
+        .replace('T', " "))
+}
+
+/// Unix seconds (as `UNIX_TIMESTAMP()` writes them) as RFC 3339 UTC, with the value's precision.
+fn unix_to_rfc3339(seconds: &str) -> Option<String> {
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let whole: u64 = whole.parse().ok()?;
+    let digits = fraction.len();
+    if digits > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos: u32 = format!("{fraction:0<9}").parse().ok()?;
+    let t = SystemTime::UNIX_EPOCH + Duration::new(whole, nanos);
+    Some(match digits {
+        0 => humantime::format_rfc3339_seconds(t).to_string(),
+        1..=3 => humantime::format_rfc3339_millis(t).to_string(),
+        _ => humantime::format_rfc3339_micros(t).to_string(),
+    })
+}
+
+/// Adjusts MySQL's JSON rendering of a row (see [`sql::row_json`]) to the payload's types
+/// (DESIGN.md §7).
+fn normalize(
+    table: &TableInfo,
+    mut row: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    use base64::Engine;
+    use serde_json::Value as J;
+    for col in &table.columns {
+        let Some(value) = row.get_mut(&col.name) else {
+            continue;
+        };
+        let base = base_type(&col.sql_type);
+        match value {
+            J::String(hex) if col.kind == ColumnKind::Bytes => {
+                if let Ok(bytes) = hex::decode(&*hex) {
+                    *hex = base64::engine::general_purpose::STANDARD.encode(bytes);
+                }
+            }
+            J::String(text)
+                if col.kind == ColumnKind::NaiveTimestamp
+                    && text.as_bytes().first().is_some_and(u8::is_ascii_digit) =>
+            {
+                *text = format!("{}Z", text.replacen(' ', "T", 1));
+            }
+            J::Number(n) if base == "timestamp" => {
+                if let Some(t) = unix_to_rfc3339(&n.to_string()) {
+                    *value = J::String(t);
+                }
+            }
+            J::Number(n) if col.sql_type.to_ascii_lowercase().starts_with("tinyint(1)") => {
+                match n.as_i64() {
+                    Some(0) => *value = J::Bool(false),
+                    Some(1) => *value = J::Bool(true),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    row
+}
+
+fn is_character_type(base: &str) -> bool {
+    matches!(
+        base,
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
+    )
+}
+
+impl MysqlStore {
+    pub fn connect(config: &Config) -> Result<Self> {
+        let db = &config.database;
+        let database = Opts::from_url(db.url.expose())
+            .ok()
+            .and_then(|o| o.get_db_name().map(str::to_string))
+            .filter(|d| !d.is_empty());
+        Ok(MysqlStore {
+            conn: open_conn(db.url.expose())?,
+            url: db.url.clone(),
+            names: Names::new(&db.schema, &db.event_table, &db.archive_table),
+            database,
+            token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            claim_timeout_us: config.poll.claim_timeout.as_micros() as u64,
+            seen_max: None,
+        })
+    }
+
+    /// The catalog's spelling of a table's database and name: exact when it exists so, else the
+    /// one case-insensitive match (servers with `lower_case_table_names` store lower case).
+    fn resolve(&mut self, name: &TableName) -> Result<Option<(String, String)>> {
+        let schema = match name.schema.clone().or_else(|| self.database.clone()) {
+            Some(s) => s,
+            None => {
+                return Err(StoreError::Invalid(format!(
+                    "table {name}: write it as database.table, or put a database in database.url"
+                )))
+            }
+        };
+        let found: Vec<(String, String)> = self
+            .conn
+            .exec(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema, &name.name),
+            )
+            .map_err(err)?;
+        let exact = found
+            .iter()
+            .find(|(s, t)| *s == schema && *t == name.name)
+            .cloned();
+        Ok(exact.or_else(|| (found.len() == 1).then(|| found[0].clone())))
+    }
+}
+
+impl EventStore for MysqlStore {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn describe_table(&mut self, name: &TableName) -> Result<Option<TableInfo>> {
+        let Some((schema, table)) = self.resolve(name)? else {
+            return Ok(None);
+        };
+        let same = |s: &String, t: &String| *s == schema && *t == table;
+        let rows: Vec<Row> = self
+            .conn
+            .exec(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE,
+                        CHARACTER_SET_NAME, COLLATION_NAME
+                 FROM information_schema.COLUMNS
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (&schema, &table),
+            )
+            .map_err(err)?;
+        let mut columns = Vec::new();
+        for mut r in rows {
+            let (s, t): (String, String) = (take(&mut r, 0)?, take(&mut r, 1)?);
+            if !same(&s, &t) {
+                continue;
+            }
+            let name: String = take(&mut r, 2)?;
+            let column_type: String = take(&mut r, 3)?;
+            let nullable: String = take(&mut r, 4)?;
+            let charset: Option<String> = take(&mut r, 5)?;
+            let collation: Option<String> = take(&mut r, 6)?;
+            let base = base_type(&column_type);
+            let sql_type = match (charset, collation) {
+                (Some(cs), Some(co)) if is_character_type(&base) => {
+                    format!("{column_type} CHARACTER SET {cs} COLLATE {co}")
+                }
+                _ => column_type,
+            };
+            columns.push(Column {
+                name,
+                kind: match base.as_str() {
+                    "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+                        ColumnKind::Bytes
+                    }
+                    "datetime" => ColumnKind::NaiveTimestamp,
+                    _ => ColumnKind::Plain,
+                },
+                sql_type,
+                nullable: nullable == "YES",
+            });
+        }
+        let keys: Vec<(String, String, String)> = self
+            .conn
+            .exec(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'
+                 ORDER BY SEQ_IN_INDEX",
+                (&schema, &table),
+            )
+            .map_err(err)?;
+        let primary_key = keys
+            .into_iter()
+            .filter(|(s, t, _)| same(s, t))
+            .map(|(_, _, c)| c)
+            .collect();
+        Ok(Some(TableInfo {
+            name: TableName {
+                schema: Some(schema),
+                name: table,
+            },
+            columns,
+            primary_key,
+        }))
+    }
+
+    fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>> {
+        let rows: Vec<(String, String, String, String)> = self
+            .conn
+            .query(format!(
+                "SELECT TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_STATEMENT
+                 FROM information_schema.TRIGGERS
+                 WHERE TRIGGER_NAME LIKE '{}%' ESCAPE '!'
+                 ORDER BY TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME",
+                sql::TRIGGER_PREFIX.replace('_', "!_")
+            ))
+            .map_err(err)?;
+        // Ours are the ones that write into this event table; other installations may share
+        // the server.
+        let writes_here = format!("INSERT INTO {} (", self.names.event);
+        let mut tables: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+        for (schema, table, name, body) in rows {
+            if body.contains(&writes_here) {
+                tables
+                    .entry((schema, table))
+                    .or_default()
+                    .push((name, body));
+            }
+        }
+        Ok(tables
+            .into_iter()
+            .map(|((schema, table), triggers)| {
+                let prints: Vec<Option<(String, usize)>> = triggers
+                    .iter()
+                    .map(|(_, body)| sql::parse_fingerprint(body))
+                    .collect();
+                // One fingerprint for the table only when every trigger of the set is there.
+                let fingerprint = match &prints[0] {
+                    Some((fp, count))
+                        if *count == prints.len()
+                            && prints
+                                .iter()
+                                .all(|p| p.as_ref().is_some_and(|(f, _)| f == fp)) =>
+                    {
+                        Some(fp.clone())
+                    }
+                    _ => None,
+                };
+                let names: Vec<String> = triggers.into_iter().map(|(n, _)| n).collect();
+                InstalledTrigger {
+                    table: TableName {
+                        schema: Some(schema),
+                        name: table,
+                    },
+                    name: sql::installed_name(&names),
+                    fingerprint,
+                    routine: None,
+                }
+            })
+            .collect())
+    }
+
+    /// MySQL commits DDL statement by statement: they run one by one, and a failure says which
+    /// ones took effect. The installer's statements are idempotent, so running it again
+    /// completes the work.
+    fn execute_ddl(&mut self, statements: &[String]) -> Result<()> {
+        for (i, statement) in statements.iter().enumerate() {
+            if let Err(e) = self.conn.query_drop(statement) {
+                // A failure inside LOCK TABLES … UNLOCK TABLES must not keep the tables locked.
+                let _ = self.conn.query_drop("UNLOCK TABLES");
+                let first_line = |s: &String| s.lines().next().unwrap_or_default().to_string();
+                let done: Vec<String> = statements[..i].iter().map(first_line).collect();
+                return Err(StoreError::Database(format!(
+                    "statement {} of {} failed: {}\n  failed: {}\n  already done (MySQL cannot roll back DDL): {}\n  \
+                     fix the cause and run the command again: it completes what is missing",
+                    i + 1,
+                    statements.len(),
+                    err(e),
+                    first_line(statement),
+                    if done.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        format!("\n    {}", done.join("\n    "))
+                    }
+                )));
+            }
+            tracing::debug!(statement = %statement.lines().next().unwrap_or_default(), "done");
+        }
+        Ok(())
+    }
+
+    fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
+        let claim = sql::claim(&self.names);
+        let (conn, names, token, timeout) = (
+            &mut self.conn,
+            &self.names,
+            &self.token,
+            self.claim_timeout_us,
+        );
+        let rows = retrying(|| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let rows: Vec<Row> = tx.exec(&claim, (timeout, limit as u64))?;
+            if !rows.is_empty() {
+                let mut params: Vec<Value> = vec![token.as_str().into()];
+                params.extend(rows.iter().map(|r| r[0].clone()));
+                tx.exec_drop(sql::mark_claimed(names, rows.len()), params)?;
+            }
+            tx.commit()?;
+            Ok(rows)
+        })?;
+        let mut events = rows
+            .into_iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        events.sort_by_key(|e| (e.priority, e.event_id));
+        Ok(events)
+    }
+
+    fn fetch_rows(
+        &mut self,
+        table: &TableInfo,
+        key_columns: &[&Column],
+        keys: &[Vec<Option<String>>],
+    ) -> Result<Vec<Fetched>> {
+        let types: Vec<KeyType> = key_columns.iter().map(|c| KeyType::of(c)).collect();
+        let mut out = vec![Fetched::Missing; keys.len()];
+        // MySQL would turn `abc` into 0 for an integer column: such keys never reach the query.
+        let mut valid = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let problem =
+                key.iter()
+                    .zip(key_columns.iter().zip(&types))
+                    .find_map(|(value, (col, t))| {
+                        let reason = t.check(value.as_deref()?).err()?;
+                        Some(format!("column {} ({}): {reason}", col.name, col.sql_type))
+                    });
+            match problem {
+                Some(reason) => out[i] = Fetched::Invalid(reason),
+                None => valid.push(i),
+            }
+        }
+        for chunk in valid.chunks(CHUNK) {
+            let query = sql::fetch(table, key_columns, chunk.len());
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|&i| keys[i].iter().map(|v| text(v.as_deref())))
+                .collect();
+            let rows: Vec<(u64, Option<String>)> = self.conn.exec(query, params).map_err(err)?;
+            for (position, image) in rows {
+                let i = chunk[position as usize];
+                match image {
+                    Some(image) => out[i] = Fetched::Row(self.row_image(table, &image)?),
+                    // JSON_OBJECT is NULL when the row is larger than max_allowed_packet: the
+                    // event is archived as an error, to replay once the limit is raised.
+                    None => {
+                        out[i] = Fetched::Invalid(
+                            "the row is larger than the server's max_allowed_packet".into(),
+                        )
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn row_image(
+        &self,
+        table: &TableInfo,
+        image: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let row = serde_json::from_str(image)
+            .map_err(|e| StoreError::Database(format!("row image is not a JSON object: {e}")))?;
+        Ok(normalize(table, row))
+    }
+
+    fn finish(
+        &mut self,
+        archive: &[ArchiveRow],
+        complete: &[i64],
+        retry: &[RetryLater],
+    ) -> Result<()> {
+        let mut ids: Vec<i64> = archive
+            .iter()
+            .map(|a| a.event_id)
+            .chain(complete.iter().copied())
+            .chain(retry.iter().map(|r| r.event_id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (conn, n, token) = (&mut self.conn, &self.names, self.token.as_str());
+        retrying(|| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            // Lock the events still claimed by this store: another poller that took over an
+            // expired claim owns the rest, and they are left alone.
+            let mut held: Vec<i64> = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(CHUNK) {
+                let mut params: Vec<Value> = vec![token.into()];
+                params.extend(chunk.iter().map(|&id| Value::from(id)));
+                let found: Vec<i64> = tx.exec(
+                    format!(
+                        "SELECT event_id FROM {} WHERE claimed_by = ? AND event_id IN ({}) FOR UPDATE",
+                        n.event,
+                        sql::placeholders(chunk.len())
+                    ),
+                    params,
+                )?;
+                held.extend(found);
+            }
+            held.sort_unstable();
+            let holds = |id: &i64| held.binary_search(id).is_ok();
+            let archive: Vec<&ArchiveRow> = archive.iter().filter(|a| holds(&a.event_id)).collect();
+            for chunk in archive.chunks(CHUNK) {
+                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+                for a in chunk {
+                    params.extend([
+                        a.event_id.into(),
+                        text(a.connector_id.as_deref()),
+                        a.status.code().into(),
+                        text(a.description.as_deref()),
+                        a.attempts.into(),
+                    ]);
+                }
+                tx.exec_drop(sql::archive(n, chunk.len()), params)?;
+            }
+            let complete: Vec<i64> = complete.iter().copied().filter(holds).collect();
+            for chunk in complete.chunks(CHUNK) {
+                tx.exec_drop(
+                    format!(
+                        "DELETE FROM {} WHERE event_id IN ({})",
+                        n.event,
+                        sql::placeholders(chunk.len())
+                    ),
+                    chunk.iter().map(|&id| Value::from(id)).collect::<Vec<_>>(),
+                )?;
+            }
+            let retry: Vec<&RetryLater> = retry.iter().filter(|r| holds(&r.event_id)).collect();
+            for chunk in retry.chunks(CHUNK) {
+                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+                for r in chunk {
+                    params.extend([
+                        r.event_id.into(),
+                        r.attempts.into(),
+                        (r.delay.as_micros() as u64).into(),
+                        r.description.as_str().into(),
+                        if r.done_connectors.is_empty() {
+                            Value::NULL
+                        } else {
+                            r.done_connectors.join(",").into()
+                        },
+                    ]);
+                }
+                tx.exec_drop(sql::retry_later(n, chunk.len()), params)?;
+            }
+            tx.commit()
+        })
+    }
+
+    fn release_claims(&mut self) -> Result<()> {
+        self.conn
+            .exec_drop(
+                format!(
+                    "UPDATE {} SET event_status = 0, claimed_by = NULL, claimed_at = NULL
+                     WHERE claimed_by = ? AND event_status = 3",
+                    self.names.event
+                ),
+                (&self.token,),
+            )
+            .map_err(err)
+    }
+
+    fn retry_backlog(&mut self) -> Result<RetryBacklog> {
+        let row: Option<(i64, Option<i64>)> = self
+            .conn
+            .query_first(format!(
+                "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, NOW(6), MIN(next_attempt_at))
+                 FROM {} WHERE event_status = 0 AND next_attempt_at > NOW(6)",
+                self.names.event
+            ))
+            .map_err(err)?;
+        let (events, due) = row.unwrap_or((0, None));
+        Ok(RetryBacklog {
+            events: events as u64,
+            next_due: due.map(|us| Duration::from_micros(us.max(0) as u64)),
+        })
+    }
+
+    fn replay(&mut self, filter: &ReplayFilter, dry_run: bool) -> Result<Vec<Replayed>> {
+        let mut conditions = Vec::new();
+        let mut params: Vec<Value> = Vec::new();
+        let mut any_of = |column: &str, values: Vec<Value>, params: &mut Vec<Value>| {
+            conditions.push(format!(
+                "a.{column} IN ({})",
+                sql::placeholders(values.len())
+            ));
+            params.extend(values);
+        };
+        if !filter.objects.is_empty() {
+            let values = filter.objects.iter().map(|o| o.as_str().into()).collect();
+            any_of("object_name", values, &mut params);
+        }
+        if !filter.verbs.is_empty() {
+            let values = filter.verbs.iter().map(|v| v.as_str().into()).collect();
+            any_of("object_verb", values, &mut params);
+        }
+        if !filter.statuses.is_empty() {
+            let values = filter.statuses.iter().map(|s| s.code().into()).collect();
+            any_of("event_status", values, &mut params);
+        }
+        if let Some((from, to)) = filter.event_ids {
+            conditions.push("a.event_id BETWEEN ? AND ?".into());
+            params.extend([from.into(), to.into()]);
+        }
+        if let Some(connector) = &filter.connector {
+            conditions.push("(a.connector_id = ? OR a.connector_id IS NULL)".into());
+            params.push(connector.as_str().into());
+        }
+        if let Some(since) = &filter.since {
+            conditions.push("a.event_processed >= ?".into());
+            params.push(utc_datetime(since)?.into());
+        }
+        if let Some(until) = &filter.until {
+            conditions.push("a.event_processed < ?".into());
+            params.push(utc_datetime(until)?.into());
+        }
+        let limit = match filter.limit {
+            Some(l) => {
+                params.push(l.into());
+                "LIMIT ?"
+            }
+            None => "",
+        };
+        let query = format!(
+            "SELECT a.event_id, a.object_name, a.object_verb, a.object_key, a.connector_id
+             FROM {} a {} ORDER BY a.event_id, a.connector_id IS NULL, a.connector_id {limit}",
+            self.names.archive,
+            if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", conditions.join(" AND "))
+            },
+        );
+        let chosen: Vec<(i64, String, String, String, Option<String>)> =
+            self.conn.exec(query, params).map_err(err)?;
+        let archived_connectors: Vec<Option<String>> = chosen.iter().map(|c| c.4.clone()).collect();
+        let mut replayed: Vec<Replayed> = chosen
+            .into_iter()
+            .map(|(id, object, verb, key, connector)| Replayed {
+                replay_of: id,
+                object,
+                verb,
+                key,
+                connector: filter.connector.clone().or(connector),
+                new_event_id: None,
+            })
+            .collect();
+        if dry_run || replayed.is_empty() {
+            return Ok(replayed);
+        }
+        let insert = format!(
+            "INSERT INTO {} (object_name, object_verb, object_key, event_priority, event_time,
+                connector_id, payload, replay_of)
+             SELECT a.object_name, a.object_verb, a.object_key, a.event_priority, a.event_time,
+                ?, a.payload, a.event_id
+             FROM {} a WHERE a.event_id = ? AND a.connector_id <=> ?",
+            self.names.event, self.names.archive
+        );
+        // One insert per event, in event-id order, so that per-key order holds and each new
+        // event id is known.
+        let mut tx = self
+            .conn
+            .start_transaction(TxOpts::default())
+            .map_err(err)?;
+        for (r, archived) in replayed.iter_mut().zip(archived_connectors) {
+            let params: Vec<Value> = vec![
+                text(r.connector.as_deref()),
+                r.replay_of.into(),
+                text(archived.as_deref()),
+            ];
+            tx.exec_drop(&insert, params).map_err(err)?;
+            r.new_event_id = tx.last_insert_id().map(|id| id as i64);
+        }
+        tx.commit().map_err(err)?;
+        replayed.sort_by_key(|r| (r.replay_of, r.new_event_id));
+        Ok(replayed)
+    }
+
+    fn status(&mut self) -> Result<StoreStatus> {
+        let n = &self.names;
+        let ready = "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))";
+        let backlog = self
+            .conn
+            .query::<(String, String, i32, i64), _>(format!(
+                "SELECT object_name, object_verb, event_priority, COUNT(*) FROM {} WHERE {ready}
+                 GROUP BY object_name, object_verb, event_priority
+                 ORDER BY event_priority, object_name, object_verb",
+                n.event
+            ))
+            .map_err(err)?
+            .into_iter()
+            .map(|(object, verb, priority, ready)| BacklogRow {
+                object,
+                verb,
+                priority,
+                ready: ready as u64,
+            })
+            .collect();
+        let counts: Option<(Option<i64>, i64, i64)> = self
+            .conn
+            .query_first(format!(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {ready} THEN event_time END), NOW(6)),
+                    CAST(COALESCE(SUM(event_status = 3), 0) AS SIGNED),
+                    CAST(COALESCE(SUM(event_status = 0 AND next_attempt_at > NOW(6)), 0) AS SIGNED)
+                 FROM {}",
+                n.event
+            ))
+            .map_err(err)?;
+        let (age_us, in_progress, retrying) = counts.unwrap_or((None, 0, 0));
+        let archived: Vec<(i16, i64)> = self
+            .conn
+            .query(format!(
+                "SELECT event_status, COUNT(*) FROM {} WHERE event_status < 0 GROUP BY event_status",
+                n.archive
+            ))
+            .map_err(err)?;
+        let archived_count = |status: Status| {
+            archived
+                .iter()
+                .find(|(code, _)| *code == status.code())
+                .map_or(0, |(_, count)| *count as u64)
+        };
+        Ok(StoreStatus {
+            backlog,
+            oldest_ready_age_seconds: age_us.map(|us| us as f64 / 1e6),
+            in_progress: in_progress as u64,
+            retrying: retrying as u64,
+            archived_failed: archived_count(Status::Failed),
+            archived_error: archived_count(Status::Error),
+            archived_not_found: archived_count(Status::NotFound),
+        })
+    }
+
+    fn wait_for_events(&mut self, timeout: Duration) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        let query = format!("SELECT MAX(event_id) FROM {}", self.names.event);
+        loop {
+            let max: Option<Option<i64>> = self.conn.query_first(&query).map_err(err)?;
+            let max = max.flatten().unwrap_or(0);
+            // The first look has nothing to compare with: say yes once, a claim is cheap.
+            if self.seen_max.is_none_or(|seen| max > seen) {
+                self.seen_max = Some(max);
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+    }
+
+    fn reconnect(&mut self) -> Result<()> {
+        self.conn = open_conn(self.url.expose())?;
+        self.seen_max = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_versions() {
+        assert!(check_version("8.0.36").is_ok());
+        assert!(check_version("8.4.0-commercial").is_ok());
+        assert!(check_version("10.11.19-MariaDB-0+deb12u1").is_ok());
+        assert!(check_version("11.4.2-MariaDB").is_ok());
+        let old = check_version("10.5.23-MariaDB").unwrap_err();
+        assert!(old.contains("MariaDB 10.5 is too old"), "{old}");
+        assert!(old.contains("10.6 or later"), "{old}");
+        let old = check_version("5.7.44-log").unwrap_err();
+        assert!(old.contains("MySQL 5.7 is too old"), "{old}");
+        assert!(check_version("garbage").is_err());
+    }
+
+    #[test]
+    fn unix_seconds_become_rfc3339() {
+        assert_eq!(
+            unix_to_rfc3339("1767243600.500000").as_deref(),
+            Some("2026-01-01T05:00:00.500000Z")
+        );
+        assert_eq!(
+            unix_to_rfc3339("1767243600").as_deref(),
+            Some("2026-01-01T05:00:00Z")
+        );
+        assert_eq!(
+            unix_to_rfc3339("1767243600.120").as_deref(),
+            Some("2026-01-01T05:00:00.120Z")
+        );
+        assert_eq!(unix_to_rfc3339("-1"), None);
+    }
+
+    #[test]
+    fn replay_bounds_are_utc_datetimes() {
+        assert_eq!(
+            utc_datetime("2026-11-22T10:00:00Z").unwrap(),
+            "2026-11-22 10:00:00.000000"
+        );
+        assert!(utc_datetime("yesterday").is_err());
+    }
+
+    #[test]
+    fn rows_are_normalized_by_column_type() {
+        let col = |name: &str, sql_type: &str, kind| Column {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            nullable: true,
+            kind,
+        };
+        let table = TableInfo {
+            name: TableName {
+                schema: None,
+                name: "t".into(),
+            },
+            columns: vec![
+                col("photo", "blob", ColumnKind::Bytes),
+                col("hired", "datetime(6)", ColumnKind::NaiveTimestamp),
+                col("stamp", "timestamp(6)", ColumnKind::Plain),
+                col("active", "tinyint(1)", ColumnKind::Plain),
+                col("level", "tinyint(1)", ColumnKind::Plain),
+                col("small", "tinyint(4)", ColumnKind::Plain),
+                col("salary", "decimal(12,2)", ColumnKind::Plain),
+                col("doc", "json", ColumnKind::Plain),
+                col("gone", "datetime", ColumnKind::NaiveTimestamp),
+            ],
+            primary_key: vec![],
+        };
+        let row = serde_json::from_str(
+            r#"{"photo": "0102FF", "hired": "2026-11-22 10:00:00.123456",
+                "stamp": 1767243600.500000, "active": 1, "level": 7, "small": 1,
+                "salary": 1234.50, "doc": {"a": [1, 2.50]}, "gone": null}"#,
+        )
+        .unwrap();
+        let row = serde_json::Value::Object(normalize(&table, row));
+        assert_eq!(
+            row.to_string(),
+            r#"{"photo":"AQL/","hired":"2026-11-22T10:00:00.123456Z","stamp":"2026-01-01T05:00:00.500000Z","active":true,"level":7,"small":1,"salary":1234.50,"doc":{"a":[1,2.50]},"gone":null}"#
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! The conformance suite on MySQL / MariaDB, plus what only MySQL does.
+
+mod common;
+mod conformance;
+
+use common::Backend;
+
+const MY: Backend = Backend::Mysql;
+
+conformance_tests! { MY;
+    install::dry_run_prints_the_sql_and_changes_nothing,
+    install::a_second_install_changes_nothing,
+    install::object_flag_limits_the_install,
+    install::uninstall_reverses_the_install,
+    install::awkward_identifiers_are_quoted,
+    install::a_table_without_primary_key_needs_keys,
+    install::missing_tables_and_key_columns_are_named,
+    capture::triggers_write_one_event_per_change,
+    capture::a_key_change_is_a_delete_and_a_create,
+    capture::keys_round_trip_through_the_database,
+    capture::keys_with_other_delimiters_round_trip,
+    capture::random_keys_round_trip_through_the_database,
+    delivery::drain_delivers_business_objects_with_json_types,
+    delivery::bytes_are_base64,
+    delivery::unsubscribed_malformed_unknown_and_missing_events_are_archived,
+    delivery::subscriptions_and_targeted_events,
+    delivery::http_retries_transient_failures_then_delivers,
+    delivery::a_rejected_event_fails_and_replay_sends_it_again,
+    delivery::exhausted_attempts_end_as_failed,
+    delivery::replay_filters_select_archived_events,
+    delivery::status_reports_backlog_and_failures,
+    delivery::archive_false_keeps_only_failures,
+    delivery::very_large_rows_are_delivered_intact,
+    delivery::poll_wakes_up_delivers_and_stops_on_sigterm,
+    faults::kill_9_mid_drain_loses_nothing,
+    faults::two_drains_deliver_nothing_twice_and_keep_key_order,
+    faults::configuration_errors_exit_2_naming_file_line_and_key,
+    faults::an_unreachable_database_exits_1,
+}
+
+use common::{lines, Env};
+use serde_json::json;
+
+fn events(env: &Env) -> Vec<Vec<Option<String>>> {
+    env.db
+        .query("SELECT object_verb, object_key FROM {events} ORDER BY event_id")
+}
+
+fn trigger_names(env: &Env, table: &str) -> Vec<String> {
+    env.db
+        .query(&format!(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
+             WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = '{table}'
+             ORDER BY ACTION_ORDER"
+        ))
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect()
+}
+
+#[test]
+fn the_applications_own_triggers_keep_working() {
+    let Some(env) = Env::new(MY) else { return };
+    env.db.execute(
+        "CREATE TABLE item (item_id int PRIMARY KEY, name {text});
+         CREATE TABLE audit (item_id int, what {text});
+         CREATE TRIGGER app_audit AFTER INSERT ON item FOR EACH ROW
+             INSERT INTO audit VALUES (NEW.item_id, 'created');
+         CREATE TRIGGER app_audit_delete AFTER DELETE ON item FOR EACH ROW
+             INSERT INTO audit VALUES (OLD.item_id, 'deleted')",
+    );
+    let objects = |priority: i32| {
+        format!("[[object]]\nname = \"Item\"\ntable = \"item\"\npriority = {priority}\n")
+    };
+    env.config("", &objects(1));
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO item VALUES (1, 'a')");
+    // A changed configuration replaces trigpoll's triggers; the application's stay.
+    env.config("", &objects(2));
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO item VALUES (2, 'b')");
+    env.run_ok(&["drain"], 0);
+    env.db.execute("DELETE FROM item WHERE item_id = 1");
+    assert_eq!(
+        env.db
+            .query("SELECT item_id, what FROM audit ORDER BY item_id, what"),
+        [["1", "created"], ["1", "deleted"], ["2", "created"]]
+            .map(|r| r.map(|v| Some(v.to_string())).to_vec())
+    );
+    assert_eq!(
+        events(&env),
+        [[Some("Delete".to_string()), Some("item_id=1".to_string())]]
+    );
+    env.run_ok(&["drain"], 0);
+    let delivered: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| format!("{} {} {}", l["priority"], l["verb"], l["key"]["item_id"]))
+        .collect();
+    assert_eq!(
+        delivered,
+        [
+            "1 \"Create\" \"1\"",
+            "2 \"Create\" \"2\"",
+            "2 \"Delete\" \"1\""
+        ]
+    );
+    env.run_ok(&["uninstall-triggers"], 0);
+    assert_eq!(
+        trigger_names(&env, "item"),
+        ["app_audit", "app_audit_delete"]
+    );
+    env.db.execute("INSERT INTO item VALUES (3, 'c')");
+    assert_eq!(env.db.count("SELECT count(*) FROM audit"), 4);
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+}
+
+#[test]
+fn utf8mb4_keys_and_values_round_trip() {
+    let Some(env) = Env::new(MY) else { return };
+    // A binary collation keeps every emoji apart; utf8mb4_general_ci would call them equal.
+    env.db.execute(
+        "CREATE TABLE tag (label VARCHAR(191) COLLATE utf8mb4_bin PRIMARY KEY, note {text})",
+    );
+    env.config("", "[[object]]\nname = \"Tag\"\ntable = \"tag\"\n");
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let labels = ["🦀", "🦊", "a🦀:=%b", "日本語", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "é"];
+    for label in labels {
+        env.db.execute(&format!(
+            "INSERT INTO tag VALUES ('{label}', 'note {label} ✓')"
+        ));
+    }
+    assert_eq!(
+        env.db
+            .scalar("SELECT object_key FROM {events} WHERE object_key LIKE '%\u{1f980}%b'"),
+        Some("label=a🦀%3A%3D%25b".to_string())
+    );
+    env.run_ok(&["drain"], 0);
+    env.db.execute("UPDATE tag SET note = CONCAT(note, ' 🔁')");
+    env.run_ok(&["drain"], 0);
+    env.db.execute("DELETE FROM tag");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), labels.len() * 3);
+    for line in &delivered {
+        let label = line["key"]["label"].as_str().unwrap();
+        assert!(labels.contains(&label), "{label:?}");
+        assert_eq!(line["attributes"]["label"], json!(label));
+        let note = line["attributes"]["note"].as_str().unwrap();
+        assert!(note.starts_with(&format!("note {label} ✓")), "{note:?}");
+    }
+}
+
+#[test]
+fn long_composite_keys_keep_their_order() {
+    let Some(env) = Env::new(MY) else { return };
+    // Keys longer than any InnoDB index (3072 bytes): the event table's per-key index must
+    // not be in the way, and keys that differ only at their end must stay apart.
+    env.db
+        .execute("CREATE TABLE doc (a TEXT NOT NULL, b TEXT NOT NULL, n int)");
+    env.config(
+        "",
+        "[[object]]\nname = \"Doc\"\ntable = \"doc\"\nkeys = [\"a\", \"b\"]\n",
+    );
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let long = |last: char| format!("{}{last}", "🦀%=".repeat(500));
+    let keys = [long('x'), long('y')];
+    for round in 0..3 {
+        for k in &keys {
+            if round == 0 {
+                env.db
+                    .execute(&format!("INSERT INTO doc VALUES ('{k}', '{k}', 0)"));
+            } else {
+                env.db.execute(&format!(
+                    "UPDATE doc SET n = {round} WHERE a = '{k}' AND b = '{k}'"
+                ));
+            }
+        }
+    }
+    let longest = env.db.count("SELECT MAX(LENGTH(object_key)) FROM {events}");
+    assert!(longest > 3072, "object keys of {longest} bytes");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 6);
+    for k in &keys {
+        let mine: Vec<(&str, i64)> = delivered
+            .iter()
+            .filter(|l| l["key"]["b"] == json!(k))
+            .map(|l| {
+                assert_eq!(l["key"], json!({"a": k, "b": k}));
+                (
+                    l["verb"].as_str().unwrap(),
+                    l["attributes"]["n"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        // Rows are fetched at delivery, so each event sees the latest row.
+        assert_eq!(mine, [("Create", 2), ("Update", 2), ("Update", 2)]);
+    }
+}
+
+#[test]
+fn timestamps_are_utc_whatever_the_writers_time_zone() {
+    let Some(env) = Env::new(MY) else { return };
+    env.db.execute(
+        "CREATE TABLE shift (shift_id int PRIMARY KEY, starts TIMESTAMP(6) NULL, day DATE,
+             at DATETIME)",
+    );
+    env.config("", "[[object]]\nname = \"Shift\"\ntable = \"shift\"\n");
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(
+        "SET time_zone = '+05:00';
+         INSERT INTO shift VALUES (1, '2026-01-01 10:00:00.5', '2026-01-01', '2026-01-01 10:00:00');
+         INSERT INTO shift VALUES (2, '2026-01-01 10:00:00.5', '2026-01-01', '2026-01-01 10:00:00')",
+    );
+    env.run_ok(&["drain"], 0);
+    // The delete's row image is made by the trigger, in the writer's session.
+    env.db
+        .execute("SET time_zone = '-07:00'; DELETE FROM shift WHERE shift_id = 2");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 3);
+    for line in &delivered {
+        let a = &line["attributes"];
+        assert_eq!(a["starts"], json!("2026-01-01T05:00:00.500000Z"), "{line}");
+        assert_eq!(a["day"], json!("2026-01-01"));
+        assert_eq!(a["at"], json!("2026-01-01T10:00:00Z"));
+    }
+}
+
+#[test]
+fn key_values_that_do_not_fit_their_column_are_errors() {
+    let Some(env) = Env::new(MY) else { return };
+    env.db.execute(
+        "CREATE TABLE visit (day DATE, room TINYINT, amount DECIMAL(5,2), PRIMARY KEY (day, room, amount));
+         INSERT INTO visit VALUES ('2026-02-28', 7, 1.5)",
+    );
+    env.config("", "[[object]]\nname = \"Visit\"\ntable = \"visit\"\n");
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(
+        "INSERT INTO {events} (object_name, object_verb, object_key) VALUES
+            ('Visit', 'Update', 'day=2026-02-28:room=7:amount=1.50'),
+            ('Visit', 'Update', 'day=2026-02-30:room=7:amount=1.5'),
+            ('Visit', 'Update', 'day=2026-02-28:room=300:amount=1.5'),
+            ('Visit', 'Update', 'day=2026-02-28:room=7:amount=12345'),
+            ('Visit', 'Update', 'day=2026-02-28:room=7x:amount=1.5')",
+    );
+    env.run_ok(&["drain"], 3);
+    let archived = env
+        .db
+        .query("SELECT event_status, event_description FROM {archive} ORDER BY event_id");
+    let statuses: Vec<&str> = archived.iter().map(|r| r[0].as_deref().unwrap()).collect();
+    assert_eq!(statuses, ["1", "-1", "-1", "-1", "-1"], "{archived:?}");
+    let reason = archived[1][1].as_deref().unwrap();
+    assert!(
+        reason.contains("2026-02-30") && reason.contains("day"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn an_interrupted_install_is_completed_by_running_it_again() {
+    let Some(env) = Env::new(MY) else { return };
+    env.db.execute(conformance::HR);
+    env.config("", conformance::HR_OBJECTS);
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let names = trigger_names(&env, "department");
+    assert_eq!(names.len(), 3, "{names:?}");
+    // As if the install had stopped after one of its statements.
+    env.db.execute(&format!("DROP TRIGGER `{}`", names[2]));
+    let status = env.run_ok(&["status", "--json"], 0);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let department = report["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["object"] == "Department")
+        .unwrap();
+    assert_eq!(department["state"], "stale", "{report}");
+    env.run_ok(&["install-triggers"], 0);
+    assert_eq!(trigger_names(&env, "department"), names);
+    let again = env.run_ok(&["install-triggers", "--dry-run"], 0);
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "");
+    env.db
+        .execute("INSERT INTO department VALUES (1, 'a'); DELETE FROM department");
+    assert_eq!(
+        events(&env),
+        [["Create", "dept_id=1"], ["Delete", "dept_id=1"]]
+            .map(|r| r.map(|v| Some(v.to_string())).to_vec())
+    );
+}

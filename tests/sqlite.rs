@@ -1,0 +1,161 @@
+//! The conformance suite on SQLite, plus what only SQLite does.
+
+mod common;
+mod conformance;
+
+use common::Backend;
+
+const SQLITE: Backend = Backend::Sqlite;
+
+conformance_tests! { SQLITE;
+    install::dry_run_prints_the_sql_and_changes_nothing,
+    install::a_second_install_changes_nothing,
+    install::object_flag_limits_the_install,
+    install::uninstall_reverses_the_install,
+    install::awkward_identifiers_are_quoted,
+    install::a_table_without_primary_key_needs_keys,
+    install::missing_tables_and_key_columns_are_named,
+    capture::triggers_write_one_event_per_change,
+    capture::a_key_change_is_a_delete_and_a_create,
+    capture::keys_round_trip_through_the_database,
+    capture::keys_with_other_delimiters_round_trip,
+    capture::random_keys_round_trip_through_the_database,
+    delivery::drain_delivers_business_objects_with_json_types,
+    delivery::bytes_are_base64,
+    delivery::unsubscribed_malformed_unknown_and_missing_events_are_archived,
+    delivery::subscriptions_and_targeted_events,
+    delivery::http_retries_transient_failures_then_delivers,
+    delivery::a_rejected_event_fails_and_replay_sends_it_again,
+    delivery::exhausted_attempts_end_as_failed,
+    delivery::replay_filters_select_archived_events,
+    delivery::status_reports_backlog_and_failures,
+    delivery::archive_false_keeps_only_failures,
+    delivery::very_large_rows_are_delivered_intact,
+    delivery::poll_wakes_up_delivers_and_stops_on_sigterm,
+    faults::kill_9_mid_drain_loses_nothing,
+    faults::two_drains_deliver_nothing_twice_and_keep_key_order,
+    faults::configuration_errors_exit_2_naming_file_line_and_key,
+    faults::an_unreachable_database_exits_1,
+}
+
+/// The database file of a test.
+fn database_file(env: &common::Env) -> std::path::PathBuf {
+    env.db.url.strip_prefix("sqlite://").unwrap().into()
+}
+
+/// The application keeps writing, one transaction per change as an application does, while
+/// `poll` claims and archives: WAL mode and short write transactions mean it never gets
+/// SQLITE_BUSY (it waits at most a few milliseconds, with the busy timeout most drivers set),
+/// and every change is delivered.
+#[test]
+fn the_application_writes_while_trigpoll_polls() {
+    use std::time::Duration;
+    let Some((env, out)) = conformance::hr(SQLITE, "batch_size = 50") else {
+        return;
+    };
+    let mut poller = env.spawn(&["poll", "--interval", "100ms"]);
+    let path = database_file(&env);
+    let total = 1_000;
+    let writer = std::thread::spawn(move || {
+        let app = rusqlite::Connection::open(path).unwrap();
+        app.busy_timeout(Duration::from_secs(5)).unwrap();
+        for i in 0..total {
+            app.execute(
+                "INSERT INTO department VALUES (?1, 'dept')",
+                rusqlite::params![i],
+            )
+            .unwrap_or_else(|e| panic!("insert {i}: {e}"));
+        }
+    });
+    writer.join().expect("the application's writes succeed");
+    assert!(
+        conformance::eventually(Duration::from_secs(30), || common::lines(&out).len()
+            == total as usize),
+        "{} of {total} delivered",
+        common::lines(&out).len()
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &poller.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(poller.wait().unwrap().code(), Some(0));
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+    assert_eq!(
+        env.db
+            .count("SELECT count(*) FROM {archive} WHERE event_status = 1"),
+        total
+    );
+}
+
+/// A mistyped path is an error naming it, not a new empty database.
+#[test]
+fn a_missing_database_file_is_not_created() {
+    let Some((env, _)) = conformance::hr(SQLITE, "") else {
+        return;
+    };
+    let missing = env.path("missing.db");
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        config.replace(&env.db.url, &format!("sqlite://{}", missing.display())),
+    )
+    .unwrap();
+    let out = env.run_ok(&["drain"], 1);
+    let text = common::stderr(&out);
+    assert!(
+        text.contains("cannot connect") && text.contains("missing.db"),
+        "{text}"
+    );
+    assert!(!missing.exists());
+}
+
+/// The triggers list the table's columns (SQLite has no `to_json(row)`): a new column makes them
+/// stale until install-triggers replaces them, and then deletes carry it.
+#[test]
+fn an_added_column_makes_the_triggers_stale() {
+    let Some((env, out)) = conformance::hr(SQLITE, "") else {
+        return;
+    };
+    env.db
+        .execute("ALTER TABLE department ADD COLUMN budget numeric(10,2)");
+    let status = env.run_ok(&["status", "--json"], 0);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let department = report["triggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["object"] == "Department")
+        .unwrap();
+    assert_eq!(department["state"], "stale", "{report}");
+    env.run_ok(&["install-triggers"], 0);
+    env.db
+        .execute("INSERT INTO department VALUES (1, 'Sales', 1000)");
+    env.run_ok(&["drain"], 0);
+    env.db.execute("DELETE FROM department");
+    env.run_ok(&["drain"], 0);
+    let delivered = common::lines(&out);
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(delivered[1]["verb"], "Delete");
+    assert_eq!(delivered[1]["attributes"]["budget"].to_string(), "1000.00");
+}
+
+/// A configuration written for PostgreSQL (`public.department`) works: SQLite has no schemas.
+#[test]
+fn schema_qualified_tables_are_found_in_the_database_file() {
+    let Some(env) = common::Env::new(SQLITE) else {
+        return;
+    };
+    env.db.execute(conformance::HR);
+    env.config(
+        "",
+        "[[object]]\nname = \"Department\"\ntable = \"public.department\"\n",
+    );
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    env.run_ok(&["drain"], 0);
+    assert_eq!(common::lines(&out)[0]["attributes"]["name"], "Sales");
+    let status = env.run_ok(&["status", "--json"], 0);
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["triggers"][0]["state"], "up-to-date", "{report}");
+}
