@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use tracing::info;
+use trigpoll::config::Config;
+use trigpoll::dialect::Dialect;
 use trigpoll::install::{plan_install, plan_uninstall, Plan};
 
 use super::{open_store, print, Context};
@@ -36,18 +38,19 @@ pub fn install(ctx: &Context, args: InstallArgs) -> Result<ExitCode> {
     if !plan.unchanged.is_empty() {
         info!(objects = %plan.unchanged.join(", "), "triggers already up to date");
     }
-    apply(store.as_mut(), plan, args.dry_run)
+    apply(store.as_mut(), &config, plan, args.dry_run)
 }
 
 pub fn uninstall(ctx: &Context, args: UninstallArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let mut store = open_store(&config)?;
     let plan = plan_uninstall(store.as_mut(), &config, args.drop_tables)?;
-    apply(store.as_mut(), plan, args.dry_run)
+    apply(store.as_mut(), &config, plan, args.dry_run)
 }
 
 fn apply(
     store: &mut dyn trigpoll::store::EventStore,
+    config: &Config,
     plan: Plan,
     dry_run: bool,
 ) -> Result<ExitCode> {
@@ -60,9 +63,7 @@ fn apply(
         for step in &plan.steps {
             text.push_str(&format!("-- {step}\n"));
         }
-        for statement in &plan.statements {
-            text.push_str(&format!("{statement};\n\n"));
-        }
+        text.push_str(&Dialect::new(store.backend(), config).script(&plan.statements));
         print(&text)?;
         return Ok(ExitCode::SUCCESS);
     }

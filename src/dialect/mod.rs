@@ -171,3 +171,45 @@ impl Dialect {
         }
     }
 }
+
+impl Dialect {
+    /// Statements as a script the database's own client runs as it is: `;` after each, and for
+    /// MySQL a `DELIMITER` around them, since trigger bodies contain `;`.
+    pub fn script(&self, statements: &[String]) -> String {
+        let body: String = statements
+            .iter()
+            .map(|s| match self {
+                Dialect::Mysql(_) => format!("{s} //\n\n"),
+                _ => format!("{s};\n\n"),
+            })
+            .collect();
+        match self {
+            Dialect::Mysql(_) => format!(
+                "-- run with `mysql --comments`: the trigger bodies' fingerprint comments must stay\n\
+                 DELIMITER //\n\n{body}DELIMITER ;\n"
+            ),
+            _ => body,
+        }
+    }
+}
+
+#[cfg(test)]
+mod script_tests {
+    use super::*;
+
+    #[test]
+    fn scripts_end_statements_for_each_client() {
+        let statements = vec!["CREATE TABLE a (x int)".to_string(), "BEGIN x; END".to_string()];
+        let pg = Dialect::Postgres(postgres::Names::new("s", "e", "a"));
+        assert_eq!(
+            pg.script(&statements),
+            "CREATE TABLE a (x int);\n\nBEGIN x; END;\n\n"
+        );
+        let my = Dialect::Mysql(mysql::Names::new("s", "e", "a"));
+        assert_eq!(
+            my.script(&statements),
+            "-- run with `mysql --comments`: the trigger bodies' fingerprint comments must stay\n\
+             DELIMITER //\n\nCREATE TABLE a (x int) //\n\nBEGIN x; END //\n\nDELIMITER ;\n"
+        );
+    }
+}
