@@ -199,7 +199,10 @@ mod script_tests {
 
     #[test]
     fn scripts_end_statements_for_each_client() {
-        let statements = vec!["CREATE TABLE a (x int)".to_string(), "BEGIN x; END".to_string()];
+        let statements = vec![
+            "CREATE TABLE a (x int)".to_string(),
+            "BEGIN x; END".to_string(),
+        ];
         let pg = Dialect::Postgres(postgres::Names::new("s", "e", "a"));
         assert_eq!(
             pg.script(&statements),
