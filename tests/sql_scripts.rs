@@ -1,0 +1,165 @@
+//! The SQL trigpoll generates for each backend, checked against `sql/<backend>.sql` without a
+//! database. Those files are also the reference a DBA can read before running
+//! `install-triggers`. After an intended change, regenerate them with
+//! `TRIGPOLL_BLESS=1 cargo test --test sql_scripts` and review the diff.
+
+use std::path::Path;
+
+use trigpoll::config::{Config, TableName};
+use trigpoll::dialect::{Capture, Dialect};
+use trigpoll::store::{Column, ColumnKind, TableInfo};
+
+const CONFIG: &str = r#"
+[database]
+url = "sqlite://unused.db"
+
+[[object]]
+name = "Employee"
+table = "employee"
+priority = 1
+
+[[object]]
+name = "Department"
+table = "department"
+verbs = ["Create", "Delete"]
+
+[[object]]
+name = "OrderLine"
+table = "order_line"
+"#;
+
+/// A column: name, this backend's type, nullable, kind.
+type Spec<'a> = (&'a str, &'a str, bool, ColumnKind);
+
+fn table(name: &str, columns: &[Spec], primary_key: &[&str]) -> TableInfo {
+    TableInfo {
+        name: TableName {
+            schema: None,
+            name: name.to_string(),
+        },
+        columns: columns
+            .iter()
+            .map(|(n, t, nullable, kind)| Column {
+                name: n.to_string(),
+                sql_type: t.to_string(),
+                nullable: *nullable,
+                kind: *kind,
+            })
+            .collect(),
+        primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+    }
+}
+
+/// The sample schema as each backend describes it: (int, text, decimal, timestamp, bytes).
+fn tables(types: [&str; 5]) -> Vec<TableInfo> {
+    use ColumnKind::*;
+    let [int, text, dec, ts, bytes] = types;
+    vec![
+        table(
+            "employee",
+            &[
+                ("emp_id", int, false, Plain),
+                ("last_name", text, true, Plain),
+                ("dept_id", int, true, Plain),
+                ("salary", dec, true, Plain),
+                ("hired", ts, true, NaiveTimestamp),
+                ("photo", bytes, true, Bytes),
+            ],
+            &["emp_id"],
+        ),
+        table(
+            "department",
+            &[("dept_id", int, false, Plain), ("name", text, false, Plain)],
+            &["dept_id"],
+        ),
+        table(
+            "order_line",
+            &[
+                ("contract_id", int, false, Plain),
+                ("header_id", text, false, Plain),
+                ("qty", int, true, Plain),
+            ],
+            &["contract_id", "header_id"],
+        ),
+    ]
+}
+
+fn script(backend: &str, types: [&str; 5]) -> String {
+    let config = Config::from_str(CONFIG, Path::new("tests/trigpoll.toml")).unwrap();
+    let dialect = Dialect::new(backend, &config);
+    let tables = tables(types);
+    let mut statements = dialect.create_tables();
+    for (object, info) in config.objects.iter().zip(&tables) {
+        let capture = Capture::new(object, info, &config.poll.key_delimiter).unwrap();
+        statements.extend(dialect.capture(&capture).statements);
+    }
+    format!(
+        "-- trigpoll install-triggers on {backend}, for the sample schema of tests/sql_scripts.rs.\n\
+         -- Generated: TRIGPOLL_BLESS=1 cargo test --test sql_scripts\n\n{}",
+        dialect.script(&statements)
+    )
+}
+
+fn check(backend: &str, types: [&str; 5]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sql/{backend}.sql"));
+    let generated = script(backend, types);
+    if std::env::var_os("TRIGPOLL_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if generated != expected {
+        let line = generated
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, b)| a != b)
+            .map_or(
+                generated.lines().count().min(expected.lines().count()),
+                |l| l,
+            )
+            + 1;
+        panic!(
+            "the generated {backend} SQL differs from {} from line {line}:\n  generated: {:?}\n  file:      {:?}\n\
+             If the change is intended: TRIGPOLL_BLESS=1 cargo test --test sql_scripts",
+            path.display(),
+            generated.lines().nth(line - 1),
+            expected.lines().nth(line - 1)
+        );
+    }
+}
+
+#[test]
+fn postgres_sql() {
+    check(
+        "postgresql",
+        [
+            "integer",
+            "text",
+            "numeric",
+            "timestamp without time zone",
+            "bytea",
+        ],
+    );
+}
+
+#[test]
+fn mysql_sql() {
+    check(
+        "mysql",
+        [
+            "int(11)",
+            "varchar(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+            "decimal(12,2)",
+            "datetime(6)",
+            "blob",
+        ],
+    );
+}
+
+#[test]
+fn sqlite_sql() {
+    check(
+        "sqlite",
+        ["INTEGER", "TEXT", "NUMERIC(12,2)", "DATETIME", "BLOB"],
+    );
+}
