@@ -82,6 +82,52 @@ impl<'a> Capture<'a> {
     }
 }
 
+/// How a dialect spells the parts of the object-key expression.
+pub struct KeySyntax {
+    pub ident: fn(&str) -> String,
+    pub literal: fn(&str) -> String,
+    /// Joins text expressions (`a || b`, `CONCAT(a, b)`); a single one stays as it is.
+    pub concat: fn(&[String]) -> String,
+    /// A key column's value in a row, as text.
+    pub text: fn(&crate::store::Column, &str) -> String,
+    /// The string replace function's name.
+    pub replace: &'static str,
+}
+
+impl Capture<'_> {
+    /// The object key of `row` (`NEW`, `OLD` or a transition-table alias) as a SQL expression:
+    /// DESIGN.md §5 computed inside the trigger, with the same escapes as [`key::encode`].
+    pub fn key_sql(&self, s: &KeySyntax, row: &str) -> String {
+        let lit = s.literal;
+        let escapes = self.escapes();
+        let mut parts = Vec::new();
+        for (i, (col, name)) in self.keys.iter().zip(self.encoded_names()).enumerate() {
+            if i > 0 {
+                parts.push(lit(self.delimiter));
+            }
+            let value = escapes.iter().fold((s.text)(col, row), |v, (ch, esc)| {
+                format!("{}({v}, {}, {})", s.replace, lit(&ch.to_string()), lit(esc))
+            });
+            let pair = (s.concat)(&[lit(&format!("{name}=")), value]);
+            parts.push(if col.nullable {
+                format!(
+                    "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
+                    (s.ident)(&col.name),
+                    lit(&name)
+                )
+            } else {
+                pair
+            });
+        }
+        (s.concat)(&parts)
+    }
+}
+
+/// `a || b || c`, the SQL standard's concatenation.
+pub fn concat_pipes(parts: &[String]) -> String {
+    parts.join(" || ")
+}
+
 /// The first 16 hex digits of the SHA-256 of `text`.
 pub fn fingerprint(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])

@@ -30,7 +30,7 @@
 //!   number otherwise, so that no value is lost.
 
 use crate::config::{TableName, Verb};
-use crate::dialect::{fingerprint, object_tag, Capture, TriggerDdl, FINGERPRINT_MARKER};
+use crate::dialect::{fingerprint, object_tag, Capture, KeySyntax, TriggerDdl, FINGERPRINT_MARKER};
 use crate::store::{Column, TableInfo};
 
 /// Every trigger trigpoll installs has a name starting with this.
@@ -240,38 +240,18 @@ fn key_text(col: &Column, row: &str) -> String {
 /// `CONCAT('a=', <escaped value>, ':', …)` for every key column of `row` (`NEW` or `OLD`): the
 /// object key of DESIGN.md §5, computed inside the trigger.
 fn key_expr(c: &Capture, row: &str) -> String {
-    let escapes = c.escapes();
-    let parts: Vec<String> = c
-        .keys
-        .iter()
-        .zip(c.encoded_names())
-        .map(|(col, name)| {
-            let mut value = key_text(col, row);
-            for (ch, esc) in &escapes {
-                value = format!(
-                    "REPLACE({value}, {}, {})",
-                    literal(&ch.to_string()),
-                    literal(esc)
-                );
-            }
-            let pair = format!("CONCAT({}, {value})", literal(&format!("{name}=")));
-            if col.nullable {
-                format!(
-                    "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
-                    ident(&col.name),
-                    literal(&name)
-                )
-            } else {
-                pair
-            }
-        })
-        .collect();
-    if parts.len() == 1 {
-        return parts.into_iter().next().unwrap_or_default();
-    }
-    format!(
-        "CONCAT({})",
-        parts.join(&format!(", {}, ", literal(c.delimiter)))
+    c.key_sql(
+        &KeySyntax {
+            ident,
+            literal,
+            concat: |parts| match parts {
+                [one] => one.clone(),
+                _ => format!("CONCAT({})", parts.join(", ")),
+            },
+            text: key_text,
+            replace: "REPLACE",
+        },
+        row,
     )
 }
 

@@ -19,7 +19,9 @@
 //! and SQLite refuses `ALTER TABLE … DROP COLUMN` on a captured column until they are replaced.
 
 use crate::config::Verb;
-use crate::dialect::{fingerprint, Capture, TriggerDdl, FINGERPRINT_MARKER};
+use crate::dialect::{
+    concat_pipes, fingerprint, Capture, KeySyntax, TriggerDdl, FINGERPRINT_MARKER,
+};
 use crate::store::{Column, TableInfo};
 
 /// The prefix of every capture trigger's name. Trigger names are global to an SQLite database,
@@ -170,42 +172,29 @@ pub fn trigger_name(table: &str, op: Op) -> String {
 /// `'a=' || <escaped value>` for every key column of `row` (`NEW` or `OLD`), joined by the
 /// delimiter: the object key of DESIGN.md §5, computed inside the trigger.
 fn key_expr(c: &Capture, row: &str) -> String {
-    let escapes = c.escapes();
-    let parts: Vec<String> = c
-        .keys
-        .iter()
-        .zip(c.encoded_names())
-        .map(|(col, name)| {
-            let v = format!("{row}.{}", ident(&col.name));
-            let mut value = match Affinity::of(&col.sql_type) {
-                // SQLite writes a real with 15 digits, which may not read back as the same
-                // number: such a key would find no row.
-                Affinity::Real | Affinity::Numeric => format!(
-                    "CASE WHEN typeof({v}) = 'real' AND CAST(CAST({v} AS TEXT) AS REAL) <> {v} \
-                     THEN printf('%!.17g', {v}) ELSE CAST({v} AS TEXT) END"
-                ),
-                _ => format!("CAST({v} AS TEXT)"),
-            };
-            for (ch, esc) in &escapes {
-                value = format!(
-                    "replace({value}, {}, {})",
-                    literal(&ch.to_string()),
-                    literal(esc)
-                );
-            }
-            let pair = format!("{} || {value}", literal(&format!("{name}=")));
-            if col.nullable {
-                format!(
-                    "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
-                    ident(&col.name),
-                    literal(&name)
-                )
-            } else {
-                pair
-            }
-        })
-        .collect();
-    parts.join(&format!(" || {} || ", literal(c.delimiter)))
+    c.key_sql(
+        &KeySyntax {
+            ident,
+            literal,
+            concat: concat_pipes,
+            text: key_text,
+            replace: "replace",
+        },
+        row,
+    )
+}
+
+/// A key column's value as text. SQLite writes a real with 15 digits, which may not read back
+/// as the same number: such a key would find no row, so those get 17.
+fn key_text(col: &Column, row: &str) -> String {
+    let v = format!("{row}.{}", ident(&col.name));
+    match Affinity::of(&col.sql_type) {
+        Affinity::Real | Affinity::Numeric => format!(
+            "CASE WHEN typeof({v}) = 'real' AND CAST(CAST({v} AS TEXT) AS REAL) <> {v} \
+             THEN printf('%!.17g', {v}) ELSE CAST({v} AS TEXT) END"
+        ),
+        _ => format!("CAST({v} AS TEXT)"),
+    }
 }
 
 /// The JSON text of a row (`NEW`, `OLD` or a table alias): every column by name (see the module
