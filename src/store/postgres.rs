@@ -215,15 +215,16 @@ impl EventStore for PgStore {
         let rows = self
             .client
             .query(
-                "SELECT n.nspname::text, c.relname::text, t.tgname::text, p.proname::text, p.prosrc
+                "SELECT DISTINCT ON (n.nspname, c.relname)
+                        n.nspname::text, c.relname::text, t.tgname::text, p.proname::text, p.prosrc
                  FROM pg_trigger t
                  JOIN pg_class c ON c.oid = t.tgrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_proc p ON p.oid = t.tgfoid
                  JOIN pg_namespace pn ON pn.oid = p.pronamespace
-                 WHERE NOT t.tgisinternal AND pn.nspname = $1 AND t.tgname = $2
-                 ORDER BY 1, 2",
-                &[&self.names.schema_raw, &sql::TRIGGER_NAME],
+                 WHERE NOT t.tgisinternal AND pn.nspname = $1 AND t.tgname = ANY($2)
+                 ORDER BY n.nspname, c.relname, t.tgname",
+                &[&self.names.schema_raw, &&sql::TRIGGER_NAMES[..]],
             )
             .map_err(err)?;
         Ok(rows
@@ -339,7 +340,12 @@ impl EventStore for PgStore {
                         e.payload, e.replay_of
                      FROM unnest($1::bigint[], $2::text[], $3::smallint[], $4::text[], $5::int[])
                           AS d(event_id, connector_id, status, description, attempts)
-                     JOIN {} e ON e.event_id = d.event_id AND e.claimed_by = $6",
+                     -- One primary-key lookup per row, whatever the statistics say: claimed_by
+                     -- was mostly NULL when last analyzed, and a plain join was planned as a
+                     -- nested loop over the whole batch for every event (quadratic).
+                     CROSS JOIN LATERAL (SELECT * FROM {} e
+                                         WHERE e.event_id = d.event_id AND e.claimed_by = $6
+                                         OFFSET 0) e",
                     n.archive, n.event
                 ),
                 &[
@@ -380,7 +386,7 @@ impl EventStore for PgStore {
                         event_description = u.description, done_connectors = u.done
                      FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[])
                           AS u(event_id, attempts, delay_ms, description, done)
-                     WHERE e.event_id = u.event_id AND e.claimed_by = $6",
+                     WHERE e.event_id = u.event_id AND e.claimed_by = $6 AND e.event_id = ANY($1)",
                     n.event
                 ),
                 &[&ids, &attempts, &delays, &descriptions, &done, &self.token],
