@@ -12,10 +12,15 @@ use super::{Deliver, Delivery, Outcome, SinkError};
 /// [`Outcome::Sent`]. On any I/O error (a full disk, a missing directory) the whole batch is
 /// retried, the lines written by the failed batch are cut off again, and the file is reopened on
 /// the next batch. The sink assumes it is the file's only writer.
+///
+/// A path that is not a regular file (`/dev/null`, a named pipe) is written to as it is: there is
+/// nothing to sync or cut back, and a line is sent once the write returns.
 #[derive(Debug)]
 pub struct FileSink {
     path: PathBuf,
     file: Option<File>,
+    /// Whether the open file is a regular file, which can be synced and truncated.
+    regular: bool,
 }
 
 impl FileSink {
@@ -31,18 +36,25 @@ impl FileSink {
         Ok(FileSink {
             path: path.to_path_buf(),
             file: None,
+            regular: true,
         })
     }
 
-    fn open(&self) -> Result<File, String> {
+    fn open(&mut self) -> Result<File, String> {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&self.path)
             .map_err(|e| self.open_error(e))?;
-        terminate_partial_line(&mut file)
-            .map_err(|e| format!("cannot append to {}: {e}", self.path.display()))?;
+        self.regular = file
+            .metadata()
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?
+            .is_file();
+        if self.regular {
+            terminate_partial_line(&mut file)
+                .map_err(|e| format!("cannot append to {}: {e}", self.path.display()))?;
+        }
         Ok(file)
     }
 
@@ -61,14 +73,17 @@ impl FileSink {
         }
     }
 
-    fn append(file: &File, batch: &[Delivery]) -> io::Result<()> {
+    fn append(&self, file: &File, batch: &[Delivery]) -> io::Result<()> {
         let mut out = BufWriter::with_capacity(64 * 1024, file);
         for delivery in batch {
             out.write_all(delivery.body.as_bytes())?;
             out.write_all(b"\n")?;
         }
         out.flush()?;
-        file.sync_data()
+        if self.regular {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 }
 
@@ -84,8 +99,12 @@ impl Deliver for FileSink {
                 }
             },
         };
-        let durable_len = file.metadata().map(|m| m.len());
-        match Self::append(&file, batch) {
+        let durable_len = file
+            .metadata()
+            .map(|m| m.len())
+            .ok()
+            .filter(|_| self.regular);
+        match self.append(&file, batch) {
             Ok(()) => {
                 self.file = Some(file);
                 vec![Outcome::Sent; batch.len()]
@@ -95,7 +114,7 @@ impl Deliver for FileSink {
                 tracing::warn!(path = %self.path.display(), error = %e, "file sink write failed");
                 // The batch will be written again: drop what made it of this attempt, so that a
                 // line cut short by a full disk does not corrupt the file.
-                if let Ok(len) = durable_len {
+                if let Some(len) = durable_len {
                     if let Err(e) = file.set_len(len) {
                         tracing::warn!(path = %self.path.display(), error = %e, "cannot truncate after failed write");
                     }
@@ -203,6 +222,14 @@ mod tests {
             assert!(reason.contains("/dev/full"), "{reason}");
         }
         assert!(sink.file.is_none(), "must reopen after an error");
+    }
+
+    #[test]
+    fn devices_are_written_without_sync() {
+        // /dev/null cannot be fsynced (EINVAL): that must not make every batch a retry.
+        let mut sink = FileSink::from_config(Path::new("/dev/null")).unwrap();
+        assert_eq!(sink.deliver(&batch(1..=3)), vec![Outcome::Sent; 3]);
+        assert_eq!(sink.deliver(&batch(4..=4)), vec![Outcome::Sent]);
     }
 
     #[test]
