@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib/servers.sh
 
 export TRIGPOLL_TEST_PG_URL="${TRIGPOLL_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-ensure_postgres
+# fsync off: the tests check behaviour, not durability across power loss.
+ensure_postgres TRIGPOLL_TEST_PG_URL 54329 "-c fsync=off -c max_connections=200"
 export TRIGPOLL_TEST_MYSQL_URL="${TRIGPOLL_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
 ensure_mariadb
 

@@ -23,26 +23,29 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
-# Makes TRIGPOLL_TEST_PG_URL answer: the configured server, or a throwaway one on port 54329.
+# Makes the PostgreSQL URL in the variable named $1 answer: the configured server, or a
+# throwaway one on 127.0.0.1:$2 started with the server options $3 (the variable is then set
+# to it).
 ensure_postgres() {
-  local host port
-  host=$(url_host "$TRIGPOLL_TEST_PG_URL"); port=$(url_port "$TRIGPOLL_TEST_PG_URL" 5432)
+  local var=$1 throwaway_port=$2 options=${3:-}
+  local url=${!var} host port
+  host=$(url_host "$url"); port=$(url_port "$url" 5432)
   if port_open "$host" "$port"; then return 0; fi
-  log "no PostgreSQL answers at $host:$port; starting a throwaway server"
+  log "no PostgreSQL answers at $host:$port; starting a throwaway server on port $throwaway_port"
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$bin" ]; then
     apt_install postgresql
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   fi
-  local dir=/tmp/trigpoll-test-pg
-  if ! port_open 127.0.0.1 54329; then
+  local dir=/tmp/trigpoll-pg-$throwaway_port
+  if ! port_open 127.0.0.1 "$throwaway_port"; then
     rm -rf "$dir"; mkdir -p "$dir"; chown postgres: "$dir"
     runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
     runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-      -o "-p 54329 -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >&2
+      -o "-p $throwaway_port -k $dir -c listen_addresses=127.0.0.1 $options" start >&2
   fi
-  export TRIGPOLL_TEST_PG_URL="postgres://postgres@127.0.0.1:54329/postgres"
+  export "$var=postgres://postgres@127.0.0.1:$throwaway_port/postgres"
 }
 
 # Makes TRIGPOLL_TEST_MYSQL_URL answer: the configured server, or a throwaway MariaDB on port

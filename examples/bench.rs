@@ -1,0 +1,1400 @@
+//! The benchmark of DESIGN.md §8: every figure next to its reference, in one run, on one
+//! database, written to BENCHMARKS.md. A report, never a test: no number makes it fail.
+//!
+//! Run by `scripts/bench.sh`, which installs what it needs and builds this in release mode:
+//!
+//! ```text
+//! bench [--quick] [--url URL] [--trigpoll PATH] [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4]
+//! ```
+//!
+//! It creates a throwaway database on the server at `--url` and drops it at the end.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use postgres::{Client, NoTls};
+use trigpoll::store::EventStore;
+
+const SCHEMA: &str = include_str!("../bench/schema.sql");
+const PGQ: &str = include_str!("../bench/pgq.sql");
+const BOUND: &str = include_str!("../bench/bound.sql");
+
+const EVENTS: &str = "trigpoll.trigpoll_event";
+const ARCHIVE: &str = "trigpoll.trigpoll_archive";
+/// Rows in each table of the trigger-cost figure (pgbench picks one at random).
+const UPDATE_ROWS: i64 = 100_000;
+
+/// How much work each figure does.
+struct Sizes {
+    drain_events: i64,
+    naive_secs: f64,
+    pgbench_secs: u32,
+    insert_rows: i64,
+    latency_secs: f64,
+    latency_rate: u32,
+    claim_small: i64,
+    claim_big: i64,
+    memory_events: i64,
+    archive_rows: i64,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                drain_events: 20_000,
+                naive_secs: 1.5,
+                pgbench_secs: 2,
+                insert_rows: 50_000,
+                latency_secs: 4.0,
+                latency_rate: 1000,
+                claim_small: 10_000,
+                claim_big: 200_000,
+                memory_events: 100_000,
+                archive_rows: 500_000,
+            }
+        } else {
+            Sizes {
+                drain_events: 100_000,
+                naive_secs: 10.0,
+                pgbench_secs: 10,
+                insert_rows: 200_000,
+                latency_secs: 20.0,
+                latency_rate: 1000,
+                claim_small: 10_000,
+                claim_big: 1_000_000,
+                memory_events: 1_000_000,
+                archive_rows: 10_000_000,
+            }
+        }
+    }
+}
+
+struct Opts {
+    quick: bool,
+    url: String,
+    trigpoll: PathBuf,
+    out: PathBuf,
+    runs: usize,
+    only: Vec<String>,
+}
+
+fn parse_args() -> Opts {
+    let mut opts = Opts {
+        quick: false,
+        url: std::env::var("TRIGPOLL_BENCH_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        trigpoll: PathBuf::from("target/release/trigpoll"),
+        out: PathBuf::from("BENCHMARKS.md"),
+        runs: 3,
+        only: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| die(&format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--quick" => opts.quick = true,
+            "--url" => opts.url = value(),
+            "--trigpoll" => opts.trigpoll = PathBuf::from(value()),
+            "--out" => opts.out = PathBuf::from(value()),
+            "--runs" => opts.runs = value().parse().unwrap_or_else(|_| die("--runs N")),
+            "--only" => opts.only = value().split(',').map(str::to_string).collect(),
+            other => die(&format!("unknown argument {other}")),
+        }
+    }
+    opts.runs = opts.runs.max(1);
+    opts
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("bench: {msg}");
+    std::process::exit(2)
+}
+
+fn say(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+/// The throwaway database, dropped when the bench ends (or panics).
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(admin_url: &str) -> Database {
+        let name = format!("trigpoll_bench_{:08x}", rand::random::<u32>());
+        let mut admin = Client::connect(admin_url, NoTls)
+            .unwrap_or_else(|e| die(&format!("cannot connect to {admin_url}: {e}")));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| die(&format!("cannot create the bench database: {e}")));
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .unwrap_or_else(|| die("the URL has no database part"));
+        Database {
+            admin_url: admin_url.to_string(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    fn connect(&self) -> Client {
+        Client::connect(&self.url, NoTls).expect("connect to the bench database")
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = Client::connect(&self.admin_url, NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A fast local HTTP receiver answering 200 with keep-alive. In latency mode it reads each
+/// body's `attributes.sent_us` and records how long ago that was.
+struct Receiver {
+    url: String,
+    count: Arc<AtomicU64>,
+    latency_mode: Arc<AtomicBool>,
+    latencies: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a local port"));
+        let port = server.server_addr().to_ip().expect("an IP address").port();
+        let count = Arc::new(AtomicU64::new(0));
+        let latency_mode = Arc::new(AtomicBool::new(false));
+        let latencies = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..8 {
+            let (server, count, mode, latencies) = (
+                Arc::clone(&server),
+                Arc::clone(&count),
+                Arc::clone(&latency_mode),
+                Arc::clone(&latencies),
+            );
+            std::thread::spawn(move || {
+                let mut body = Vec::new();
+                while let Ok(mut request) = server.recv() {
+                    body.clear();
+                    let _ = request.as_reader().read_to_end(&mut body);
+                    if mode.load(Ordering::Relaxed) {
+                        let now = now_us();
+                        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                            if let Some(sent) = v["attributes"]["sent_us"].as_u64() {
+                                latencies
+                                    .lock()
+                                    .unwrap()
+                                    .push((sent, now.saturating_sub(sent)));
+                            }
+                        }
+                    }
+                    count.fetch_add(1, Ordering::Relaxed);
+                    let _ = request.respond(tiny_http::Response::empty(200));
+                }
+            });
+        }
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/events"),
+            count,
+            latency_mode,
+            latencies,
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_micros() as u64
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64
+}
+
+struct Bench {
+    opts: Opts,
+    sizes: Sizes,
+    db: Database,
+    client: Client,
+    dir: tempfile::TempDir,
+    /// Where the file connector writes: tmpfs, see `setup`.
+    sink: PathBuf,
+    receiver: Receiver,
+    pgq: Result<String, String>,
+    /// figure name -> runs
+    results: BTreeMap<String, Vec<f64>>,
+    max_rss_kib: Vec<f64>,
+}
+
+impl Bench {
+    fn exec(&mut self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    }
+
+    fn count(&mut self, sql: &str) -> i64 {
+        self.client
+            .query_one(sql, &[])
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"))
+            .get(0)
+    }
+
+    fn record(&mut self, figure: &str, value: f64) {
+        say(&format!("{figure}: {value:.1}"));
+        self.results
+            .entry(figure.to_string())
+            .or_default()
+            .push(value);
+    }
+
+    fn median_of(&self, figure: &str) -> f64 {
+        self.results.get(figure).map_or(f64::NAN, |v| median(v))
+    }
+
+    fn config_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.toml"))
+    }
+
+    fn write_config(&self, name: &str, connectors: &str, archive: &str) {
+        let text = format!(
+            r#"[database]
+url = "{url}"
+archive_table = "{archive}"
+
+[poll]
+batch_size = 1000
+interval = "1s"
+connectors_dir = "{connectors}"
+
+[[object]]
+name = "Item"
+table = "public.item"
+
+[[object]]
+name = "Bench"
+table = "public.u_trigpoll"
+
+[[object]]
+name = "BenchInsert"
+table = "public.i_trigpoll"
+
+[[object]]
+name = "Tick"
+table = "public.tick"
+"#,
+            url = self.db.url,
+        );
+        std::fs::write(self.config_path(name), text).expect("write a config");
+    }
+
+    fn write_connector(&self, folder: &str, body: &str) {
+        let dir = self.dir.path().join(folder);
+        std::fs::create_dir_all(&dir).expect("create a connectors folder");
+        std::fs::write(dir.join("out.toml"), body).expect("write a connector");
+    }
+
+    fn trigpoll(&self, config: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.opts.trigpoll);
+        cmd.arg("--config")
+            .arg(self.config_path(config))
+            .arg("-q")
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("TRIGPOLL_CONFIG");
+        cmd
+    }
+
+    fn setup(&mut self) {
+        let rows = self.sizes.drain_events.max(self.sizes.memory_events);
+        self.exec(SCHEMA);
+        say(&format!("filling item with {rows} rows"));
+        self.exec(&format!(
+            "INSERT INTO item SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0, now()
+             FROM generate_series(1, {rows}) g;
+             INSERT INTO u_none SELECT g, 'row ' || g, 0, now() FROM generate_series(1, {UPDATE_ROWS}) g;
+             INSERT INTO u_trigpoll SELECT * FROM u_none;
+             INSERT INTO u_pgq SELECT * FROM u_none;"
+        ));
+        // tmpfs rather than /dev/null: the file connector fsyncs a regular file before it reports
+        // a batch sent (and skips that for a device), so the measured path includes the fsync.
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        self.sink = base.join(format!("{}.ndjson", self.db.name));
+        let sink = format!(
+            "id = \"out\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"file\"\npath = \"{}\"\n",
+            self.sink.display()
+        );
+        self.write_connector("conn-file", &sink);
+        self.write_connector(
+            "conn-http",
+            &format!(
+                "id = \"out\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nurl = \"{}\"\nsecret = \"bench\"\n",
+                self.receiver.url
+            ),
+        );
+        self.write_config("file", "conn-file", "trigpoll_archive");
+        self.write_config("http", "conn-http", "trigpoll_archive");
+        self.write_config("big", "conn-file", "trigpoll_archive_big");
+        for config in ["file", "big"] {
+            let out = self
+                .trigpoll(config, &["install-triggers"])
+                .output()
+                .expect("run trigpoll");
+            if !out.status.success() {
+                die(&format!(
+                    "install-triggers failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        self.pgq = match self.client.batch_execute(PGQ) {
+            Ok(()) => {
+                let v: String = self
+                    .client
+                    .query_one(
+                        "SELECT extversion FROM pg_extension WHERE extname = 'pgq'",
+                        &[],
+                    )
+                    .map(|r| r.get(0))
+                    .unwrap_or_default();
+                Ok(v)
+            }
+            Err(e) => {
+                let msg = e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_string());
+                say(&format!("PgQ is not available: {msg}"));
+                Err(msg)
+            }
+        };
+        self.exec("VACUUM ANALYZE");
+    }
+
+    /// Empties the event table (and the archive) and queues `n` Update events for item 1..n.
+    fn queue_events(&mut self, n: i64, clear_archive: bool) {
+        self.exec(&format!("TRUNCATE {EVENTS}"));
+        if clear_archive {
+            self.exec(&format!("TRUNCATE {ARCHIVE}"));
+        }
+        self.exec(&format!(
+            "INSERT INTO {EVENTS} (object_name, object_verb, object_key, event_priority)
+             SELECT 'Item', 'Update', 'id=' || g, 0 FROM generate_series(1, {n}) g"
+        ));
+        self.exec(&format!("VACUUM ANALYZE {EVENTS}"));
+        self.exec("CHECKPOINT");
+    }
+
+    /// Runs `trigpoll drain` and returns events/s, measured around the process.
+    fn drain(&mut self, config: &str, n: i64) -> f64 {
+        let _ = std::fs::remove_file(&self.sink);
+        let time = Path::new("/usr/bin/time");
+        let mut cmd = if time.exists() {
+            let mut c = Command::new(time);
+            c.arg("-f").arg("maxrss_kib=%M").arg(&self.opts.trigpoll);
+            c
+        } else {
+            Command::new(&self.opts.trigpoll)
+        };
+        cmd.arg("--config")
+            .arg(self.config_path(config))
+            .args(["-q", "drain"])
+            .env("RUST_LOG", "warn")
+            .env_remove("TRIGPOLL_CONFIG")
+            .stdout(Stdio::null());
+        let start = Instant::now();
+        let out = cmd.output().expect("run trigpoll drain");
+        let secs = start.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            say(&format!("drain exited {:?}: {stderr}", out.status));
+        }
+        if let Some(kib) = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("maxrss_kib="))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            self.max_rss_kib.push(kib);
+        }
+        let left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+        if left != 0 {
+            say(&format!("{left} events were left after drain: {stderr}"));
+        }
+        let _ = std::fs::remove_file(&self.sink);
+        (n - left) as f64 / secs
+    }
+
+    /// One event per transaction: claim one, fetch its row, archive it, delete it, commit.
+    fn naive(&mut self, n: i64, limit: Duration) -> f64 {
+        let mut c = self.db.connect();
+        let claim = c
+            .prepare(&format!(
+                "SELECT event_id, object_key FROM {EVENTS} WHERE event_status = 0
+                 ORDER BY event_priority, event_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            ))
+            .unwrap();
+        let fetch = c
+            .prepare("SELECT to_json(t.*)::text FROM item t WHERE id = $1")
+            .unwrap();
+        let archive = c
+            .prepare(&format!(
+                "INSERT INTO {ARCHIVE} (event_id, object_name, object_verb, object_key,
+                    event_priority, event_time, event_status, connector_id, attempts, payload,
+                    replay_of)
+                 SELECT event_id, object_name, object_verb, object_key, event_priority,
+                    event_time, 1, 'naive', attempts + 1, payload, replay_of
+                 FROM {EVENTS} WHERE event_id = $1"
+            ))
+            .unwrap();
+        let delete = c
+            .prepare(&format!("DELETE FROM {EVENTS} WHERE event_id = $1"))
+            .unwrap();
+        let start = Instant::now();
+        let mut done = 0i64;
+        let mut sink = std::io::sink();
+        while done < n && start.elapsed() < limit {
+            let mut tx = c.transaction().unwrap();
+            let Some(row) = tx.query_opt(&claim, &[]).unwrap() else {
+                break;
+            };
+            let event_id: i64 = row.get(0);
+            let key: &str = row.get(1);
+            let id: i64 = key.trim_start_matches("id=").parse().unwrap();
+            let image: String = tx.query_one(&fetch, &[&id]).unwrap().get(0);
+            let body = format!("{{\"event_id\":{event_id},\"attributes\":{image}}}\n");
+            std::io::Write::write_all(&mut sink, body.as_bytes()).unwrap();
+            tx.execute(&archive, &[&event_id]).unwrap();
+            tx.execute(&delete, &[&event_id]).unwrap();
+            tx.commit().unwrap();
+            done += 1;
+        }
+        done as f64 / start.elapsed().as_secs_f64()
+    }
+
+    /// The database's own bound: `bench/bound.sql` in a loop, one commit per batch of 1000.
+    fn bound(&mut self, n: i64) -> f64 {
+        let mut c = self.db.connect();
+        let statement = c.prepare(BOUND).unwrap();
+        let start = Instant::now();
+        let mut moved = 0u64;
+        loop {
+            let rows = c.execute(&statement, &[]).unwrap();
+            if rows == 0 {
+                break;
+            }
+            moved += rows;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        if moved as i64 != n {
+            say(&format!("the bound moved {moved} of {n} events"));
+        }
+        moved as f64 / secs
+    }
+
+    /// PgQ: logutriga fills the queue (ticked every 1000 events), then one consumer reads it
+    /// batch by batch, one transaction per batch.
+    fn pgq_drain(&mut self, n: i64) -> f64 {
+        self.exec("TRUNCATE p_item");
+        let chunk = 1000;
+        let mut from = 1;
+        while from <= n {
+            let to = (from + chunk - 1).min(n);
+            self.exec(&format!(
+                "INSERT INTO p_item SELECT * FROM item WHERE id BETWEEN {from} AND {to};
+                 SELECT pgq.ticker('bench');"
+            ));
+            from = to + 1;
+        }
+        // The last, partial chunk needs a forced tick to become a batch.
+        self.exec("SELECT pgq.force_tick('bench')");
+        self.exec("SELECT pgq.ticker('bench')");
+        self.exec("CHECKPOINT");
+        let mut c = self.db.connect();
+        let mut sink = std::io::sink();
+        let start = Instant::now();
+        let mut events = 0i64;
+        loop {
+            let mut tx = c.transaction().unwrap();
+            let batch: Option<i64> = tx
+                .query_one("SELECT pgq.next_batch('bench', 'bench')", &[])
+                .unwrap()
+                .get(0);
+            let Some(batch) = batch else {
+                tx.commit().unwrap();
+                break;
+            };
+            for row in tx
+                .query(
+                    "SELECT ev_id, ev_type, ev_data FROM pgq.get_batch_events($1)",
+                    &[&batch],
+                )
+                .unwrap()
+            {
+                let id: i64 = row.get(0);
+                let data: &str = row.get(2);
+                let body = format!("{{\"event_id\":{id},\"data\":\"{data}\"}}\n");
+                std::io::Write::write_all(&mut sink, body.as_bytes()).unwrap();
+                events += 1;
+            }
+            tx.query_one("SELECT pgq.finish_batch($1)", &[&batch])
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        if events < n {
+            say(&format!("the PgQ consumer read {events} of {n} events"));
+        }
+        events as f64 / secs
+    }
+
+    fn fig1(&mut self) {
+        say("figure 1: drain throughput");
+        let n = self.sizes.drain_events;
+        let limit = Duration::from_secs_f64(self.sizes.naive_secs);
+        // The receiver's first connections are slow to be served (tiny_http grows its pool of
+        // connection threads): warm it up so that the first measured run is not an outlier.
+        self.queue_events(2000, true);
+        self.drain("http", 2000);
+        for run in 0..self.opts.runs {
+            // A different variant starts each round, so that drift falls on all of them.
+            let variants = ["file", "http", "bound", "naive", "pgq"];
+            for k in 0..variants.len() {
+                match variants[(k + run) % variants.len()] {
+                    "file" => {
+                        self.queue_events(n, true);
+                        let r = self.drain("file", n);
+                        self.record("drain.file", r);
+                    }
+                    "http" => {
+                        self.queue_events(n, true);
+                        let r = self.drain("http", n);
+                        self.record("drain.http", r);
+                    }
+                    "bound" => {
+                        self.queue_events(n, true);
+                        let r = self.bound(n);
+                        self.record("drain.bound", r);
+                    }
+                    "naive" => {
+                        // Enough for the time it is given, no more.
+                        let m = n.min((self.sizes.naive_secs * 5000.0) as i64);
+                        self.queue_events(m, true);
+                        let r = self.naive(m, limit);
+                        self.record("drain.naive", r);
+                    }
+                    _ => {
+                        if self.pgq.is_ok() {
+                            let r = self.pgq_drain(n);
+                            self.record("drain.pgq", r);
+                        }
+                    }
+                }
+            }
+        }
+        self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+    }
+
+    fn pgbench(&mut self, table: &str, sync_off: bool) -> f64 {
+        let script = self.dir.path().join(format!("update_{table}.sql"));
+        std::fs::write(
+            &script,
+            format!(
+                "\\set id random(1, {UPDATE_ROWS})\nUPDATE {table} SET qty = qty + 1, updated = now() WHERE id = :id;\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new("pgbench");
+        cmd.args(["-n", "-c", "2", "-j", "2", "-T"])
+            .arg(self.sizes.pgbench_secs.to_string())
+            .arg("-f")
+            .arg(&script)
+            .arg(&self.db.url);
+        if sync_off {
+            cmd.env("PGOPTIONS", "-c synchronous_commit=off");
+        }
+        let out = match cmd.output() {
+            Ok(out) => out,
+            Err(e) => {
+                say(&format!("pgbench did not run: {e}"));
+                return f64::NAN;
+            }
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tps = text
+            .lines()
+            .find(|l| l.starts_with("tps = "))
+            .and_then(|l| l["tps = ".len()..].split_whitespace().next())
+            .and_then(|v| v.parse().ok());
+        tps.unwrap_or_else(|| {
+            say(&format!(
+                "pgbench failed: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            f64::NAN
+        })
+    }
+
+    fn clear_queues(&mut self) {
+        self.exec(&format!("TRUNCATE {EVENTS}"));
+        if self.pgq.is_ok() {
+            let table: String = self
+                .client
+                .query_one(
+                    "SELECT queue_data_pfx FROM pgq.queue WHERE queue_name = 'bench'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            self.exec(&format!("TRUNCATE {table}"));
+        }
+    }
+
+    fn fig2(&mut self) {
+        say("figure 2: trigger cost");
+        let variants: Vec<&str> = if self.pgq.is_ok() {
+            vec!["none", "trigpoll", "pgq"]
+        } else {
+            vec!["none", "trigpoll"]
+        };
+        for run in 0..self.opts.runs {
+            for sync_off in [true, false] {
+                for k in 0..variants.len() {
+                    let v = variants[(k + run) % variants.len()];
+                    self.clear_queues();
+                    self.exec(&format!("VACUUM ANALYZE u_{v}"));
+                    self.exec("CHECKPOINT");
+                    let tps = self.pgbench(&format!("u_{v}"), sync_off);
+                    let sync = if sync_off { "off" } else { "on" };
+                    self.record(&format!("update.{sync}.{v}"), tps);
+                }
+            }
+        }
+        let rows = self.sizes.insert_rows;
+        for run in 0..self.opts.runs {
+            for k in 0..variants.len() {
+                let v = variants[(k + run) % variants.len()];
+                self.clear_queues();
+                self.exec(&format!("TRUNCATE i_{v}"));
+                self.exec("CHECKPOINT");
+                let start = Instant::now();
+                self.exec(&format!(
+                    "INSERT INTO i_{v} SELECT g, 'row ' || g, g % 100, now() FROM generate_series(1, {rows}) g"
+                ));
+                self.record(
+                    &format!("insert.{v}"),
+                    start.elapsed().as_secs_f64() * 1000.0,
+                );
+            }
+        }
+        self.clear_queues();
+        self.exec("TRUNCATE i_none, i_trigpoll, i_pgq");
+    }
+
+    fn fig3(&mut self) {
+        say("figure 3: latency commit to delivery");
+        let rate = self.sizes.latency_rate as f64;
+        let secs = self.sizes.latency_secs;
+        for _ in 0..self.opts.runs {
+            self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+            self.receiver.latencies.lock().unwrap().clear();
+            self.receiver.latency_mode.store(true, Ordering::Relaxed);
+            let before = self.receiver.count.load(Ordering::Relaxed);
+            let mut poll: Child = self
+                .trigpoll("http", &["poll", "--interval", "1s"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start trigpoll poll");
+            // Let it connect and LISTEN.
+            std::thread::sleep(Duration::from_millis(1500));
+            let mut c = self.db.connect();
+            c.batch_execute("SET synchronous_commit = off").unwrap();
+            let insert = c
+                .prepare(
+                    "INSERT INTO tick (sent_us)
+                     SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+                )
+                .unwrap();
+            let total = (secs * rate) as u64;
+            let start = Instant::now();
+            for i in 0..total {
+                let due = start + Duration::from_secs_f64(i as f64 / rate);
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                c.execute(&insert, &[]).unwrap();
+            }
+            let achieved = total as f64 / start.elapsed().as_secs_f64();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while self.receiver.count.load(Ordering::Relaxed) - before < total
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(poll.id().to_string())
+                .status();
+            let _ = poll.wait();
+            self.receiver.latency_mode.store(false, Ordering::Relaxed);
+            let mut lat = self.receiver.latencies.lock().unwrap().clone();
+            // The first second warms up the connection and caches.
+            let first = lat.iter().map(|l| l.0).min().unwrap_or(0);
+            lat.retain(|l| l.0 >= first + 1_000_000);
+            let mut us: Vec<u64> = lat.iter().map(|l| l.1).collect();
+            us.sort_unstable();
+            let received = self.receiver.count.load(Ordering::Relaxed) - before;
+            if received < total {
+                say(&format!("latency: {received} of {total} delivered"));
+            }
+            self.record("latency.rate", achieved);
+            self.record("latency.p50", percentile(&us, 50.0) / 1000.0);
+            self.record("latency.p99", percentile(&us, 99.0) / 1000.0);
+            self.record(
+                "latency.max",
+                us.last().copied().unwrap_or(0) as f64 / 1000.0,
+            );
+        }
+        self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+    }
+
+    /// Milliseconds for a fresh store to claim its first batch.
+    fn first_claim(&mut self) -> f64 {
+        let config =
+            trigpoll::config::Config::load(&self.config_path("file")).expect("load the config");
+        let mut store =
+            trigpoll::store::postgres::PgStore::connect(&config).expect("connect the store");
+        let start = Instant::now();
+        let events = store.claim(config.poll.batch_size).expect("claim");
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if events.is_empty() {
+            say("the claim found nothing");
+        }
+        store.release_claims().expect("release the claims");
+        ms
+    }
+
+    fn fig4(&mut self) {
+        say("figure 4: scale");
+        for (label, n) in [
+            ("small", self.sizes.claim_small),
+            ("big", self.sizes.claim_big),
+        ] {
+            self.queue_events(n, true);
+            for _ in 0..self.opts.runs {
+                let ms = self.first_claim();
+                self.record(&format!("claim.{label}"), ms);
+            }
+        }
+        // Peak memory draining the big backlog.
+        let m = self.sizes.memory_events;
+        self.max_rss_kib.clear();
+        let runs = if self.opts.quick { self.opts.runs } else { 1 };
+        for _ in 0..runs {
+            self.queue_events(m, true);
+            let r = self.drain("file", m);
+            self.record("memory.rate", r);
+        }
+        let rss = std::mem::take(&mut self.max_rss_kib);
+        for kib in rss {
+            self.record("memory.max_rss_mib", kib / 1024.0);
+        }
+        // A big archive must not slow the drain: interleave an empty and a big archive table.
+        let a = self.sizes.archive_rows;
+        say(&format!("filling the big archive with {a} rows"));
+        self.exec(&format!(
+            "INSERT INTO trigpoll.trigpoll_archive_big (event_id, object_name, object_verb,
+                object_key, event_priority, event_time, event_status, connector_id, attempts,
+                event_processed)
+             SELECT -g, 'Item', 'Update', 'id=' || g, 0, now(), 1, 'old', 1, now()
+             FROM generate_series(1, {a}) g"
+        ));
+        self.exec("VACUUM ANALYZE trigpoll.trigpoll_archive_big");
+        let n = self.sizes.drain_events;
+        for run in 0..self.opts.runs {
+            for k in 0..2 {
+                if (k + run) % 2 == 0 {
+                    self.queue_events(n, true);
+                    let r = self.drain("file", n);
+                    self.record("archive.empty", r);
+                } else {
+                    self.queue_events(n, false);
+                    let r = self.drain("big", n);
+                    self.record("archive.big", r);
+                }
+            }
+        }
+        self.exec("TRUNCATE trigpoll.trigpoll_archive_big");
+        self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+    }
+}
+
+fn run_text(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine() -> Vec<(String, String)> {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or("unknown".into(), |kib| {
+            format!("{:.1} GiB", kib / 1024.0 / 1024.0)
+        });
+    vec![
+        ("CPU".into(), cpu),
+        ("cores (nproc)".into(), run_text("nproc", &[])),
+        ("memory".into(), mem),
+        ("kernel".into(), run_text("uname", &["-r"])),
+    ]
+}
+
+fn fmt(v: f64, digits: usize) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else {
+        let s = format!("{v:.digits$}");
+        // Thousands separators for the integer part, for readability.
+        let (int, frac) = s
+            .split_once('.')
+            .map_or((s.as_str(), None), |(a, b)| (a, Some(b)));
+        let (sign, digits_) = int.strip_prefix('-').map_or(("", int), |d| ("-", d));
+        let mut out = String::new();
+        for (i, c) in digits_.chars().enumerate() {
+            if i > 0 && (digits_.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        match frac {
+            Some(f) => format!("{sign}{out}.{f}"),
+            None => format!("{sign}{out}"),
+        }
+    }
+}
+
+fn runs_text(values: Option<&Vec<f64>>, digits: usize) -> String {
+    values.map_or("—".into(), |v| {
+        v.iter()
+            .map(|x| fmt(*x, digits))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    })
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**missed**"
+    }
+}
+
+impl Bench {
+    fn report(&mut self, started: &str, load_before: &str, elapsed: Duration) -> String {
+        let m = |k: &str| self.median_of(k);
+        let mut md = String::new();
+        let mode = if self.opts.quick {
+            "quick (`--quick`: smaller sizes, indicative only)"
+        } else {
+            "default"
+        };
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Generated by `scripts/bench.sh` ({mode}) on {started}; took {:.0} s. The figures of \
+             DESIGN.md §8, each next to its reference, measured in one run on one machine against \
+             one PostgreSQL. Each number is the median of {} runs unless said otherwise; every \
+             run is listed under Details. A report, not a test: no number fails anything.\n",
+            elapsed.as_secs_f64(),
+            self.opts.runs
+        );
+        let _ = writeln!(md, "## Summary\n");
+        let _ = writeln!(md, "| figure | trigpoll | reference | ratio | target | |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let file = m("drain.file");
+        let (bound, naive) = (m("drain.bound"), m("drain.naive"));
+        let _ = writeln!(
+            md,
+            "| drain, events/s (file connector) vs naive poller | {} | {} | {:.0}× | ≥ 50× | {} |",
+            fmt(file, 0),
+            fmt(naive, 0),
+            file / naive,
+            verdict(file / naive >= 50.0)
+        );
+        let _ = writeln!(
+            md,
+            "| drain, events/s (file connector) vs database bound | {} | {} | {:.2} | ≥ 0.80 | {} |",
+            fmt(file, 0),
+            fmt(bound, 0),
+            file / bound,
+            verdict(file / bound >= 0.8)
+        );
+        let http = m("drain.http");
+        let _ = writeln!(
+            md,
+            "| drain, events/s (http connector) vs database bound | {} | {} | {:.2} | (≥ 0.80) | {} |",
+            fmt(http, 0),
+            fmt(bound, 0),
+            http / bound,
+            verdict(http / bound >= 0.8)
+        );
+        for (sync, label) in [
+            ("off", "`synchronous_commit=off`"),
+            ("on", "default commit"),
+        ] {
+            let none = m(&format!("update.{sync}.none"));
+            let tp = m(&format!("update.{sync}.trigpoll"));
+            let target = if sync == "off" {
+                "≥ 0.80"
+            } else {
+                "(≥ 0.80)"
+            };
+            let _ = writeln!(
+                md,
+                "| single-row UPDATE tps, {label}, vs no trigger | {} | {} | {:.2} | {target} | {} |",
+                fmt(tp, 0),
+                fmt(none, 0),
+                tp / none,
+                verdict(tp / none >= 0.8)
+            );
+        }
+        let (ins_none, ins_tp) = (m("insert.none"), m("insert.trigpoll"));
+        let _ = writeln!(
+            md,
+            "| {}-row INSERT … SELECT, ms, vs no trigger | {} | {} | {:.2}× | ≤ 2.5× | {} |",
+            fmt(self.sizes.insert_rows as f64, 0),
+            fmt(ins_tp, 0),
+            fmt(ins_none, 0),
+            ins_tp / ins_none,
+            verdict(ins_tp / ins_none <= 2.5)
+        );
+        let p99 = m("latency.p99");
+        let _ = writeln!(
+            md,
+            "| latency commit → delivery, p99, ms, at {} changes/s | {} | poll interval 1,000 | — | ≤ 100 | {} |",
+            fmt(self.sizes.latency_rate as f64, 0),
+            fmt(p99, 1),
+            verdict(p99 <= 100.0)
+        );
+        let (small, big) = (m("claim.small"), m("claim.big"));
+        let _ = writeln!(
+            md,
+            "| first-batch claim, ms, {} vs {} ready events | {} | {} | {:.2}× | ≤ 2× | {} |",
+            fmt(self.sizes.claim_big as f64, 0),
+            fmt(self.sizes.claim_small as f64, 0),
+            fmt(big, 1),
+            fmt(small, 1),
+            big / small,
+            verdict(big / small <= 2.0)
+        );
+        let rss = m("memory.max_rss_mib");
+        let _ = writeln!(
+            md,
+            "| peak memory (max RSS) draining {} events, MiB | {} | — | — | ≤ 64 | {} |",
+            fmt(self.sizes.memory_events as f64, 0),
+            fmt(rss, 1),
+            verdict(rss <= 64.0)
+        );
+        let (empty, full) = (m("archive.empty"), m("archive.big"));
+        let _ = writeln!(
+            md,
+            "| drain events/s with a {}-row archive vs an empty one | {} | {} | {:.2} | flat | {} |",
+            fmt(self.sizes.archive_rows as f64, 0),
+            fmt(full, 0),
+            fmt(empty, 0),
+            full / empty,
+            verdict(full / empty >= 0.8)
+        );
+        let _ = writeln!(md);
+
+        let _ = writeln!(md, "## PgQ beside trigpoll\n");
+        match &self.pgq {
+            Ok(v) => {
+                let _ = writeln!(
+                    md,
+                    "PgQ {v} (`logutriga` C trigger; consumer: next_batch / get_batch_events / \
+                     finish_batch, one transaction per batch of about 1000 events, queue ticked \
+                     every 1000 events while it was filled).\n"
+                );
+                let _ = writeln!(md, "| figure | no trigger | trigpoll | PgQ |");
+                let _ = writeln!(md, "|---|---|---|---|");
+                let _ = writeln!(
+                    md,
+                    "| drain, events/s | — | {} | {} |",
+                    fmt(file, 0),
+                    fmt(m("drain.pgq"), 0)
+                );
+                for sync in ["off", "on"] {
+                    let none = m(&format!("update.{sync}.none"));
+                    let _ = writeln!(
+                        md,
+                        "| UPDATE tps, synchronous_commit={sync} | {} | {} ({:.2}) | {} ({:.2}) |",
+                        fmt(none, 0),
+                        fmt(m(&format!("update.{sync}.trigpoll")), 0),
+                        m(&format!("update.{sync}.trigpoll")) / none,
+                        fmt(m(&format!("update.{sync}.pgq")), 0),
+                        m(&format!("update.{sync}.pgq")) / none
+                    );
+                }
+                let _ = writeln!(
+                    md,
+                    "| {}-row INSERT, ms | {} | {} ({:.2}×) | {} ({:.2}×) |",
+                    fmt(self.sizes.insert_rows as f64, 0),
+                    fmt(ins_none, 0),
+                    fmt(ins_tp, 0),
+                    ins_tp / ins_none,
+                    fmt(m("insert.pgq"), 0),
+                    m("insert.pgq") / ins_none
+                );
+                let _ = writeln!(md);
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    md,
+                    "PgQ could not be installed, so its columns are missing: {e}\n"
+                );
+            }
+        }
+
+        let _ = writeln!(md, "## Details\n");
+        let _ = writeln!(md, "| measurement | median | runs |");
+        let _ = writeln!(md, "|---|---|---|");
+        let names: Vec<(&str, String, usize)> = vec![
+            (
+                "drain.file",
+                "drain, trigpoll, file connector (tmpfs), events/s".into(),
+                0,
+            ),
+            (
+                "drain.http",
+                "drain, trigpoll, http connector (local receiver), events/s".into(),
+                0,
+            ),
+            (
+                "drain.bound",
+                "drain, database bound (bench/bound.sql), events/s".into(),
+                0,
+            ),
+            (
+                "drain.naive",
+                "drain, naive poller (1 event per transaction), events/s".into(),
+                0,
+            ),
+            ("drain.pgq", "drain, PgQ consumer, events/s".into(), 0),
+            (
+                "update.off.none",
+                "UPDATE tps, sync off, no trigger".into(),
+                0,
+            ),
+            (
+                "update.off.trigpoll",
+                "UPDATE tps, sync off, trigpoll".into(),
+                0,
+            ),
+            (
+                "update.off.pgq",
+                "UPDATE tps, sync off, PgQ logutriga".into(),
+                0,
+            ),
+            (
+                "update.on.none",
+                "UPDATE tps, sync on, no trigger".into(),
+                0,
+            ),
+            (
+                "update.on.trigpoll",
+                "UPDATE tps, sync on, trigpoll".into(),
+                0,
+            ),
+            (
+                "update.on.pgq",
+                "UPDATE tps, sync on, PgQ logutriga".into(),
+                0,
+            ),
+            ("insert.none", "INSERT … SELECT, ms, no trigger".into(), 0),
+            ("insert.trigpoll", "INSERT … SELECT, ms, trigpoll".into(), 0),
+            ("insert.pgq", "INSERT … SELECT, ms, PgQ logutriga".into(), 0),
+            ("latency.rate", "latency: changes/s achieved".into(), 0),
+            ("latency.p50", "latency p50, ms".into(), 1),
+            ("latency.p99", "latency p99, ms".into(), 1),
+            ("latency.max", "latency max, ms".into(), 1),
+            (
+                "claim.small",
+                format!(
+                    "first claim, {} ready, ms",
+                    fmt(self.sizes.claim_small as f64, 0)
+                ),
+                1,
+            ),
+            (
+                "claim.big",
+                format!(
+                    "first claim, {} ready, ms",
+                    fmt(self.sizes.claim_big as f64, 0)
+                ),
+                1,
+            ),
+            (
+                "memory.rate",
+                format!(
+                    "drain of {} events, events/s",
+                    fmt(self.sizes.memory_events as f64, 0)
+                ),
+                0,
+            ),
+            ("memory.max_rss_mib", "max RSS of that drain, MiB".into(), 1),
+            ("archive.empty", "drain, empty archive, events/s".into(), 0),
+            (
+                "archive.big",
+                format!(
+                    "drain, {}-row archive, events/s",
+                    fmt(self.sizes.archive_rows as f64, 0)
+                ),
+                0,
+            ),
+        ];
+        for (key, label, digits) in names {
+            if let Some(v) = self.results.get(key) {
+                let _ = writeln!(
+                    md,
+                    "| {label} | {} | {} |",
+                    fmt(median(v), digits),
+                    runs_text(Some(v), digits)
+                );
+            }
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(md, "## How each figure is measured\n");
+        let _ = writeln!(
+            md,
+            "- **Drain**: {} `Update` events for existing rows of `item` (5 columns) are queued \
+             straight into the event table (then VACUUM ANALYZE, CHECKPOINT), and the release \
+             `trigpoll drain` binary runs with `batch_size = 1000`, timed around the process. \
+             The file connector writes to tmpfs (`/dev/shm`) rather than `/dev/null`, so that \
+             the fsync it makes for every batch of a regular file is part of the figure. The http connector posts to a local \
+             `tiny_http` receiver with 8 threads answering 200 (keep-alive, default concurrency \
+             8). The naive poller claims one event, fetches its row, archives it, deletes it and \
+             commits, with prepared statements, for {} s. The bound is `bench/bound.sql` in a \
+             loop. PgQ is filled by `logutriga` on a copy of `item`, and its consumer's time is \
+             measured. Variants are interleaved run by run.",
+            fmt(self.sizes.drain_events as f64, 0),
+            self.sizes.naive_secs
+        );
+        let _ = writeln!(
+            md,
+            "- **Trigger cost**: `pgbench -n -c 2 -j 2 -T {}` with a custom script updating one \
+             random row of 100,000 (`UPDATE … SET qty = qty + 1, updated = now() WHERE id = :id`), \
+             on three identical tables: no trigger, trigpoll's (`trigpoll install-triggers`), PgQ's \
+             `logutriga`; with `PGOPTIONS=-c synchronous_commit=off` and at the server default. \
+             The INSERT is one `INSERT … SELECT` of {} rows from generate_series into an empty \
+             table. Variants are interleaved run by run, event tables emptied before each run.",
+            self.sizes.pgbench_secs,
+            fmt(self.sizes.insert_rows as f64, 0)
+        );
+        let _ = writeln!(
+            md,
+            "- **Latency**: `trigpoll poll --interval 1s` with the http connector; one connection \
+             inserts one row per transaction into `tick` at {} rows/s for {} s (paced, \
+             `synchronous_commit=off` so that the writer keeps the pace), each row carrying \
+             `clock_timestamp()` in µs; the receiver subtracts it from its arrival time. The \
+             first second is left out.",
+            self.sizes.latency_rate, self.sizes.latency_secs
+        );
+        let _ = writeln!(
+            md,
+            "- **Scale**: the first `claim` of a freshly connected store (`PgStore::claim`, \
+             batch 1000) over {} and over {} ready events, each with its own key. Peak memory: \
+             `/usr/bin/time` max RSS of `trigpoll drain` over {} events ({}). The archive figure \
+             interleaves drains of {} events into an empty archive table and into one holding \
+             {} rows.",
+            fmt(self.sizes.claim_small as f64, 0),
+            fmt(self.sizes.claim_big as f64, 0),
+            fmt(self.sizes.memory_events as f64, 0),
+            if self.opts.quick {
+                "each run"
+            } else {
+                "one run, for time"
+            },
+            fmt(self.sizes.drain_events as f64, 0),
+            fmt(self.sizes.archive_rows as f64, 0)
+        );
+        let _ = writeln!(md);
+
+        let _ = writeln!(md, "## Machine, versions, settings\n");
+        let _ = writeln!(md, "| | |\n|---|---|");
+        for (k, v) in machine() {
+            let _ = writeln!(md, "| {k} | {v} |");
+        }
+        let _ = writeln!(
+            md,
+            "| load average (1, 5, 15 min) | before {load_before}; after {} |",
+            loadavg()
+        );
+        let version: String = self
+            .client
+            .query_one("SELECT version()", &[])
+            .map(|r| r.get(0))
+            .unwrap_or_default();
+        let _ = writeln!(md, "| PostgreSQL | {version} |");
+        let _ = writeln!(
+            md,
+            "| PgQ | {} |",
+            self.pgq
+                .as_ref()
+                .map_or_else(|e| format!("not installed: {e}"), |v| v.clone())
+        );
+        let _ = writeln!(md, "| pgbench | {} |", run_text("pgbench", &["--version"]));
+        let _ = writeln!(md, "| rustc | {} |", run_text("rustc", &["--version"]));
+        let rev = run_text("git", &["rev-parse", "--short", "HEAD"]);
+        let dirty = !run_text("git", &["status", "--porcelain", "--", "src"]).is_empty();
+        let _ = writeln!(
+            md,
+            "| trigpoll | {} {rev}{} (release build) |",
+            env!("CARGO_PKG_VERSION"),
+            if dirty {
+                " with uncommitted changes"
+            } else {
+                ""
+            }
+        );
+        let settings = self
+            .client
+            .query(
+                "SELECT name, setting || COALESCE(' ' || unit, '') FROM pg_settings
+                 WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level',
+                    'max_wal_size', 'checkpoint_timeout', 'work_mem', 'autovacuum', 'jit',
+                    'full_page_writes', 'max_connections', 'wal_buffers')
+                 ORDER BY name",
+                &[],
+            )
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| format!("{}={}", r.get::<_, String>(0), r.get::<_, String>(1)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        let _ = writeln!(md, "| server settings | {settings} |");
+        let _ = writeln!(md);
+        md
+    }
+}
+
+fn main() {
+    let opts = parse_args();
+    if !opts.trigpoll.exists() {
+        die(&format!(
+            "{} not found: build it with cargo build --release",
+            opts.trigpoll.display()
+        ));
+    }
+    let started_wall = run_text("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let load_before = loadavg();
+    let started = Instant::now();
+    let db = Database::create(&opts.url);
+    say(&format!("database {}", db.name));
+    let client = db.connect();
+    let mut bench = Bench {
+        sizes: Sizes::new(opts.quick),
+        opts,
+        client,
+        db,
+        dir: tempfile::tempdir().expect("a temporary folder"),
+        sink: PathBuf::new(),
+        receiver: Receiver::start(),
+        pgq: Err("not tried".into()),
+        results: BTreeMap::new(),
+        max_rss_kib: Vec::new(),
+    };
+    bench.setup();
+    let only = bench.opts.only.clone();
+    let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
+    if wanted("fig1") {
+        bench.fig1();
+    }
+    if wanted("fig2") {
+        bench.fig2();
+    }
+    if wanted("fig3") {
+        bench.fig3();
+    }
+    if wanted("fig4") {
+        bench.fig4();
+    }
+    let report = bench.report(&started_wall, &load_before, started.elapsed());
+    // Everything from "## History" on is kept: before/after figures written by hand.
+    let out = bench.opts.out.clone();
+    let history = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|t| t.find("\n## History").map(|i| t[i..].to_string()))
+        .unwrap_or_default();
+    std::fs::write(&out, format!("{report}{history}")).expect("write the report");
+    say(&format!(
+        "wrote {} in {:.0} s",
+        out.display(),
+        started.elapsed().as_secs_f64()
+    ));
+}

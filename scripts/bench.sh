@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The benchmark of DESIGN.md §8: drain throughput, trigger cost, latency and scale, each next to
+# its reference, written to BENCHMARKS.md. A report, never a test: it does not fail on a number.
+#
+#   scripts/bench.sh [--quick] [--runs N] [--only fig1,fig2,fig3,fig4] [--out FILE]
+#
+# Uses the PostgreSQL at TRIGPOLL_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)
+# and creates a throwaway database there. As root it installs what it needs from the OS packages:
+# PostgreSQL when nothing answers, PgQ for the server's major version, pgbench, /usr/bin/time.
+# The default size takes about 8 minutes on 2 cores (plus the build), --quick under 2.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+URL="${TRIGPOLL_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+. scripts/lib/servers.sh
+command -v psql >/dev/null || apt_install postgresql-client || true
+# A throwaway server, when nothing answers, keeps its default settings: they are what is measured.
+export TRIGPOLL_BENCH_PG_URL="$URL"
+ensure_postgres TRIGPOLL_BENCH_PG_URL 54330
+URL=$TRIGPOLL_BENCH_PG_URL
+
+major=$(psql "$URL" -Atc "SELECT current_setting('server_version_num')::int / 10000" 2>/dev/null || true)
+if [ -n "$major" ]; then
+  # PgQ's files must be on the server's machine; for a remote server this installs nothing useful
+  # and the report says PgQ is missing.
+  if [ ! -f "/usr/share/postgresql/$major/extension/pgq.control" ]; then
+    apt_install "postgresql-$major-pgq3" || log "PgQ could not be installed; the report will say so"
+  fi
+fi
+# pgbench ships with the server package (postgresql-NN), /usr/bin/pgbench is its wrapper.
+ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1 || apt_install "postgresql-${major:-15}" \
+  || log "pgbench could not be installed; the trigger-cost figure will be missing"
+[ -x /usr/bin/time ] || apt_install time || log "no /usr/bin/time: peak memory will be missing"
+
+cargo build --release --locked --bin trigpoll --example bench >&2
+uptime >&2
+exec target/release/examples/bench --url "$URL" --trigpoll target/release/trigpoll "$@"
