@@ -37,3 +37,43 @@ fn poll_survives_a_lost_connection() {
     assert_eq!(poller.wait().unwrap().code(), Some(0));
     assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
 }
+
+/// A capture trigger dropped by hand shows as drift, and install-triggers puts it back.
+#[test]
+fn a_missing_capture_trigger_is_drift_until_reinstalled() {
+    let Some((env, _)) = conformance::hr(PG, "") else {
+        return;
+    };
+    let states = || -> Vec<(String, String)> {
+        let out = env.run_ok(&["status", "--json"], 0);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["triggers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["object"].as_str().unwrap().to_string(),
+                    t["state"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect()
+    };
+    env.db
+        .execute("DROP TRIGGER trigpoll_capture_insert ON employee");
+    assert!(
+        states().contains(&("Employee".into(), "stale".into())),
+        "{:?}",
+        states()
+    );
+    env.db.execute("INSERT INTO employee (emp_id) VALUES (1)");
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+    env.run_ok(&["install-triggers"], 0);
+    assert!(
+        states().iter().all(|(_, s)| s == "up-to-date"),
+        "{:?}",
+        states()
+    );
+    env.db.execute("INSERT INTO employee (emp_id) VALUES (2)");
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 1);
+}

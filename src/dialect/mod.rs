@@ -15,6 +15,17 @@ pub mod sqlite;
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.
 pub const FINGERPRINT_MARKER: &str = "trigpoll fingerprint: ";
 
+/// Reads a fingerprint comment: the fingerprint, and how many capture triggers its table should
+/// have, written after it as `(N triggers …)` or `(i of N triggers)`. A table with fewer triggers
+/// than that has drifted even though the fingerprint matches.
+pub fn parse_fingerprint(text: &str) -> Option<(String, usize)> {
+    let rest = text.split_once(FINGERPRINT_MARKER)?.1;
+    let fp: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    let note = rest[fp.len()..].strip_prefix(" (")?;
+    let count = note.split(" triggers").next()?.rsplit(' ').next()?;
+    Some((fp, count.parse().ok()?))
+}
+
 /// What the triggers of one object are generated from.
 #[derive(Debug, Clone)]
 pub struct Capture<'a> {
@@ -242,6 +253,21 @@ impl Dialect {
 #[cfg(test)]
 mod script_tests {
     use super::*;
+
+    #[test]
+    fn fingerprint_notes_of_every_dialect_parse() {
+        let line = |note: &str| format!("-- {FINGERPRINT_MARKER}0123abcd {note}\nBEGIN");
+        assert_eq!(
+            parse_fingerprint(&line("(2 of 3 triggers)")),
+            Some(("0123abcd".into(), 3))
+        );
+        assert_eq!(
+            parse_fingerprint(&line("(3 triggers on this table)")),
+            Some(("0123abcd".into(), 3))
+        );
+        assert_eq!(parse_fingerprint(&line("")), None);
+        assert_eq!(parse_fingerprint("no marker"), None);
+    }
 
     #[test]
     fn scripts_end_statements_for_each_client() {

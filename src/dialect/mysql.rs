@@ -288,15 +288,6 @@ fn trigger_ref(on: &TableName, name: &str) -> String {
     }
 }
 
-/// Parses the fingerprint line of a trigger body: the fingerprint and how many triggers carry it.
-pub fn parse_fingerprint(body: &str) -> Option<(String, usize)> {
-    let (_, rest) = body.split_once(FINGERPRINT_MARKER)?;
-    let fp: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-    let (_, count) = rest.split_once(" of ")?;
-    let count: String = count.chars().take_while(char::is_ascii_digit).collect();
-    Some((fp, count.parse().ok()?))
-}
-
 pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
     let on = &c.table.name;
     let target = format!(
@@ -743,6 +734,7 @@ JOIN {} AS t ON {}",
 mod tests {
     use super::*;
     use crate::config::ObjectConfig;
+    use crate::dialect::parse_fingerprint;
     use crate::store::ColumnKind;
 
     fn col(name: &str, sql_type: &str, nullable: bool) -> Column {

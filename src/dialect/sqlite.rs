@@ -331,16 +331,6 @@ END",
     }
 }
 
-/// Reads what [`capture_trigger`] wrote into a trigger: its fingerprint and how many triggers
-/// its table should have.
-pub fn parse_fingerprint(sql: &str) -> Option<(String, usize)> {
-    let rest = sql.split_once(FINGERPRINT_MARKER)?.1;
-    let fp: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-    let count = rest[fp.len()..].strip_prefix(" (")?;
-    let digits: String = count.chars().take_while(char::is_ascii_digit).collect();
-    Some((fp, digits.parse().ok()?))
-}
-
 /// The capture triggers of one table as one name for `InstalledTrigger::name`: each quoted,
 /// joined by `, `, so that [`trigger_names`] gets them back exactly.
 pub fn join_trigger_names(names: &[String]) -> String {
@@ -524,6 +514,7 @@ impl ValueRule {
 mod tests {
     use super::*;
     use crate::config::{ObjectConfig, TableName};
+    use crate::dialect::parse_fingerprint;
     use crate::store::ColumnKind;
 
     fn column(name: &str, sql_type: &str, nullable: bool) -> Column {

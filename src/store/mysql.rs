@@ -399,7 +399,7 @@ impl EventStore for MysqlStore {
             .map(|((schema, table), triggers)| {
                 let prints: Vec<Option<(String, usize)>> = triggers
                     .iter()
-                    .map(|(_, body)| sql::parse_fingerprint(body))
+                    .map(|(_, body)| crate::dialect::parse_fingerprint(body))
                     .collect();
                 // One fingerprint for the table only when every trigger of the set is there.
                 let fingerprint = match &prints[0] {

@@ -7,8 +7,8 @@ use postgres::types::ToSql;
 use postgres::{Client, NoTls};
 
 use crate::config::{Config, Secret, TableName};
+use crate::dialect::parse_fingerprint;
 use crate::dialect::postgres::{self as sql, Names};
-use crate::dialect::FINGERPRINT_MARKER;
 use crate::event::{ArchiveRow, Event, RetryLater, Status};
 use crate::store::{
     BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
@@ -212,35 +212,38 @@ impl EventStore for PgStore {
     }
 
     fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>> {
+        // One entry per table: its capture triggers share one routine, whose fingerprint counts
+        // for the table only while every one of them is there.
         let rows = self
             .client
             .query(
-                "SELECT DISTINCT ON (n.nspname, c.relname)
-                        n.nspname::text, c.relname::text, t.tgname::text, p.proname::text, p.prosrc
+                "SELECT n.nspname::text, c.relname::text, min(p.proname)::text, min(p.prosrc),
+                        count(*)
                  FROM pg_trigger t
                  JOIN pg_class c ON c.oid = t.tgrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_proc p ON p.oid = t.tgfoid
                  JOIN pg_namespace pn ON pn.oid = p.pronamespace
                  WHERE NOT t.tgisinternal AND pn.nspname = $1 AND t.tgname = ANY($2)
-                 ORDER BY n.nspname, c.relname, t.tgname",
+                 GROUP BY 1, 2
+                 ORDER BY 1, 2",
                 &[&self.names.schema_raw, &&sql::TRIGGER_NAMES[..]],
             )
             .map_err(err)?;
         Ok(rows
             .iter()
             .map(|r| {
-                let source: String = r.get(4);
-                let routine: String = r.get(3);
+                let routine: String = r.get(2);
+                let found = r.get::<_, i64>(4) as usize;
                 InstalledTrigger {
                     table: TableName {
                         schema: Some(r.get(0)),
                         name: r.get(1),
                     },
-                    name: r.get(2),
-                    fingerprint: source.split_once(FINGERPRINT_MARKER).map(|(_, rest)| {
-                        rest.chars().take_while(char::is_ascii_hexdigit).collect()
-                    }),
+                    name: sql::TRIGGER_NAME.to_string(),
+                    fingerprint: parse_fingerprint(r.get(3))
+                        .filter(|(_, expected)| *expected == found)
+                        .map(|(fp, _)| fp),
                     routine: Some(format!("{}.{}", self.names.schema, sql::ident(&routine))),
                 }
             })

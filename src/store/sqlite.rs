@@ -393,8 +393,10 @@ impl EventStore for SqliteStore {
         let mut installed = Vec::new();
         for group in rows.chunk_by(|a, b| a.0 == b.0) {
             let names: Vec<String> = group.iter().map(|t| t.1.clone()).collect();
-            let marks: Vec<Option<(String, usize)>> =
-                group.iter().map(|t| sql::parse_fingerprint(&t.2)).collect();
+            let marks: Vec<Option<(String, usize)>> = group
+                .iter()
+                .map(|t| crate::dialect::parse_fingerprint(&t.2))
+                .collect();
             let fingerprint = match marks.first() {
                 Some(Some((fp, count)))
                     if *count == group.len()
