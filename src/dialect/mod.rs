@@ -134,6 +134,14 @@ impl Capture<'_> {
     }
 }
 
+/// `schema.table` or `table`, each part quoted with the dialect's `ident`.
+pub fn qualified(name: &crate::config::TableName, ident: fn(&str) -> String) -> String {
+    match &name.schema {
+        Some(schema) => format!("{}.{}", ident(schema), ident(&name.name)),
+        None => ident(&name.name),
+    }
+}
+
 /// `a || b || c`, the SQL standard's concatenation.
 pub fn concat_pipes(parts: &[String]) -> String {
     parts.join(" || ")

@@ -54,10 +54,7 @@ pub fn literal(text: &str) -> String {
 }
 
 pub fn table(name: &TableName) -> String {
-    match &name.schema {
-        Some(schema) => format!("{}.{}", ident(schema), ident(&name.name)),
-        None => ident(&name.name),
-    }
+    super::qualified(name, ident)
 }
 
 /// Where trigpoll's own tables live, quoted.

@@ -205,6 +205,12 @@ pub trait EventStore: Send {
     fn reconnect(&mut self) -> Result<()>;
 }
 
+/// Parses a row as the database rendered it in JSON (a fetched row or a captured image).
+pub(crate) fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Database(format!("row image is not a JSON object: {e}")))
+}
+
 /// Opens the store named by the configuration's database URL.
 pub fn open(config: &Config) -> Result<Box<dyn EventStore>> {
     let url = config.database.url.expose();

@@ -535,9 +535,7 @@ impl EventStore for MysqlStore {
         table: &TableInfo,
         image: &str,
     ) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let row = serde_json::from_str(image)
-            .map_err(|e| StoreError::Database(format!("row image is not a JSON object: {e}")))?;
-        Ok(normalize(table, row))
+        Ok(normalize(table, super::json_object(image)?))
     }
 
     fn finish(

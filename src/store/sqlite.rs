@@ -267,9 +267,7 @@ fn normalize(table: &TableInfo, mut row: Map<String, Value>) -> Map<String, Valu
 }
 
 fn parse_image(table: &TableInfo, image: &str) -> Result<Map<String, Value>> {
-    let row = serde_json::from_str(image)
-        .map_err(|e| StoreError::Database(format!("row image is not a JSON object: {e}")))?;
-    Ok(normalize(table, row))
+    Ok(normalize(table, super::json_object(image)?))
 }
 
 /// Why no row could have had this key: a value its column cannot convert (text that is not a
