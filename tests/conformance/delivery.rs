@@ -217,7 +217,7 @@ pub fn http_retries_transient_failures_then_delivers(backend: Backend) {
         &env,
         "hook",
         &receiver.url,
-        "max_attempts = 10\nbackoff = \"300ms\"",
+        "max_attempts = 10\nbackoff = \"1s\"",
     );
     env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
     let first = env.run_ok(&["drain"], 0);
@@ -225,6 +225,13 @@ pub fn http_retries_transient_failures_then_delivers(backend: Backend) {
         stderr(&first).contains("1 waiting for retry"),
         "{}",
         stderr(&first)
+    );
+    let status = env.run_ok(&["status", "--json"], 0);
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        (report["retrying"].as_u64(), report["in_progress"].as_u64()),
+        (Some(1), Some(0)),
+        "{report}"
     );
     let started = std::time::Instant::now();
     env.run_ok(&["drain", "--wait"], 0);
