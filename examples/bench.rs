@@ -4,10 +4,16 @@
 //! Run by `scripts/bench.sh`, which installs what it needs and builds this in release mode:
 //!
 //! ```text
-//! bench [--quick] [--url URL] [--trigpoll PATH] [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4]
+//! bench [--quick] [--url URL] [--mysql-url URL] [--trigpoll PATH] [--out FILE] [--runs N]
+//!       [--only fig1,fig2,fig3,fig4,fig5]
 //! ```
 //!
-//! It creates a throwaway database on the server at `--url` and drops it at the end.
+//! It creates a throwaway database on the server at `--url` and drops it at the end. Figure 5
+//! (drain on MySQL/MariaDB and SQLite) creates two throwaway databases on the server at
+//! `--mysql-url` and a throwaway SQLite file in `/dev/shm`, and removes them at the end.
+//!
+//! `--only fig5` leaves the rest of the report alone: it replaces (or adds) only the section
+//! "## Drain on MySQL and SQLite" of the existing `--out` file, see `splice_section`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use mysql::prelude::Queryable;
 use postgres::{Client, NoTls};
 use trigpoll::store::EventStore;
 
@@ -82,6 +89,8 @@ struct Opts {
     out: PathBuf,
     runs: usize,
     only: Vec<String>,
+    /// The MySQL/MariaDB server of figure 5, without a database part.
+    mysql_url: String,
 }
 
 fn parse_args() -> Opts {
@@ -93,6 +102,8 @@ fn parse_args() -> Opts {
         out: PathBuf::from("BENCHMARKS.md"),
         runs: 3,
         only: Vec::new(),
+        mysql_url: std::env::var("TRIGPOLL_BENCH_MYSQL_URL")
+            .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -103,6 +114,7 @@ fn parse_args() -> Opts {
         match arg.as_str() {
             "--quick" => opts.quick = true,
             "--url" => opts.url = value(),
+            "--mysql-url" => opts.mysql_url = value().trim_end_matches('/').to_string(),
             "--trigpoll" => opts.trigpoll = PathBuf::from(value()),
             "--out" => opts.out = PathBuf::from(value()),
             "--runs" => opts.runs = value().parse().unwrap_or_else(|_| die("--runs N")),
@@ -238,6 +250,14 @@ fn median(values: &[f64]) -> f64 {
     }
 }
 
+/// The variants of one round, starting with a different one each round (`run`), so that drift
+/// falls on all of them.
+fn rotation<'a>(variants: &[&'a str], run: usize) -> Vec<&'a str> {
+    (0..variants.len())
+        .map(|k| variants[(k + run) % variants.len()])
+        .collect()
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -259,6 +279,10 @@ struct Bench {
     /// figure name -> runs
     results: BTreeMap<String, Vec<f64>>,
     max_rss_kib: Vec<f64>,
+    /// Figure 5's backends that ran: key, version, settings.
+    fig5_versions: Vec<(&'static str, String, String)>,
+    /// Figure 5's backends that could not be set up, and why.
+    fig5_missing: Vec<String>,
 }
 
 impl Bench {
@@ -340,17 +364,8 @@ table = "public.tick"
         cmd
     }
 
-    fn setup(&mut self) {
-        let rows = self.sizes.drain_events.max(self.sizes.memory_events);
-        self.exec(SCHEMA);
-        say(&format!("filling item with {rows} rows"));
-        self.exec(&format!(
-            "INSERT INTO item SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0, now()
-             FROM generate_series(1, {rows}) g;
-             INSERT INTO u_none SELECT g, 'row ' || g, 0, now() FROM generate_series(1, {UPDATE_ROWS}) g;
-             INSERT INTO u_trigpoll SELECT * FROM u_none;
-             INSERT INTO u_pgq SELECT * FROM u_none;"
-        ));
+    /// The connectors and configs every figure uses (no database work).
+    fn write_files(&mut self) {
         // tmpfs rather than /dev/null: the file connector fsyncs a regular file before it reports
         // a batch sent (and skips that for a device), so the measured path includes the fsync.
         let shm = Path::new("/dev/shm");
@@ -375,6 +390,20 @@ table = "public.tick"
         self.write_config("file", "conn-file", "trigpoll_archive");
         self.write_config("http", "conn-http", "trigpoll_archive");
         self.write_config("big", "conn-file", "trigpoll_archive_big");
+    }
+
+    /// The PostgreSQL tables and triggers of figures 1 to 4.
+    fn setup(&mut self) {
+        let rows = self.sizes.drain_events.max(self.sizes.memory_events);
+        self.exec(SCHEMA);
+        say(&format!("filling item with {rows} rows"));
+        self.exec(&format!(
+            "INSERT INTO item SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0, now()
+             FROM generate_series(1, {rows}) g;
+             INSERT INTO u_none SELECT g, 'row ' || g, 0, now() FROM generate_series(1, {UPDATE_ROWS}) g;
+             INSERT INTO u_trigpoll SELECT * FROM u_none;
+             INSERT INTO u_pgq SELECT * FROM u_none;"
+        ));
         for config in ["file", "big"] {
             let out = self
                 .trigpoll(config, &["install-triggers"])
@@ -426,6 +455,18 @@ table = "public.tick"
 
     /// Runs `trigpoll drain` and returns events/s, measured around the process.
     fn drain(&mut self, config: &str, n: i64) -> f64 {
+        let secs = self.drain_secs(config);
+        let left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+        if left != 0 {
+            say(&format!("{left} events were left after drain"));
+        }
+        (n - left) as f64 / secs
+    }
+
+    /// Runs `trigpoll drain` with `config` (any backend) and returns its wall time in seconds,
+    /// measured around the process; its max RSS goes to `max_rss_kib` when `/usr/bin/time` is
+    /// there.
+    fn drain_secs(&mut self, config: &str) -> f64 {
         let _ = std::fs::remove_file(&self.sink);
         let time = Path::new("/usr/bin/time");
         let mut cmd = if time.exists() {
@@ -455,12 +496,8 @@ table = "public.tick"
         {
             self.max_rss_kib.push(kib);
         }
-        let left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
-        if left != 0 {
-            say(&format!("{left} events were left after drain: {stderr}"));
-        }
         let _ = std::fs::remove_file(&self.sink);
-        (n - left) as f64 / secs
+        secs
     }
 
     /// One event per transaction: claim one, fetch its row, archive it, delete it, commit.
@@ -596,9 +633,8 @@ table = "public.tick"
         self.drain("http", 2000);
         for run in 0..self.opts.runs {
             // A different variant starts each round, so that drift falls on all of them.
-            let variants = ["file", "http", "bound", "naive", "pgq"];
-            for k in 0..variants.len() {
-                match variants[(k + run) % variants.len()] {
+            for variant in rotation(&["file", "http", "bound", "naive", "pgq"], run) {
+                match variant {
                     "file" => {
                         self.queue_events(n, true);
                         let r = self.drain("file", n);
@@ -1119,6 +1155,9 @@ impl Bench {
             }
         }
 
+        if self.results.keys().any(|k| k.starts_with("fig5.")) || !self.fig5_missing.is_empty() {
+            md.push_str(&self.fig5_section(started, load_before));
+        }
         let _ = writeln!(md, "## Details\n");
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
@@ -1368,10 +1407,23 @@ fn main() {
         pgq: Err("not tried".into()),
         results: BTreeMap::new(),
         max_rss_kib: Vec::new(),
+        fig5_versions: Vec::new(),
+        fig5_missing: Vec::new(),
     };
-    bench.setup();
     let only = bench.opts.only.clone();
     let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
+    for o in &only {
+        if !["fig1", "fig2", "fig3", "fig4", "fig5"].contains(&o.as_str()) {
+            die(&format!("--only: unknown figure {o}"));
+        }
+    }
+    // Only figure 5 (MySQL, SQLite): the PostgreSQL figures are not run, and the report keeps
+    // them as they are (see `splice_section`).
+    let only_fig5 = !only.is_empty() && only.iter().all(|o| o == "fig5");
+    bench.write_files();
+    if !only_fig5 {
+        bench.setup();
+    }
     if wanted("fig1") {
         bench.fig1();
     }
@@ -1384,9 +1436,26 @@ fn main() {
     if wanted("fig4") {
         bench.fig4();
     }
+    if wanted("fig5") {
+        bench.fig5();
+    }
+    let out = bench.opts.out.clone();
+    if only_fig5 {
+        // Merge: only the section of figure 5 is replaced (or added) in the existing report;
+        // every other figure, and the hand-written history, stays as it was.
+        let section = bench.fig5_section(&started_wall, &load_before);
+        let old = std::fs::read_to_string(&out).unwrap_or_default();
+        std::fs::write(&out, splice_section(&old, FIG5_HEADING, &section))
+            .expect("write the report");
+        say(&format!(
+            "updated the section {FIG5_HEADING:?} of {} in {:.0} s",
+            out.display(),
+            started.elapsed().as_secs_f64()
+        ));
+        return;
+    }
     let report = bench.report(&started_wall, &load_before, started.elapsed());
     // Everything from "## History" on is kept: before/after figures written by hand.
-    let out = bench.opts.out.clone();
     let history = std::fs::read_to_string(&out)
         .ok()
         .and_then(|t| t.find("\n## History").map(|i| t[i..].to_string()))
@@ -1397,4 +1466,650 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     ));
+}
+
+// Figure 5: drain on MySQL/MariaDB and SQLite, each next to its own naive poller and bound.
+
+/// The section figure 5 writes, also the heading `--only fig5` looks for in an existing report.
+const FIG5_HEADING: &str = "## Drain on MySQL and SQLite";
+
+/// The columns of `item` as one JSON object, the row image the naive poller and the bound read.
+const ITEM_JSON: &str =
+    "'id', t.id, 'name', t.name, 'qty', t.qty, 'price', t.price, 'updated', t.updated";
+
+/// One backend of figure 5: its throwaway database with `item` (rows 1..n) and trigpoll's
+/// tables installed by `trigpoll install-triggers`, and the two references written for it.
+/// Dropping it drops the throwaway database.
+trait Backend {
+    /// The key of its figures (`fig5.<key>.trigpoll`, …).
+    fn key(&self) -> &'static str;
+    /// The server and version, for the report.
+    fn version(&mut self) -> String;
+    /// The trigpoll config (`[database]` table only) of this backend.
+    fn database_toml(&self) -> String;
+    /// Empties the event and archive tables and queues `n` Update events for item 1..n.
+    fn queue(&mut self, n: i64);
+    /// Events left in the event table.
+    fn left(&mut self) -> i64;
+    /// One event per transaction, for at most `limit`: events/s.
+    fn naive(&mut self, limit: Duration) -> f64;
+    /// Set-based statements, a commit per batch of 1000, until the table is empty: events/s.
+    fn bound(&mut self) -> f64;
+    /// The settings that decide what a commit costs, for the report.
+    fn settings(&mut self) -> String;
+}
+
+struct MysqlBackend {
+    server: String,
+    /// Holds `item`; the URL's database in trigpoll's config.
+    app_db: String,
+    /// trigpoll's `database.schema`: the event and archive tables.
+    event_db: String,
+    conn: mysql::Conn,
+}
+
+impl MysqlBackend {
+    fn create(server: &str, name: &str, rows: i64) -> Result<MysqlBackend, String> {
+        let opts = mysql::Opts::from_url(server).map_err(|e| e.to_string())?;
+        let mut conn = mysql::Conn::new(opts).map_err(|e| format!("{server}: {e}"))?;
+        let (app_db, event_db) = (name.to_string(), format!("{name}_events"));
+        for db in [&app_db, &event_db] {
+            conn.query_drop(format!("CREATE DATABASE `{db}` CHARACTER SET utf8mb4"))
+                .map_err(|e| e.to_string())?;
+        }
+        let mut backend = MysqlBackend {
+            server: server.to_string(),
+            app_db,
+            event_db,
+            conn,
+        };
+        // As trigpoll's sessions run (src/store/mysql.rs).
+        backend.exec("SET time_zone = '+00:00'");
+        backend.exec("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        backend.exec(&format!("USE `{}`", backend.app_db));
+        backend.exec(
+            "CREATE TABLE item (
+                id      BIGINT PRIMARY KEY,
+                name    TEXT NOT NULL,
+                qty     INT NOT NULL,
+                price   DECIMAL(12,2),
+                updated TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+            ) ENGINE=InnoDB",
+        );
+        // No generate_series: 1..rows from a cross join of digits (portable to MySQL 8).
+        backend.exec("CREATE TABLE digit (d INT NOT NULL)");
+        backend.exec("INSERT INTO digit VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)");
+        let mut places = 1i64;
+        let mut terms = vec!["d0.d".to_string()];
+        let mut from = vec!["digit d0".to_string()];
+        while 10i64.pow(places as u32) < rows {
+            terms.push(format!("d{places}.d * {}", 10i64.pow(places as u32)));
+            from.push(format!("digit d{places}"));
+            places += 1;
+        }
+        backend.exec(&format!(
+            "INSERT INTO item (id, name, qty, price, updated)
+             SELECT g, CONCAT('item ', g), g % 1000, (g % 10000) / 100.0, NOW(6)
+             FROM (SELECT {} + 1 AS g FROM {}) s WHERE g <= {rows}",
+            terms.join(" + "),
+            from.join(", ")
+        ));
+        backend.exec("ANALYZE TABLE item");
+        Ok(backend)
+    }
+
+    fn exec(&mut self, sql: &str) {
+        self.conn
+            .query_drop(sql)
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    }
+
+    fn events(&self) -> String {
+        format!("`{}`.trigpoll_event", self.event_db)
+    }
+
+    fn archive(&self) -> String {
+        format!("`{}`.trigpoll_archive", self.event_db)
+    }
+}
+
+impl Drop for MysqlBackend {
+    fn drop(&mut self) {
+        for db in [self.app_db.clone(), self.event_db.clone()] {
+            let _ = self
+                .conn
+                .query_drop(format!("DROP DATABASE IF EXISTS `{db}`"));
+        }
+    }
+}
+
+impl Backend for MysqlBackend {
+    fn key(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn version(&mut self) -> String {
+        let v: Option<String> = self.conn.query_first("SELECT VERSION()").ok().flatten();
+        let v = v.unwrap_or_default();
+        if v.contains("MariaDB") {
+            format!("MariaDB {}", v.split('-').next().unwrap_or(&v))
+        } else {
+            format!("MySQL {v}")
+        }
+    }
+
+    fn settings(&mut self) -> String {
+        let rows: Vec<(String, String)> = self
+            .conn
+            .query(
+                "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('innodb_flush_log_at_trx_commit',
+                    'sync_binlog', 'log_bin', 'innodb_buffer_pool_size', 'innodb_doublewrite')",
+            )
+            .unwrap_or_default();
+        rows.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn database_toml(&self) -> String {
+        format!(
+            "[database]\nurl = \"{}/{}\"\nschema = \"{}\"\n",
+            self.server, self.app_db, self.event_db
+        )
+    }
+
+    fn queue(&mut self, n: i64) {
+        let (events, archive) = (self.events(), self.archive());
+        self.exec(&format!("TRUNCATE TABLE {events}"));
+        self.exec(&format!("TRUNCATE TABLE {archive}"));
+        self.exec(&format!(
+            "INSERT INTO {events} (object_name, object_verb, object_key, event_priority)
+             SELECT 'Item', 'Update', CONCAT('id=', id), 0 FROM item WHERE id <= {n} ORDER BY id"
+        ));
+        self.exec(&format!("ANALYZE TABLE {events}"));
+    }
+
+    fn left(&mut self) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {}", self.events());
+        self.conn
+            .query_first(&sql)
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"))
+            .unwrap_or(0)
+    }
+
+    fn naive(&mut self, limit: Duration) -> f64 {
+        let (events, archive) = (self.events(), self.archive());
+        let c = &mut self.conn;
+        let claim = c
+            .prep(format!(
+                "SELECT event_id, object_key FROM {events} FORCE INDEX (trigpoll_event_claim)
+                 WHERE event_status = 0
+                 ORDER BY event_priority, event_id LIMIT 1 FOR UPDATE SKIP LOCKED"
+            ))
+            .unwrap();
+        let fetch = c
+            .prep(format!(
+                "SELECT JSON_OBJECT({ITEM_JSON}) FROM item t WHERE t.id = ?"
+            ))
+            .unwrap();
+        let archive = c
+            .prep(format!(
+                "INSERT INTO {archive} (event_id, object_name, object_verb, object_key,
+                    event_priority, event_time, event_status, connector_id, attempts, payload,
+                    replay_of)
+                 SELECT event_id, object_name, object_verb, object_key, event_priority,
+                    event_time, 1, 'naive', attempts + 1, payload, replay_of
+                 FROM {events} WHERE event_id = ?"
+            ))
+            .unwrap();
+        let delete = c
+            .prep(format!("DELETE FROM {events} WHERE event_id = ?"))
+            .unwrap();
+        let start = Instant::now();
+        let mut done = 0i64;
+        let mut sink = std::io::sink();
+        while start.elapsed() < limit {
+            let mut tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
+            let Some((event_id, key)) = tx.exec_first::<(i64, String), _, _>(&claim, ()).unwrap()
+            else {
+                break;
+            };
+            let id: i64 = key.trim_start_matches("id=").parse().unwrap();
+            let image: String = tx.exec_first(&fetch, (id,)).unwrap().unwrap();
+            let body = format!("{{\"event_id\":{event_id},\"attributes\":{image}}}\n");
+            std::io::Write::write_all(&mut sink, body.as_bytes()).unwrap();
+            tx.exec_drop(&archive, (event_id,)).unwrap();
+            tx.exec_drop(&delete, (event_id,)).unwrap();
+            tx.commit().unwrap();
+            done += 1;
+        }
+        done as f64 / start.elapsed().as_secs_f64()
+    }
+
+    fn bound(&mut self) -> f64 {
+        let (events, archive) = (self.events(), self.archive());
+        // No data-modifying CTE here: each batch claims the 1000 oldest ready events (the claim
+        // index forced, as trigpoll's claim does: otherwise MariaDB sorts the whole table), then
+        // moves them with their row image to the archive and deletes them, by their ids.
+        let claim = format!(
+            "SELECT event_id FROM {events} FORCE INDEX (trigpoll_event_claim)
+             WHERE event_status = 0 ORDER BY event_priority, event_id LIMIT 1000
+             FOR UPDATE SKIP LOCKED"
+        );
+        let c = &mut self.conn;
+        let start = Instant::now();
+        let mut moved = 0u64;
+        loop {
+            let mut tx = c.start_transaction(mysql::TxOpts::default()).unwrap();
+            let ids: Vec<i64> = tx.query(&claim).unwrap();
+            if ids.is_empty() {
+                tx.commit().unwrap();
+                break;
+            }
+            let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+            tx.query_drop(format!(
+                "INSERT INTO {archive} (event_id, object_name, object_verb, object_key,
+                    event_priority, event_time, event_status, connector_id, attempts, payload,
+                    replay_of)
+                 SELECT c.event_id, c.object_name, c.object_verb, c.object_key,
+                    c.event_priority, c.event_time, 1, 'bound', c.attempts + 1,
+                    JSON_OBJECT({ITEM_JSON}), c.replay_of
+                 FROM {events} c JOIN item t ON t.id = CAST(SUBSTRING(c.object_key, 4) AS SIGNED)
+                 WHERE c.event_id IN ({list})"
+            ))
+            .unwrap();
+            tx.query_drop(format!("DELETE FROM {events} WHERE event_id IN ({list})"))
+                .unwrap();
+            moved += tx.affected_rows();
+            tx.commit().unwrap();
+        }
+        moved as f64 / start.elapsed().as_secs_f64()
+    }
+}
+
+struct SqliteBackend {
+    path: PathBuf,
+    conn: rusqlite::Connection,
+}
+
+impl SqliteBackend {
+    fn create(dir: &Path, name: &str, rows: i64) -> Result<SqliteBackend, String> {
+        let path = dir.join(format!("{name}.db"));
+        let conn = rusqlite::Connection::open(&path).map_err(|e| e.to_string())?;
+        // As trigpoll opens it (src/store/sqlite.rs): WAL, synchronous = NORMAL.
+        let backend = SqliteBackend { path, conn };
+        backend.exec(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             CREATE TABLE item (
+                id      INTEGER PRIMARY KEY,
+                name    TEXT NOT NULL,
+                qty     INTEGER NOT NULL,
+                price   NUMERIC,
+                updated TEXT NOT NULL
+             );
+             WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {rows})
+             INSERT INTO item SELECT g, 'item ' || g, g % 1000, (g % 10000) / 100.0,
+                strftime('%Y-%m-%dT%H:%M:%fZ', 'now') FROM s;"
+        ));
+        Ok(backend)
+    }
+
+    fn exec(&self, sql: &str) {
+        self.conn
+            .execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}\n{e}"));
+    }
+}
+
+impl Drop for SqliteBackend {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn key(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn version(&mut self) -> String {
+        format!("SQLite {}", rusqlite::version())
+    }
+
+    fn settings(&mut self) -> String {
+        format!(
+            "journal_mode=WAL, synchronous=NORMAL (as trigpoll sets them), file in {}",
+            self.path
+                .parent()
+                .map_or("?".into(), |p| p.display().to_string())
+        )
+    }
+
+    fn database_toml(&self) -> String {
+        format!("[database]\nurl = \"sqlite://{}\"\n", self.path.display())
+    }
+
+    fn queue(&mut self, n: i64) {
+        self.exec(&format!(
+            "DELETE FROM trigpoll_event;
+             DELETE FROM trigpoll_archive;
+             INSERT INTO trigpoll_event (object_name, object_verb, object_key, event_priority)
+             SELECT 'Item', 'Update', 'id=' || id, 0 FROM item WHERE id <= {n} ORDER BY id;
+             ANALYZE;
+             PRAGMA wal_checkpoint(TRUNCATE);"
+        ));
+    }
+
+    fn left(&mut self) -> i64 {
+        self.conn
+            .query_row("SELECT count(*) FROM trigpoll_event", [], |r| r.get(0))
+            .expect("count the events")
+    }
+
+    fn naive(&mut self, limit: Duration) -> f64 {
+        let start = Instant::now();
+        let mut done = 0i64;
+        let mut sink = std::io::sink();
+        while start.elapsed() < limit {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            let claimed: Option<(i64, String)> = {
+                let mut claim = tx
+                    .prepare_cached(
+                        "SELECT event_id, object_key FROM trigpoll_event WHERE event_status = 0
+                         ORDER BY event_priority, event_id LIMIT 1",
+                    )
+                    .unwrap();
+                let mut rows = claim.query([]).unwrap();
+                rows.next()
+                    .unwrap()
+                    .map(|r| (r.get(0).unwrap(), r.get(1).unwrap()))
+            };
+            let Some((event_id, key)) = claimed else {
+                break;
+            };
+            let id: i64 = key.trim_start_matches("id=").parse().unwrap();
+            let image: String = tx
+                .prepare_cached(&format!(
+                    "SELECT json_object({ITEM_JSON}) FROM item t WHERE t.id = ?1"
+                ))
+                .unwrap()
+                .query_row([id], |r| r.get(0))
+                .unwrap();
+            let body = format!("{{\"event_id\":{event_id},\"attributes\":{image}}}\n");
+            std::io::Write::write_all(&mut sink, body.as_bytes()).unwrap();
+            tx.prepare_cached(
+                "INSERT INTO trigpoll_archive (event_id, object_name, object_verb, object_key,
+                    event_priority, event_time, event_status, connector_id, attempts, payload,
+                    replay_of)
+                 SELECT event_id, object_name, object_verb, object_key, event_priority,
+                    event_time, 1, 'naive', attempts + 1, payload, replay_of
+                 FROM trigpoll_event WHERE event_id = ?1",
+            )
+            .unwrap()
+            .execute([event_id])
+            .unwrap();
+            tx.prepare_cached("DELETE FROM trigpoll_event WHERE event_id = ?1")
+                .unwrap()
+                .execute([event_id])
+                .unwrap();
+            tx.commit().unwrap();
+            done += 1;
+        }
+        done as f64 / start.elapsed().as_secs_f64()
+    }
+
+    fn bound(&mut self) -> f64 {
+        let insert = format!(
+            "INSERT INTO trigpoll_archive (event_id, object_name, object_verb, object_key,
+                event_priority, event_time, event_status, connector_id, attempts, payload,
+                replay_of)
+             SELECT c.event_id, c.object_name, c.object_verb, c.object_key, c.event_priority,
+                c.event_time, 1, 'bound', c.attempts + 1, json_object({ITEM_JSON}), c.replay_of
+             FROM (SELECT * FROM trigpoll_event WHERE event_status = 0
+                   ORDER BY event_priority, event_id LIMIT 1000) c
+             JOIN item t ON t.id = CAST(substr(c.object_key, 4) AS INTEGER)"
+        );
+        let delete = "DELETE FROM trigpoll_event WHERE event_id IN (
+                SELECT event_id FROM trigpoll_event WHERE event_status = 0
+                ORDER BY event_priority, event_id LIMIT 1000)";
+        let start = Instant::now();
+        let mut moved = 0u64;
+        loop {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            tx.prepare_cached(&insert).unwrap().execute([]).unwrap();
+            let rows = tx.prepare_cached(delete).unwrap().execute([]).unwrap();
+            tx.commit().unwrap();
+            if rows == 0 {
+                break;
+            }
+            moved += rows as u64;
+        }
+        moved as f64 / start.elapsed().as_secs_f64()
+    }
+}
+
+impl Bench {
+    /// The backends of figure 5 that could be set up, with the trigpoll config of each written
+    /// and `install-triggers` run; a backend that cannot be set up is reported and left out.
+    fn fig5_backends(&mut self) -> Vec<Box<dyn Backend>> {
+        let rows = self.sizes.drain_events;
+        let name = self.db.name.clone();
+        let shm = self
+            .sink
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mut backends: Vec<Box<dyn Backend>> = Vec::new();
+        say(&format!(
+            "figure 5: filling item with {rows} rows on MySQL and SQLite"
+        ));
+        match MysqlBackend::create(&self.opts.mysql_url, &name, rows) {
+            Ok(b) => backends.push(Box::new(b)),
+            Err(e) => {
+                say(&format!(
+                    "MySQL is not available at {}: {e}",
+                    self.opts.mysql_url
+                ));
+                self.fig5_missing.push(format!("MySQL/MariaDB ({e})"));
+            }
+        }
+        match SqliteBackend::create(&shm, &name, rows) {
+            Ok(b) => backends.push(Box::new(b)),
+            Err(e) => {
+                say(&format!("SQLite: {e}"));
+                self.fig5_missing.push(format!("SQLite ({e})"));
+            }
+        }
+        let mut ready: Vec<Box<dyn Backend>> = Vec::new();
+        for mut b in backends {
+            let config = format!(
+                "{}\n[poll]\nbatch_size = 1000\ninterval = \"1s\"\nconnectors_dir = \"conn-file\"\n\n\
+                 [[object]]\nname = \"Item\"\ntable = \"item\"\n",
+                b.database_toml()
+            );
+            let config_name = format!("fig5-{}", b.key());
+            std::fs::write(self.config_path(&config_name), config).expect("write a config");
+            let out = self
+                .trigpoll(&config_name, &["install-triggers"])
+                .output()
+                .expect("run trigpoll");
+            if out.status.success() {
+                let (version, settings) = (b.version(), b.settings());
+                self.fig5_versions.push((b.key(), version, settings));
+                ready.push(b);
+            } else {
+                let e = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                say(&format!("install-triggers failed on {}: {e}", b.key()));
+                self.fig5_missing
+                    .push(format!("{} (install-triggers: {e})", b.version()));
+            }
+        }
+        ready
+    }
+
+    fn fig5(&mut self) {
+        say("figure 5: drain on MySQL and SQLite");
+        let n = self.sizes.drain_events;
+        let limit = Duration::from_secs_f64(self.sizes.naive_secs);
+        let mut backends = self.fig5_backends();
+        for run in 0..self.opts.runs {
+            for b in backends.iter_mut() {
+                let key = b.key();
+                for variant in rotation(&["trigpoll", "naive", "bound"], run) {
+                    b.queue(n);
+                    let rate = match variant {
+                        "trigpoll" => {
+                            let secs = self.drain_secs(&format!("fig5-{key}"));
+                            let left = b.left();
+                            if left != 0 {
+                                say(&format!("{key}: {left} events were left after drain"));
+                            }
+                            (n - left) as f64 / secs
+                        }
+                        "naive" => b.naive(limit),
+                        _ => {
+                            let r = b.bound();
+                            let left = b.left();
+                            if left != 0 {
+                                say(&format!("{key}: the bound left {left} events"));
+                            }
+                            r
+                        }
+                    };
+                    self.record(&format!("fig5.{key}.{variant}"), rate);
+                }
+            }
+        }
+        // Dropping the backends drops their throwaway databases and file.
+        drop(backends);
+    }
+
+    /// The section of figure 5, complete in itself so that `--only fig5` can splice it into an
+    /// existing report.
+    fn fig5_section(&self, started: &str, load_before: &str) -> String {
+        let m = |k: &str| self.median_of(k);
+        let mut md = String::new();
+        let _ = writeln!(md, "{FIG5_HEADING}\n");
+        let _ =
+            writeln!(
+            md,
+            "Measured on {started} ({}), median of {} runs, interleaved run by run; load average \
+             before {load_before}, after {}. DESIGN.md §8's drain references, on the other two backends.\n",
+            if self.opts.quick { "`--quick`" } else { "default size" },
+            self.opts.runs,
+            loadavg()
+        );
+        let _ = writeln!(
+            md,
+            "| backend | trigpoll, events/s | naive poller, events/s | database bound, events/s | trigpoll / naive | trigpoll / bound |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        for (key, version, _) in &self.fig5_versions {
+            let (tp, naive, bound) = (
+                m(&format!("fig5.{key}.trigpoll")),
+                m(&format!("fig5.{key}.naive")),
+                m(&format!("fig5.{key}.bound")),
+            );
+            let _ = writeln!(
+                md,
+                "| {version} | {} | {} | {} | {}× | {:.2} |",
+                fmt(tp, 0),
+                fmt(naive, 0),
+                fmt(bound, 0),
+                fmt(tp / naive, if tp / naive < 10.0 { 1 } else { 0 }),
+                tp / bound
+            );
+        }
+        for missing in &self.fig5_missing {
+            let _ = writeln!(md, "| {missing} | n/a | n/a | n/a | — | — |");
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(md, "| measurement | median | runs |");
+        let _ = writeln!(md, "|---|---|---|");
+        for (key, version, _) in &self.fig5_versions {
+            for (variant, label) in [
+                ("trigpoll", "trigpoll drain, file connector (tmpfs)"),
+                ("naive", "naive poller (1 event per transaction)"),
+                ("bound", "database bound (set-based, 1000 per commit)"),
+            ] {
+                let k = format!("fig5.{key}.{variant}");
+                let _ = writeln!(
+                    md,
+                    "| {version}, {label}, events/s | {} | {} |",
+                    fmt(m(&k), 0),
+                    runs_text(self.results.get(&k), 0)
+                );
+            }
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "- **trigpoll**: {n} `Update` events for existing rows of `item` (5 columns) are \
+             queued by one `INSERT … SELECT` straight into the event table that `trigpoll \
+             install-triggers` created (MySQL: `database.schema` is a second throwaway database; \
+             SQLite: a file in `/dev/shm`, WAL), and the release `trigpoll drain` binary runs \
+             with `batch_size = 1000` and the file connector writing to tmpfs, timed around the \
+             process.\n\
+             - **Naive poller**: in the driver, one event per transaction: claim the oldest ready \
+             event (MySQL: `FOR UPDATE SKIP LOCKED` at READ COMMITTED; SQLite: `BEGIN \
+             IMMEDIATE`), fetch its row as `JSON_OBJECT`/`json_object`, archive it, delete it, \
+             commit; prepared statements, for {secs} s at most (SQLite may empty the queue sooner).\n\
+             - **Database bound**: neither backend has PostgreSQL's `DELETE … RETURNING` in a \
+             CTE, so each batch is one transaction of set-based statements: `INSERT INTO \
+             archive … SELECT` the 1000 oldest ready events joined to their rows (row image as \
+             JSON), then delete those 1000 events, commit; in a loop until the table is empty. \
+             MySQL claims the batch first (`SELECT event_id … FORCE INDEX (claim index) … \
+             LIMIT 1000 FOR UPDATE SKIP LOCKED`, as trigpoll's claim forces the index: without \
+             it MariaDB sorts the whole table) and moves and deletes by those ids; SQLite \
+             selects the batch in a subquery (`… ORDER BY event_priority, event_id LIMIT \
+             1000`) in both statements, inside one `BEGIN IMMEDIATE`.\n\
+             - The driver's sessions are set as trigpoll sets its own: MySQL `READ COMMITTED`, \
+             UTC; SQLite `journal_mode = WAL`, `synchronous = NORMAL`. The servers run with the \
+             settings they were found with:",
+            n = fmt(self.sizes.drain_events as f64, 0),
+            secs = self.sizes.naive_secs,
+        );
+        for (_, version, settings) in &self.fig5_versions {
+            let _ = writeln!(md, "  - {version}: {settings}.");
+        }
+        let _ = writeln!(md);
+        md
+    }
+}
+
+/// Replaces the section starting at `heading` in `report` (up to the next `## ` heading) with
+/// `section`; without one, inserts it before "## Details" (the place a full run gives it), else
+/// before "## History", else at the end. What `--only fig5` does to an existing report, so that
+/// the other figures stay as they were measured.
+fn splice_section(report: &str, heading: &str, section: &str) -> String {
+    let find = |h: &str| {
+        report
+            .find(&format!("\n{h}\n"))
+            .map(|i| i + 1)
+            .or_else(|| report.starts_with(&format!("{h}\n")).then_some(0))
+    };
+    if let Some(start) = find(heading) {
+        let rest = &report[start + heading.len()..];
+        let end = rest
+            .find("\n## ")
+            .map_or(report.len(), |i| start + heading.len() + i + 1);
+        return format!("{}{section}{}", &report[..start], &report[end..]);
+    }
+    match find("## Details").or_else(|| find("## History")) {
+        Some(at) => format!("{}{section}{}", &report[..at], &report[at..]),
+        None if report.is_empty() => format!("# Benchmarks\n\n{section}"),
+        None => format!("{}\n{section}", report.trim_end_matches('\n')),
+    }
 }

@@ -2,7 +2,11 @@
 # The benchmark of DESIGN.md §8: drain throughput, trigger cost, latency and scale, each next to
 # its reference, written to BENCHMARKS.md. A report, never a test: it does not fail on a number.
 #
-#   scripts/bench.sh [--quick] [--runs N] [--only fig1,fig2,fig3,fig4] [--out FILE]
+#   scripts/bench.sh [--quick] [--runs N] [--only fig1,fig2,fig3,fig4,fig5] [--out FILE]
+#
+# fig5 (drain on MySQL/MariaDB and SQLite) uses the server at TRIGPOLL_BENCH_MYSQL_URL (default
+# mysql://root@127.0.0.1:3306, no database part; two throwaway databases) and a file in /dev/shm;
+# without a MySQL server its row says so. `--only fig5` replaces only that section of FILE.
 #
 # Uses the PostgreSQL at TRIGPOLL_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)
 # and creates a throwaway database there. As root it installs what it needs from the OS packages:
