@@ -240,6 +240,33 @@ impl Config {
     }
 }
 
+/// A list that must not be empty nor name an item twice; `key` names it in errors.
+fn distinct<T: PartialEq>(
+    source: &Source,
+    list: Spanned<Vec<Spanned<T>>>,
+    key: &str,
+    when_empty: &str,
+    describe: impl Fn(&T) -> String,
+) -> Result<Vec<T>, ConfigError> {
+    let span = list.span();
+    let list = list.into_inner();
+    if list.is_empty() {
+        return Err(source.error(Some(span), Some(key.to_string()), when_empty));
+    }
+    let mut items: Vec<T> = Vec::with_capacity(list.len());
+    for (i, item) in list.into_iter().enumerate() {
+        if items.contains(item.get_ref()) {
+            return Err(source.error(
+                Some(item.span()),
+                Some(format!("{key}[{i}]")),
+                format!("{} is listed twice", describe(item.get_ref())),
+            ));
+        }
+        items.push(item.into_inner());
+    }
+    Ok(items)
+}
+
 fn objects(source: &Source, raw: Vec<RawObject>) -> Result<Vec<ObjectConfig>, ConfigError> {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut tables: HashMap<TableName, usize> = HashMap::new();
@@ -286,56 +313,25 @@ fn objects(source: &Source, raw: Vec<RawObject>) -> Result<Vec<ObjectConfig>, Co
 
         let keys = match object.keys {
             None => None,
-            Some(list) => {
-                let span = list.span();
-                let list = list.into_inner();
-                if list.is_empty() {
-                    return Err(source.error(
-                        Some(span),
-                        Some(at("keys")),
-                        "must list at least one column; leave it out to use the primary key",
-                    ));
-                }
-                let mut keys: Vec<String> = Vec::with_capacity(list.len());
-                for (k, key) in list.into_iter().enumerate() {
-                    if keys.contains(&key.get_ref().0) {
-                        return Err(source.error(
-                            Some(key.span()),
-                            Some(at(&format!("keys[{k}]"))),
-                            format!("column {:?} is listed twice", key.get_ref().0),
-                        ));
-                    }
-                    keys.push(key.into_inner().0);
-                }
-                Some(keys)
-            }
-        };
+            Some(list) => Some(distinct(
+                source,
+                list,
+                &at("keys"),
+                "must list at least one column; leave it out to use the primary key",
+                |key: &NonBlank| format!("column {:?}", key.0),
+            )?),
+        }
+        .map(|keys| keys.into_iter().map(|k| k.0).collect());
 
         let verbs = match object.verbs {
             None => vec![Verb::Create, Verb::Update, Verb::Delete],
-            Some(list) => {
-                let span = list.span();
-                let list = list.into_inner();
-                if list.is_empty() {
-                    return Err(source.error(
-                        Some(span),
-                        Some(at("verbs")),
-                        "must list at least one verb; leave it out for all three",
-                    ));
-                }
-                let mut verbs = Vec::with_capacity(list.len());
-                for (v, verb) in list.into_iter().enumerate() {
-                    if verbs.contains(verb.get_ref()) {
-                        return Err(source.error(
-                            Some(verb.span()),
-                            Some(at(&format!("verbs[{v}]"))),
-                            format!("verb {} is listed twice", verb.get_ref().as_str()),
-                        ));
-                    }
-                    verbs.push(verb.into_inner());
-                }
-                verbs
-            }
+            Some(list) => distinct(
+                source,
+                list,
+                &at("verbs"),
+                "must list at least one verb; leave it out for all three",
+                |verb: &Verb| format!("verb {}", verb.as_str()),
+            )?,
         };
 
         objects.push(ObjectConfig {
@@ -672,6 +668,7 @@ impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for StrVisitor<F> {
 }
 
 /// A string that is not empty or only whitespace.
+#[derive(PartialEq)]
 struct NonBlank(String);
 
 impl<'de> Deserialize<'de> for NonBlank {
