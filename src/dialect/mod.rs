@@ -163,6 +163,31 @@ pub fn object_tag(name: &str) -> String {
     format!("{clean}_{}", &fingerprint(name)[..6])
 }
 
+/// Where trigpoll's own tables live on a backend with schemas (PostgreSQL schemas, MySQL
+/// databases): quoted for SQL, raw for catalog lookups.
+#[derive(Debug, Clone)]
+pub struct SchemaNames {
+    pub schema: String,
+    pub event: String,
+    pub archive: String,
+    pub schema_raw: String,
+    pub event_raw: String,
+    pub archive_raw: String,
+}
+
+impl SchemaNames {
+    pub fn new(schema: &str, event: &str, archive: &str, ident: fn(&str) -> String) -> Self {
+        SchemaNames {
+            schema: ident(schema),
+            event: format!("{}.{}", ident(schema), ident(event)),
+            archive: format!("{}.{}", ident(schema), ident(archive)),
+            schema_raw: schema.to_string(),
+            event_raw: event.to_string(),
+            archive_raw: archive.to_string(),
+        }
+    }
+}
+
 /// One backend's SQL, chosen by the store in use.
 #[derive(Debug, Clone)]
 pub enum Dialect {
@@ -186,13 +211,9 @@ impl Dialect {
     pub fn new(backend: &str, config: &crate::config::Config) -> Dialect {
         let db = &config.database;
         match backend {
-            "mysql" => Dialect::Mysql(mysql::Names::new(
-                &db.schema,
-                &db.event_table,
-                &db.archive_table,
-            )),
+            "mysql" => Dialect::Mysql(mysql::names(&db.schema, &db.event_table, &db.archive_table)),
             "sqlite" => Dialect::Sqlite(sqlite::Names::new(&db.event_table, &db.archive_table)),
-            _ => Dialect::Postgres(postgres::Names::new(
+            _ => Dialect::Postgres(postgres::names(
                 &db.schema,
                 &db.event_table,
                 &db.archive_table,
@@ -283,12 +304,12 @@ mod script_tests {
             "CREATE TABLE a (x int)".to_string(),
             "BEGIN x; END".to_string(),
         ];
-        let pg = Dialect::Postgres(postgres::Names::new("s", "e", "a"));
+        let pg = Dialect::Postgres(postgres::names("s", "e", "a"));
         assert_eq!(
             pg.script(&statements),
             "CREATE TABLE a (x int);\n\nBEGIN x; END;\n\n"
         );
-        let my = Dialect::Mysql(mysql::Names::new("s", "e", "a"));
+        let my = Dialect::Mysql(mysql::names("s", "e", "a"));
         assert_eq!(
             my.script(&statements),
             "-- run with `mysql --comments`: the trigger bodies' fingerprint comments must stay\n\

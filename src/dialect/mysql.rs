@@ -30,7 +30,9 @@
 //!   number otherwise, so that no value is lost.
 
 use crate::config::{TableName, Verb};
-use crate::dialect::{fingerprint, object_tag, Capture, KeySyntax, TriggerDdl, FINGERPRINT_MARKER};
+use crate::dialect::{
+    fingerprint, object_tag, Capture, KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+};
 use crate::store::{Column, TableInfo};
 
 /// Every trigger trigpoll installs has a name starting with this.
@@ -57,34 +59,16 @@ pub fn table(name: &TableName) -> String {
     super::qualified(name, ident)
 }
 
-/// Where trigpoll's own tables live, quoted.
-#[derive(Debug, Clone)]
-pub struct Names {
-    pub schema: String,
-    pub event: String,
-    pub archive: String,
-    /// Unquoted, for catalog lookups.
-    pub schema_raw: String,
-    pub event_raw: String,
-    pub archive_raw: String,
+/// Where trigpoll's own tables live: `schema` is a database.
+pub type Names = SchemaNames;
+
+pub fn names(schema: &str, event: &str, archive: &str) -> Names {
+    SchemaNames::new(schema, event, archive, ident)
 }
 
-impl Names {
-    pub fn new(schema: &str, event: &str, archive: &str) -> Self {
-        Names {
-            schema: ident(schema),
-            event: format!("{}.{}", ident(schema), ident(event)),
-            archive: format!("{}.{}", ident(schema), ident(archive)),
-            schema_raw: schema.to_string(),
-            event_raw: event.to_string(),
-            archive_raw: archive.to_string(),
-        }
-    }
-
-    /// The event table's index on (priority, event id), which claims walk in order.
-    pub fn claim_index(&self) -> String {
-        ident(&format!("{}_claim", self.event_raw))
-    }
+/// The event table's index on (priority, event id), which claims walk in order.
+pub fn claim_index(n: &Names) -> String {
+    ident(&format!("{}_claim", n.event_raw))
 }
 
 /// Creates the database and the event and archive tables with their indexes.
@@ -130,7 +114,7 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     KEY {} (key_hash, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             n.event,
-            n.claim_index(),
+            claim_index(n),
             key_order
         ),
         format!(
@@ -419,7 +403,7 @@ ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED",
         ev = n.event,
-        claim = n.claim_index()
+        claim = claim_index(n)
     )
 }
 
@@ -785,11 +769,7 @@ mod tests {
 
     #[test]
     fn event_tables() {
-        let sql = create_tables(&Names::new(
-            "trigpoll",
-            "trigpoll_event",
-            "trigpoll_archive",
-        ));
+        let sql = create_tables(&names("trigpoll", "trigpoll_event", "trigpoll_archive"));
         assert_eq!(
             sql[0],
             "CREATE DATABASE IF NOT EXISTS `trigpoll` CHARACTER SET utf8mb4"
@@ -812,7 +792,7 @@ mod tests {
         let table = order_line();
         let object = object(vec![Verb::Create, Verb::Update, Verb::Delete]);
         let capture = Capture::new(&object, &table, ":").unwrap();
-        let ddl = capture_trigger(&Names::new("tp", "ev", "ar"), &capture);
+        let ddl = capture_trigger(&names("tp", "ev", "ar"), &capture);
         let key = |row: &str| {
             format!(
                 "CONCAT(CONCAT('contract_id=', REPLACE(REPLACE(REPLACE(CAST({row}.`contract_id` AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), ':', '%3A')), ':', CONCAT('header_id=', REPLACE(REPLACE(REPLACE(CAST({row}.`header_id` AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), ':', '%3A')))"
@@ -873,7 +853,7 @@ END",
         let mut object = object(vec![Verb::Create]);
         object.keys = Some(vec!["photo".into(), "at".into()]);
         let capture = Capture::new(&object, &table, "|").unwrap();
-        let ddl = capture_trigger(&Names::new("tp", "ev", "ar"), &capture);
+        let ddl = capture_trigger(&names("tp", "ev", "ar"), &capture);
         assert_eq!(
             ddl.statements.len(),
             6,
@@ -884,7 +864,7 @@ END",
         ), "{}", ddl.statements[4]);
         assert!(ddl.statements[4].contains("(1 of 1 triggers)"));
         let other = capture_trigger(
-            &Names::new("tp", "ev", "ar"),
+            &names("tp", "ev", "ar"),
             &Capture::new(&self::object(vec![Verb::Create]), &table, ":").unwrap(),
         );
         assert_ne!(ddl.fingerprint, other.fingerprint);
@@ -893,7 +873,7 @@ END",
     #[test]
     fn claim_text() {
         assert_eq!(
-            claim(&Names::new("tp", "ev", "ar")),
+            claim(&names("tp", "ev", "ar")),
             "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors
 FROM `tp`.`ev` e FORCE INDEX (`ev_claim`)
 WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
@@ -906,14 +886,14 @@ LIMIT ?
 FOR UPDATE SKIP LOCKED"
         );
         assert_eq!(
-            mark_claimed(&Names::new("tp", "ev", "ar"), 3),
+            mark_claimed(&names("tp", "ev", "ar"), 3),
             "UPDATE `tp`.`ev` SET event_status = 3, claimed_by = ?, claimed_at = NOW(6) WHERE event_id IN (?, ?, ?)"
         );
     }
 
     #[test]
     fn finish_text() {
-        let n = Names::new("tp", "ev", "ar");
+        let n = names("tp", "ev", "ar");
         assert_eq!(
             archive(&n, 2),
             "INSERT INTO `tp`.`ar` (event_id, object_name, object_verb, object_key, event_priority,

@@ -2,7 +2,8 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    concat_pipes, fingerprint, object_tag, Capture, KeySyntax, TriggerDdl, FINGERPRINT_MARKER,
+    concat_pipes, fingerprint, object_tag, Capture, KeySyntax, SchemaNames, TriggerDdl,
+    FINGERPRINT_MARKER,
 };
 use crate::store::TableInfo;
 
@@ -30,40 +31,27 @@ pub fn table(name: &TableName) -> String {
     super::qualified(name, ident)
 }
 
-/// Where trigpoll's own tables live, quoted.
-#[derive(Debug, Clone)]
-pub struct Names {
-    pub schema: String,
-    pub event: String,
-    pub archive: String,
-    /// Unquoted, for catalog lookups.
-    pub schema_raw: String,
-    pub event_raw: String,
-    pub archive_raw: String,
-    /// The LISTEN/NOTIFY channel of this event table.
-    pub channel: String,
+/// Where trigpoll's own tables live.
+pub type Names = SchemaNames;
+
+pub fn names(schema: &str, event: &str, archive: &str) -> Names {
+    SchemaNames::new(schema, event, archive, ident)
 }
 
-impl Names {
-    pub fn new(schema: &str, event: &str, archive: &str) -> Self {
-        Names {
-            schema: ident(schema),
-            event: format!("{}.{}", ident(schema), ident(event)),
-            archive: format!("{}.{}", ident(schema), ident(archive)),
-            schema_raw: schema.to_string(),
-            event_raw: event.to_string(),
-            archive_raw: archive.to_string(),
-            channel: format!("trigpoll_{}", &fingerprint(&format!("{schema}.{event}"))),
-        }
-    }
+/// The LISTEN/NOTIFY channel of an event table.
+pub fn channel(n: &Names) -> String {
+    format!(
+        "trigpoll_{}",
+        fingerprint(&format!("{}.{}", n.schema_raw, n.event_raw))
+    )
+}
 
-    fn routine(&self, name: &str) -> String {
-        format!("{}.{}", self.schema, ident(name))
-    }
+fn routine(n: &Names, name: &str) -> String {
+    format!("{}.{}", n.schema, ident(name))
+}
 
-    fn notify_routine(&self) -> String {
-        self.routine(&format!("notify_{}", self.event_raw))
-    }
+fn notify_routine(n: &Names) -> String {
+    routine(n, &format!("notify_{}", n.event_raw))
 }
 
 /// Creates the schema, the event and archive tables, their indexes, and the statement trigger
@@ -136,8 +124,8 @@ BEGIN
     RETURN NULL;
 END
 $trigpoll$",
-            n.notify_routine(),
-            literal(&n.channel)
+            notify_routine(n),
+            literal(&channel(n))
         ),
         format!(
             "DROP TRIGGER IF EXISTS trigpoll_notify ON {}",
@@ -146,7 +134,7 @@ $trigpoll$",
         format!(
             "CREATE TRIGGER trigpoll_notify AFTER INSERT ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
             n.event,
-            n.notify_routine()
+            notify_routine(n)
         ),
     ]
 }
@@ -155,7 +143,7 @@ pub fn drop_tables(n: &Names) -> Vec<String> {
     vec![
         format!("DROP TABLE IF EXISTS {}", n.event),
         format!("DROP TABLE IF EXISTS {}", n.archive),
-        format!("DROP FUNCTION IF EXISTS {}()", n.notify_routine()),
+        format!("DROP FUNCTION IF EXISTS {}()", notify_routine(n)),
     ]
 }
 
@@ -175,7 +163,10 @@ fn key_expr(c: &Capture, row: &str) -> String {
 }
 
 pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
-    let routine = n.routine(&format!("{ROUTINE_PREFIX}{}", object_tag(&c.object.name)));
+    let routine = routine(
+        n,
+        &format!("{ROUTINE_PREFIX}{}", object_tag(&c.object.name)),
+    );
     let columns = "(object_name, object_verb, object_key, event_priority, payload)";
     let target = format!("INSERT INTO {} {columns} VALUES", n.event);
     let object = literal(&c.object.name);

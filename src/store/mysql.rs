@@ -261,7 +261,7 @@ impl MysqlStore {
         Ok(MysqlStore {
             conn: open_conn(db.url.expose())?,
             url: db.url.clone(),
-            names: Names::new(&db.schema, &db.event_table, &db.archive_table),
+            names: sql::names(&db.schema, &db.event_table, &db.archive_table),
             database,
             token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             claim_timeout_us: config.poll.claim_timeout.as_micros() as u64,

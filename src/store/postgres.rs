@@ -78,7 +78,7 @@ impl PgStore {
         Ok(PgStore {
             client: open_client(db.url.expose())?,
             url: db.url.clone(),
-            names: Names::new(&db.schema, &db.event_table, &db.archive_table),
+            names: sql::names(&db.schema, &db.event_table, &db.archive_table),
             token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             claim_timeout_secs: config.poll.claim_timeout.as_secs_f64(),
             listening: false,
@@ -585,7 +585,10 @@ impl EventStore for PgStore {
     fn wait_for_events(&mut self, timeout: Duration) -> Result<bool> {
         if !self.listening {
             self.client
-                .batch_execute(&format!("LISTEN {}", sql::ident(&self.names.channel)))
+                .batch_execute(&format!(
+                    "LISTEN {}",
+                    sql::ident(&sql::channel(&self.names))
+                ))
                 .map_err(err)?;
             self.listening = true;
         }
