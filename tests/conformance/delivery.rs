@@ -400,6 +400,8 @@ pub fn replay_filters_select_archived_events(backend: Backend) {
     assert!(stderr(&bad).contains("bogus"));
     let bad = env.run_ok(&["replay", "--event-id", "9..1"], 2);
     assert!(stderr(&bad).contains("--event-id"));
+    let bad = env.run_ok(&["replay", "--connector", "nobody"], 2);
+    assert!(stderr(&bad).contains("nobody"), "{}", stderr(&bad));
 
     env.run_ok(&["replay", "--object", "Employee"], 0);
     env.run_ok(&["drain"], 0);
@@ -492,5 +494,27 @@ pub fn poll_wakes_up_delivers_and_stops_on_sigterm(backend: Backend) {
         .unwrap();
     let status = poller.wait().unwrap();
     assert_eq!(status.code(), Some(0));
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+}
+
+pub fn drain_stops_at_max_events(backend: Backend) {
+    let Some((env, out)) = hr(backend, "batch_size = 10") else {
+        return;
+    };
+    let values: Vec<String> = (1..=30).map(|i| format!("({i}, 'd{i}')")).collect();
+    env.db.execute(&format!(
+        "INSERT INTO department VALUES {}",
+        values.join(", ")
+    ));
+    let run = env.run_ok(&["drain", "--max-events", "10"], 0);
+    assert!(
+        stderr(&run).contains("drained 10 events"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(lines(&out).len(), 10);
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 20);
+    env.run_ok(&["drain", "--max-time", "1h"], 0);
+    assert_eq!(lines(&out).len(), 30);
     assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
 }

@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             delivery::status_reports_backlog_and_failures,
             delivery::archive_false_keeps_only_failures,
             delivery::very_large_rows_are_delivered_intact,
+            delivery::drain_stops_at_max_events,
             delivery::poll_wakes_up_delivers_and_stops_on_sigterm,
             faults::kill_9_mid_drain_loses_nothing,
             faults::two_drains_deliver_nothing_twice_and_keep_key_order,
