@@ -1,9 +1,13 @@
 //! The poller: claim a batch, build business objects, deliver them, archive the outcomes.
 //!
 //! One batch is one claim, one bulk row fetch per object, one delivery call per connector and
-//! one finishing transaction, whatever the batch size.
+//! one finishing transaction, whatever the batch size. Where the backend offers a second
+//! connection, a thread claims and builds the next batch on it while the current one is
+//! delivered and finished, so that the database works on both at once.
 
 use std::collections::HashMap;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -15,6 +19,7 @@ use crate::event::{ArchiveRow, Event, RetryLater, Status};
 use crate::key::{self, KeyPair};
 use crate::payload;
 use crate::store::{Column, EventStore, Fetched, StoreError, TableInfo};
+use crate::subscription::Subscription;
 
 /// What the batches so far came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,6 +51,7 @@ impl Tally {
 }
 
 /// A configured object and the table it is bound to.
+#[derive(Clone)]
 struct Bound {
     table: TableInfo,
     keys: Vec<String>,
@@ -61,12 +67,128 @@ pub enum StartError {
 }
 
 pub struct Poller {
+    /// Fetches rows and finishes batches; also what the commands use between batches (status,
+    /// waiting).
     store: Box<dyn EventStore>,
+    batches: Batches,
     objects: HashMap<String, Bound>,
     connectors: Vec<Connector>,
-    delimiter: String,
     archive_sent: bool,
+}
+
+/// Claims batches and works out what each event needs: subscriptions, keys, captured images.
+struct Builder {
+    objects: HashMap<String, Bound>,
+    /// Each connector's id and subscriptions, in the order of `Poller::connectors`.
+    routes: Vec<(String, Vec<Subscription>)>,
+    delimiter: String,
     batch_size: usize,
+}
+
+/// Where the next batch comes from.
+enum Batches {
+    /// Claimed on the poller's own connection when it is needed.
+    Inline(Builder),
+    /// Claimed one batch ahead on a second connection.
+    Ahead(Ahead),
+}
+
+type Built = Result<Vec<Work>, StoreError>;
+
+/// A thread that claims and builds a batch on its own connection each time it is asked to.
+struct Ahead {
+    requests: Option<SyncSender<()>>,
+    replies: Receiver<Built>,
+    /// A batch has been asked for and not yet received.
+    outstanding: bool,
+    /// It was asked for while the previous batch was still being processed.
+    overlapped: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ahead {
+    fn start(builder: Builder, mut store: Box<dyn EventStore>) -> std::io::Result<Ahead> {
+        let (requests, asked) = mpsc::sync_channel::<()>(1);
+        let (reply, replies) = mpsc::sync_channel::<Built>(1);
+        let thread = std::thread::Builder::new()
+            .name("trigpoll-claim".into())
+            .spawn(move || {
+                let mut lost = false;
+                while asked.recv().is_ok() {
+                    let built = match lost {
+                        true => store
+                            .reconnect()
+                            .and_then(|()| builder.next_batch(store.as_mut())),
+                        false => builder.next_batch(store.as_mut()),
+                    };
+                    lost = matches!(built, Err(StoreError::Connection(_)));
+                    if reply.send(built).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Ahead {
+            requests: Some(requests),
+            replies,
+            outstanding: false,
+            overlapped: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for the next batch while the current one is being processed.
+    fn ask_ahead(&mut self) {
+        self.ask();
+        self.overlapped = true;
+    }
+
+    fn ask(&mut self) {
+        if self.outstanding {
+            return;
+        }
+        self.overlapped = false;
+        if let Some(requests) = &self.requests {
+            self.outstanding = requests.send(()).is_ok();
+        }
+    }
+
+    fn receive(&mut self) -> Built {
+        let mut built = self.receive_once();
+        // A claim made while the previous batch was being finished passes over the events
+        // waiting behind that batch's keys; now that it is finished, they may be ready.
+        if self.overlapped && matches!(&built, Ok(work) if work.is_empty()) {
+            built = self.receive_once();
+        }
+        built
+    }
+
+    fn receive_once(&mut self) -> Built {
+        self.ask();
+        self.outstanding = false;
+        self.replies.recv().unwrap_or_else(|_| {
+            Err(StoreError::Connection(
+                "the claiming thread stopped".to_string(),
+            ))
+        })
+    }
+
+    /// Waits for a batch asked for and not received; true when it claimed events.
+    fn cancel(&mut self) -> bool {
+        if !self.outstanding {
+            return false;
+        }
+        self.outstanding = false;
+        matches!(self.replies.recv(), Ok(Ok(work)) if !work.is_empty())
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.requests = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// The work one event needs in this batch.
@@ -103,13 +225,29 @@ impl Poller {
             .iter()
             .map(|c| Connector::new(c.clone()).map_err(|e| StartError::Config(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        let builder = Builder {
+            objects: objects.clone(),
+            routes: config
+                .connectors
+                .iter()
+                .map(|c| (c.id.clone(), c.subscribe.clone()))
+                .collect(),
+            delimiter: config.poll.key_delimiter.clone(),
+            batch_size: config.poll.batch_size,
+        };
+        let batches = match store.sibling() {
+            Some(sibling) => Batches::Ahead(
+                Ahead::start(builder, sibling?)
+                    .map_err(|e| StartError::Config(format!("cannot start a thread: {e}")))?,
+            ),
+            None => Batches::Inline(builder),
+        };
         Ok(Poller {
             store,
+            batches,
             objects,
             connectors,
-            delimiter: config.poll.key_delimiter.clone(),
             archive_sent: config.poll.archive,
-            batch_size: config.poll.batch_size,
         })
     }
 
@@ -117,33 +255,86 @@ impl Poller {
         self.store.as_mut()
     }
 
+    /// Replaces a lost connection and gives back this poller's claims, so that the batch that
+    /// was interrupted is delivered again. The claiming connection reconnects on its next claim.
+    pub fn reconnect(&mut self) -> Result<(), StoreError> {
+        if let Batches::Ahead(ahead) = &mut self.batches {
+            ahead.cancel();
+        }
+        self.store.reconnect()?;
+        self.store.release_claims()
+    }
+
     /// Claims and processes one batch. An empty tally means nothing was ready.
     pub fn run_batch(&mut self) -> Result<Tally, StoreError> {
-        let events = self.store.claim(self.batch_size)?;
-        if events.is_empty() {
+        let work = match &mut self.batches {
+            Batches::Inline(builder) => builder.next_batch(self.store.as_mut()),
+            Batches::Ahead(ahead) => ahead.receive(),
+        };
+        let work = match work {
+            Ok(work) => work,
+            Err(e) => {
+                // The claim may have been made before building failed.
+                self.release_claims();
+                return Err(e);
+            }
+        };
+        if work.is_empty() {
             return Ok(Tally::default());
         }
-        match self.process(events) {
+        if let Batches::Ahead(ahead) = &mut self.batches {
+            ahead.ask_ahead();
+        }
+        match self.process(work) {
             Ok(tally) => Ok(tally),
             Err(e) => {
                 // Whatever was delivered will be delivered again: at-least-once.
-                if let Err(release) = self.store.release_claims() {
-                    debug!(error = %release, "could not release claims; they expire");
-                }
+                self.release_claims();
                 Err(e)
             }
         }
     }
 
-    fn process(&mut self, events: Vec<Event>) -> Result<Tally, StoreError> {
-        let mut work: Vec<Work> = events.into_iter().map(|e| self.prepare(e)).collect();
+    fn process(&mut self, mut work: Vec<Work>) -> Result<Tally, StoreError> {
         self.fetch(&mut work)?;
         let outcomes = self.deliver(&work);
         self.settle(work, outcomes)
     }
 
+    /// Gives back every claim of this poller, the batch claimed ahead included.
+    fn release_claims(&mut self) {
+        if let Batches::Ahead(ahead) = &mut self.batches {
+            ahead.cancel();
+        }
+        if let Err(release) = self.store.release_claims() {
+            debug!(error = %release, "could not release claims; they expire");
+        }
+    }
+}
+
+impl Drop for Poller {
+    /// A batch claimed ahead and never processed goes back to the queue at once rather than
+    /// after the claim timeout.
+    fn drop(&mut self) {
+        if let Batches::Ahead(ahead) = &mut self.batches {
+            if ahead.cancel() {
+                if let Err(e) = self.store.release_claims() {
+                    debug!(error = %e, "could not release claims; they expire");
+                }
+            }
+        }
+    }
+}
+
+impl Builder {
+    /// Claims a batch and works out what each of its events needs for delivery.
+    fn next_batch(&self, store: &mut dyn EventStore) -> Built {
+        let events = store.claim(self.batch_size)?;
+        Ok(events.into_iter().map(|e| self.prepare(store, e)).collect())
+    }
+
     /// Matches subscriptions and parses the key; captured row images are used as they are.
-    fn prepare(&self, event: Event) -> Work {
+    fn prepare(&self, store: &dyn EventStore, event: Event) -> Work {
         let mut w = Work {
             targets: Vec::new(),
             key: Vec::new(),
@@ -155,9 +346,9 @@ impl Poller {
         let matching: Vec<usize> = match &e.connector_id {
             Some(id) => {
                 let found: Vec<usize> = self
-                    .connectors
+                    .routes
                     .iter()
-                    .position(|c| c.id() == id)
+                    .position(|(c, _)| c == id)
                     .into_iter()
                     .collect();
                 if found.is_empty() {
@@ -169,11 +360,10 @@ impl Poller {
                 }
                 found
             }
-            None => (0..self.connectors.len())
+            None => (0..self.routes.len())
                 .filter(|&i| {
-                    self.connectors[i]
-                        .config
-                        .subscribe
+                    self.routes[i]
+                        .1
                         .iter()
                         .any(|s| s.matches(&e.object_name, &e.object_verb))
                 })
@@ -191,11 +381,7 @@ impl Poller {
         }
         w.targets = matching
             .into_iter()
-            .filter(|&i| {
-                !e.done_connectors
-                    .iter()
-                    .any(|d| d == self.connectors[i].id())
-            })
+            .filter(|&i| !e.done_connectors.iter().any(|d| *d == self.routes[i].0))
             .collect();
         let Some(bound) = self.objects.get(&e.object_name) else {
             w.verdict = Some((
@@ -226,8 +412,7 @@ impl Poller {
         }
         if w.verdict.is_none() && e.object_verb == "Delete" {
             let attributes = match &e.payload {
-                Some(image) => self
-                    .store
+                Some(image) => store
                     .row_image(&bound.table, image)
                     .map_err(|err| err.to_string()),
                 // An application's own Delete event carries no image: the key is all there is.
@@ -244,7 +429,9 @@ impl Poller {
         }
         w
     }
+}
 
+impl Poller {
     /// Fetches the rows of every event still needing one: one query per object.
     fn fetch(&mut self, work: &mut [Work]) -> Result<(), StoreError> {
         let mut by_object: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -291,7 +478,6 @@ impl Poller {
         }
         Ok(())
     }
-
     /// Hands each connector its deliveries in one call. Returns, per connector, the outcome of
     /// each (work index) it was given.
     fn deliver(&mut self, work: &[Work]) -> Vec<Vec<(usize, Outcome)>> {

@@ -134,13 +134,8 @@ pub fn batch_with_reconnect(
                 tracing::warn!(%reason, retry_in = ?delay, "database connection lost; reconnecting");
                 sleep_unless_stopped(stop, delay);
                 delay = (delay * 2).min(Duration::from_secs(30));
-                match poller.store().reconnect() {
-                    Ok(()) => {
-                        if let Err(e) = poller.store().release_claims() {
-                            tracing::warn!(error = %e, "could not release claims; they expire");
-                        }
-                        tracing::info!("reconnected");
-                    }
+                match poller.reconnect() {
+                    Ok(()) => tracing::info!("reconnected"),
                     Err(e) => tracing::warn!(error = %e, "reconnect failed"),
                 }
             }

@@ -282,28 +282,68 @@ pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {
     sql
 }
 
-/// Claims a batch: `$1` limit, `$2` claim token, `$3` claim timeout in seconds.
-pub fn claim(n: &Names) -> String {
+/// Claims a batch of up to `limit` events for `token`, taking back claims older than
+/// `timeout_secs`. The values are literals, not parameters: the statement is prepared once per
+/// connection, and a generic plan for `LIMIT $1` sorts the whole backlog (150 ms at 100k events
+/// instead of 6 ms through the claim index).
+pub fn claim(n: &Names, limit: usize, token: &str, timeout_secs: f64) -> String {
     format!(
         "WITH ready AS (
     SELECT e.event_id FROM {ev} e
     WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
-           OR (e.event_status = 3 AND e.claimed_at < now() - $3::float8 * interval '1 second'))
+           OR (e.event_status = 3 AND e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second'))
       AND NOT EXISTS (SELECT 1 FROM {ev} p
                       WHERE p.object_name = e.object_name AND p.object_key = e.object_key
                         AND p.event_id < e.event_id)
     ORDER BY e.event_priority, e.event_id
-    LIMIT $1
+    LIMIT {limit}
     FOR UPDATE SKIP LOCKED
 )
-UPDATE {ev} AS e SET event_status = 3, claimed_by = $2, claimed_at = now()
+UPDATE {ev} AS e SET event_status = 3, claimed_by = {token}, claimed_at = now()
 -- Primary-key lookups of the claimed ids: a join with `ready` was planned as a hash join over a
 -- sequential scan of the whole event table, which made each claim cost as much as the backlog.
 WHERE e.event_id = ANY(ARRAY(SELECT event_id FROM ready))
 RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
     to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
     e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors",
-        ev = n.event
+        ev = n.event,
+        token = literal(token),
+    )
+}
+
+/// Writes the outcome of a batch in one statement, so in one transaction and one round trip:
+/// deletes the completed events (`$1` ids), puts the retried ones back (`$4` ids, `$5` their
+/// retry state by event id) and archives the outcomes (`$2`: by event id, a list of archive
+/// rows) of both, touching only events still claimed by `$3`. The outcomes are looked up by
+/// event id in a jsonb object rather than joined: every plan stays one primary-key lookup per
+/// event, whatever the statistics say (a join was once planned as a nested loop that rescanned
+/// the whole batch for every event).
+pub fn finish(n: &Names) -> String {
+    format!(
+        "WITH moved AS (
+    DELETE FROM {ev} e WHERE e.event_id = ANY($1::bigint[]) AND e.claimed_by = $3
+    RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
+        e.event_time, e.payload, e.replay_of
+), retried AS (
+    UPDATE {ev} e SET event_status = 0, claimed_by = NULL, claimed_at = NULL,
+        attempts = ($5::jsonb -> e.event_id::text ->> 'attempts')::int,
+        next_attempt_at = now()
+            + ($5::jsonb -> e.event_id::text ->> 'delay_ms')::bigint * interval '1 millisecond',
+        event_description = $5::jsonb -> e.event_id::text ->> 'description',
+        done_connectors = $5::jsonb -> e.event_id::text ->> 'done'
+    WHERE e.event_id = ANY($4::bigint[]) AND e.claimed_by = $3
+    RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
+        e.event_time, e.payload, e.replay_of
+)
+INSERT INTO {ar} (event_id, object_name, object_verb, object_key, event_priority, event_time,
+    event_status, event_description, connector_id, attempts, payload, replay_of)
+SELECT s.event_id, s.object_name, s.object_verb, s.object_key, s.event_priority, s.event_time,
+    o.status, o.description, o.connector_id, o.attempts, s.payload, s.replay_of
+FROM (SELECT * FROM moved UNION ALL SELECT * FROM retried) s
+CROSS JOIN LATERAL jsonb_to_recordset($2::jsonb -> s.event_id::text)
+    AS o(connector_id text, status smallint, description text, attempts int)",
+        ev = n.event,
+        ar = n.archive,
     )
 }
 

@@ -203,6 +203,11 @@ pub trait EventStore: Send {
 
     /// Replaces a lost connection, keeping this store's claim token.
     fn reconnect(&mut self) -> Result<()>;
+
+    /// A second connection to the same database with the same claim token, so that the next
+    /// batch can be claimed and fetched while this one is delivered and finished. `None` where
+    /// two connections gain nothing (SQLite lets one writer in at a time).
+    fn sibling(&self) -> Option<Result<Box<dyn EventStore>>>;
 }
 
 /// Parses a row as the database rendered it in JSON (a fetched row or a captured image).

@@ -831,6 +831,20 @@ impl EventStore for MysqlStore {
         self.seen_max = None;
         Ok(())
     }
+
+    fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
+        Some(open_conn(self.url.expose()).map(|conn| {
+            Box::new(MysqlStore {
+                conn,
+                url: self.url.clone(),
+                names: self.names.clone(),
+                database: self.database.clone(),
+                token: self.token.clone(),
+                claim_timeout_us: self.claim_timeout_us,
+                seen_max: None,
+            }) as Box<dyn EventStore>
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -792,6 +792,10 @@ impl EventStore for SqliteStore {
         self.data_version = None;
         Ok(())
     }
+
+    fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -513,7 +513,13 @@ pub fn drain_stops_at_max_events(backend: Backend) {
         stderr(&run)
     );
     assert_eq!(lines(&out).len(), 10);
-    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 20);
+    // The batch claimed ahead of the one processed goes back to the queue, not to wait for the
+    // claim timeout.
+    assert_eq!(
+        env.db
+            .count("SELECT count(*) FROM {events} WHERE event_status = 0 AND claimed_by IS NULL"),
+        20
+    );
     env.run_ok(&["drain", "--max-time", "1h"], 0);
     assert_eq!(lines(&out).len(), 30);
     assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
