@@ -600,7 +600,17 @@ impl EventStore for PgStore {
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
-        Some(open_client(self.url.expose()).map(|client| {
+        let open = || {
+            let mut client = open_client(self.url.expose())?;
+            // The sibling claims. A claim is soft state: one that a server crash loses leaves its
+            // events ready, to be claimed and delivered again, so its commit need not wait for
+            // the WAL flush.
+            client
+                .batch_execute("SET synchronous_commit = off")
+                .map_err(err)?;
+            Ok(client)
+        };
+        Some(open().map(|client| {
             Box::new(PgStore {
                 client,
                 url: self.url.clone(),
