@@ -40,26 +40,49 @@ pub fn names(schema: &str, event: &str, archive: &str) -> Names {
 
 /// The LISTEN/NOTIFY channel of an event table.
 pub fn channel(n: &Names) -> String {
+    format!("trigpoll_{}", table_fingerprint(n))
+}
+
+fn table_fingerprint(n: &Names) -> String {
+    fingerprint(&format!("{}.{}", n.schema_raw, n.event_raw))
+}
+
+/// The advisory lock (two-key form) that gates notifications: a poller about to sleep holds it
+/// exclusively, and a capture trigger notifies only when it cannot take it shared. A busy or
+/// absent poller costs writers no NOTIFY, whose commit-time queue lock serializes every
+/// notifying transaction on the server.
+pub fn wake_gate(n: &Names) -> (i32, i32) {
+    // "tpol" in ASCII, so that the first key says whose lock this is in pg_locks.
+    const TRIGPOLL: i32 = 0x7470_6f6c;
+    let table = u32::from_str_radix(&table_fingerprint(n)[..8], 16).expect("hex digits");
+    (TRIGPOLL, table as i32)
+}
+
+/// The notification a capture trigger sends when a poller waits for one (see [`wake_gate`]).
+fn notify_if_waited(n: &Names) -> String {
+    let (a, b) = wake_gate(n);
     format!(
-        "trigpoll_{}",
-        fingerprint(&format!("{}.{}", n.schema_raw, n.event_raw))
+        "IF NOT pg_try_advisory_xact_lock_shared({a}, {b}) THEN\n        PERFORM pg_notify({}, '');\n    END IF;",
+        literal(&channel(n))
     )
+}
+
+/// The notification trigger of earlier versions on the event table, removed by install.
+fn legacy_notify_routine(n: &Names) -> String {
+    routine(n, &format!("notify_{}", n.event_raw))
 }
 
 fn routine(n: &Names, name: &str) -> String {
     format!("{}.{}", n.schema, ident(name))
 }
 
-fn notify_routine(n: &Names) -> String {
-    routine(n, &format!("notify_{}", n.event_raw))
-}
-
-/// Creates the schema, the event and archive tables, their indexes, and the statement trigger
-/// that wakes pollers up. The event table leaves half of each page free: an event is updated
-/// once when it is claimed, and with room on its page that update is HOT (no new index
-/// entries), which makes a claim about a quarter cheaper. Object names and keys compare
-/// bytewise (`COLLATE "C"`): only equality matters for them, and the claim makes one
-/// key-order probe per event.
+/// Creates the schema, the event and archive tables and their indexes. The event table leaves
+/// half of each page free: an event is updated once when it is claimed, and with room on its
+/// page that update is HOT (no new index entries), which makes a claim about a quarter cheaper.
+/// Object names and keys compare bytewise (`COLLATE "C"`): only equality matters for them. The
+/// key-order index, through which the claim finds an earlier event for the same key, is a hash
+/// index: every captured change inserts into it, and a hash insert costs a third of a B-tree
+/// insert at a random place; a probe is cheaper too.
 pub fn create_tables(n: &Names) -> Vec<String> {
     let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
     let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
@@ -92,7 +115,7 @@ pub fn create_tables(n: &Names) -> Vec<String> {
             n.event
         ),
         format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key, event_id)",
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING hash (object_key)",
             idx("key_order"),
             n.event
         ),
@@ -119,25 +142,10 @@ pub fn create_tables(n: &Names) -> Vec<String> {
             aidx("event"),
             n.archive
         ),
-        format!(
-            "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS $trigpoll$
-BEGIN
-    PERFORM pg_notify({}, '');
-    RETURN NULL;
-END
-$trigpoll$",
-            notify_routine(n),
-            literal(&channel(n))
-        ),
-        format!(
-            "DROP TRIGGER IF EXISTS trigpoll_notify ON {}",
-            n.event
-        ),
-        format!(
-            "CREATE TRIGGER trigpoll_notify AFTER INSERT ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()",
-            n.event,
-            notify_routine(n)
-        ),
+        // Earlier versions notified from a statement trigger on the event table, on every
+        // insert; the capture triggers now notify only when a poller waits.
+        format!("DROP TRIGGER IF EXISTS trigpoll_notify ON {}", n.event),
+        format!("DROP FUNCTION IF EXISTS {}()", legacy_notify_routine(n)),
     ]
 }
 
@@ -145,7 +153,7 @@ pub fn drop_tables(n: &Names) -> Vec<String> {
     vec![
         format!("DROP TABLE IF EXISTS {}", n.event),
         format!("DROP TABLE IF EXISTS {}", n.archive),
-        format!("DROP FUNCTION IF EXISTS {}()", notify_routine(n)),
+        format!("DROP FUNCTION IF EXISTS {}()", legacy_notify_routine(n)),
     ]
 }
 
@@ -248,10 +256,12 @@ pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
 BEGIN
     {}
     END IF;
+    {}
     RETURN NULL;
 END
 ",
-        branches.join("\n    ELS")
+        branches.join("\n    ELS"),
+        notify_if_waited(n)
     );
     let fp = fingerprint(&format!("{body}{}", triggers.join("\n")));
     let mut statements = vec![format!(
@@ -284,6 +294,27 @@ pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {
     sql
 }
 
+/// The claim's condition for an event `e` to be taken: ready or abandoned, and no earlier event
+/// for its key still in the table.
+fn claimable(ev: &str, timeout_secs: f64) -> String {
+    format!(
+        "((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
+           OR (e.event_status = 3 AND e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second'))
+      AND NOT EXISTS (SELECT 1 FROM {ev} p
+                      WHERE p.object_name = e.object_name AND p.object_key = e.object_key
+                        AND p.event_id < e.event_id)"
+    )
+}
+
+/// Whether a claim would find anything, without claiming it.
+pub fn claimable_exists(n: &Names, timeout_secs: f64) -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM {ev} e WHERE {})",
+        claimable(&n.event, timeout_secs),
+        ev = n.event
+    )
+}
+
 /// Claims a batch of up to `limit` events for `token`, taking back claims older than
 /// `timeout_secs`. The values are literals, not parameters: the statement is prepared once per
 /// connection, and a generic plan for `LIMIT $1` sorts the whole backlog (150 ms at 100k events
@@ -292,11 +323,7 @@ pub fn claim(n: &Names, limit: usize, token: &str, timeout_secs: f64) -> String 
     format!(
         "WITH ready AS (
     SELECT e.event_id FROM {ev} e
-    WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
-           OR (e.event_status = 3 AND e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second'))
-      AND NOT EXISTS (SELECT 1 FROM {ev} p
-                      WHERE p.object_name = e.object_name AND p.object_key = e.object_key
-                        AND p.event_id < e.event_id)
+    WHERE {claimable}
     ORDER BY e.event_priority, e.event_id
     LIMIT {limit}
     FOR UPDATE SKIP LOCKED
@@ -309,6 +336,7 @@ RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priori
     to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
     e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors",
         ev = n.event,
+        claimable = claimable(&n.event, timeout_secs),
         token = literal(token),
     )
 }

@@ -24,10 +24,15 @@ pub struct PgStore {
     token: String,
     claim_timeout_secs: f64,
     listening: bool,
+    /// This session holds the wake gate (`sql::wake_gate`): it sleeps, and writers notify.
+    gate_held: bool,
     /// The statements of the batch loop, prepared once per connection: parsing and planning
     /// them anew cost a round trip and about a millisecond per batch.
     prepared: HashMap<String, Statement>,
 }
+
+/// How long a poller about to sleep waits for writers to leave the wake gate.
+const GATE_WAIT: Duration = Duration::from_millis(50);
 
 fn err(e: postgres::Error) -> StoreError {
     // Class 08 is a connection exception, 57 an operator intervention such as
@@ -87,8 +92,48 @@ impl PgStore {
             token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             claim_timeout_secs: config.poll.claim_timeout.as_secs_f64(),
             listening: false,
+            gate_held: false,
             prepared: HashMap::new(),
         })
+    }
+
+    /// Takes the wake gate (`sql::wake_gate`) for this session, waiting at most [`GATE_WAIT`]
+    /// for the writers inside it; false when it could not be had in that time.
+    fn hold_wake_gate(&mut self) -> Result<bool> {
+        let (a, b) = sql::wake_gate(&self.names);
+        let mut tx = self.client.transaction().map_err(err)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL lock_timeout = {}",
+            GATE_WAIT.as_millis()
+        ))
+        .map_err(err)?;
+        match tx.execute("SELECT pg_advisory_lock($1, $2)", &[&a, &b]) {
+            Ok(_) => tx.commit().map(|()| true).map_err(err),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::LOCK_NOT_AVAILABLE) => Ok(false),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Busy again: writers need not notify. The gate is the only advisory lock this session
+    /// takes.
+    fn release_wake_gate(&mut self) -> Result<()> {
+        self.query_prepared("SELECT pg_advisory_unlock_all()", &[])
+            .map_err(err)?;
+        self.gate_held = false;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a notification on the channel this session listens to.
+    fn notified(&mut self, timeout: Duration) -> Result<bool> {
+        let mut notifications = self.client.notifications();
+        let woken = notifications
+            .timeout_iter(timeout)
+            .next()
+            .map_err(err)?
+            .is_some();
+        // Many inserts may have notified; one claim answers all of them.
+        while notifications.iter().next().map_err(err)?.is_some() {}
+        Ok(woken)
     }
 
     /// Runs `query` as a statement prepared once per connection.
@@ -491,10 +536,14 @@ impl EventStore for PgStore {
             )
         };
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref()).collect();
-        let mut replayed: Vec<Replayed> = self
-            .client
-            .query(&query, &refs)
-            .map_err(err)?
+        let rows = self.client.query(&query, &refs).map_err(err)?;
+        if !dry_run && !rows.is_empty() {
+            // Wake a waiting poller, as a capture trigger does.
+            self.client
+                .execute("SELECT pg_notify($1, '')", &[&sql::channel(&self.names)])
+                .map_err(err)?;
+        }
+        let mut replayed: Vec<Replayed> = rows
             .iter()
             .map(|r| Replayed {
                 replay_of: r.get(0),
@@ -581,20 +630,33 @@ impl EventStore for PgStore {
                 .map_err(err)?;
             self.listening = true;
         }
-        let mut notifications = self.client.notifications();
-        let woken = notifications
-            .timeout_iter(timeout)
-            .next()
-            .map_err(err)?
-            .is_some();
-        // Many inserts may have notified; one claim answers all of them.
-        while notifications.iter().next().map_err(err)?.is_some() {}
-        Ok(woken)
+        if !self.gate_held {
+            if !self.hold_wake_gate()? {
+                // Another poller holds the gate and the notifications reach this one too, or a
+                // writer is still inside: look again shortly.
+                return self.notified(timeout.min(GATE_WAIT));
+            }
+            self.gate_held = true;
+            // Whatever was written before the gate was taken is committed now; what is
+            // written after it notifies.
+            let exists = sql::claimable_exists(&self.names, self.claim_timeout_secs);
+            let rows = self.query_prepared(&exists, &[]).map_err(err)?;
+            if rows[0].get::<_, bool>(0) {
+                self.release_wake_gate()?;
+                return Ok(true);
+            }
+        }
+        if self.notified(timeout)? {
+            self.release_wake_gate()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn reconnect(&mut self) -> Result<()> {
         self.client = open_client(self.url.expose())?;
         self.listening = false;
+        self.gate_held = false;
         self.prepared.clear();
         Ok(())
     }
@@ -618,6 +680,7 @@ impl EventStore for PgStore {
                 token: self.token.clone(),
                 claim_timeout_secs: self.claim_timeout_secs,
                 listening: false,
+                gate_held: false,
                 prepared: HashMap::new(),
             }) as Box<dyn EventStore>
         }))
