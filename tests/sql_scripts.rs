@@ -50,17 +50,18 @@ fn table(name: &str, columns: &[Spec], primary_key: &[&str]) -> TableInfo {
     }
 }
 
-/// The sample schema as each backend describes it: (int, text, decimal, timestamp, bytes).
-fn tables(types: [&str; 5]) -> Vec<TableInfo> {
+/// The sample schema as each backend describes it: (int, text, decimal, timestamp, bytes), and
+/// the kind of its integer columns.
+fn tables(types: [&str; 5], integer: ColumnKind) -> Vec<TableInfo> {
     use ColumnKind::*;
     let [int, text, dec, ts, bytes] = types;
     vec![
         table(
             "employee",
             &[
-                ("emp_id", int, false, Plain),
+                ("emp_id", int, false, integer),
                 ("last_name", text, true, Plain),
-                ("dept_id", int, true, Plain),
+                ("dept_id", int, true, integer),
                 ("salary", dec, true, Plain),
                 ("hired", ts, true, NaiveTimestamp),
                 ("photo", bytes, true, Bytes),
@@ -69,15 +70,18 @@ fn tables(types: [&str; 5]) -> Vec<TableInfo> {
         ),
         table(
             "department",
-            &[("dept_id", int, false, Plain), ("name", text, false, Plain)],
+            &[
+                ("dept_id", int, false, integer),
+                ("name", text, false, Plain),
+            ],
             &["dept_id"],
         ),
         table(
             "order_line",
             &[
-                ("contract_id", int, false, Plain),
+                ("contract_id", int, false, integer),
                 ("header_id", text, false, Plain),
-                ("qty", int, true, Plain),
+                ("qty", int, true, integer),
             ],
             &["contract_id", "header_id"],
         ),
@@ -87,7 +91,12 @@ fn tables(types: [&str; 5]) -> Vec<TableInfo> {
 fn script(backend: &str, types: [&str; 5]) -> String {
     let config = Config::from_str(CONFIG, Path::new("tests/trigpoll.toml")).unwrap();
     let dialect = Dialect::new(backend, &config);
-    let tables = tables(types);
+    // SQLite's integer columns can hold text, so it describes none as integer.
+    let integer = match backend {
+        "sqlite" => ColumnKind::Plain,
+        _ => ColumnKind::Integer,
+    };
+    let tables = tables(types, integer);
     let mut statements = dialect.create_tables();
     for (object, info) in config.objects.iter().zip(&tables) {
         let capture = Capture::new(object, info, &config.poll.key_delimiter).unwrap();

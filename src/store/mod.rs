@@ -31,11 +31,15 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// How a column's values must be adjusted to reach their JSON types (DESIGN.md §7).
+/// How a column's values must be adjusted to reach their JSON types (DESIGN.md §7), and what
+/// its values can look like as text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnKind {
     /// The database's JSON form is already right.
     Plain,
+    /// An integer type that holds nothing else (not SQLite's dynamic types): as text, a sign
+    /// and digits. Its JSON form is right.
+    Integer,
     /// Bytes: sent as base64.
     Bytes,
     /// A timestamp without time zone: taken as UTC.

@@ -341,6 +341,7 @@ impl EventStore for MysqlStore {
                         ColumnKind::Bytes
                     }
                     "datetime" => ColumnKind::NaiveTimestamp,
+                    "tinyint" | "smallint" | "mediumint" | "int" | "bigint" => ColumnKind::Integer,
                     _ => ColumnKind::Plain,
                 },
                 sql_type,

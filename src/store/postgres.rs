@@ -213,7 +213,7 @@ fn normalize(
                     text.push('Z');
                 }
             }
-            ColumnKind::Plain => {}
+            ColumnKind::Plain | ColumnKind::Integer => {}
         }
     }
     row
@@ -252,6 +252,7 @@ impl EventStore for PgStore {
                     kind: match typname.as_str() {
                         "bytea" => ColumnKind::Bytes,
                         "timestamp" => ColumnKind::NaiveTimestamp,
+                        "int2" | "int4" | "int8" => ColumnKind::Integer,
                         _ => ColumnKind::Plain,
                     },
                 }
