@@ -416,14 +416,14 @@ impl Builder {
                     .row_image(&bound.table, image)
                     .map_err(|err| err.to_string()),
                 // An application's own Delete event carries no image: the key is all there is.
-                None => Ok(w
+                None => Ok(raw(&w
                     .key
                     .iter()
                     .map(|(n, v)| (n.clone(), v.clone().into()))
-                    .collect()),
+                    .collect())),
             };
             match attributes {
-                Ok(map) => w.attributes = Some(raw(&map)),
+                Ok(raw) => w.attributes = Some(raw),
                 Err(reason) => w.verdict = Some((Status::Error, reason)),
             }
         }
@@ -458,7 +458,7 @@ impl Poller {
         for (i, fetched) in results {
             let w = &mut work[i];
             match fetched {
-                Fetched::Row(row) => w.attributes = Some(raw(&row)),
+                Fetched::Row(row) => w.attributes = Some(row),
                 Fetched::Missing => {
                     w.verdict = Some((
                         Status::NotFound,

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::config::{Config, TableName};
 use crate::event::{ArchiveRow, Event, RetryLater, Status};
@@ -70,14 +71,25 @@ impl TableInfo {
 }
 
 /// The row fetched for one key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Fetched {
     /// The row's columns as a JSON object, with JSON types.
-    Row(serde_json::Map<String, serde_json::Value>),
+    Row(Box<RawValue>),
     /// No row has this key any more.
     Missing,
     /// The key's values do not fit the key columns (e.g. `emp_id=abc` for an integer).
     Invalid(String),
+}
+
+impl PartialEq for Fetched {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Fetched::Row(a), Fetched::Row(b)) => a.get() == b.get(),
+            (Fetched::Missing, Fetched::Missing) => true,
+            (Fetched::Invalid(a), Fetched::Invalid(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Replay filters (DESIGN.md §2). Every set filter must match.
@@ -173,11 +185,7 @@ pub trait EventStore: Send {
     ) -> Result<Vec<Fetched>>;
 
     /// Turns a captured row image (JSON text written by the trigger) into attributes.
-    fn row_image(
-        &self,
-        table: &TableInfo,
-        image: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>>;
+    fn row_image(&self, table: &TableInfo, image: &str) -> Result<Box<RawValue>>;
 
     /// Writes the outcome of a batch in one transaction: archive rows, removal of the events in
     /// `complete`, and the retry state of `retry`. Only events this store still holds a claim on
@@ -218,6 +226,11 @@ pub trait EventStore: Send {
 pub(crate) fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Database(format!("row image is not a JSON object: {e}")))
+}
+
+/// A row's attributes as they go into the payload.
+pub(crate) fn attributes(row: &serde_json::Map<String, serde_json::Value>) -> Box<RawValue> {
+    serde_json::value::to_raw_value(row).expect("a JSON object serializes")
 }
 
 /// Opens the store named by the configuration's database URL.

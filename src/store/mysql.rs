@@ -535,8 +535,11 @@ impl EventStore for MysqlStore {
         &self,
         table: &TableInfo,
         image: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>> {
-        Ok(normalize(table, super::json_object(image)?))
+    ) -> Result<Box<serde_json::value::RawValue>> {
+        Ok(super::attributes(&normalize(
+            table,
+            super::json_object(image)?,
+        )))
     }
 
     fn finish(

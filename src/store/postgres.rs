@@ -2,11 +2,13 @@
 
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use fallible_iterator::FallibleIterator;
-use postgres::types::ToSql;
+use postgres::types::{Json, ToSql};
 use postgres::{Client, NoTls, Row, Statement};
+use serde::Serialize;
+use serde_json::value::RawValue;
 
 use crate::config::{Config, Secret, TableName};
 use crate::dialect::parse_fingerprint;
@@ -29,6 +31,24 @@ pub struct PgStore {
     /// The statements of the batch loop, prepared once per connection: parsing and planning
     /// them anew cost a round trip and about a millisecond per batch.
     prepared: HashMap<String, Statement>,
+}
+
+/// One archive row of an event, as `sql::finish` reads it.
+#[derive(Debug, Serialize)]
+struct Outcome<'a> {
+    connector_id: Option<&'a str>,
+    status: i16,
+    description: Option<&'a str>,
+    attempts: i32,
+}
+
+/// What an event put back for a retry keeps, as `sql::finish` reads it.
+#[derive(Debug, Serialize)]
+struct RetryState<'a> {
+    attempts: i32,
+    delay_ms: i64,
+    description: &'a str,
+    done: Option<String>,
 }
 
 /// How long a poller about to sleep waits for writers to leave the wake gate.
@@ -371,12 +391,20 @@ impl EventStore for PgStore {
         }
     }
 
-    fn row_image(
-        &self,
-        table: &TableInfo,
-        image: &str,
-    ) -> Result<serde_json::Map<String, serde_json::Value>> {
-        Ok(normalize(table, super::json_object(image)?))
+    fn row_image(&self, table: &TableInfo, image: &str) -> Result<Box<RawValue>> {
+        let as_rendered = table
+            .columns
+            .iter()
+            .all(|c| matches!(c.kind, ColumnKind::Plain | ColumnKind::Integer));
+        if as_rendered && image.starts_with('{') {
+            // PostgreSQL's rendering is the payload's: checked, not parsed and written again.
+            return RawValue::from_string(image.to_string())
+                .map_err(|e| StoreError::Database(format!("row image is not JSON: {e}")));
+        }
+        Ok(super::attributes(&normalize(
+            table,
+            super::json_object(image)?,
+        )))
     }
 
     fn finish(
@@ -388,32 +416,27 @@ impl EventStore for PgStore {
         if archive.is_empty() && complete.is_empty() && retry.is_empty() {
             return Ok(());
         }
-        let mut outcomes = serde_json::Map::new();
+        // By event id: jsonb objects, looked up by key in the statement (see `sql::finish`).
+        let mut outcomes: BTreeMap<i64, Vec<Outcome>> = BTreeMap::new();
         for a in archive {
-            let rows = outcomes
-                .entry(a.event_id.to_string())
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-            if let serde_json::Value::Array(rows) = rows {
-                rows.push(serde_json::json!({
-                    "connector_id": a.connector_id,
-                    "status": a.status.code(),
-                    "description": a.description,
-                    "attempts": a.attempts,
-                }));
-            }
+            outcomes.entry(a.event_id).or_default().push(Outcome {
+                connector_id: a.connector_id.as_deref(),
+                status: a.status.code(),
+                description: a.description.as_deref(),
+                attempts: a.attempts,
+            });
         }
         let retried: Vec<i64> = retry.iter().map(|r| r.event_id).collect();
-        let retry_state: serde_json::Map<String, serde_json::Value> = retry
+        let retry_state: BTreeMap<i64, RetryState> = retry
             .iter()
             .map(|r| {
-                let done = (!r.done_connectors.is_empty()).then(|| r.done_connectors.join(","));
-                let state = serde_json::json!({
-                    "attempts": r.attempts,
-                    "delay_ms": r.delay.as_millis() as i64,
-                    "description": r.description,
-                    "done": done,
-                });
-                (r.event_id.to_string(), state)
+                let state = RetryState {
+                    attempts: r.attempts,
+                    delay_ms: r.delay.as_millis() as i64,
+                    description: &r.description,
+                    done: (!r.done_connectors.is_empty()).then(|| r.done_connectors.join(",")),
+                };
+                (r.event_id, state)
             })
             .collect();
         let query = sql::finish(&self.names);
@@ -422,10 +445,10 @@ impl EventStore for PgStore {
             &query,
             &[
                 &complete,
-                &serde_json::Value::Object(outcomes),
+                &Json(&outcomes),
                 &token,
                 &retried,
-                &serde_json::Value::Object(retry_state),
+                &Json(&retry_state),
             ],
         )
         .map_err(err)?;
