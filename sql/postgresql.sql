@@ -44,9 +44,7 @@ CREATE TABLE IF NOT EXISTS "trigpoll"."trigpoll_archive" (
 
 CREATE UNIQUE INDEX IF NOT EXISTS "trigpoll_archive_event" ON "trigpoll"."trigpoll_archive" (event_id, connector_id);
 
-DROP TRIGGER IF EXISTS trigpoll_notify ON "trigpoll"."trigpoll_event";
-
-DROP FUNCTION IF EXISTS "trigpoll"."notify_trigpoll_event"();
+CREATE INDEX IF NOT EXISTS "trigpoll_archive_failures" ON "trigpoll"."trigpoll_archive" (event_status) WHERE event_status < 0;
 
 CREATE OR REPLACE FUNCTION "trigpoll"."capture_Employee_14014e"() RETURNS trigger LANGUAGE plpgsql AS $trigpoll$
 -- trigpoll fingerprint: afb6c64840e055aa (3 triggers on this table)

@@ -64,6 +64,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Config(String),
+    #[error("cannot start the claiming thread: {0}")]
+    Thread(std::io::Error),
 }
 
 pub struct Poller {
@@ -236,10 +238,9 @@ impl Poller {
             batch_size: config.poll.batch_size,
         };
         let batches = match store.sibling() {
-            Some(sibling) => Batches::Ahead(
-                Ahead::start(builder, sibling?)
-                    .map_err(|e| StartError::Config(format!("cannot start a thread: {e}")))?,
-            ),
+            Some(sibling) => {
+                Batches::Ahead(Ahead::start(builder, sibling?).map_err(StartError::Thread)?)
+            }
             None => Batches::Inline(builder),
         };
         Ok(Poller {

@@ -1,5 +1,6 @@
 //! `drain`: process until no event is ready, then exit with one summary line.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -31,14 +32,19 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let stop = shutdown_flag()?;
     let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
     let started = Instant::now();
-    let ready: u64 = poller
-        .store()
-        .status()?
-        .backlog
-        .iter()
-        .map(|b| b.ready)
-        .sum();
-    let bar = progress_bar(ctx.quiet, ready);
+    let bar = if ctx.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        // Only for the bar: counting the backlog costs a scan of the event table.
+        let ready: u64 = poller
+            .store()
+            .status()?
+            .backlog
+            .iter()
+            .map(|b| b.ready)
+            .sum();
+        progress_bar(ready)
+    };
     super::show_progress(Some(bar.clone()));
     let mut tally = Tally::default();
     while !stopping(&stop) {
@@ -86,11 +92,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     })
 }
 
-fn progress_bar(quiet: bool, len: u64) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    // Drawn only when stderr is a terminal.
+fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} events, {elapsed} elapsed, eta {eta}")

@@ -49,7 +49,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
             || match cause.downcast_ref::<StartError>() {
                 Some(StartError::Config(_)) => true,
                 Some(StartError::Store(s)) => invalid(s),
-                None => false,
+                Some(StartError::Thread(_)) | None => false,
             }
     });
     if usage {

@@ -67,11 +67,6 @@ fn notify_if_waited(n: &Names) -> String {
     )
 }
 
-/// The notification trigger of earlier versions on the event table, removed by install.
-fn legacy_notify_routine(n: &Names) -> String {
-    routine(n, &format!("notify_{}", n.event_raw))
-}
-
 fn routine(n: &Names, name: &str) -> String {
     format!("{}.{}", n.schema, ident(name))
 }
@@ -142,10 +137,12 @@ pub fn create_tables(n: &Names) -> Vec<String> {
             aidx("event"),
             n.archive
         ),
-        // Earlier versions notified from a statement trigger on the event table, on every
-        // insert; the capture triggers now notify only when a poller waits.
-        format!("DROP TRIGGER IF EXISTS trigpoll_notify ON {}", n.event),
-        format!("DROP FUNCTION IF EXISTS {}()", legacy_notify_routine(n)),
+        // `status` counts the failures without reading an archive that only grows.
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (event_status) WHERE event_status < 0",
+            aidx("failures"),
+            n.archive
+        ),
     ]
 }
 
@@ -153,7 +150,6 @@ pub fn drop_tables(n: &Names) -> Vec<String> {
     vec![
         format!("DROP TABLE IF EXISTS {}", n.event),
         format!("DROP TABLE IF EXISTS {}", n.archive),
-        format!("DROP FUNCTION IF EXISTS {}()", legacy_notify_routine(n)),
     ]
 }
 
