@@ -71,6 +71,10 @@ pub fn claim_index(n: &Names) -> String {
     ident(&format!("{}_claim", n.event_raw))
 }
 
+fn key_order_index(n: &Names) -> String {
+    ident(&format!("{}_key_order", n.event_raw))
+}
+
 /// Creates the database and the event and archive tables with their indexes.
 ///
 /// The archive has a surrogate primary key (`archive_id`, last): InnoDB, replication and
@@ -84,7 +88,7 @@ pub fn claim_index(n: &Names) -> String {
 /// may be longer than InnoDB's 3072-byte index limit: `key_hash` (SHA-256 of both) is indexed
 /// instead, and the check compares the full values too.
 pub fn create_tables(n: &Names) -> Vec<String> {
-    let key_order = ident(&format!("{}_key_order", n.event_raw));
+    let key_order = key_order_index(n);
     let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
     vec![
         format!(
@@ -389,21 +393,24 @@ e.attempts, e.payload, e.replay_of, e.done_connectors";
 /// still counts.
 ///
 /// The claim index is forced: a plan that sorts instead would lock every ready event, not just
-/// the batch, and other pollers would find nothing to claim while this one holds them.
+/// the batch, and other pollers would find nothing to claim while this one holds them. So is
+/// the key-order index of the subquery: with the statistics of a table just filled, a range
+/// on the primary key (every earlier event) can look as cheap, and the claim becomes quadratic.
 pub fn claim(n: &Names) -> String {
     format!(
         "SELECT {EVENT_COLUMNS}
 FROM {ev} e FORCE INDEX ({claim})
 WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
        OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
-  AND NOT EXISTS (SELECT 1 FROM {ev} p
+  AND NOT EXISTS (SELECT 1 FROM {ev} p FORCE INDEX ({key_order})
                   WHERE p.key_hash = e.key_hash AND p.object_name = e.object_name
                     AND p.object_key = e.object_key AND p.event_id < e.event_id)
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED",
         ev = n.event,
-        claim = claim_index(n)
+        claim = claim_index(n),
+        key_order = key_order_index(n)
     )
 }
 
@@ -878,7 +885,7 @@ END",
 FROM `tp`.`ev` e FORCE INDEX (`ev_claim`)
 WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
        OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
-  AND NOT EXISTS (SELECT 1 FROM `tp`.`ev` p
+  AND NOT EXISTS (SELECT 1 FROM `tp`.`ev` p FORCE INDEX (`ev_key_order`)
                   WHERE p.key_hash = e.key_hash AND p.object_name = e.object_name
                     AND p.object_key = e.object_key AND p.event_id < e.event_id)
 ORDER BY e.event_priority, e.event_id
