@@ -87,7 +87,7 @@ fn poller_sleeps(env: &common::Env) -> bool {
     ) == 1
 }
 
-fn stop(mut poller: std::process::Child) {
+fn stop(mut poller: common::Spawned) {
     std::process::Command::new("kill")
         .args(["-TERM", &poller.id().to_string()])
         .status()
