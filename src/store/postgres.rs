@@ -1,8 +1,7 @@
 //! The PostgreSQL event store.
 
-use std::time::Duration;
-
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use fallible_iterator::FallibleIterator;
 use postgres::types::{Json, ToSql};
