@@ -24,6 +24,8 @@ pub struct PgStore {
     names: Names,
     token: String,
     claim_timeout_secs: f64,
+    /// Commits without waiting for the WAL flush: set on the sibling, which only claims.
+    async_commit: bool,
     listening: bool,
     /// This session holds the wake gate (`sql::wake_gate`): it sleeps, and writers notify.
     gate_held: bool,
@@ -82,12 +84,17 @@ fn is_data_exception(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("22"))
 }
 
-fn open_client(url: &str) -> Result<Client> {
+fn open_client(url: &str, async_commit: bool) -> Result<Client> {
     let mut client = Client::connect(url, NoTls)
         .map_err(|e| StoreError::Connection(format!("cannot connect to PostgreSQL: {}", err(e))))?;
     client
         .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'trigpoll'; SET client_min_messages = warning")
         .map_err(err)?;
+    if async_commit {
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .map_err(err)?;
+    }
     let version: i32 = client
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .map_err(err)?
@@ -104,12 +111,29 @@ fn open_client(url: &str) -> Result<Client> {
 impl PgStore {
     pub fn connect(config: &Config) -> Result<Self> {
         let db = &config.database;
+        PgStore::open(
+            db.url.clone(),
+            sql::names(&db.schema, &db.event_table, &db.archive_table),
+            format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            config.poll.claim_timeout.as_secs_f64(),
+            false,
+        )
+    }
+
+    fn open(
+        url: Secret,
+        names: Names,
+        token: String,
+        claim_timeout_secs: f64,
+        async_commit: bool,
+    ) -> Result<Self> {
         Ok(PgStore {
-            client: open_client(db.url.expose())?,
-            url: db.url.clone(),
-            names: sql::names(&db.schema, &db.event_table, &db.archive_table),
-            token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
-            claim_timeout_secs: config.poll.claim_timeout.as_secs_f64(),
+            client: open_client(url.expose(), async_commit)?,
+            url,
+            names,
+            token,
+            claim_timeout_secs,
+            async_commit,
             listening: false,
             gate_held: false,
             prepared: HashMap::new(),
@@ -677,7 +701,7 @@ impl EventStore for PgStore {
     }
 
     fn reconnect(&mut self) -> Result<()> {
-        self.client = open_client(self.url.expose())?;
+        self.client = open_client(self.url.expose(), self.async_commit)?;
         self.listening = false;
         self.gate_held = false;
         self.prepared.clear();
@@ -685,27 +709,16 @@ impl EventStore for PgStore {
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
-        let open = || {
-            let mut client = open_client(self.url.expose())?;
-            // The sibling claims. A claim is soft state: one that a server crash loses leaves its
-            // events ready, to be claimed and delivered again, so its commit need not wait for
-            // the WAL flush.
-            client
-                .batch_execute("SET synchronous_commit = off")
-                .map_err(err)?;
-            Ok(client)
-        };
-        Some(open().map(|client| {
-            Box::new(PgStore {
-                client,
-                url: self.url.clone(),
-                names: self.names.clone(),
-                token: self.token.clone(),
-                claim_timeout_secs: self.claim_timeout_secs,
-                listening: false,
-                gate_held: false,
-                prepared: HashMap::new(),
-            }) as Box<dyn EventStore>
-        }))
+        // The sibling claims. A claim is soft state: one that a server crash loses leaves its
+        // events ready, to be claimed and delivered again, so its commits need not wait for the
+        // WAL flush.
+        let sibling = PgStore::open(
+            self.url.clone(),
+            self.names.clone(),
+            self.token.clone(),
+            self.claim_timeout_secs,
+            true,
+        );
+        Some(sibling.map(|s| Box::new(s) as Box<dyn EventStore>))
     }
 }
