@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -51,7 +52,6 @@ impl Tally {
 }
 
 /// A configured object and the table it is bound to.
-#[derive(Clone)]
 struct Bound {
     table: TableInfo,
     keys: Vec<String>,
@@ -73,19 +73,22 @@ pub struct Poller {
     /// waiting).
     store: Box<dyn EventStore>,
     batches: Batches,
-    objects: HashMap<String, Bound>,
+    objects: Objects,
     connectors: Vec<Connector>,
     archive_sent: bool,
 }
 
 /// Claims batches and works out what each event needs: subscriptions, keys, captured images.
 struct Builder {
-    objects: HashMap<String, Bound>,
+    objects: Objects,
     /// Each connector's id and subscriptions, in the order of `Poller::connectors`.
     routes: Vec<(String, Vec<Subscription>)>,
     delimiter: String,
     batch_size: usize,
 }
+
+/// The configured objects by name, shared by the poller and its builder.
+type Objects = Arc<HashMap<String, Bound>>;
 
 /// Where the next batch comes from.
 enum Batches {
@@ -222,13 +225,14 @@ impl Poller {
                 .collect();
             objects.insert(object.name.clone(), Bound { table, keys });
         }
+        let objects = Arc::new(objects);
         let connectors = config
             .connectors
             .iter()
             .map(|c| Connector::new(c.clone()).map_err(|e| StartError::Config(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         let builder = Builder {
-            objects: objects.clone(),
+            objects: Arc::clone(&objects),
             routes: config
                 .connectors
                 .iter()
@@ -259,9 +263,7 @@ impl Poller {
     /// Replaces a lost connection and gives back this poller's claims, so that the batch that
     /// was interrupted is delivered again. The claiming connection reconnects on its next claim.
     pub fn reconnect(&mut self) -> Result<(), StoreError> {
-        if let Batches::Ahead(ahead) = &mut self.batches {
-            ahead.cancel();
-        }
+        self.cancel_ahead();
         self.store.reconnect()?;
         self.store.release_claims()
     }
@@ -304,11 +306,21 @@ impl Poller {
 
     /// Gives back every claim of this poller, the batch claimed ahead included.
     fn release_claims(&mut self) {
-        if let Batches::Ahead(ahead) = &mut self.batches {
-            ahead.cancel();
+        self.cancel_ahead();
+        self.give_back_claims();
+    }
+
+    /// Waits for a batch asked for ahead and not received; true when it claimed events.
+    fn cancel_ahead(&mut self) -> bool {
+        match &mut self.batches {
+            Batches::Ahead(ahead) => ahead.cancel(),
+            Batches::Inline(_) => false,
         }
-        if let Err(release) = self.store.release_claims() {
-            debug!(error = %release, "could not release claims; they expire");
+    }
+
+    fn give_back_claims(&mut self) {
+        if let Err(e) = self.store.release_claims() {
+            debug!(error = %e, "could not release claims; they expire");
         }
     }
 }
@@ -317,12 +329,8 @@ impl Drop for Poller {
     /// A batch claimed ahead and never processed goes back to the queue at once rather than
     /// after the claim timeout.
     fn drop(&mut self) {
-        if let Batches::Ahead(ahead) = &mut self.batches {
-            if ahead.cancel() {
-                if let Err(e) = self.store.release_claims() {
-                    debug!(error = %e, "could not release claims; they expire");
-                }
-            }
+        if self.cancel_ahead() {
+            self.give_back_claims();
         }
     }
 }
@@ -417,11 +425,12 @@ impl Builder {
                     .row_image(&bound.table, image)
                     .map_err(|err| err.to_string()),
                 // An application's own Delete event carries no image: the key is all there is.
-                None => Ok(raw(&w
-                    .key
-                    .iter()
-                    .map(|(n, v)| (n.clone(), v.clone().into()))
-                    .collect())),
+                None => Ok(crate::store::attributes(
+                    &w.key
+                        .iter()
+                        .map(|(n, v)| (n.clone(), v.clone().into()))
+                        .collect(),
+                )),
             };
             match attributes {
                 Ok(raw) => w.attributes = Some(raw),
@@ -479,6 +488,7 @@ impl Poller {
         }
         Ok(())
     }
+
     /// Hands each connector its deliveries in one call. Returns, per connector, the outcome of
     /// each (work index) it was given.
     fn deliver(&mut self, work: &[Work]) -> Vec<Vec<(usize, Outcome)>> {
@@ -654,8 +664,4 @@ fn in_key_order(mut pairs: Vec<KeyPair>, columns: &[String]) -> Result<Vec<KeyPa
     }
     pairs.sort_by_key(|(n, _)| columns.iter().position(|c| c == n));
     Ok(pairs)
-}
-
-fn raw(map: &serde_json::Map<String, serde_json::Value>) -> Box<RawValue> {
-    serde_json::value::to_raw_value(map).expect("a JSON object serializes")
 }
