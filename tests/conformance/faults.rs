@@ -175,3 +175,79 @@ pub fn an_unreachable_database_exits_1(backend: Backend) {
     let out = env.run_ok(&["drain"], 1);
     assert!(stderr(&out).contains("connect"), "{}", stderr(&out));
 }
+
+/// A poller finishing a batch touches only the events it still holds: one whose claim expired
+/// and was taken over by another poller is neither archived nor removed nor put back by it
+/// (DESIGN.md §6), for completed and retried events alike.
+pub fn a_finish_leaves_events_another_poller_took_over(backend: Backend) {
+    use trigpoll::event::{ArchiveRow, RetryLater, Status};
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    env.db
+        .execute("INSERT INTO department VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd')");
+    let config = trigpoll::config::Config::load(&env.config_path()).unwrap();
+    let mut store = trigpoll::store::open(&config).unwrap();
+    let ids: Vec<i64> = store
+        .claim(10)
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(ids.len(), 4);
+    // Events 2 and 4 now belong to another poller.
+    env.db.execute(&format!(
+        "UPDATE {{events}} SET claimed_by = 'another poller' WHERE event_id IN ({}, {})",
+        ids[1], ids[3]
+    ));
+    let sent = |event_id| ArchiveRow {
+        event_id,
+        connector_id: Some("out".into()),
+        status: Status::Sent,
+        description: None,
+        attempts: 1,
+    };
+    let later = |event_id| RetryLater {
+        event_id,
+        attempts: 1,
+        delay: Duration::from_secs(60),
+        description: "attempt 1 failed".into(),
+        done_connectors: vec!["out".into()],
+    };
+    store
+        .finish(
+            &[sent(ids[0]), sent(ids[1]), sent(ids[2]), sent(ids[3])],
+            &[ids[0], ids[1]],
+            &[later(ids[2]), later(ids[3])],
+        )
+        .unwrap();
+    let archived = env
+        .db
+        .query("SELECT event_id FROM {archive} ORDER BY event_id");
+    assert_eq!(
+        archived,
+        [
+            vec![Some(ids[0].to_string())],
+            vec![Some(ids[2].to_string())]
+        ]
+    );
+    let left = env.db.query(
+        "SELECT event_id, event_status, claimed_by, attempts FROM {events} ORDER BY event_id",
+    );
+    let row = |id: i64, status: &str, by: Option<&str>, attempts: &str| {
+        vec![
+            Some(id.to_string()),
+            Some(status.to_string()),
+            by.map(str::to_string),
+            Some(attempts.to_string()),
+        ]
+    };
+    assert_eq!(
+        left,
+        [
+            row(ids[1], "3", Some("another poller"), "0"),
+            row(ids[2], "0", None, "1"),
+            row(ids[3], "3", Some("another poller"), "0"),
+        ]
+    );
+}

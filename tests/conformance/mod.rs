@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             delivery::poll_wakes_up_delivers_and_stops_on_sigterm,
             faults::kill_9_mid_drain_loses_nothing,
             faults::two_drains_deliver_nothing_twice_and_keep_key_order,
+            faults::a_finish_leaves_events_another_poller_took_over,
             faults::configuration_errors_exit_2_naming_file_line_and_key,
             faults::an_unreachable_database_exits_1,
         );
