@@ -97,7 +97,10 @@ pub fn plan_install(
         };
         let ddl = dialect.capture(&capture);
         let current = installed.iter().find(|t| same_table(t, &info.name));
-        if current.and_then(|t| t.fingerprint.as_deref()) == Some(ddl.fingerprint.as_str()) {
+        // A trigger that fails the application's writes is replaced even when its text is
+        // current: on MySQL that gives it the installing user as its definer.
+        let healthy = current.filter(|t| t.failure.is_none());
+        if healthy.and_then(|t| t.fingerprint.as_deref()) == Some(ddl.fingerprint.as_str()) {
             plan.unchanged.push(object.name.clone());
             continue;
         }
@@ -173,6 +176,14 @@ pub enum DriftState {
     Unconfigured,
     /// The configuration does not fit the database.
     Invalid(String),
+    /// Installed, and every write the application makes to the table fails because of it.
+    Broken(String),
+}
+
+impl DriftState {
+    pub fn is_broken(&self) -> bool {
+        matches!(self, DriftState::Broken(_))
+    }
 }
 
 impl std::fmt::Display for DriftState {
@@ -187,6 +198,11 @@ impl std::fmt::Display for DriftState {
                 f.write_str("not in the configuration: run uninstall-triggers")
             }
             DriftState::Invalid(reason) => write!(f, "invalid: {reason}"),
+            DriftState::Broken(reason) => write!(
+                f,
+                "BROKEN: the application's writes to this table fail: {reason}; \
+                 fix it and run install-triggers, or run uninstall-triggers"
+            ),
         }
     }
 }
@@ -207,7 +223,9 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
                         None => DriftState::Missing,
                         Some(i) => {
                             let found = installed.remove(i);
-                            if found.fingerprint.as_deref() == Some(wanted.as_str()) {
+                            if let Some(reason) = found.failure {
+                                DriftState::Broken(reason)
+                            } else if found.fingerprint.as_deref() == Some(wanted.as_str()) {
                                 DriftState::UpToDate
                             } else {
                                 DriftState::Stale
@@ -223,10 +241,14 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
             state,
         });
     }
-    report.extend(installed.into_iter().map(|t| Drift {
-        object: String::new(),
-        table: t.table.to_string(),
-        state: DriftState::Unconfigured,
+    report.extend(installed.into_iter().map(|t| {
+        Drift {
+            object: String::new(),
+            table: t.table.to_string(),
+            state: t
+                .failure
+                .map_or(DriftState::Unconfigured, DriftState::Broken),
+        }
     }));
     Ok(report)
 }

@@ -265,3 +265,132 @@ fn an_interrupted_install_is_completed_by_running_it_again() {
             .map(|r| r.map(|v| Some(v.to_string())).to_vec())
     );
 }
+
+/// MySQL accounts for one test (accounts are global to the server), dropped when it ends.
+struct Accounts {
+    admin: String,
+    names: Vec<String>,
+}
+
+impl Accounts {
+    fn new(env: &Env, kinds: &[&str]) -> Accounts {
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let names: Vec<String> = kinds.iter().map(|k| format!("tp_{k}_{suffix}")).collect();
+        for name in &names {
+            env.db.execute(&format!("CREATE USER '{name}'@'%'"));
+        }
+        Accounts {
+            admin: env.db.url.clone(),
+            names,
+        }
+    }
+
+    /// The test database's URL as `account` instead of root.
+    fn url(&self, account: &str) -> String {
+        self.admin.replacen("root@", &format!("{account}@"), 1)
+    }
+}
+
+impl Drop for Accounts {
+    fn drop(&mut self) {
+        let Ok(mut c) = mysql::Conn::new(self.admin.as_str()) else {
+            return;
+        };
+        for name in &self.names {
+            let _ = mysql::prelude::Queryable::query_drop(
+                &mut c,
+                format!("DROP USER IF EXISTS '{name}'@'%'"),
+            );
+        }
+    }
+}
+
+const ITEMS: &str = "[[object]]\nname = \"Item\"\ntable = \"item\"\n";
+
+/// The triggers run as their definer (the installing user): an application account holding
+/// privileges on its own tables only inserts, updates and deletes, and its changes are
+/// delivered.
+#[test]
+fn an_application_account_with_table_privileges_only_keeps_writing() {
+    let Some(env) = Env::new(MY) else { return };
+    let accounts = Accounts::new(&env, &["app"]);
+    let app = &accounts.names[0];
+    env.db.execute(&format!(
+        "CREATE TABLE item (item_id int PRIMARY KEY, name {{text}});
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {}.item TO '{app}'@'%'",
+        env.db.name
+    ));
+    env.config("", ITEMS);
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let mut writer = mysql::Conn::new(accounts.url(app).as_str()).unwrap();
+    mysql::prelude::Queryable::query_drop(
+        &mut writer,
+        "INSERT INTO item VALUES (1, 'a'), (2, 'b');
+         UPDATE item SET name = 'c' WHERE item_id = 1;
+         DELETE FROM item WHERE item_id = 2",
+    )
+    .unwrap_or_else(|e| panic!("the application's write failed: {e}"));
+    let mut tx = writer.start_transaction(Default::default()).unwrap();
+    mysql::prelude::Queryable::query_drop(&mut tx, "INSERT INTO item VALUES (3, 'x')").unwrap();
+    tx.rollback().unwrap();
+    env.run_ok(&["drain"], 0);
+    // Create 2 finds its row deleted; everything else reaches the connector.
+    let archived = env
+        .db
+        .query("SELECT object_verb, object_key, event_status FROM {archive} ORDER BY event_id");
+    let want = [
+        ("Create", "item_id=1", "1"),
+        ("Create", "item_id=2", "-3"),
+        ("Update", "item_id=1", "1"),
+        ("Delete", "item_id=2", "1"),
+    ]
+    .map(|(v, k, s)| {
+        vec![
+            Some(v.to_string()),
+            Some(k.to_string()),
+            Some(s.to_string()),
+        ]
+    });
+    assert_eq!(archived, want);
+    assert_eq!(lines(&out).len(), 3);
+}
+
+/// A trigger whose definer was dropped makes every write to its table fail (error 1449):
+/// `status` names the definer and exits 1, and install-triggers, run by an account that
+/// exists, replaces the triggers so that writes work again.
+#[test]
+fn status_reports_triggers_whose_definer_was_dropped() {
+    let Some(env) = Env::new(MY) else { return };
+    let accounts = Accounts::new(&env, &["installer"]);
+    let installer = &accounts.names[0];
+    let schema = env.db.event_schema().unwrap();
+    env.db.execute(&format!(
+        "CREATE TABLE item (item_id int PRIMARY KEY, name {{text}});
+         GRANT ALL ON {db}.* TO '{installer}'@'%';
+         GRANT ALL ON {schema}.* TO '{installer}'@'%'",
+        db = env.db.name
+    ));
+    env.config_with_url(&accounts.url(installer), "", ITEMS);
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO item VALUES (1, 'a')");
+
+    env.db.execute(&format!("DROP USER '{installer}'@'%'"));
+    let failed = env.db.try_execute("INSERT INTO item VALUES (2, 'b')");
+    assert!(
+        failed.as_ref().is_err_and(|e| e.contains("1449")),
+        "{failed:?}"
+    );
+    env.config("", ITEMS);
+    let out = env.run_ok(&["status"], 1);
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("BROKEN") && text.contains(&format!("definer {installer}@% does not exist")),
+        "{text}"
+    );
+    env.run_ok(&["install-triggers"], 0);
+    env.run_ok(&["status"], 0);
+    env.db.execute("INSERT INTO item VALUES (2, 'b')");
+    assert_eq!(events(&env).len(), 2);
+}

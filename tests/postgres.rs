@@ -146,3 +146,204 @@ fn a_change_committed_while_the_poller_falls_asleep_is_delivered() {
     );
     stop(poller);
 }
+
+/// Login roles for one test (roles are global to the server), dropped when the test ends.
+struct Roles {
+    admin: String,
+    names: Vec<String>,
+}
+
+impl Roles {
+    fn new(db: &common::TestDb, kinds: &[&str]) -> Roles {
+        let suffix = format!("{:08x}", rand::random::<u32>());
+        let names: Vec<String> = kinds.iter().map(|k| format!("tp_{k}_{suffix}")).collect();
+        for name in &names {
+            db.execute(&format!("CREATE ROLE {name} LOGIN"));
+        }
+        Roles {
+            admin: db.url.clone(),
+            names,
+        }
+    }
+
+    /// The test database's URL, connecting as `role` instead of the superuser.
+    fn url(&self, role: &str) -> String {
+        self.admin.replacen("postgres@", &format!("{role}@"), 1)
+    }
+}
+
+impl Drop for Roles {
+    fn drop(&mut self) {
+        let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) else {
+            return;
+        };
+        for name in &self.names {
+            let _ = c.batch_execute(&format!("DROP OWNED BY {name} CASCADE; DROP ROLE {name}"));
+        }
+    }
+}
+
+const OWNED: &str = r#"
+[[object]]
+name = "Department"
+table = "public.department"
+
+[[object]]
+name = "Code"
+table = "public.code"
+"#;
+
+/// The application's tables, created by their owner; the application role gets privileges on
+/// them and on nothing else.
+fn owned_tables(env: &common::Env, owner: &str, app: &str) {
+    env.db.execute(&format!(
+        "GRANT CREATE ON DATABASE {db} TO {owner};
+         GRANT CREATE ON SCHEMA public TO {owner};
+         SET ROLE {owner};
+         CREATE TABLE department (dept_id int PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE code (code text PRIMARY KEY, label text);
+         GRANT SELECT, INSERT, UPDATE, DELETE ON department, code TO {app};
+         RESET ROLE;",
+        db = env.db.name
+    ));
+}
+
+/// Installing trigpoll as the tables' owner must not make the application's writes fail: the
+/// application's role, holding privileges on its own tables only, inserts, updates and deletes
+/// (and rolls back) in its own transactions, and what it committed is delivered.
+#[test]
+fn an_application_role_with_table_privileges_only_keeps_writing() {
+    let Some(env) = common::Env::new(PG) else {
+        return;
+    };
+    let roles = Roles::new(&env.db, &["owner", "app"]);
+    let (owner, app) = (&roles.names[0], &roles.names[1]);
+    owned_tables(&env, owner, app);
+    env.config_with_url(&roles.url(owner), "", OWNED);
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+
+    let mut writer = postgres::Client::connect(&roles.url(app), postgres::NoTls).unwrap();
+    writer
+        .batch_execute(
+            "INSERT INTO department VALUES (1, 'a'), (2, 'b');
+             UPDATE department SET name = 'c' WHERE dept_id = 1;
+             DELETE FROM department WHERE dept_id = 2;
+             INSERT INTO code VALUES ('x:1', 'one');",
+        )
+        .unwrap_or_else(|e| panic!("the application's write failed: {e}"));
+    let mut tx = writer.transaction().unwrap();
+    tx.batch_execute("INSERT INTO department VALUES (3, 'rolled back')")
+        .unwrap();
+    tx.rollback().unwrap();
+    // A role without a use for the capture routines cannot run them.
+    let executable = env.db.count(&format!(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'trigpoll' AND has_function_privilege('{app}', p.oid, 'EXECUTE')"
+    ));
+    assert_eq!(
+        executable, 0,
+        "the capture routines are executable by {app}"
+    );
+
+    env.run_ok(&["drain"], 0);
+    // Create 2 finds its row deleted; everything else reaches the connector.
+    let archived = env
+        .db
+        .query("SELECT object_verb, object_key, event_status FROM {archive} ORDER BY event_id");
+    let want = [
+        ("Create", "dept_id=1", "1"),
+        ("Create", "dept_id=2", "-3"),
+        ("Update", "dept_id=1", "1"),
+        ("Delete", "dept_id=2", "1"),
+        ("Create", "code=x%3A1", "1"),
+    ]
+    .map(|(v, k, s)| {
+        vec![
+            Some(v.to_string()),
+            Some(k.to_string()),
+            Some(s.to_string()),
+        ]
+    });
+    assert_eq!(archived, want);
+    assert_eq!(common::lines(&out).len(), 4);
+}
+
+/// A writer that puts its own schema before the system catalog, with a look-alike of a function
+/// the capture routine calls, an operator and trigpoll's event table, changes nothing of what
+/// the routine (running with its owner's rights) does.
+#[test]
+fn look_alikes_on_a_writers_search_path_change_nothing() {
+    let Some(env) = common::Env::new(PG) else {
+        return;
+    };
+    let roles = Roles::new(&env.db, &["owner", "app"]);
+    let (owner, app) = (&roles.names[0], &roles.names[1]);
+    owned_tables(&env, owner, app);
+    env.config_with_url(&roles.url(owner), "", OWNED);
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(&format!(
+        "CREATE SCHEMA evil AUTHORIZATION {app};
+         SET ROLE {app};
+         CREATE FUNCTION evil.replace(text, text, text) RETURNS text LANGUAGE sql
+             AS $$ SELECT 'HIJACKED'::text $$;
+         CREATE FUNCTION evil.cat(text, text) RETURNS text LANGUAGE sql
+             AS $$ SELECT 'HIJACKED'::text $$;
+         CREATE OPERATOR evil.|| (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.cat);
+         CREATE TABLE evil.trigpoll_event (object_name text, object_verb text, object_key text,
+             event_priority int, payload json);
+         RESET ROLE;"
+    ));
+    let mut writer = postgres::Client::connect(&roles.url(app), postgres::NoTls).unwrap();
+    writer
+        .batch_execute(
+            "SET search_path = evil, pg_catalog, public;
+             CREATE TEMP TABLE trigpoll_event (object_name text, object_verb text,
+                 object_key text, event_priority int, payload json);
+             INSERT INTO code VALUES ('a:b', 'x');
+             UPDATE code SET label = 'y';",
+        )
+        .unwrap();
+    let keys = env
+        .db
+        .query("SELECT object_key FROM {events} ORDER BY event_id");
+    assert_eq!(
+        keys,
+        vec![vec![Some("code=a%3Ab".to_string())]; 2],
+        "the capture routine used the writer's look-alikes"
+    );
+    assert_eq!(env.db.count("SELECT count(*) FROM evil.trigpoll_event"), 0);
+    let hardened = env.db.count(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'trigpoll' AND p.prosecdef
+           AND p.proconfig = ARRAY['search_path=pg_catalog, pg_temp']",
+    );
+    assert_eq!(hardened, 2);
+}
+
+/// `status` names a trigger that makes the application's writes fail because its routine's
+/// owner lost the right to insert into the event table, and exits 1.
+#[test]
+fn status_reports_a_trigger_whose_owner_lost_its_rights() {
+    let Some(env) = common::Env::new(PG) else {
+        return;
+    };
+    let roles = Roles::new(&env.db, &["owner", "app"]);
+    let (owner, app) = (&roles.names[0], &roles.names[1]);
+    owned_tables(&env, owner, app);
+    env.config_with_url(&roles.url(owner), "", OWNED);
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let out = env.run_ok(&["status"], 0);
+    assert!(!common::stdout(&out).contains("BROKEN"));
+    env.db.execute(&format!(
+        "REVOKE INSERT ON trigpoll.trigpoll_event FROM {owner}"
+    ));
+    let out = env.run_ok(&["status"], 1);
+    let text = common::stdout(&out);
+    assert!(
+        text.contains("BROKEN") && text.contains(&format!("owner {owner} may not insert")),
+        "{text}"
+    );
+}

@@ -77,14 +77,17 @@ pub fn open_store(config: &Config) -> Result<Box<dyn EventStore>> {
 pub fn open_installed_store(config: &Config) -> Result<Box<dyn EventStore>> {
     let mut store = open_store(config)?;
     if !trigpoll::install::tables_installed(store.as_mut(), config)? {
-        let db = &config.database;
-        return Err(UsageError(format!(
-            "the event table {}.{} or the archive table {}.{} does not exist: run `trigpoll install-triggers`",
-            db.schema, db.event_table, db.schema, db.archive_table
-        ))
-        .into());
+        return Err(missing_tables(config).into());
     }
     Ok(store)
+}
+
+pub fn missing_tables(config: &Config) -> UsageError {
+    let db = &config.database;
+    UsageError(format!(
+        "the event table {}.{} or the archive table {}.{} does not exist: run `trigpoll install-triggers`",
+        db.schema, db.event_table, db.schema, db.archive_table
+    ))
 }
 
 /// Set by the first SIGINT or SIGTERM; a second one ends the process at once.

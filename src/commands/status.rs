@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use trigpoll::install::{drift, Drift};
+use trigpoll::install::{drift, tables_installed, Drift};
 use trigpoll::store::StoreStatus;
 
-use super::{open_installed_store, print, Context};
+use super::{missing_tables, open_store, print, Context};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -20,32 +20,66 @@ pub struct StatusArgs {
 #[derive(Serialize)]
 struct Report {
     backend: &'static str,
+    /// Whether the event and archive tables exist; the figures below are there only if so.
+    tables_installed: bool,
     #[serde(flatten)]
-    store: StoreStatus,
+    store: Option<StoreStatus>,
     triggers: Vec<Drift>,
 }
 
+/// Exit 1 when a capture trigger makes the application's writes fail: that is an outage of the
+/// application, not of trigpoll, and monitoring should page on it.
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
-    let mut store = open_installed_store(&config)?;
+    let mut store = open_store(&config)?;
+    let tables_installed = tables_installed(store.as_mut(), &config)?;
+    let triggers = drift(store.as_mut(), &config)?;
+    let broken = triggers.iter().any(|t| t.state.is_broken());
+    if !tables_installed && !broken {
+        return Err(missing_tables(&config).into());
+    }
     let report = Report {
         backend: store.backend(),
-        store: store.status()?,
-        triggers: drift(store.as_mut(), &config)?,
+        tables_installed,
+        store: match tables_installed {
+            true => Some(store.status()?),
+            false => None,
+        },
+        triggers,
     };
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
     } else {
         print(&text(&report))?;
     }
+    if broken {
+        tracing::error!(
+            "capture triggers make the application's writes fail; see the TRIGGER column"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 fn text(r: &Report) -> String {
-    let s = &r.store;
     let mut out = String::new();
-    let ready: u64 = s.backlog.iter().map(|b| b.ready).sum();
     out.push_str(&format!("backend      {}\n", r.backend));
+    if let Some(s) = &r.store {
+        store_text(&mut out, s);
+    } else {
+        out.push_str("tables       missing: run install-triggers\n");
+    }
+    if !r.triggers.is_empty() {
+        out.push_str("\nOBJECT               TABLE                          TRIGGER\n");
+        for t in &r.triggers {
+            out.push_str(&format!("{:<20} {:<30} {}\n", t.object, t.table, t.state));
+        }
+    }
+    out
+}
+
+fn store_text(out: &mut String, s: &StoreStatus) {
+    let ready: u64 = s.backlog.iter().map(|b| b.ready).sum();
     out.push_str(&format!(
         "ready        {ready}{}\n",
         s.oldest_ready_age_seconds
@@ -67,11 +101,4 @@ fn text(r: &Report) -> String {
             ));
         }
     }
-    if !r.triggers.is_empty() {
-        out.push_str("\nOBJECT               TABLE                          TRIGGER\n");
-        for t in &r.triggers {
-            out.push_str(&format!("{:<20} {:<30} {}\n", t.object, t.table, t.state));
-        }
-    }
-    out
 }

@@ -147,6 +147,9 @@ pub struct InstalledTrigger {
     pub fingerprint: Option<String>,
     /// The routine the trigger runs, qualified and quoted, where the backend has one.
     pub routine: Option<String>,
+    /// Why the application's writes to this table fail while the trigger is there (the event
+    /// table is gone, the trigger's owner or definer lost its rights or no longer exists).
+    pub failure: Option<String>,
 }
 
 /// Events held back for a later attempt.

@@ -296,6 +296,33 @@ impl MysqlStore {
     }
 }
 
+impl MysqlStore {
+    /// Whether the account a trigger runs as (`user@host`, as `information_schema` writes it)
+    /// exists; `None` when this session may not look (no `SELECT` on `mysql.user`).
+    fn definer_exists(&mut self, definer: &str) -> Result<Option<bool>> {
+        let (user, host) = definer.rsplit_once('@').unwrap_or((definer, "%"));
+        let current: Option<String> = self
+            .conn
+            .query_first("SELECT CURRENT_USER()")
+            .map_err(err)?;
+        if current.as_deref() == Some(definer) {
+            return Ok(Some(true));
+        }
+        match self.conn.exec_first::<i64, _, _>(
+            "SELECT count(*) FROM mysql.user WHERE User = ? AND Host = ?",
+            (user, host),
+        ) {
+            Ok(count) => Ok(Some(count.unwrap_or(0) > 0)),
+            // Access denied to the table or the database.
+            Err(mysql::Error::MySqlError(e)) if [1142, 1044].contains(&e.code) => {
+                tracing::debug!(definer, "cannot check whether the trigger definer exists");
+                Ok(None)
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+}
+
 impl EventStore for MysqlStore {
     fn backend(&self) -> &'static str {
         "mysql"
@@ -373,10 +400,10 @@ impl EventStore for MysqlStore {
     }
 
     fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>> {
-        let rows: Vec<(String, String, String, String)> = self
+        let rows: Vec<(String, String, String, String, String)> = self
             .conn
             .query(format!(
-                "SELECT TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_STATEMENT
+                "SELECT TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_STATEMENT, DEFINER
                  FROM information_schema.TRIGGERS
                  WHERE TRIGGER_NAME LIKE '{}%' ESCAPE '!'
                  ORDER BY TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME",
@@ -386,46 +413,71 @@ impl EventStore for MysqlStore {
         // Ours are the ones that write into this event table; other installations may share
         // the server.
         let writes_here = format!("INSERT INTO {} (", self.names.event);
-        let mut tables: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
-        for (schema, table, name, body) in rows {
+        // (schema, table) -> (trigger name, body, definer)
+        type Found = (String, String, String);
+        let mut tables: BTreeMap<(String, String), Vec<Found>> = BTreeMap::new();
+        for (schema, table, name, body, definer) in rows {
             if body.contains(&writes_here) {
                 tables
                     .entry((schema, table))
                     .or_default()
-                    .push((name, body));
+                    .push((name, body, definer));
             }
         }
-        Ok(tables
-            .into_iter()
-            .map(|((schema, table), triggers)| {
-                let prints: Vec<Option<(String, usize)>> = triggers
-                    .iter()
-                    .map(|(_, body)| crate::dialect::parse_fingerprint(body))
-                    .collect();
-                // One fingerprint for the table only when every trigger of the set is there.
-                let fingerprint = match &prints[0] {
-                    Some((fp, count))
-                        if *count == prints.len()
-                            && prints
-                                .iter()
-                                .all(|p| p.as_ref().is_some_and(|(f, _)| f == fp)) =>
-                    {
-                        Some(fp.clone())
-                    }
-                    _ => None,
-                };
-                let names: Vec<String> = triggers.into_iter().map(|(n, _)| n).collect();
-                InstalledTrigger {
-                    table: TableName {
-                        schema: Some(schema),
-                        name: table,
-                    },
-                    name: sql::installed_name(&names),
-                    fingerprint,
-                    routine: None,
+        let event_table_exists = self
+            .resolve(&TableName {
+                schema: Some(self.names.schema_raw.clone()),
+                name: self.names.event_raw.clone(),
+            })?
+            .is_some();
+        let mut definers = BTreeMap::new();
+        let mut installed = Vec::new();
+        for ((schema, table), triggers) in tables {
+            let prints: Vec<Option<(String, usize)>> = triggers
+                .iter()
+                .map(|(_, body, _)| crate::dialect::parse_fingerprint(body))
+                .collect();
+            // One fingerprint for the table only when every trigger of the set is there.
+            let fingerprint = match &prints[0] {
+                Some((fp, count))
+                    if *count == prints.len()
+                        && prints
+                            .iter()
+                            .all(|p| p.as_ref().is_some_and(|(f, _)| f == fp)) =>
+                {
+                    Some(fp.clone())
                 }
-            })
-            .collect())
+                _ => None,
+            };
+            let mut failure = (!event_table_exists)
+                .then(|| format!("the event table {} does not exist", self.names.event));
+            for (_, _, definer) in &triggers {
+                if failure.is_some() {
+                    break;
+                }
+                if !definers.contains_key(definer) {
+                    let found = self.definer_exists(definer)?;
+                    definers.insert(definer.clone(), found);
+                }
+                if definers[definer] == Some(false) {
+                    failure = Some(format!(
+                        "the triggers' definer {definer} does not exist (MySQL error 1449)"
+                    ));
+                }
+            }
+            let names: Vec<String> = triggers.into_iter().map(|(n, _, _)| n).collect();
+            installed.push(InstalledTrigger {
+                table: TableName {
+                    schema: Some(schema),
+                    name: table,
+                },
+                name: sql::installed_name(&names),
+                fingerprint,
+                routine: None,
+                failure,
+            });
+        }
+        Ok(installed)
     }
 
     /// MySQL commits DDL statement by statement: they run one by one, and a failure says which

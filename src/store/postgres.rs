@@ -325,41 +325,68 @@ impl EventStore for PgStore {
 
     fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>> {
         // One entry per table: its capture triggers share one routine, whose fingerprint counts
-        // for the table only while every one of them is there.
+        // for the table only while every one of them is there and the routine still runs with
+        // its owner's rights on the pinned search path.
         let rows = self
             .client
             .query(
-                "SELECT n.nspname::text, c.relname::text, min(p.proname)::text, min(p.prosrc),
-                        count(*)
+                "SELECT n.nspname::text, c.relname::text, p.proname::text, p.prosrc, count(*),
+                        p.prosecdef AND p.proconfig = ARRAY['search_path=' || $3],
+                        CASE
+                            WHEN to_regclass($4) IS NULL THEN
+                                'the event table ' || $4 || ' does not exist'
+                            WHEN NOT has_schema_privilege(p.proowner, pn.oid, 'USAGE')
+                                 OR NOT has_table_privilege(p.proowner, to_regclass($4), 'INSERT') THEN
+                                'the trigger function''s owner ' || quote_ident(pg_get_userbyid(p.proowner))
+                                || ' may not insert into ' || $4
+                            WHEN NOT p.prosecdef THEN
+                                'the trigger function runs with the writer''s rights: roles without '
+                                || 'INSERT on ' || $4 || ' cannot write to this table'
+                        END
                  FROM pg_trigger t
                  JOIN pg_class c ON c.oid = t.tgrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_proc p ON p.oid = t.tgfoid
                  JOIN pg_namespace pn ON pn.oid = p.pronamespace
                  WHERE NOT t.tgisinternal AND pn.nspname = $1 AND t.tgname = ANY($2)
-                 GROUP BY 1, 2
-                 ORDER BY 1, 2",
-                &[&self.names.schema_raw, &&sql::TRIGGER_NAMES[..]],
+                 GROUP BY n.nspname, c.relname, p.oid, pn.oid
+                 ORDER BY 1, 2, 3",
+                &[
+                    &self.names.schema_raw,
+                    &&sql::TRIGGER_NAMES[..],
+                    &sql::PINNED_SEARCH_PATH,
+                    &self.names.event,
+                ],
             )
             .map_err(err)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                let routine: String = r.get(2);
-                let found = r.get::<_, i64>(4) as usize;
-                InstalledTrigger {
-                    table: TableName {
-                        schema: Some(r.get(0)),
-                        name: r.get(1),
-                    },
-                    name: sql::TRIGGER_NAME.to_string(),
-                    fingerprint: parse_fingerprint(r.get(3))
-                        .filter(|(_, expected)| *expected == found)
-                        .map(|(fp, _)| fp),
-                    routine: Some(format!("{}.{}", self.names.schema, sql::ident(&routine))),
+        let mut installed: Vec<InstalledTrigger> = Vec::new();
+        for r in &rows {
+            let table = TableName {
+                schema: Some(r.get(0)),
+                name: r.get(1),
+            };
+            let routine: String = r.get(2);
+            let found = r.get::<_, i64>(4) as usize;
+            let hardened: bool = r.get(5);
+            let trigger = InstalledTrigger {
+                table,
+                name: sql::TRIGGER_NAME.to_string(),
+                fingerprint: parse_fingerprint(r.get(3))
+                    .filter(|(_, expected)| *expected == found && hardened)
+                    .map(|(fp, _)| fp),
+                routine: Some(format!("{}.{}", self.names.schema, sql::ident(&routine))),
+                failure: r.get(6),
+            };
+            match installed.last_mut() {
+                // Triggers of one table running different routines: not what install made.
+                Some(last) if last.table == trigger.table => {
+                    last.fingerprint = None;
+                    last.failure = last.failure.take().or(trigger.failure);
                 }
-            })
-            .collect())
+                _ => installed.push(trigger),
+            }
+        }
+        Ok(installed)
     }
 
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()> {

@@ -391,6 +391,18 @@ impl EventStore for SqliteStore {
             .map_err(err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(err)?;
+        // A capture trigger's INSERT fails, and the application's write with it, when the
+        // event table is gone.
+        let event_table: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&self.names.event_raw],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let failure = (event_table == 0)
+            .then(|| format!("the event table {} does not exist", self.names.event_raw));
         let mut installed = Vec::new();
         for group in rows.chunk_by(|a, b| a.0 == b.0) {
             let names: Vec<String> = group.iter().map(|t| t.1.clone()).collect();
@@ -415,6 +427,7 @@ impl EventStore for SqliteStore {
                 name: sql::join_trigger_names(&names),
                 fingerprint,
                 routine: None,
+                failure: failure.clone(),
             });
         }
         Ok(installed)

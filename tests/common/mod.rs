@@ -19,7 +19,7 @@ pub enum Backend {
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
-    name: String,
+    pub name: String,
     admin_url: String,
 }
 
@@ -106,22 +106,25 @@ impl TestDb {
 
     /// Runs statements (separated by `;` at line ends).
     pub fn execute(&self, sql: &str) {
+        if let Err(e) = self.try_execute(sql) {
+            panic!("{}\n{e}", self.dialect(sql));
+        }
+    }
+
+    /// Runs statements, returning the database's error.
+    pub fn try_execute(&self, sql: &str) -> Result<(), String> {
         let sql = self.dialect(sql);
         match self.backend {
             Backend::Postgres => {
                 let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
-                c.batch_execute(&sql)
-                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
+                c.batch_execute(&sql).map_err(|e| format!("{e:?}"))
             }
-            Backend::Mysql => {
-                mysql::prelude::Queryable::query_drop(&mut self.mysql(), &sql)
-                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
-            }
-            Backend::Sqlite => {
-                self.sqlite()
-                    .execute_batch(&sql)
-                    .unwrap_or_else(|e| panic!("{sql}\n{e:?}"));
-            }
+            Backend::Mysql => mysql::prelude::Queryable::query_drop(&mut self.mysql(), &sql)
+                .map_err(|e| format!("{e:?}")),
+            Backend::Sqlite => self
+                .sqlite()
+                .execute_batch(&sql)
+                .map_err(|e| format!("{e:?}")),
         }
     }
 
@@ -322,6 +325,11 @@ impl Env {
 
     /// Writes trigpoll.toml: the database, `[poll]` settings and the given `[[object]]`s.
     pub fn config(&self, poll: &str, objects: &str) {
+        self.config_with_url(&self.db.url, poll, objects)
+    }
+
+    /// Writes trigpoll.toml with another URL for the test database (another user, say).
+    pub fn config_with_url(&self, url: &str, poll: &str, objects: &str) {
         std::fs::create_dir_all(self.path("connectors")).unwrap();
         // The schema line takes the place of the blank one: line numbers stay the same.
         let schema = self
@@ -329,10 +337,7 @@ impl Env {
             .event_schema()
             .map(|s| format!("schema = \"{s}\""))
             .unwrap_or_default();
-        let text = format!(
-            "[database]\nurl = \"{}\"\n{schema}\n[poll]\n{poll}\n\n{objects}\n",
-            self.db.url
-        );
+        let text = format!("[database]\nurl = \"{url}\"\n{schema}\n[poll]\n{poll}\n\n{objects}\n");
         std::fs::write(self.config_path(), text).unwrap();
     }
 
@@ -433,4 +438,8 @@ pub fn lines(path: &Path) -> Vec<serde_json::Value> {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -168,3 +168,37 @@ pub fn missing_tables_and_key_columns_are_named(backend: Backend) {
     assert!(text.contains("no_such_table"), "{text}");
     assert!(text.contains("dept_code"), "{text}");
 }
+
+/// With the event table gone the capture triggers make every write to their tables fail:
+/// `status` says so for each of them and exits 1, and `uninstall-triggers` removes them so that
+/// the application can write again.
+pub fn status_reports_triggers_that_fail_writes_and_uninstall_removes_them(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    env.db.execute("DROP TABLE {events}");
+    assert!(
+        env.db
+            .try_execute("INSERT INTO department VALUES (1, 'Sales')")
+            .is_err(),
+        "a write succeeded although its trigger has no event table to write to"
+    );
+    let out = env.run_ok(&["status"], 1);
+    let text = crate::common::stdout(&out);
+    assert_eq!(text.matches("BROKEN").count(), 3, "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+    let out = env.run_ok(&["status", "--json"], 1);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tables_installed"], false, "{report}");
+    assert!(
+        report["triggers"][0]["state"]["broken"].is_string(),
+        "{report}"
+    );
+
+    env.run_ok(&["uninstall-triggers"], 0);
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    env.run_ok(&["install-triggers"], 0);
+    env.db
+        .execute("INSERT INTO department VALUES (2, 'Support')");
+    assert_eq!(events(&env), 1);
+}

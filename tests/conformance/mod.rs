@@ -22,6 +22,7 @@ macro_rules! conformance_tests {
             install::awkward_identifiers_are_quoted,
             install::a_table_without_primary_key_needs_keys,
             install::missing_tables_and_key_columns_are_named,
+            install::status_reports_triggers_that_fail_writes_and_uninstall_removes_them,
             capture::triggers_write_one_event_per_change,
             capture::a_key_change_is_a_delete_and_a_create,
             capture::keys_round_trip_through_the_database,
