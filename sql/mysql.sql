@@ -24,8 +24,9 @@ CREATE TABLE IF NOT EXISTS `trigpoll`.`trigpoll_event` (
     claimed_at        TIMESTAMP(6) NULL DEFAULT NULL,
     done_connectors   TEXT NULL,
     key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
-    KEY `trigpoll_event_claim` (event_priority, event_id),
-    KEY `trigpoll_event_key_order` (key_hash, event_id)
+    waiting_for       BIGINT NULL,
+    KEY `trigpoll_event_ready` (waiting_for, event_priority, event_id),
+    KEY `trigpoll_event_key_run` (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin //
 
 CREATE TABLE IF NOT EXISTS `trigpoll`.`trigpoll_archive` (

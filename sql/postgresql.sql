@@ -19,12 +19,15 @@ CREATE TABLE IF NOT EXISTS "trigpoll"."trigpoll_event" (
     replay_of         bigint,
     claimed_by        text,
     claimed_at        timestamptz(6),
-    done_connectors   text
+    done_connectors   text,
+    waiting_for       bigint
 ) WITH (fillfactor = 50);
 
-CREATE INDEX IF NOT EXISTS "trigpoll_event_claim" ON "trigpoll"."trigpoll_event" (event_priority, event_id);
+CREATE INDEX IF NOT EXISTS "trigpoll_event_ready" ON "trigpoll"."trigpoll_event" (event_priority, event_id) WHERE waiting_for IS NULL;
 
-CREATE INDEX IF NOT EXISTS "trigpoll_event_key_order" ON "trigpoll"."trigpoll_event" USING hash (object_key);
+CREATE INDEX IF NOT EXISTS "trigpoll_event_key_run" ON "trigpoll"."trigpoll_event" (object_name, object_key, event_id) WHERE waiting_for IS NULL;
+
+CREATE INDEX IF NOT EXISTS "trigpoll_event_waiting" ON "trigpoll"."trigpoll_event" (waiting_for) WHERE waiting_for IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS "trigpoll"."trigpoll_archive" (
     event_id          bigint NOT NULL,

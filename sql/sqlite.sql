@@ -17,12 +17,15 @@ CREATE TABLE IF NOT EXISTS "trigpoll_event" (
     replay_of         INTEGER CHECK (replay_of IS NULL OR typeof(replay_of) = 'integer'),
     claimed_by        TEXT,
     claimed_at        TEXT,
-    done_connectors   TEXT
+    done_connectors   TEXT,
+    waiting_for       INTEGER
 );
 
-CREATE INDEX IF NOT EXISTS "trigpoll_event_claim" ON "trigpoll_event" (event_priority);
+CREATE INDEX IF NOT EXISTS "trigpoll_event_ready" ON "trigpoll_event" (event_priority) WHERE waiting_for IS NULL;
 
-CREATE INDEX IF NOT EXISTS "trigpoll_event_key_order" ON "trigpoll_event" (object_name, object_key);
+CREATE INDEX IF NOT EXISTS "trigpoll_event_key_run" ON "trigpoll_event" (object_name, object_key) WHERE waiting_for IS NULL;
+
+CREATE INDEX IF NOT EXISTS "trigpoll_event_waiting" ON "trigpoll_event" (waiting_for) WHERE waiting_for IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS "trigpoll_archive" (
     event_id          INTEGER NOT NULL,

@@ -86,6 +86,9 @@ pub struct ObjectConfig {
     pub keys: Option<Vec<String>>,
     pub verbs: Vec<Verb>,
     pub priority: i32,
+    /// Consecutive `Update` events of one key claimed in one batch are delivered once, as the
+    /// last of them.
+    pub coalesce: bool,
 }
 
 /// One connector, read from its own file in `connectors_dir`.
@@ -340,6 +343,7 @@ fn objects(source: &Source, raw: Vec<RawObject>) -> Result<Vec<ObjectConfig>, Co
             keys,
             verbs,
             priority: object.priority.get(),
+            coalesce: object.coalesce,
         });
     }
     Ok(objects)
@@ -590,6 +594,8 @@ struct RawObject {
     verbs: Option<Spanned<Vec<Spanned<Verb>>>>,
     #[serde(default)]
     priority: Ranged<0, { i32::MAX as i64 }>,
+    #[serde(default)]
+    coalesce: bool,
 }
 
 #[derive(Deserialize)]
@@ -1515,7 +1521,7 @@ table = "My Schema.Order.Lines"
             (
                 object("name = \"A\"\ntable = \"t\"\ncolumns = [\"a\"]\n"),
                 "trigpoll.toml:6:1: object[0].columns: unknown field `columns`, expected one of \
-                 `name`, `table`, `keys`, `verbs`, `priority`",
+                 `name`, `table`, `keys`, `verbs`, `priority`, `coalesce`",
             ),
             (
                 object("name = \"A\"\ntable = \"public.\"\n"),

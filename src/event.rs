@@ -110,6 +110,58 @@ pub struct RetryLater {
     pub done_connectors: Vec<String>,
 }
 
+/// An event put back untried because an earlier event of its key must be retried first: it waits
+/// behind that one, out of the claims' way, with its attempt count unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    pub event_id: i64,
+    /// The event it waits for; `None` when that one is done in this same batch (the event is
+    /// then simply ready again).
+    pub behind: Option<i64>,
+    pub done_connectors: Vec<String>,
+}
+
+/// What a batch came to, written in one transaction by `EventStore::finish`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settlement {
+    /// Archive rows of every outcome that is final, for completed, retried and held events.
+    pub archive: Vec<ArchiveRow>,
+    /// Events that leave the event table.
+    pub complete: Vec<i64>,
+    pub retry: Vec<RetryLater>,
+    pub hold: Vec<Hold>,
+}
+
+impl Settlement {
+    pub fn is_empty(&self) -> bool {
+        self.archive.is_empty()
+            && self.complete.is_empty()
+            && self.retry.is_empty()
+            && self.hold.is_empty()
+    }
+
+    /// The events waited for that this settlement does not itself touch: another poller may
+    /// claim them meanwhile, so a store locks them while it holds events behind them.
+    pub fn outside_blockers(&self) -> Vec<i64> {
+        let ours: std::collections::HashSet<i64> = self
+            .complete
+            .iter()
+            .copied()
+            .chain(self.retry.iter().map(|r| r.event_id))
+            .chain(self.hold.iter().map(|h| h.event_id))
+            .collect();
+        let mut outside: Vec<i64> = self
+            .hold
+            .iter()
+            .filter_map(|h| h.behind)
+            .filter(|b| !ours.contains(b))
+            .collect();
+        outside.sort_unstable();
+        outside.dedup();
+        outside
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

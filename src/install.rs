@@ -56,8 +56,31 @@ fn own_tables(config: &Config) -> (TableName, TableName) {
 
 /// Whether the event and archive tables exist.
 pub fn tables_installed(store: &mut dyn EventStore, config: &Config) -> Result<bool, StoreError> {
+    Ok(layout(store, config)? != Layout::Missing)
+}
+
+/// What trigpoll's own tables look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The event or the archive table does not exist.
+    Missing,
+    /// Made by trigpoll 0.1: `install-triggers` brings them up to date, events and all.
+    Old,
+    Current,
+}
+
+pub fn layout(store: &mut dyn EventStore, config: &Config) -> Result<Layout, StoreError> {
     let (events, archive) = own_tables(config);
-    Ok(store.describe_table(&events)?.is_some() && store.describe_table(&archive)?.is_some())
+    let Some(event_table) = store.describe_table(&events)? else {
+        return Ok(Layout::Missing);
+    };
+    if store.describe_table(&archive)?.is_none() {
+        return Ok(Layout::Missing);
+    }
+    Ok(match event_table.column("waiting_for") {
+        Some(_) => Layout::Current,
+        None => Layout::Old,
+    })
 }
 
 pub fn plan_install(
@@ -80,12 +103,21 @@ pub fn plan_install(
     }
     let installed = store.installed_triggers()?;
     let mut plan = Plan::default();
-    if !tables_installed(store, config)? {
-        let (event_table, archive_table) = own_tables(config);
-        plan.steps.push(format!(
-            "create the event table {event_table} and the archive table {archive_table}"
-        ));
-        plan.statements.extend(dialect.create_tables());
+    let (event_table, archive_table) = own_tables(config);
+    match layout(store, config)? {
+        Layout::Missing => {
+            plan.steps.push(format!(
+                "create the event table {event_table} and the archive table {archive_table}"
+            ));
+            plan.statements.extend(dialect.create_tables());
+        }
+        Layout::Old => {
+            plan.steps.push(format!(
+                "upgrade the event table {event_table}: add waiting_for and its indexes (its events stay)"
+            ));
+            plan.statements.extend(dialect.upgrade_tables());
+        }
+        Layout::Current => {}
     }
     for (object, info) in &tables {
         let capture = match Capture::new(object, info, &config.poll.key_delimiter) {

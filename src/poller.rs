@@ -16,7 +16,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::connector::{Connector, Delivery, Outcome};
-use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::key::{self, KeyPair};
 use crate::payload;
 use crate::store::{Column, EventStore, Fetched, StoreError, TableInfo};
@@ -37,6 +37,9 @@ pub struct Tally {
     pub not_found: u64,
     /// Events put back for a later attempt.
     pub retrying: u64,
+    /// Events put back untried, behind an earlier event of their key that must be retried
+    /// first (not counted in `events`: they come again).
+    pub held: u64,
 }
 
 impl Tally {
@@ -48,6 +51,12 @@ impl Tally {
         self.errors += other.errors;
         self.not_found += other.not_found;
         self.retrying += other.retrying;
+        self.held += other.held;
+    }
+
+    /// Whether the batch claimed anything at all: when not, nothing was ready.
+    pub fn claimed_any(&self) -> bool {
+        self.events + self.held > 0
     }
 }
 
@@ -55,6 +64,8 @@ impl Tally {
 struct Bound {
     table: TableInfo,
     keys: Vec<String>,
+    /// Deliver a run of `Update`s of one key in a batch once, as its last.
+    coalesce: bool,
 }
 
 /// Why the poller could not start.
@@ -76,6 +87,11 @@ pub struct Poller {
     objects: Objects,
     connectors: Vec<Connector>,
     archive_sent: bool,
+    /// The keys the last batch left waiting for a retry, and the event each waits for. A batch
+    /// claimed ahead, before that one was finished, may hold later events of these keys: they
+    /// are put back untried, behind it (later batches are claimed after the finish, and the
+    /// event table keeps them back).
+    held: HashMap<(String, String), i64>,
 }
 
 /// Claims batches and works out what each event needs: subscriptions, keys, captured images.
@@ -199,12 +215,25 @@ impl Drop for Ahead {
 /// The work one event needs in this batch.
 struct Work {
     event: Event,
+    /// The event's object and key as a number unique within the batch.
+    key_id: usize,
     key: Vec<KeyPair>,
     /// Indices into `Poller::connectors`.
     targets: Vec<usize>,
     attributes: Option<Box<RawValue>>,
     /// Set once the event's fate is known without delivery.
     verdict: Option<(Status, String)>,
+    /// Put back untried, behind this event of its key (held by the batch before).
+    behind: Option<i64>,
+    /// Delivered as part of a later `Update` of its key (index in the batch): `coalesce`.
+    coalesced_into: Option<usize>,
+}
+
+impl Work {
+    /// Whether the event goes to its connectors in this batch.
+    fn delivers(&self) -> bool {
+        self.verdict.is_none() && self.behind.is_none() && self.coalesced_into.is_none()
+    }
 }
 
 impl Poller {
@@ -223,7 +252,12 @@ impl Poller {
                 .iter()
                 .map(|c| c.name.clone())
                 .collect();
-            objects.insert(object.name.clone(), Bound { table, keys });
+            let bound = Bound {
+                table,
+                keys,
+                coalesce: object.coalesce,
+            };
+            objects.insert(object.name.clone(), bound);
         }
         let objects = Arc::new(objects);
         let connectors = config
@@ -241,6 +275,13 @@ impl Poller {
             delimiter: config.poll.key_delimiter.clone(),
             batch_size: config.poll.batch_size,
         };
+        let released = store.release_orphans()?;
+        if released > 0 {
+            warn!(
+                events = released,
+                "released events held behind events no longer in the event table"
+            );
+        }
         let batches = match store.sibling() {
             Some(sibling) => {
                 Batches::Ahead(Ahead::start(builder, sibling?).map_err(StartError::Thread)?)
@@ -253,6 +294,7 @@ impl Poller {
             objects,
             connectors,
             archive_sent: config.poll.archive,
+            held: HashMap::new(),
         })
     }
 
@@ -299,9 +341,54 @@ impl Poller {
     }
 
     fn process(&mut self, mut work: Vec<Work>) -> Result<Tally, StoreError> {
+        for w in &mut work {
+            let key = (w.event.object_name.clone(), w.event.object_key.clone());
+            w.behind = self
+                .held
+                .get(&key)
+                .copied()
+                .filter(|&blocker| w.event.event_id > blocker);
+        }
+        self.coalesce(&mut work);
         self.fetch(&mut work)?;
         let outcomes = self.deliver(&work);
         self.settle(work, outcomes)
+    }
+
+    /// Folds each run of consecutive `Update`s of one key, of an object with `coalesce`, into
+    /// its last: the row is fetched once anyway, so all of them would carry the same
+    /// attributes. Only events going to the same connectors fold.
+    fn coalesce(&self, work: &mut [Work]) {
+        let mut last_of_key: HashMap<usize, usize> = HashMap::new();
+        let mut folds_into: Vec<Option<usize>> = vec![None; work.len()];
+        for i in 0..work.len() {
+            let w = &work[i];
+            let foldable = w.delivers()
+                && w.event.object_verb == "Update"
+                && self
+                    .objects
+                    .get(&w.event.object_name)
+                    .is_some_and(|b| b.coalesce);
+            let previous = last_of_key.insert(w.key_id, i);
+            let Some(p) = previous.filter(|_| foldable) else {
+                continue;
+            };
+            let before = &work[p];
+            if before.delivers()
+                && before.event.object_verb == "Update"
+                && before.targets == w.targets
+                && before.event.connector_id == w.event.connector_id
+                && before.event.done_connectors == w.event.done_connectors
+            {
+                folds_into[p] = Some(i);
+            }
+        }
+        // Every event of a run goes into the run's last.
+        for i in (0..work.len()).rev() {
+            if let Some(next) = folds_into[i] {
+                work[i].coalesced_into = Some(work[next].coalesced_into.unwrap_or(next));
+            }
+        }
     }
 
     /// Gives back every claim of this poller, the batch claimed ahead included.
@@ -338,17 +425,30 @@ impl Drop for Poller {
 impl Builder {
     /// Claims a batch and works out what each of its events needs for delivery.
     fn next_batch(&self, store: &mut dyn EventStore) -> Built {
-        let events = store.claim(self.batch_size)?;
-        Ok(events.into_iter().map(|e| self.prepare(store, e)).collect())
+        let events = each_key_in_order(store.claim(self.batch_size)?);
+        let mut key_ids: HashMap<(String, String), usize> = HashMap::new();
+        Ok(events
+            .into_iter()
+            .map(|e| {
+                let next = key_ids.len();
+                let key_id = *key_ids
+                    .entry((e.object_name.clone(), e.object_key.clone()))
+                    .or_insert(next);
+                self.prepare(store, e, key_id)
+            })
+            .collect())
     }
 
     /// Matches subscriptions and parses the key; captured row images are used as they are.
-    fn prepare(&self, store: &dyn EventStore, event: Event) -> Work {
+    fn prepare(&self, store: &dyn EventStore, event: Event, key_id: usize) -> Work {
         let mut w = Work {
+            key_id,
             targets: Vec::new(),
             key: Vec::new(),
             attributes: None,
             verdict: None,
+            behind: None,
+            coalesced_into: None,
             event,
         };
         let e = &w.event;
@@ -442,12 +542,18 @@ impl Builder {
 }
 
 impl Poller {
-    /// Fetches the rows of every event still needing one: one query per object.
+    /// Fetches the rows of every event still needing one: one query per object, one row per
+    /// key (every event of a key gets the row as it is now).
     fn fetch(&mut self, work: &mut [Work]) -> Result<(), StoreError> {
         let mut by_object: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_key: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, w) in work.iter().enumerate() {
-            if w.verdict.is_none() && w.attributes.is_none() && !w.targets.is_empty() {
-                by_object.entry(&w.event.object_name).or_default().push(i);
+            if w.delivers() && w.attributes.is_none() && !w.targets.is_empty() {
+                let same_key = by_key.entry(w.key_id).or_default();
+                if same_key.is_empty() {
+                    by_object.entry(&w.event.object_name).or_default().push(i);
+                }
+                same_key.push(i);
             }
         }
         let mut results = Vec::new();
@@ -465,24 +571,26 @@ impl Poller {
             let fetched = self.store.fetch_rows(&bound.table, &columns, &keys)?;
             results.extend(indices.into_iter().zip(fetched));
         }
-        for (i, fetched) in results {
-            let w = &mut work[i];
-            match fetched {
-                Fetched::Row(row) => w.attributes = Some(row),
-                Fetched::Missing => {
-                    w.verdict = Some((
-                        Status::NotFound,
-                        format!(
-                            "no row of {} has the key {}",
-                            w.event.object_name, w.event.object_key
-                        ),
-                    ))
-                }
-                Fetched::Invalid(reason) => {
-                    w.verdict = Some((
-                        Status::Error,
-                        format!("object key {:?}: {reason}", w.event.object_key),
-                    ))
+        for (first, fetched) in results {
+            for &i in &by_key[&work[first].key_id] {
+                let w = &mut work[i];
+                match &fetched {
+                    Fetched::Row(row) => w.attributes = Some(row.clone()),
+                    Fetched::Missing => {
+                        w.verdict = Some((
+                            Status::NotFound,
+                            format!(
+                                "no row of {} has the key {}",
+                                w.event.object_name, w.event.object_key
+                            ),
+                        ))
+                    }
+                    Fetched::Invalid(reason) => {
+                        w.verdict = Some((
+                            Status::Error,
+                            format!("object key {:?}: {reason}", w.event.object_key),
+                        ))
+                    }
                 }
             }
         }
@@ -495,7 +603,7 @@ impl Poller {
         let mut batches: Vec<(Vec<usize>, Vec<Delivery>)> =
             vec![(Vec::new(), Vec::new()); self.connectors.len()];
         for (i, w) in work.iter().enumerate() {
-            let (Some(attributes), None) = (&w.attributes, &w.verdict) else {
+            let Some(attributes) = w.attributes.as_ref().filter(|_| w.delivers()) else {
                 continue;
             };
             for &c in &w.targets {
@@ -505,6 +613,7 @@ impl Poller {
                 batches[c].0.push(i);
                 batches[c].1.push(Delivery {
                     event_id: w.event.event_id,
+                    key: w.key_id,
                     object_event_id,
                     body,
                 });
@@ -523,7 +632,8 @@ impl Poller {
             .collect()
     }
 
-    /// Turns outcomes into archive rows and retry state, and writes them in one transaction.
+    /// Turns outcomes into archive rows, retry state and held events, and writes them in one
+    /// transaction.
     fn settle(
         &mut self,
         work: Vec<Work>,
@@ -535,20 +645,47 @@ impl Poller {
                 per_event[i].push((c, outcome));
             }
         }
-        let mut tally = Tally {
-            events: work.len() as u64,
-            ..Tally::default()
-        };
-        let mut archive = Vec::new();
-        let mut complete = Vec::new();
-        let mut retry = Vec::new();
+        // A coalesced event shares the outcomes of the event it was delivered as.
+        for (i, w) in work.iter().enumerate() {
+            if let Some(into) = w.coalesced_into {
+                per_event[i] = per_event[into].clone();
+            }
+        }
+        // Per key, the first event that must be retried: what follows it waits behind it.
+        let mut blockers: HashMap<usize, i64> = HashMap::new();
+        for (w, results) in work.iter().zip(&per_event) {
+            let blocker = w.behind.or_else(|| {
+                results
+                    .iter()
+                    .any(|(_, o)| matches!(o, Outcome::Retry { .. }))
+                    .then_some(w.event.event_id)
+            });
+            if let Some(b) = blocker {
+                let first = blockers.entry(w.key_id).or_insert(b);
+                *first = (*first).min(b);
+            }
+        }
+        let mut tally = Tally::default();
+        let mut settlement = Settlement::default();
         // One warning per batch and Object.Verb, not one per event.
         let mut unsubscribed: std::collections::BTreeMap<(String, String), u64> =
             Default::default();
-        for (w, results) in work.into_iter().zip(per_event) {
+        let mut held_keys = HashMap::new();
+        for (w, results) in work.iter().zip(per_event) {
             let e = &w.event;
             let attempt = e.attempts + 1;
-            if let Some((status, reason)) = w.verdict {
+            if let Some(behind) = w.behind {
+                tally.held += 1;
+                held_keys.insert((e.object_name.clone(), e.object_key.clone()), behind);
+                settlement.hold.push(Hold {
+                    event_id: e.event_id,
+                    behind: Some(behind),
+                    done_connectors: e.done_connectors.clone(),
+                });
+                continue;
+            }
+            tally.events += 1;
+            if let Some((status, reason)) = &w.verdict {
                 match status {
                     Status::Unsubscribed => {
                         tally.unsubscribed += 1;
@@ -565,24 +702,32 @@ impl Poller {
                         error!(event_id = e.event_id, "{reason}")
                     }
                 }
-                archive.push(ArchiveRow {
+                settlement.archive.push(ArchiveRow {
                     event_id: e.event_id,
                     connector_id: e.connector_id.clone(),
-                    status,
-                    description: Some(reason),
+                    status: *status,
+                    description: Some(reason.clone()),
                     attempts: attempt,
                 });
-                complete.push(e.event_id);
+                settlement.complete.push(e.event_id);
                 continue;
             }
+            let coalesced = w
+                .coalesced_into
+                .map(|into| format!("coalesced into event {}", work[into].event.event_id));
             let mut done = e.done_connectors.clone();
             let mut pending: Vec<(String, Duration)> = Vec::new();
+            let mut waits = false;
             for (c, outcome) in results {
                 let connector = &self.connectors[c];
                 let id = connector.id().to_string();
                 let (status, reason) = match outcome {
                     Outcome::Sent => (Status::Sent, None),
                     Outcome::Reject { reason } => (Status::Failed, Some(reason)),
+                    Outcome::Held => {
+                        waits = true;
+                        continue;
+                    }
                     Outcome::Retry { reason, .. }
                         if attempt >= connector.config.max_attempts as i32 =>
                     {
@@ -604,51 +749,114 @@ impl Poller {
                     tally.failed += 1;
                     warn!(event_id = e.event_id, connector = %id, "failed: {}", reason.as_deref().unwrap_or_default());
                 }
+                let description = match (&coalesced, reason) {
+                    (Some(into), Some(reason)) => Some(format!("{into}: {reason}")),
+                    (Some(into), None) => Some(into.clone()),
+                    (None, reason) => reason,
+                };
                 if status != Status::Sent || self.archive_sent {
-                    archive.push(ArchiveRow {
+                    settlement.archive.push(ArchiveRow {
                         event_id: e.event_id,
                         connector_id: Some(id.clone()),
                         status,
-                        description: reason,
+                        description,
                         attempts: attempt,
                     });
                 }
                 done.push(id);
             }
-            if pending.is_empty() {
-                complete.push(e.event_id);
-            } else {
+            if !pending.is_empty() {
                 tally.retrying += 1;
                 // The slowest receiver sets the pace, so a Retry-After is always honoured.
                 let delay = pending.iter().map(|p| p.1).max().unwrap_or_default();
                 let reasons: Vec<String> = pending.into_iter().map(|p| p.0).collect();
-                retry.push(RetryLater {
+                settlement.retry.push(RetryLater {
                     event_id: e.event_id,
                     attempts: attempt,
                     delay,
                     description: format!("attempt {attempt} failed: {}", reasons.join("; ")),
                     done_connectors: done,
                 });
+            } else if waits {
+                // Some connector has yet to get it, after an earlier event of its key: it
+                // waits behind that one, this attempt not counted.
+                tally.events -= 1;
+                tally.held += 1;
+                let behind = blockers.get(&w.key_id).copied();
+                if let Some(b) = behind {
+                    held_keys.insert((e.object_name.clone(), e.object_key.clone()), b);
+                }
+                settlement.hold.push(Hold {
+                    event_id: e.event_id,
+                    behind,
+                    done_connectors: done,
+                });
+            } else {
+                settlement.complete.push(e.event_id);
             }
         }
-        self.store.finish(&archive, &complete, &retry)?;
+        for (w, blocker) in work
+            .iter()
+            .filter_map(|w| Some((w, blockers.get(&w.key_id)?)))
+        {
+            held_keys.insert(
+                (w.event.object_name.clone(), w.event.object_key.clone()),
+                *blocker,
+            );
+        }
+        // An event held behind one that this batch completes is simply ready again.
+        let completed: std::collections::HashSet<i64> =
+            settlement.complete.iter().copied().collect();
+        for hold in &mut settlement.hold {
+            hold.behind = hold.behind.filter(|b| !completed.contains(b));
+        }
+        held_keys.retain(|_, b| !completed.contains(b));
+        self.store.finish(&settlement)?;
+        self.held = held_keys;
         for ((object, verb), events) in unsubscribed {
             warn!(
                 events,
                 "unsubscribed: no connector subscribes to {object}.{verb}"
             );
         }
-        if tally.events > 0 {
+        if tally.claimed_any() {
             debug!(
                 events = tally.events,
                 sent = tally.sent,
                 retrying = tally.retrying,
+                held = tally.held,
                 failed = tally.failed,
                 "batch done"
             );
         }
         Ok(tally)
     }
+}
+
+/// A batch in claim order (priority, then event id), with each key's events in event-id order
+/// in the places its events hold: one key's events can differ in priority (an application's
+/// own events, a replay), and its order comes first.
+fn each_key_in_order(events: Vec<Event>) -> Vec<Event> {
+    let mut places: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, e) in events.iter().enumerate() {
+        places
+            .entry((&e.object_name, &e.object_key))
+            .or_default()
+            .push(i);
+    }
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    for slots in places.values() {
+        let mut by_id = slots.clone();
+        by_id.sort_by_key(|&i| events[i].event_id);
+        for (&slot, &from) in slots.iter().zip(&by_id) {
+            order[slot] = from;
+        }
+    }
+    let mut events: Vec<Option<Event>> = events.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| events[i].take().expect("each event once"))
+        .collect()
 }
 
 /// Puts parsed key pairs into the order of the object's key columns, or says why they don't fit.

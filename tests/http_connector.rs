@@ -131,6 +131,7 @@ fn connector(url: &str, timeout: Duration, concurrency: usize) -> Connector {
 fn delivery(event_id: i64) -> Delivery {
     Delivery {
         event_id,
+        key: event_id as usize,
         object_event_id: format!("hook_{event_id}"),
         body: format!(
             r#"{{"object_event_id":"hook_{event_id}","event_id":{event_id},"object":"Employee","verb":"Update","attributes":{{"name":"Zoë"}}}}"#

@@ -59,7 +59,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
             bar.set_length(tally.events);
         }
         bar.set_position(tally.events);
-        if batch.events == 0 {
+        if !batch.claimed_any() {
             let backlog = poller.store().retry_backlog()?;
             match backlog.next_due {
                 Some(due) if args.wait => {

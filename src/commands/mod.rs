@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use trigpoll::config::{Config, ConfigError};
-use trigpoll::install::InstallError;
+use trigpoll::install::{InstallError, Layout};
 use trigpoll::poller::StartError;
 use trigpoll::store::{self, EventStore, StoreError};
 
@@ -76,18 +76,25 @@ pub fn open_store(config: &Config) -> Result<Box<dyn EventStore>> {
 /// Opens the configured database and checks that install-triggers has created trigpoll's tables.
 pub fn open_installed_store(config: &Config) -> Result<Box<dyn EventStore>> {
     let mut store = open_store(config)?;
-    if !trigpoll::install::tables_installed(store.as_mut(), config)? {
-        return Err(missing_tables(config).into());
-    }
+    let layout = trigpoll::install::layout(store.as_mut(), config)?;
+    usable(layout, config)?;
     Ok(store)
 }
 
-pub fn missing_tables(config: &Config) -> UsageError {
+/// Whether trigpoll's tables can be used as they are, or what to run first.
+pub fn usable(layout: Layout, config: &Config) -> Result<(), UsageError> {
     let db = &config.database;
-    UsageError(format!(
-        "the event table {}.{} or the archive table {}.{} does not exist: run `trigpoll install-triggers`",
-        db.schema, db.event_table, db.schema, db.archive_table
-    ))
+    match layout {
+        Layout::Missing => Err(UsageError(format!(
+            "the event table {}.{} or the archive table {}.{} does not exist: run `trigpoll install-triggers`",
+            db.schema, db.event_table, db.schema, db.archive_table
+        ))),
+        Layout::Old => Err(UsageError(format!(
+            "the event table {}.{} was made by an earlier trigpoll: run `trigpoll install-triggers` to upgrade it (its events stay)",
+            db.schema, db.event_table
+        ))),
+        Layout::Current => Ok(()),
+    }
 }
 
 /// Set by the first SIGINT or SIGTERM; a second one ends the process at once.

@@ -39,7 +39,7 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
             }
         };
         processed += tally.events;
-        if tally.events > 0 {
+        if tally.claimed_any() {
             continue;
         }
         // Idle: sleep until the interval passes, a retry is due or the database says new

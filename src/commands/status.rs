@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
-use trigpoll::install::{drift, tables_installed, Drift};
+use trigpoll::install::{drift, layout, Drift, Layout};
 use trigpoll::store::StoreStatus;
 
-use super::{missing_tables, open_store, print, Context};
+use super::{open_store, print, usable, Context, UsageError};
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -32,18 +32,19 @@ struct Report {
 pub fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let mut store = open_store(&config)?;
-    let tables_installed = tables_installed(store.as_mut(), &config)?;
+    let layout = layout(store.as_mut(), &config)?;
     let triggers = drift(store.as_mut(), &config)?;
     let broken = triggers.iter().any(|t| t.state.is_broken());
-    if !tables_installed && !broken {
-        return Err(missing_tables(&config).into());
+    let usable = usable(layout, &config);
+    if let (Err(e), false) = (&usable, broken) {
+        return Err(UsageError(e.0.clone()).into());
     }
     let report = Report {
         backend: store.backend(),
-        tables_installed,
-        store: match tables_installed {
-            true => Some(store.status()?),
-            false => None,
+        tables_installed: layout != Layout::Missing,
+        store: match usable {
+            Ok(()) => Some(store.status()?),
+            Err(_) => None,
         },
         triggers,
     };
@@ -66,8 +67,10 @@ fn text(r: &Report) -> String {
     out.push_str(&format!("backend      {}\n", r.backend));
     if let Some(s) = &r.store {
         store_text(&mut out, s);
-    } else {
+    } else if !r.tables_installed {
         out.push_str("tables       missing: run install-triggers\n");
+    } else {
+        out.push_str("tables       made by an earlier trigpoll: run install-triggers\n");
     }
     if !r.triggers.is_empty() {
         out.push_str("\nOBJECT               TABLE                          TRIGGER\n");
@@ -88,6 +91,10 @@ fn store_text(out: &mut String, s: &StoreStatus) {
     ));
     out.push_str(&format!("in progress  {}\n", s.in_progress));
     out.push_str(&format!("retrying     {}\n", s.retrying));
+    out.push_str(&format!(
+        "held         {} (behind an earlier event of their key that waits for its retry)\n",
+        s.held
+    ));
     out.push_str(&format!(
         "archived     {} failed, {} error, {} not found\n",
         s.archived_failed, s.archived_error, s.archived_not_found

@@ -148,6 +148,7 @@ mod tests {
     fn batch(ids: std::ops::RangeInclusive<i64>) -> Vec<Delivery> {
         ids.map(|i| Delivery {
             event_id: i,
+            key: i as usize,
             object_event_id: format!("file_{i}"),
             body: format!("{{\"event_id\":{i},\"text\":\"é\"}}"),
         })

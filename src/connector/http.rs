@@ -109,40 +109,69 @@ impl HttpSink {
 }
 
 impl Deliver for HttpSink {
+    /// Up to `concurrency` keys at once; each key's deliveries one after another, in order,
+    /// stopping at its first retry (the rest of the key is held).
     fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
-        let workers = self.concurrency.min(batch.len());
-        if workers <= 1 {
-            return batch.iter().map(|d| self.send(d)).collect();
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut run_of: std::collections::HashMap<usize, usize> = Default::default();
+        for (i, delivery) in batch.iter().enumerate() {
+            let run = *run_of.entry(delivery.key).or_insert_with(|| {
+                runs.push(Vec::new());
+                runs.len() - 1
+            });
+            runs[run].push(i);
         }
         let this = &*self;
-        let next = AtomicUsize::new(0);
+        let send_run = |run: &[usize]| -> Vec<(usize, Outcome)> {
+            let mut done = Vec::with_capacity(run.len());
+            let mut held = false;
+            for &i in run {
+                let outcome = match held {
+                    true => Outcome::Held,
+                    false => this.send(&batch[i]),
+                };
+                held |= matches!(outcome, Outcome::Retry { .. });
+                done.push((i, outcome));
+            }
+            done
+        };
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(delivery) = batch.get(i) else {
-                                return done;
-                            };
-                            done.push((i, this.send(delivery)));
-                        }
-                    })
-                })
-                .collect();
-            for handle in handles {
-                match handle.join() {
-                    Ok(done) => {
-                        for (i, outcome) in done {
-                            outcomes[i] = Some(outcome);
-                        }
-                    }
-                    Err(_) => tracing::error!("http delivery worker panicked"),
+        let workers = self.concurrency.min(runs.len());
+        if workers <= 1 {
+            for run in &runs {
+                for (i, outcome) in send_run(run) {
+                    outcomes[i] = Some(outcome);
                 }
             }
-        });
+        } else {
+            let next = AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut done = Vec::new();
+                            loop {
+                                let r = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(run) = runs.get(r) else {
+                                    return done;
+                                };
+                                done.extend(send_run(run));
+                            }
+                        })
+                    })
+                    .collect();
+                for handle in handles {
+                    match handle.join() {
+                        Ok(done) => {
+                            for (i, outcome) in done {
+                                outcomes[i] = Some(outcome);
+                            }
+                        }
+                        Err(_) => tracing::error!("http delivery worker panicked"),
+                    }
+                }
+            });
+        }
         // A worker that panicked took its deliveries' outcomes with it; they may or may not have
         // arrived, so they are retried.
         outcomes

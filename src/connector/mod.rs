@@ -28,6 +28,9 @@ pub use stdout::StdoutSink;
 pub struct Delivery {
     /// The event this delivery belongs to.
     pub event_id: i64,
+    /// The object key this delivery is for, as a number unique within the batch: deliveries
+    /// with the same `key` are one key's events, in event-id order.
+    pub key: usize,
     /// `<connector>_<event_id>`, the receiver's idempotency key.
     pub object_event_id: String,
     /// The serialized JSON payload (DESIGN.md §7), one line, no trailing newline.
@@ -46,6 +49,9 @@ pub enum Outcome {
     },
     /// A permanent failure: retrying will not help.
     Reject { reason: String },
+    /// Not attempted: an earlier delivery of the same key in the batch must be retried first,
+    /// and this one follows it then.
+    Held,
 }
 
 impl Outcome {
@@ -64,10 +70,13 @@ impl Outcome {
 ///   receiver, flushed to disk for files, written to the pipe for stdout). When in doubt a sink
 ///   answers [`Outcome::Retry`]: delivery is at-least-once, and a duplicate is better than a loss.
 /// - [`Outcome::Reject`] only when the receiver made clear that resending will not help.
-/// - Deliveries are started in batch order, but a sink that sends several at once (HTTP with
-///   `concurrency` > 1) may let them arrive out of order within a batch. Per-key order
-///   (DESIGN.md §6) therefore relies on the caller never putting two events for the same object
-///   key in one batch.
+/// - A batch may hold many deliveries of one key (the same [`Delivery::key`]), in event-id
+///   order. A sink delivers them one after another, each only once the one before it has an
+///   outcome, so that the receiver gets them in that order; deliveries of different keys may
+///   go at the same time (HTTP with `concurrency` > 1 spreads across keys, never within one).
+/// - Once a delivery of a key comes out [`Outcome::Retry`], the sink attempts none of the later
+///   ones of that key in the batch: they come out [`Outcome::Held`] and wait behind it.
+///   [`Outcome::Reject`] does not hold the key.
 pub trait Deliver {
     fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome>;
 }
@@ -124,13 +133,35 @@ impl Sink {
         if batch.is_empty() {
             return Vec::new();
         }
-        let outcomes = match self {
+        let mut outcomes = match self {
             Sink::Stdout(sink) => sink.deliver(batch),
             Sink::File(sink) => sink.deliver(batch),
             Sink::Http(sink) => sink.deliver(batch),
         };
         debug_assert_eq!(outcomes.len(), batch.len());
+        hold_after_retry(batch, &mut outcomes);
         outcomes
+    }
+}
+
+/// Marks every delivery after a key's first [`Outcome::Retry`] as [`Outcome::Held`]. Sinks that
+/// write a batch as a whole (file, stdout) fail the rest of it together: the first failure of
+/// each key is the one to retry, and what follows it waits, its attempt not counted.
+fn hold_after_retry(batch: &[Delivery], outcomes: &mut [Outcome]) {
+    let mut retrying = std::collections::HashSet::new();
+    for (delivery, outcome) in batch.iter().zip(outcomes.iter_mut()) {
+        if retrying.contains(&delivery.key) {
+            debug_assert!(
+                !matches!(outcome, Outcome::Sent),
+                "a sink sent event {} after an earlier event of its key failed",
+                delivery.event_id
+            );
+            if matches!(outcome, Outcome::Retry { .. }) {
+                *outcome = Outcome::Held;
+            }
+        } else if matches!(outcome, Outcome::Retry { .. }) {
+            retrying.insert(delivery.key);
+        }
     }
 }
 
@@ -172,7 +203,7 @@ impl Connector {
         let outcomes = self.sink.deliver(batch);
         for (delivery, outcome) in batch.iter().zip(&outcomes) {
             match outcome {
-                Outcome::Sent => {}
+                Outcome::Sent | Outcome::Held => {}
                 Outcome::Retry { reason, after } => tracing::debug!(
                     connector = %self.config.id,
                     event_id = delivery.event_id,
@@ -373,6 +404,41 @@ mod tests {
         let shown = format!("{sink:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("trigpoll"), "{shown}");
+    }
+
+    #[test]
+    fn a_keys_deliveries_after_its_first_retry_are_held() {
+        let batch: Vec<Delivery> = [(1, 0), (2, 1), (3, 0), (4, 0), (5, 1)]
+            .iter()
+            .map(|&(event_id, key)| Delivery {
+                event_id,
+                key,
+                object_event_id: format!("c_{event_id}"),
+                body: String::new(),
+            })
+            .collect();
+        let mut outcomes = vec![
+            Outcome::retry("down"),
+            Outcome::Sent,
+            Outcome::retry("down"),
+            Outcome::retry("down"),
+            Outcome::Reject {
+                reason: "no".into(),
+            },
+        ];
+        hold_after_retry(&batch, &mut outcomes);
+        assert_eq!(
+            outcomes,
+            [
+                Outcome::retry("down"),
+                Outcome::Sent,
+                Outcome::Held,
+                Outcome::Held,
+                Outcome::Reject {
+                    reason: "no".into()
+                }
+            ]
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ mod tests {
     fn delivery(event_id: i64, body: String) -> Delivery {
         Delivery {
             event_id,
+            key: event_id as usize,
             object_event_id: format!("test_{event_id}"),
             body,
         }

@@ -236,6 +236,14 @@ impl Dialect {
         }
     }
 
+    pub fn upgrade_tables(&self) -> Vec<String> {
+        match self {
+            Dialect::Postgres(n) => postgres::upgrade_tables(n),
+            Dialect::Mysql(n) => mysql::upgrade_tables(n),
+            Dialect::Sqlite(n) => sqlite::upgrade_tables(n),
+        }
+    }
+
     pub fn drop_tables(&self) -> Vec<String> {
         match self {
             Dialect::Postgres(n) => postgres::drop_tables(n),
@@ -300,6 +308,7 @@ mod script_tests {
             keys: None,
             verbs: vec![Verb::Update],
             priority: 0,
+            coalesce: false,
         };
         let table = TableInfo {
             name: object.table.clone(),

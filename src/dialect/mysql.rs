@@ -66,13 +66,33 @@ pub fn names(schema: &str, event: &str, archive: &str) -> Names {
     SchemaNames::new(schema, event, archive, ident)
 }
 
-/// The event table's index on (priority, event id), which claims walk in order.
+/// The event table's index on (waiting_for, priority, event id): claims walk the events not
+/// held behind a retry (`waiting_for IS NULL`) in claim order, and releases find the events
+/// held behind an event (`waiting_for = id`).
 pub fn claim_index(n: &Names) -> String {
-    ident(&format!("{}_claim", n.event_raw))
+    ident(&format!("{}_ready", n.event_raw))
 }
 
-fn key_order_index(n: &Names) -> String {
-    ident(&format!("{}_key_order", n.event_raw))
+/// The event table's index on (key hash, waiting_for, event id): a claim reads the events of a
+/// key that are not held, from the first, in order.
+fn key_run_index(n: &Names) -> String {
+    ident(&format!("{}_key_run", n.event_raw))
+}
+
+/// Brings an event table made by trigpoll 0.1 (no `waiting_for`) to the current layout, in
+/// place: its events stay.
+pub fn upgrade_tables(n: &Names) -> Vec<String> {
+    let old = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
+    vec![format!(
+        "ALTER TABLE {} ADD COLUMN waiting_for BIGINT NULL, DROP INDEX {}, DROP INDEX {},
+    ADD KEY {} (waiting_for, event_priority, event_id),
+    ADD KEY {} (key_hash, waiting_for, event_id)",
+        n.event,
+        old("claim"),
+        old("key_order"),
+        claim_index(n),
+        key_run_index(n)
+    )]
 }
 
 /// Creates the database and the event and archive tables with their indexes.
@@ -88,7 +108,6 @@ fn key_order_index(n: &Names) -> String {
 /// may be longer than InnoDB's 3072-byte index limit: `key_hash` (SHA-256 of both) is indexed
 /// instead, and the check compares the full values too.
 pub fn create_tables(n: &Names) -> Vec<String> {
-    let key_order = key_order_index(n);
     let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
     vec![
         format!(
@@ -114,12 +133,13 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     claimed_at        TIMESTAMP(6) NULL DEFAULT NULL,
     done_connectors   TEXT NULL,
     key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
-    KEY {} (event_priority, event_id),
-    KEY {} (key_hash, event_id)
+    waiting_for       BIGINT NULL,
+    KEY {} (waiting_for, event_priority, event_id),
+    KEY {} (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             n.event,
             claim_index(n),
-            key_order
+            key_run_index(n)
         ),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
@@ -387,30 +407,118 @@ pub const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.obj
 e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, \
 e.attempts, e.payload, e.replay_of, e.done_connectors";
 
-/// Selects and locks a batch of ready events: `?` claim timeout in microseconds, `?` limit.
-/// Rows another poller is claiming are skipped, not waited for. The `NOT EXISTS` subquery is a
-/// plain (non-locking) read, so an earlier event of the same key that another poller holds
-/// still counts.
+/// A claim's first step (see [`crate::store::claim`]): selects and locks up to `?` (second
+/// parameter) candidates; the first parameter is the claim timeout in microseconds. Rows
+/// another poller is claiming are skipped, not waited for.
 ///
 /// The claim index is forced: a plan that sorts instead would lock every ready event, not just
-/// the batch, and other pollers would find nothing to claim while this one holds them. So is
-/// the key-order index of the subquery: with the statistics of a table just filled, a range
-/// on the primary key (every earlier event) can look as cheap, and the claim becomes quadratic.
-pub fn claim(n: &Names) -> String {
+/// the batch, and other pollers would find nothing to claim while this one holds them.
+pub fn claim_candidates(n: &Names) -> String {
     format!(
         "SELECT {EVENT_COLUMNS}
 FROM {ev} e FORCE INDEX ({claim})
-WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+WHERE e.waiting_for IS NULL
+  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
        OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
-  AND NOT EXISTS (SELECT 1 FROM {ev} p FORCE INDEX ({key_order})
-                  WHERE p.key_hash = e.key_hash AND p.object_name = e.object_name
-                    AND p.object_key = e.object_key AND p.event_id < e.event_id)
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED",
         ev = n.event,
         claim = claim_index(n),
-        key_order = key_order_index(n)
+    )
+}
+
+/// A claim's second step, a plain read in a statement of its own: at `READ COMMITTED` it sees
+/// every event committed before it started, so also the earlier events of a key whose later
+/// event the first step found and locked. (Read in the first step's statement, with that
+/// statement's older snapshot, an event committed while the step ran was passed over as locked
+/// and yet missing from the check: a key's later event went first.)
+///
+/// Parameters: per candidate key (`keys` rows) its position, object name, key and last
+/// candidate's event id; the claim token; the claim timeout in microseconds; then the
+/// `candidates` ids. Returns (0, key position, event id, waiting for a retry) for each event of
+/// those keys up to that id that is not held and not in progress under the token, and
+/// (1, candidate, first event held behind it, 0) for candidates with held events.
+pub fn claim_neighbours(n: &Names, keys: usize, candidates: usize) -> String {
+    format!(
+        "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > NOW(6)
+FROM ({keys}) AS k
+JOIN {ev} p FORCE INDEX ({key_run})
+    ON p.key_hash = UNHEX(SHA2(CONCAT(k.name, X'00', k.okey), 256)) AND p.waiting_for IS NULL
+    AND p.event_id <= k.last
+WHERE p.object_name = k.name AND p.object_key = k.okey
+  AND NOT (p.event_status = 3 AND p.claimed_by = ?
+           AND p.claimed_at >= NOW(6) - INTERVAL ? MICROSECOND)
+UNION ALL
+SELECT 1, w.waiting_for, MIN(w.event_id), 0 FROM {ev} w FORCE INDEX ({claim})
+WHERE w.waiting_for IN ({ids})
+GROUP BY w.waiting_for",
+        keys = rows_table(
+            &[
+                ("i", SIGNED),
+                ("name", TEXT),
+                ("okey", TEXT),
+                ("last", SIGNED)
+            ],
+            keys
+        ),
+        ev = n.event,
+        key_run = key_run_index(n),
+        claim = claim_index(n),
+        ids = placeholders(candidates),
+    )
+}
+
+/// Locks the events that others are to be held behind (`count` ids, then the claim token) and
+/// returns those still there and not held themselves: ready, or in progress under the token.
+/// The share lock keeps a poller from claiming one (and, after delivering it, releasing the
+/// events behind it) before the hold is committed.
+pub fn lock_blockers(n: &Names, count: usize) -> String {
+    format!(
+        "SELECT event_id FROM {} FORCE INDEX (PRIMARY)
+WHERE event_id IN ({}) AND waiting_for IS NULL AND (event_status = 0 OR claimed_by = ?)
+LOCK IN SHARE MODE",
+        n.event,
+        placeholders(count)
+    )
+}
+
+/// Holds events behind others: per row the event id and the id of the event it waits for.
+pub fn hold(n: &Names, rows: usize) -> String {
+    format!(
+        "UPDATE {} AS e JOIN ({}) AS h ON e.event_id = h.event_id SET e.waiting_for = h.behind",
+        n.event,
+        rows_table(&[("event_id", SIGNED), ("behind", SIGNED)], rows)
+    )
+}
+
+/// Puts events that wait behind others back: per row the event id and its connectors already
+/// done. Their claim is released; their attempt count stays.
+pub fn put_back(n: &Names, rows: usize) -> String {
+    format!(
+        "UPDATE {} AS e JOIN ({}) AS u ON e.event_id = u.event_id
+SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.done_connectors = u.done",
+        n.event,
+        rows_table(&[("event_id", SIGNED), ("done", TEXT)], rows)
+    )
+}
+
+/// Releases the events held behind the `count` given events.
+pub fn release(n: &Names, count: usize) -> String {
+    format!(
+        "UPDATE {} SET waiting_for = NULL WHERE waiting_for IN ({})",
+        n.event,
+        placeholders(count)
+    )
+}
+
+/// Releases the events held behind events that are no longer in the table (deleted by hand).
+pub fn release_orphans(n: &Names) -> String {
+    format!(
+        "UPDATE {ev} e LEFT JOIN {ev} b ON b.event_id = e.waiting_for
+SET e.waiting_for = NULL
+WHERE e.waiting_for IS NOT NULL AND b.event_id IS NULL",
+        ev = n.event
     )
 }
 
@@ -764,6 +872,7 @@ mod tests {
             keys: None,
             verbs,
             priority: 2,
+            coalesce: false,
         }
     }
 
@@ -784,8 +893,9 @@ mod tests {
         assert!(sql[1].starts_with("CREATE TABLE IF NOT EXISTS `trigpoll`.`trigpoll_event` ("));
         assert!(sql[1].contains(
             "key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
-    KEY `trigpoll_event_claim` (event_priority, event_id),
-    KEY `trigpoll_event_key_order` (key_hash, event_id)
+    waiting_for       BIGINT NULL,
+    KEY `trigpoll_event_ready` (waiting_for, event_priority, event_id),
+    KEY `trigpoll_event_key_run` (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         ));
         assert!(sql[2].contains(
@@ -880,14 +990,12 @@ END",
     #[test]
     fn claim_text() {
         assert_eq!(
-            claim(&names("tp", "ev", "ar")),
+            claim_candidates(&names("tp", "ev", "ar")),
             "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors
-FROM `tp`.`ev` e FORCE INDEX (`ev_claim`)
-WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+FROM `tp`.`ev` e FORCE INDEX (`ev_ready`)
+WHERE e.waiting_for IS NULL
+  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
        OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
-  AND NOT EXISTS (SELECT 1 FROM `tp`.`ev` p FORCE INDEX (`ev_key_order`)
-                  WHERE p.key_hash = e.key_hash AND p.object_name = e.object_name
-                    AND p.object_key = e.object_key AND p.event_id < e.event_id)
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED"

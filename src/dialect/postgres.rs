@@ -84,14 +84,10 @@ fn routine(n: &Names, name: &str) -> String {
 /// Creates the schema, the event and archive tables and their indexes. The event table leaves
 /// half of each page free: an event is updated once when it is claimed, and with room on its
 /// page that update is HOT (no new index entries), which makes a claim about a quarter cheaper.
-/// Object names and keys compare bytewise (`COLLATE "C"`): only equality matters for them. The
-/// key-order index, through which the claim finds an earlier event for the same key, is a hash
-/// index: every captured change inserts into it, and a hash insert costs a third of a B-tree
-/// insert at a random place; a probe is cheaper too.
+/// Object names and keys compare bytewise (`COLLATE "C"`): only equality matters for them.
 pub fn create_tables(n: &Names) -> Vec<String> {
-    let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
     let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
-    vec![
+    let mut statements = vec![
         format!("CREATE SCHEMA IF NOT EXISTS {}", n.schema),
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
@@ -110,20 +106,14 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     replay_of         bigint,
     claimed_by        text,
     claimed_at        timestamptz(6),
-    done_connectors   text
+    done_connectors   text,
+    waiting_for       bigint
 ) WITH (fillfactor = 50)",
             n.event
         ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (event_priority, event_id)",
-            idx("claim"),
-            n.event
-        ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} USING hash (object_key)",
-            idx("key_order"),
-            n.event
-        ),
+    ];
+    statements.extend(event_indexes(n));
+    statements.extend([
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
     event_id          bigint NOT NULL,
@@ -153,7 +143,58 @@ pub fn create_tables(n: &Names) -> Vec<String> {
             aidx("failures"),
             n.archive
         ),
+    ]);
+    statements
+}
+
+/// The event table's indexes besides its primary key. Events held behind a retry
+/// (`waiting_for` set) are in neither of the first two, so that claims never read them:
+/// - the claim order, (priority, event id);
+/// - each key's order, (object, key, event id): a claim reads a key's events from its first
+///   one and stops at the first it cannot take (a B-tree, so that the read is ordered and
+///   stops, whatever the number of events behind);
+/// - the events held behind each event, to release them when it is done.
+fn event_indexes(n: &Names) -> Vec<String> {
+    let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
+    vec![
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (event_priority, event_id) WHERE waiting_for IS NULL",
+            idx("ready"),
+            n.event
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key, event_id) WHERE waiting_for IS NULL",
+            idx("key_run"),
+            n.event
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (waiting_for) WHERE waiting_for IS NOT NULL",
+            idx("waiting"),
+            n.event
+        ),
     ]
+}
+
+/// Brings an event table made by trigpoll 0.1 (no `waiting_for`, a claim index over every
+/// event, a hash index on keys) to the current layout, in place: its events stay.
+pub fn upgrade_tables(n: &Names) -> Vec<String> {
+    let old = |suffix: &str| {
+        format!(
+            "{}.{}",
+            n.schema,
+            ident(&format!("{}_{suffix}", n.event_raw))
+        )
+    };
+    let mut statements = vec![
+        format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS waiting_for bigint",
+            n.event
+        ),
+        format!("DROP INDEX IF EXISTS {}", old("claim")),
+        format!("DROP INDEX IF EXISTS {}", old("key_order")),
+    ];
+    statements.extend(event_indexes(n));
+    statements
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -306,66 +347,108 @@ pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {
     sql
 }
 
-/// The claim's condition for an event `e` to be taken: ready or abandoned, and no earlier event
-/// for its key still in the table.
-fn claimable(ev: &str, timeout_secs: f64) -> String {
+/// The condition for an event `e` to be a claim's candidate: ready (and due), or claimed by a
+/// poller longer ago than the claim timeout.
+fn claimable(timeout_secs: f64) -> String {
     format!(
-        "((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
-           OR (e.event_status = 3 AND e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second'))
-      AND NOT EXISTS (SELECT 1 FROM {ev} p
-                      WHERE p.object_name = e.object_name AND p.object_key = e.object_key
-                        AND p.event_id < e.event_id)"
+        "e.waiting_for IS NULL
+      AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
+           OR (e.event_status = 3 AND e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second'))"
     )
 }
 
-/// Whether a claim would find anything, without claiming it.
-pub fn claimable_exists(n: &Names, timeout_secs: f64) -> String {
+/// The event columns a claim returns, in the order of [`crate::event::Event`]'s fields.
+const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
+e.event_priority, to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors";
+
+/// A claim's first step (see [`crate::store::claim`]): up to `limit` candidates in claim order,
+/// locked (`FOR UPDATE SKIP LOCKED`) unless `lock` is false (a look that claims nothing). The
+/// values are literals, not parameters: the statement is prepared once per connection, and a
+/// generic plan for `LIMIT $1` sorts the whole backlog instead of reading the claim index.
+pub fn claim_candidates(n: &Names, limit: usize, timeout_secs: f64, lock: bool) -> String {
     format!(
-        "SELECT EXISTS (SELECT 1 FROM {ev} e WHERE {})",
-        claimable(&n.event, timeout_secs),
+        "SELECT {EVENT_COLUMNS} FROM {ev} e
+WHERE {claimable}
+ORDER BY e.event_priority, e.event_id
+LIMIT {limit}{locking}",
+        ev = n.event,
+        claimable = claimable(timeout_secs),
+        locking = if lock { "\nFOR UPDATE SKIP LOCKED" } else { "" },
+    )
+}
+
+/// A claim's second step: for each candidate key (`$1` names, `$2` keys, `$3` the last
+/// candidate's event id), its events up to that id that are not held and not in progress under
+/// the claim token `$4`, as (0, key position from 1, event id, waiting for a retry); and for
+/// each candidate among `$5` with events held behind it, (1, candidate, first of them, false).
+pub fn claim_neighbours(n: &Names, timeout_secs: f64) -> String {
+    format!(
+        "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > now()
+FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS k(name, key, last, i)
+JOIN {ev} p ON p.object_name = k.name COLLATE \"C\" AND p.object_key = k.key COLLATE \"C\"
+    AND p.event_id <= k.last AND p.waiting_for IS NULL
+WHERE NOT (p.event_status = 3 AND p.claimed_by = $4
+           AND p.claimed_at >= now() - {timeout_secs}::float8 * interval '1 second')
+UNION ALL
+SELECT 1, w.waiting_for, min(w.event_id), false FROM {ev} w
+WHERE w.waiting_for = ANY($5::bigint[])
+GROUP BY w.waiting_for",
+        ev = n.event,
+    )
+}
+
+/// Marks the claimed events (`$1`) as in progress under the claim token `$2`.
+pub fn mark_claimed(n: &Names) -> String {
+    format!(
+        "UPDATE {} SET event_status = 3, claimed_by = $2, claimed_at = now()
+WHERE event_id = ANY($1::bigint[])",
+        n.event
+    )
+}
+
+/// Holds events (`$1`) behind the events they wait for (`$2`, pairwise), each only while the
+/// one it waits for is still there and not itself held: ready, or in progress under the claim
+/// token `$3`. The share lock on it keeps a poller from claiming it (and, after delivering it,
+/// releasing the events behind it) before this hold is committed; one that was already claimed
+/// elsewhere is skipped, and its events stay ready, behind it in the key's order.
+pub fn hold(n: &Names) -> String {
+    format!(
+        "WITH blockers AS (
+    SELECT event_id FROM {ev}
+    WHERE event_id = ANY($2::bigint[]) AND waiting_for IS NULL
+      AND (event_status = 0 OR claimed_by = $3)
+    FOR SHARE
+)
+UPDATE {ev} e SET waiting_for = h.behind
+FROM unnest($1::bigint[], $2::bigint[]) AS h(id, behind)
+WHERE e.event_id = h.id AND h.behind IN (SELECT event_id FROM blockers)",
         ev = n.event
     )
 }
 
-/// Claims a batch of up to `limit` events for `token`, taking back claims older than
-/// `timeout_secs`. The values are literals, not parameters: the statement is prepared once per
-/// connection, and a generic plan for `LIMIT $1` sorts the whole backlog (150 ms at 100k events
-/// instead of 6 ms through the claim index).
-pub fn claim(n: &Names, limit: usize, token: &str, timeout_secs: f64) -> String {
-    format!(
-        "WITH ready AS (
-    SELECT e.event_id FROM {ev} e
-    WHERE {claimable}
-    ORDER BY e.event_priority, e.event_id
-    LIMIT {limit}
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {ev} AS e SET event_status = 3, claimed_by = {token}, claimed_at = now()
--- Primary-key lookups of the claimed ids: a join with `ready` was planned as a hash join over a
--- sequential scan of the whole event table, which made each claim cost as much as the backlog.
-WHERE e.event_id = ANY(ARRAY(SELECT event_id FROM ready))
-RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-    to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
-    e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors",
-        ev = n.event,
-        claimable = claimable(&n.event, timeout_secs),
-        token = literal(token),
-    )
-}
-
-/// Writes the outcome of a batch in one statement, so in one transaction and one round trip:
-/// deletes the completed events (`$1` ids), puts the retried ones back (`$4` ids, `$5` their
-/// retry state by event id) and archives the outcomes (`$2`: by event id, a list of archive
-/// rows) of both, touching only events still claimed by `$3`. The outcomes are looked up by
-/// event id in a jsonb object rather than joined: every plan stays one primary-key lookup per
-/// event, whatever the statistics say (a join was once planned as a nested loop that rescanned
-/// the whole batch for every event).
+/// Writes the outcome of a batch in one statement, so in one transaction and one round trip,
+/// touching only events still claimed by `$3`:
+/// - deletes the completed events (`$1` ids) and releases the events held behind them;
+/// - puts the retried ones back (`$4` ids, `$5` their retry state by event id);
+/// - puts back the ones held behind an event of their key (`$6` ids, `$7` the event each waits
+///   for, or NULL when it is gone, `$8` their connectors already done), attempts unchanged;
+///   an event waited for that is not of this batch (`$9`) is locked as in [`hold`], and one a
+///   poller claimed meanwhile is not waited for;
+/// - archives the outcomes (`$2`: by event id, a list of archive rows) of all of them.
+///
+/// The outcomes are looked up by event id in a jsonb object rather than joined: every plan
+/// stays one primary-key lookup per event, whatever the statistics say (a join was once planned
+/// as a nested loop that rescanned the whole batch for every event).
 pub fn finish(n: &Names) -> String {
     format!(
         "WITH moved AS (
     DELETE FROM {ev} e WHERE e.event_id = ANY($1::bigint[]) AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
         e.event_time, e.payload, e.replay_of
+), released AS (
+    UPDATE {ev} e SET waiting_for = NULL
+    WHERE e.waiting_for = ANY($1::bigint[])
 ), retried AS (
     UPDATE {ev} e SET event_status = 0, claimed_by = NULL, claimed_at = NULL,
         attempts = ($5::jsonb -> e.event_id::text ->> 'attempts')::int,
@@ -376,16 +459,42 @@ pub fn finish(n: &Names) -> String {
     WHERE e.event_id = ANY($4::bigint[]) AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
         e.event_time, e.payload, e.replay_of
+), blockers AS (
+    SELECT event_id FROM {ev}
+    WHERE event_id = ANY($9::bigint[]) AND waiting_for IS NULL
+      AND (event_status = 0 OR claimed_by = $3)
+    FOR SHARE
+), held AS (
+    UPDATE {ev} e SET event_status = 0, claimed_by = NULL, claimed_at = NULL,
+        waiting_for = CASE
+            WHEN NOT h.behind = ANY($9::bigint[]) OR h.behind IN (SELECT event_id FROM blockers)
+            THEN h.behind END,
+        done_connectors = h.done
+    FROM unnest($6::bigint[], $7::bigint[], $8::text[]) AS h(id, behind, done)
+    WHERE e.event_id = h.id AND e.claimed_by = $3
+    RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
+        e.event_time, e.payload, e.replay_of
 )
 INSERT INTO {ar} (event_id, object_name, object_verb, object_key, event_priority, event_time,
     event_status, event_description, connector_id, attempts, payload, replay_of)
 SELECT s.event_id, s.object_name, s.object_verb, s.object_key, s.event_priority, s.event_time,
     o.status, o.description, o.connector_id, o.attempts, s.payload, s.replay_of
-FROM (SELECT * FROM moved UNION ALL SELECT * FROM retried) s
+FROM (SELECT * FROM moved UNION ALL SELECT * FROM retried UNION ALL SELECT * FROM held) s
 CROSS JOIN LATERAL jsonb_to_recordset($2::jsonb -> s.event_id::text)
     AS o(connector_id text, status smallint, description text, attempts int)",
         ev = n.event,
         ar = n.archive,
+    )
+}
+
+/// Releases the events held behind events that are no longer in the table (deleted by hand):
+/// run when a poller starts, since nothing else would ever release them.
+pub fn release_orphans(n: &Names) -> String {
+    format!(
+        "UPDATE {ev} e SET waiting_for = NULL
+WHERE e.waiting_for IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {ev} b WHERE b.event_id = e.waiting_for)",
+        ev = n.event
     )
 }
 

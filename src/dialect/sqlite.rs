@@ -71,9 +71,8 @@ impl Names {
 
 /// Creates the event and archive tables and their indexes.
 pub fn create_tables(n: &Names) -> Vec<String> {
-    let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
     let aidx = |suffix: &str| ident(&format!("{}_{suffix}", n.archive_raw));
-    vec![
+    let mut statements = vec![
         // AUTOINCREMENT: an event id is never used twice, even after the newest event left.
         // Other applications write to this table: the checks refuse what PostgreSQL's types
         // would, so that no row can stop the poller.
@@ -94,22 +93,14 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     replay_of         INTEGER CHECK (replay_of IS NULL OR typeof(replay_of) = 'integer'),
     claimed_by        TEXT,
     claimed_at        TEXT,
-    done_connectors   TEXT
+    done_connectors   TEXT,
+    waiting_for       INTEGER
 )",
             n.event
         ),
-        // Every index ends with the rowid, which is event_id: these are the (priority, id) claim
-        // order and the (object, key, id) per-key order.
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (event_priority)",
-            idx("claim"),
-            n.event
-        ),
-        format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key)",
-            idx("key_order"),
-            n.event
-        ),
+    ];
+    statements.extend(event_indexes(n));
+    statements.extend([
         format!(
             "CREATE TABLE IF NOT EXISTS {} (
     event_id          INTEGER NOT NULL,
@@ -133,7 +124,45 @@ pub fn create_tables(n: &Names) -> Vec<String> {
             aidx("event"),
             n.archive
         ),
+    ]);
+    statements
+}
+
+/// The event table's indexes. Every index ends with the rowid, which is event_id: these are the
+/// (priority, id) claim order and the (object, key, id) order of each key, both without the
+/// events held behind a retry, which claims never read; and the events held behind each event.
+fn event_indexes(n: &Names) -> Vec<String> {
+    let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
+    vec![
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (event_priority) WHERE waiting_for IS NULL",
+            idx("ready"),
+            n.event
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key) WHERE waiting_for IS NULL",
+            idx("key_run"),
+            n.event
+        ),
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} (waiting_for) WHERE waiting_for IS NOT NULL",
+            idx("waiting"),
+            n.event
+        ),
     ]
+}
+
+/// Brings an event table made by trigpoll 0.1 (no `waiting_for`) to the current layout, in
+/// place: its events stay.
+pub fn upgrade_tables(n: &Names) -> Vec<String> {
+    let old = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
+    let mut statements = vec![
+        format!("ALTER TABLE {} ADD COLUMN waiting_for INTEGER", n.event),
+        format!("DROP INDEX IF EXISTS {}", old("claim")),
+        format!("DROP INDEX IF EXISTS {}", old("key_order")),
+    ];
+    statements.extend(event_indexes(n));
+    statements
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -373,27 +402,83 @@ pub fn drop_triggers(names: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Claims a batch: `?1` limit, `?2` claim token, `?3` the time modifier of the claim timeout
-/// (`'-300 seconds'`). Returns the claimed events (in no particular order), with `event_time`
-/// raw and as UTC seconds.
-pub fn claim(n: &Names) -> String {
+/// The event columns a claim reads, in the order `event_from_row` takes them: `event_time` raw
+/// and as UTC seconds.
+const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
+e.event_priority, e.event_time, strftime('%Y-%m-%dT%H:%M:%S', e.event_time), e.connector_id, \
+e.attempts, e.payload, e.replay_of, e.done_connectors";
+
+/// A claim's first step (see [`crate::store::claim`]): `?1` limit, `?2` the time modifier of
+/// the claim timeout (`'-300 seconds'`). SQLite lets one writer in at a time, so the claim's
+/// transaction (`BEGIN IMMEDIATE`) is all the locking it needs.
+pub fn claim_candidates(n: &Names) -> String {
     format!(
-        "UPDATE {ev} SET event_status = 3, claimed_by = ?2, claimed_at = {NOW}
-WHERE event_id IN (
-    SELECT e.event_id FROM {ev} e
-    WHERE ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
-           OR (e.event_status = 3 AND e.claimed_at < {timeout}))
-      AND NOT EXISTS (SELECT 1 FROM {ev} p
-                      WHERE p.object_name = e.object_name AND p.object_key = e.object_key
-                        AND p.event_id < e.event_id)
-    ORDER BY e.event_priority, e.event_id
-    LIMIT ?1
-)
-RETURNING event_id, object_name, object_verb, object_key, event_priority, event_time,
-    strftime('%Y-%m-%dT%H:%M:%S', event_time), connector_id, attempts, payload, replay_of,
-    done_connectors",
+        "SELECT {EVENT_COLUMNS} FROM {ev} e
+WHERE e.waiting_for IS NULL
+  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
+       OR (e.event_status = 3 AND e.claimed_at < {timeout}))
+ORDER BY e.event_priority, e.event_id
+LIMIT ?1",
+        ev = n.event,
+        timeout = now_plus("?2"),
+    )
+}
+
+/// A claim's second step: `?1` a JSON array of `[object name, key, last candidate's id]` per
+/// candidate key, `?2` the claim token, `?3` the claim timeout's time modifier, `?4` a JSON array
+/// of the candidates' ids. Returns (0, key position from 0, event id, waiting for a retry) for
+/// each event of those keys up to that id that is not held and not in progress under the
+/// token, and (1, candidate, first event held behind it, 0) for candidates with held events.
+pub fn claim_neighbours(n: &Names) -> String {
+    format!(
+        "SELECT 0, k.key, p.event_id, p.event_status = 0 AND p.next_attempt_at > {NOW}
+FROM json_each(?1) AS k
+JOIN {ev} p ON p.object_name = k.value ->> 0 AND p.object_key = k.value ->> 1
+    AND p.event_id <= k.value ->> 2 AND p.waiting_for IS NULL
+WHERE NOT (p.event_status = 3 AND p.claimed_by = ?2 AND p.claimed_at >= {timeout})
+UNION ALL
+SELECT 1, w.waiting_for, min(w.event_id), 0 FROM {ev} w
+WHERE w.waiting_for IN (SELECT value FROM json_each(?4))
+GROUP BY w.waiting_for",
         ev = n.event,
         timeout = now_plus("?3"),
+    )
+}
+
+/// Marks the claimed events (`?2`, a JSON array of ids) as in progress under the token `?1`.
+pub fn mark_claimed(n: &Names) -> String {
+    format!(
+        "UPDATE {} SET event_status = 3, claimed_by = ?1, claimed_at = {NOW}
+WHERE event_id IN (SELECT value FROM json_each(?2))",
+        n.event
+    )
+}
+
+/// Holds event `?1` behind event `?2`, if that one is still there and not itself held.
+pub fn hold(n: &Names) -> String {
+    format!(
+        "UPDATE {ev} SET waiting_for = ?2
+WHERE event_id = ?1
+  AND EXISTS (SELECT 1 FROM {ev} b WHERE b.event_id = ?2 AND b.waiting_for IS NULL)",
+        ev = n.event
+    )
+}
+
+/// Releases the events held behind event `?1`.
+pub fn release(n: &Names) -> String {
+    format!(
+        "UPDATE {} SET waiting_for = NULL WHERE waiting_for = ?1",
+        n.event
+    )
+}
+
+/// Releases the events held behind events that are no longer in the table (deleted by hand).
+pub fn release_orphans(n: &Names) -> String {
+    format!(
+        "UPDATE {ev} SET waiting_for = NULL
+WHERE waiting_for IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM {ev} b WHERE b.event_id = {ev}.waiting_for)",
+        ev = n.event
     )
 }
 
@@ -550,6 +635,7 @@ mod tests {
             keys: None,
             verbs,
             priority: 2,
+            coalesce: false,
         }
     }
 

@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::config::{Config, TableName};
-use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::event::{Event, Settlement, Status};
 
+pub mod claim;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
@@ -133,6 +134,8 @@ pub struct StoreStatus {
     pub oldest_ready_age_seconds: Option<f64>,
     pub in_progress: u64,
     pub retrying: u64,
+    /// Events held behind an earlier event of their key that waits for its retry.
+    pub held: u64,
     pub archived_failed: u64,
     pub archived_error: u64,
     pub archived_not_found: u64,
@@ -174,8 +177,10 @@ pub trait EventStore: Send {
     /// Runs DDL statements, in one transaction where the database allows it.
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
 
-    /// Claims up to `limit` ready events, highest priority first, then oldest; never an event
-    /// while an earlier one for the same object key is still in the event table.
+    /// Claims up to `limit` ready events, highest priority first, then oldest, keeping each
+    /// key's order ([`claim`]): an event only with every earlier event of its key, unless
+    /// those are already in progress under this store's claim token. A batch may hold many
+    /// events of one key.
     fn claim(&mut self, limit: usize) -> Result<Vec<Event>>;
 
     /// Fetches the current rows for the given key values (in the order of `key_columns`), in
@@ -190,20 +195,20 @@ pub trait EventStore: Send {
     /// Turns a captured row image (JSON text written by the trigger) into attributes.
     fn row_image(&self, table: &TableInfo, image: &str) -> Result<Box<RawValue>>;
 
-    /// Writes the outcome of a batch in one transaction: archive rows, removal of the events in
-    /// `complete`, and the retry state of `retry`. Only events this store still holds a claim on
-    /// are touched.
-    fn finish(
-        &mut self,
-        archive: &[ArchiveRow],
-        complete: &[i64],
-        retry: &[RetryLater],
-    ) -> Result<()>;
+    /// Writes the outcome of a batch in one transaction: archive rows, removal of the completed
+    /// events (and release of the events held behind them), the retry state of the retried
+    /// ones, and the held ones put back behind the event they wait for. Only events this store
+    /// still holds a claim on are touched.
+    fn finish(&mut self, settlement: &Settlement) -> Result<()>;
 
     /// Gives back every claim this store holds.
     fn release_claims(&mut self) -> Result<()>;
 
-    /// Events waiting for a retry, and when the first is due.
+    /// Releases events held behind events that are gone from the event table (deleted by
+    /// hand); returns how many.
+    fn release_orphans(&mut self) -> Result<u64>;
+
+    /// Events waiting for a retry or held behind one, and when the first retry is due.
     fn retry_backlog(&mut self) -> Result<RetryBacklog>;
 
     /// Re-enqueues archived events with `replay_of` set (or lists them, when `dry_run`), in

@@ -22,7 +22,8 @@ use mysql::{Conn, Opts, OptsBuilder, Row, TxOpts, Value};
 
 use crate::config::{Config, Secret, TableName};
 use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
-use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
+use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
     BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
     Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
@@ -89,6 +90,74 @@ fn retrying<T>(mut work: impl FnMut() -> Result<T, mysql::Error>) -> Result<T> {
             other => return other.map_err(err),
         }
     }
+}
+
+/// A claim's second and third steps (see [`crate::store::claim`]).
+fn plan_claim(
+    tx: &mut mysql::Transaction,
+    names: &Names,
+    events: &[Event],
+    token: &str,
+    timeout_us: u64,
+) -> Result<claim::Plan, mysql::Error> {
+    if events.is_empty() {
+        return Ok(claim::Plan::default());
+    }
+    let keys = Keys::of(events);
+    let mut params: Vec<Value> = Vec::with_capacity(keys.ranges.len() * 4 + events.len() + 2);
+    for (i, k) in keys.ranges.iter().enumerate() {
+        params.extend([
+            Value::from(i as u64),
+            k.object_name.into(),
+            k.object_key.into(),
+            k.last.into(),
+        ]);
+    }
+    params.extend([token.into(), timeout_us.into()]);
+    params.extend(events.iter().map(|e| Value::from(e.event_id)));
+    let query = sql::claim_neighbours(names, keys.ranges.len(), events.len());
+    let rows: Vec<(i64, i64, i64, Option<i64>)> = tx.exec(query, params)?;
+    let mut found = Vec::new();
+    let mut waiters = Vec::new();
+    for (kind, a, b, waiting) in rows {
+        match kind {
+            0 => found.push(Neighbour {
+                key: a as usize,
+                event_id: b,
+                waiting: waiting == Some(1),
+            }),
+            _ => waiters.push((a, b)),
+        }
+    }
+    Ok(claim::plan(events, &keys, &found, &waiters))
+}
+
+/// Holds events behind the events they wait for, each only while that one is still there
+/// ([`sql::lock_blockers`]).
+fn hold(
+    tx: &mut mysql::Transaction,
+    names: &Names,
+    token: &str,
+    holds: &[(i64, i64)],
+) -> Result<(), mysql::Error> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let mut blockers: Vec<i64> = holds.iter().map(|h| h.1).collect();
+    blockers.sort_unstable();
+    blockers.dedup();
+    let mut params: Vec<Value> = blockers.iter().map(|&b| Value::from(b)).collect();
+    params.push(token.into());
+    let there: Vec<i64> = tx.exec(sql::lock_blockers(names, blockers.len()), params)?;
+    let holds: Vec<&(i64, i64)> = holds.iter().filter(|h| there.contains(&h.1)).collect();
+    for chunk in holds.chunks(CHUNK) {
+        let params: Vec<Value> = chunk
+            .iter()
+            .flat_map(|(id, behind)| [Value::from(*id), Value::from(*behind)])
+            .collect();
+        tx.exec_drop(sql::hold(names, chunk.len()), params)?;
+    }
+    Ok(())
 }
 
 /// The server's version from `SELECT VERSION()`, or why trigpoll cannot use it.
@@ -168,6 +237,14 @@ fn event_from_row(mut row: Row) -> Result<Event> {
             .map(|d| d.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
     })
+}
+
+/// Connector ids as the event table keeps them: comma-separated, NULL for none.
+fn connectors(ids: &[String]) -> Value {
+    match ids {
+        [] => Value::NULL,
+        _ => ids.join(",").into(),
+    }
 }
 
 fn text(v: Option<&str>) -> Value {
@@ -297,6 +374,34 @@ impl MysqlStore {
 }
 
 impl MysqlStore {
+    /// One claim (see [`crate::store::claim`]): the events claimed and how many were held.
+    fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
+        let (conn, names, token, timeout) = (
+            &mut self.conn,
+            &self.names,
+            self.token.as_str(),
+            self.claim_timeout_us,
+        );
+        retrying(|| {
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            let rows: Vec<Row> = tx.exec(sql::claim_candidates(names), (timeout, limit as u64))?;
+            let events: Vec<Event> = match rows.into_iter().map(event_from_row).collect() {
+                Ok(events) => events,
+                Err(e) => return Ok(Err(e)),
+            };
+            let plan = plan_claim(&mut tx, names, &events, token, timeout)?;
+            let claimed = claim::take(events, &plan);
+            if !claimed.is_empty() {
+                let mut params: Vec<Value> = vec![token.into()];
+                params.extend(claimed.iter().map(|e| Value::from(e.event_id)));
+                tx.exec_drop(sql::mark_claimed(names, claimed.len()), params)?;
+            }
+            hold(&mut tx, names, token, &plan.hold)?;
+            tx.commit()?;
+            Ok(Ok((claimed, plan.hold.len())))
+        })?
+    }
+
     /// Whether the account a trigger runs as (`user@host`, as `information_schema` writes it)
     /// exists; `None` when this session may not look (no `SELECT` on `mysql.user`).
     fn definer_exists(&mut self, definer: &str) -> Result<Option<bool>> {
@@ -510,30 +615,13 @@ impl EventStore for MysqlStore {
     }
 
     fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
-        let claim = sql::claim(&self.names);
-        let (conn, names, token, timeout) = (
-            &mut self.conn,
-            &self.names,
-            &self.token,
-            self.claim_timeout_us,
-        );
-        let rows = retrying(|| {
-            let mut tx = conn.start_transaction(TxOpts::default())?;
-            let rows: Vec<Row> = tx.exec(&claim, (timeout, limit as u64))?;
-            if !rows.is_empty() {
-                let mut params: Vec<Value> = vec![token.as_str().into()];
-                params.extend(rows.iter().map(|r| r[0].clone()));
-                tx.exec_drop(sql::mark_claimed(names, rows.len()), params)?;
+        loop {
+            // A claim that only held events (behind a key's retry) has room for others now.
+            let (events, held) = self.claim_once(limit)?;
+            if !events.is_empty() || held == 0 {
+                return Ok(events);
             }
-            tx.commit()?;
-            Ok(rows)
-        })?;
-        let mut events = rows
-            .into_iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        events.sort_by_key(|e| (e.priority, e.event_id));
-        Ok(events)
+        }
     }
 
     fn fetch_rows(
@@ -594,17 +682,19 @@ impl EventStore for MysqlStore {
         )))
     }
 
-    fn finish(
-        &mut self,
-        archive: &[ArchiveRow],
-        complete: &[i64],
-        retry: &[RetryLater],
-    ) -> Result<()> {
+    fn finish(&mut self, settlement: &Settlement) -> Result<()> {
+        let Settlement {
+            archive,
+            complete,
+            retry,
+            hold: holds,
+        } = settlement;
         let mut ids: Vec<i64> = archive
             .iter()
             .map(|a| a.event_id)
             .chain(complete.iter().copied())
             .chain(retry.iter().map(|r| r.event_id))
+            .chain(holds.iter().map(|h| h.event_id))
             .collect();
         ids.sort_unstable();
         ids.dedup();
@@ -634,8 +724,11 @@ impl EventStore for MysqlStore {
                 held.extend(found);
             }
             held.sort_unstable();
-            let holds = |id: &i64| held.binary_search(id).is_ok();
-            let archive: Vec<&ArchiveRow> = archive.iter().filter(|a| holds(&a.event_id)).collect();
+            let holds_claim = |id: &i64| held.binary_search(id).is_ok();
+            let archive: Vec<&ArchiveRow> = archive
+                .iter()
+                .filter(|a| holds_claim(&a.event_id))
+                .collect();
             for chunk in archive.chunks(CHUNK) {
                 let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
                 for a in chunk {
@@ -649,18 +742,21 @@ impl EventStore for MysqlStore {
                 }
                 tx.exec_drop(sql::archive(n, chunk.len()), params)?;
             }
-            let complete: Vec<i64> = complete.iter().copied().filter(holds).collect();
+            let complete: Vec<i64> = complete.iter().copied().filter(holds_claim).collect();
             for chunk in complete.chunks(CHUNK) {
+                let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
                 tx.exec_drop(
                     format!(
                         "DELETE FROM {} WHERE event_id IN ({})",
                         n.event,
                         sql::placeholders(chunk.len())
                     ),
-                    chunk.iter().map(|&id| Value::from(id)).collect::<Vec<_>>(),
+                    params.clone(),
                 )?;
+                tx.exec_drop(sql::release(n, chunk.len()), params)?;
             }
-            let retry: Vec<&RetryLater> = retry.iter().filter(|r| holds(&r.event_id)).collect();
+            let retry: Vec<&RetryLater> =
+                retry.iter().filter(|r| holds_claim(&r.event_id)).collect();
             for chunk in retry.chunks(CHUNK) {
                 let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
                 for r in chunk {
@@ -669,17 +765,33 @@ impl EventStore for MysqlStore {
                         r.attempts.into(),
                         (r.delay.as_micros() as u64).into(),
                         r.description.as_str().into(),
-                        if r.done_connectors.is_empty() {
-                            Value::NULL
-                        } else {
-                            r.done_connectors.join(",").into()
-                        },
+                        connectors(&r.done_connectors),
                     ]);
                 }
                 tx.exec_drop(sql::retry_later(n, chunk.len()), params)?;
             }
+            let holds: Vec<&Hold> = holds.iter().filter(|h| holds_claim(&h.event_id)).collect();
+            for chunk in holds.chunks(CHUNK) {
+                let params: Vec<Value> = chunk
+                    .iter()
+                    .flat_map(|h| [h.event_id.into(), connectors(&h.done_connectors)])
+                    .collect();
+                tx.exec_drop(sql::put_back(n, chunk.len()), params)?;
+            }
+            let behind: Vec<(i64, i64)> = holds
+                .iter()
+                .filter_map(|h| Some((h.event_id, h.behind?)))
+                .collect();
+            hold(&mut tx, n, token, &behind)?;
             tx.commit()
         })
+    }
+
+    fn release_orphans(&mut self) -> Result<u64> {
+        self.conn
+            .query_drop(sql::release_orphans(&self.names))
+            .map_err(err)?;
+        Ok(self.conn.affected_rows())
     }
 
     fn release_claims(&mut self) -> Result<()> {
@@ -699,8 +811,10 @@ impl EventStore for MysqlStore {
         let row: Option<(i64, Option<i64>)> = self
             .conn
             .query_first(format!(
-                "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, NOW(6), MIN(next_attempt_at))
-                 FROM {} WHERE event_status = 0 AND next_attempt_at > NOW(6)",
+                "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, NOW(6),
+                        MIN(CASE WHEN next_attempt_at > NOW(6) THEN next_attempt_at END))
+                 FROM {} WHERE event_status = 0
+                   AND (next_attempt_at > NOW(6) OR waiting_for IS NOT NULL)",
                 self.names.event
             ))
             .map_err(err)?;
@@ -813,7 +927,8 @@ impl EventStore for MysqlStore {
 
     fn status(&mut self) -> Result<StoreStatus> {
         let n = &self.names;
-        let ready = "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))";
+        let ready = "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+            AND waiting_for IS NULL";
         let backlog = self
             .conn
             .query::<(String, String, i32, i64), _>(format!(
@@ -831,17 +946,18 @@ impl EventStore for MysqlStore {
                 ready: ready as u64,
             })
             .collect();
-        let counts: Option<(Option<i64>, i64, i64)> = self
+        let counts: Option<(Option<i64>, i64, i64, i64)> = self
             .conn
             .query_first(format!(
                 "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {ready} THEN event_time END), NOW(6)),
                     CAST(COALESCE(SUM(event_status = 3), 0) AS SIGNED),
-                    CAST(COALESCE(SUM(event_status = 0 AND next_attempt_at > NOW(6)), 0) AS SIGNED)
+                    CAST(COALESCE(SUM(event_status = 0 AND next_attempt_at > NOW(6)), 0) AS SIGNED),
+                    CAST(COALESCE(SUM(waiting_for IS NOT NULL), 0) AS SIGNED)
                  FROM {}",
                 n.event
             ))
             .map_err(err)?;
-        let (age_us, in_progress, retrying) = counts.unwrap_or((None, 0, 0));
+        let (age_us, in_progress, retrying, held) = counts.unwrap_or((None, 0, 0, 0));
         let archived: Vec<(i16, i64)> = self
             .conn
             .query(format!(
@@ -860,6 +976,7 @@ impl EventStore for MysqlStore {
             oldest_ready_age_seconds: age_us.map(|us| us as f64 / 1e6),
             in_progress: in_progress as u64,
             retrying: retrying as u64,
+            held: held as u64,
             archived_failed: archived_count(Status::Failed),
             archived_error: archived_count(Status::Error),
             archived_not_found: archived_count(Status::NotFound),

@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 use crate::config::{Config, Secret, TableName};
 use crate::dialect::parse_fingerprint;
 use crate::dialect::postgres::{self as sql, Names};
-use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::event::{Event, Settlement, Status};
+use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
     BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
     Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
@@ -50,6 +51,46 @@ struct RetryState<'a> {
     delay_ms: i64,
     description: &'a str,
     done: Option<String>,
+}
+
+/// How many candidates a poller about to sleep looks at to tell whether anything is ready.
+const LOOK_AHEAD: usize = 500;
+
+/// A claim's second and third steps (see [`crate::store::claim`]) on `client` (a connection or
+/// the claim's transaction).
+fn plan_claim(
+    client: &mut impl postgres::GenericClient,
+    neighbours: &Statement,
+    events: &[Event],
+    token: &str,
+) -> Result<claim::Plan> {
+    let keys = Keys::of(events);
+    let names: Vec<&str> = keys.ranges.iter().map(|k| k.object_name).collect();
+    let object_keys: Vec<&str> = keys.ranges.iter().map(|k| k.object_key).collect();
+    let lasts: Vec<i64> = keys.ranges.iter().map(|k| k.last).collect();
+    let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+    let rows = client
+        .query(neighbours, &[&names, &object_keys, &lasts, &token, &ids])
+        .map_err(err)?;
+    let mut found = Vec::new();
+    let mut waiters = Vec::new();
+    for row in rows {
+        let (a, b): (i64, i64) = (row.get(1), row.get(2));
+        match row.get::<_, i32>(0) {
+            0 => found.push(Neighbour {
+                key: a as usize - 1,
+                event_id: b,
+                waiting: row.get::<_, Option<bool>>(3).unwrap_or(false),
+            }),
+            _ => waiters.push((a, b)),
+        }
+    }
+    Ok(claim::plan(events, &keys, &found, &waiters))
+}
+
+/// Connector ids as the event table keeps them: comma-separated, NULL for none.
+fn joined(connectors: &[String]) -> Option<String> {
+    (!connectors.is_empty()).then(|| connectors.join(","))
 }
 
 /// How long a poller about to sleep waits for writers to leave the wake gate.
@@ -179,21 +220,89 @@ impl PgStore {
         Ok(woken)
     }
 
+    /// `query` prepared, once per connection.
+    fn statement(&mut self, query: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.prepared.get(query) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(query)?;
+        self.prepared.insert(query.to_string(), statement.clone());
+        Ok(statement)
+    }
+
     /// Runs `query` as a statement prepared once per connection.
     fn query_prepared(
         &mut self,
         query: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, postgres::Error> {
-        let statement = match self.prepared.get(query) {
-            Some(statement) => statement.clone(),
-            None => {
-                let statement = self.client.prepare(query)?;
-                self.prepared.insert(query.to_string(), statement.clone());
-                statement
-            }
-        };
+        let statement = self.statement(query)?;
         self.client.query(&statement, params)
+    }
+
+    /// One claim (see [`crate::store::claim`]): the events claimed and how many were held.
+    fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
+        let (timeout, token) = (self.claim_timeout_secs, self.token.clone());
+        let candidates = self
+            .statement(&sql::claim_candidates(&self.names, limit, timeout, true))
+            .map_err(err)?;
+        let neighbours = self
+            .statement(&sql::claim_neighbours(&self.names, timeout))
+            .map_err(err)?;
+        let mark = self
+            .statement(&sql::mark_claimed(&self.names))
+            .map_err(err)?;
+        let hold = self.statement(&sql::hold(&self.names)).map_err(err)?;
+        let mut tx = self.client.transaction().map_err(err)?;
+        let events: Vec<Event> = tx
+            .query(&candidates, &[])
+            .map_err(err)?
+            .iter()
+            .map(Self::event_from_row)
+            .collect();
+        if events.is_empty() {
+            return Ok((events, 0));
+        }
+        let plan = plan_claim(&mut tx, &neighbours, &events, &token)?;
+        let ids: Vec<i64> = plan.claim.iter().map(|&i| events[i].event_id).collect();
+        if !ids.is_empty() {
+            tx.execute(&mark, &[&ids, &token]).map_err(err)?;
+        }
+        if !plan.hold.is_empty() {
+            let (held, behind): (Vec<i64>, Vec<i64>) = plan.hold.iter().copied().unzip();
+            tx.execute(&hold, &[&held, &behind, &token]).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok((claim::take(events, &plan), plan.hold.len()))
+    }
+
+    /// Whether a claim would take anything now, without claiming (or holding) it.
+    fn claim_would_find(&mut self) -> Result<bool> {
+        let timeout = self.claim_timeout_secs;
+        let candidates = self
+            .statement(&sql::claim_candidates(
+                &self.names,
+                LOOK_AHEAD,
+                timeout,
+                false,
+            ))
+            .map_err(err)?;
+        let neighbours = self
+            .statement(&sql::claim_neighbours(&self.names, timeout))
+            .map_err(err)?;
+        let token = self.token.clone();
+        let events: Vec<Event> = self
+            .client
+            .query(&candidates, &[])
+            .map_err(err)?
+            .iter()
+            .map(Self::event_from_row)
+            .collect();
+        if events.is_empty() {
+            return Ok(false);
+        }
+        let plan = plan_claim(&mut self.client, &neighbours, &events, &token)?;
+        Ok(!plan.claim.is_empty())
     }
 
     fn event_from_row(row: &postgres::Row) -> Event {
@@ -398,11 +507,13 @@ impl EventStore for PgStore {
     }
 
     fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
-        let query = sql::claim(&self.names, limit, &self.token, self.claim_timeout_secs);
-        let rows = self.query_prepared(&query, &[]).map_err(err)?;
-        let mut events: Vec<Event> = rows.iter().map(Self::event_from_row).collect();
-        events.sort_by_key(|e| (e.priority, e.event_id));
-        Ok(events)
+        loop {
+            // A claim that only held events (behind a key's retry) has room for others now.
+            let (events, held) = self.claim_once(limit)?;
+            if !events.is_empty() || held == 0 {
+                return Ok(events);
+            }
+        }
     }
 
     fn fetch_rows(
@@ -457,18 +568,13 @@ impl EventStore for PgStore {
         )))
     }
 
-    fn finish(
-        &mut self,
-        archive: &[ArchiveRow],
-        complete: &[i64],
-        retry: &[RetryLater],
-    ) -> Result<()> {
-        if archive.is_empty() && complete.is_empty() && retry.is_empty() {
+    fn finish(&mut self, settlement: &Settlement) -> Result<()> {
+        if settlement.is_empty() {
             return Ok(());
         }
         // By event id: jsonb objects, looked up by key in the statement (see `sql::finish`).
         let mut outcomes: BTreeMap<i64, Vec<Outcome>> = BTreeMap::new();
-        for a in archive {
+        for a in &settlement.archive {
             outcomes.entry(a.event_id).or_default().push(Outcome {
                 connector_id: a.connector_id.as_deref(),
                 status: a.status.code(),
@@ -476,33 +582,51 @@ impl EventStore for PgStore {
                 attempts: a.attempts,
             });
         }
-        let retried: Vec<i64> = retry.iter().map(|r| r.event_id).collect();
-        let retry_state: BTreeMap<i64, RetryState> = retry
+        let retried: Vec<i64> = settlement.retry.iter().map(|r| r.event_id).collect();
+        let retry_state: BTreeMap<i64, RetryState> = settlement
+            .retry
             .iter()
             .map(|r| {
                 let state = RetryState {
                     attempts: r.attempts,
                     delay_ms: r.delay.as_millis() as i64,
                     description: &r.description,
-                    done: (!r.done_connectors.is_empty()).then(|| r.done_connectors.join(",")),
+                    done: joined(&r.done_connectors),
                 };
                 (r.event_id, state)
             })
+            .collect();
+        let held: Vec<i64> = settlement.hold.iter().map(|h| h.event_id).collect();
+        let behind: Vec<Option<i64>> = settlement.hold.iter().map(|h| h.behind).collect();
+        let held_done: Vec<Option<String>> = settlement
+            .hold
+            .iter()
+            .map(|h| joined(&h.done_connectors))
             .collect();
         let query = sql::finish(&self.names);
         let token = self.token.clone();
         self.query_prepared(
             &query,
             &[
-                &complete,
+                &settlement.complete,
                 &Json(&outcomes),
                 &token,
                 &retried,
                 &Json(&retry_state),
+                &held,
+                &behind,
+                &held_done,
+                &settlement.outside_blockers(),
             ],
         )
         .map_err(err)?;
         Ok(())
+    }
+
+    fn release_orphans(&mut self) -> Result<u64> {
+        self.client
+            .execute(&sql::release_orphans(&self.names), &[])
+            .map_err(err)
     }
 
     fn release_claims(&mut self) -> Result<()> {
@@ -524,8 +648,11 @@ impl EventStore for PgStore {
             .client
             .query_one(
                 &format!(
-                    "SELECT count(*), extract(epoch FROM min(next_attempt_at) - now())::float8
-                     FROM {} WHERE event_status = 0 AND next_attempt_at > now()",
+                    "SELECT count(*),
+                        extract(epoch FROM min(next_attempt_at) FILTER (WHERE next_attempt_at > now())
+                            - now())::float8
+                     FROM {} WHERE event_status = 0
+                       AND (next_attempt_at > now() OR waiting_for IS NOT NULL)",
                     self.names.event
                 ),
                 &[],
@@ -634,7 +761,8 @@ impl EventStore for PgStore {
 
     fn status(&mut self) -> Result<StoreStatus> {
         let n = &self.names;
-        let ready = "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= now())";
+        let ready = "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+            AND waiting_for IS NULL";
         let backlog = self
             .client
             .query(
@@ -660,7 +788,8 @@ impl EventStore for PgStore {
                 &format!(
                     "SELECT extract(epoch FROM now() - min(event_time) FILTER (WHERE {ready}))::float8,
                         count(*) FILTER (WHERE event_status = 3),
-                        count(*) FILTER (WHERE event_status = 0 AND next_attempt_at > now())
+                        count(*) FILTER (WHERE event_status = 0 AND next_attempt_at > now()),
+                        count(*) FILTER (WHERE waiting_for IS NOT NULL)
                      FROM {}",
                     n.event
                 ),
@@ -688,6 +817,7 @@ impl EventStore for PgStore {
             oldest_ready_age_seconds: counts.get(0),
             in_progress: counts.get::<_, i64>(1) as u64,
             retrying: counts.get::<_, i64>(2) as u64,
+            held: counts.get::<_, i64>(3) as u64,
             archived_failed: archived_count(Status::Failed),
             archived_error: archived_count(Status::Error),
             archived_not_found: archived_count(Status::NotFound),
@@ -713,9 +843,7 @@ impl EventStore for PgStore {
             self.gate_held = true;
             // Whatever was written before the gate was taken is committed now; what is
             // written after it notifies.
-            let exists = sql::claimable_exists(&self.names, self.claim_timeout_secs);
-            let rows = self.query_prepared(&exists, &[]).map_err(err)?;
-            if rows[0].get::<_, bool>(0) {
+            if self.claim_would_find()? {
                 self.release_wake_gate()?;
                 return Ok(true);
             }

@@ -21,7 +21,8 @@ use serde_json::{Map, Value};
 
 use crate::config::{Config, TableName};
 use crate::dialect::sqlite::{self as sql, Affinity, Names, ValueRule};
-use crate::event::{ArchiveRow, Event, RetryLater, Status};
+use crate::event::{Event, Settlement, Status};
+use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
     BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
     Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
@@ -120,6 +121,75 @@ impl SqliteStore {
 
 /// A transaction holding the write lock from its start: it waits for the application's writes to
 /// end (up to the busy timeout) instead of failing when it first writes.
+impl SqliteStore {
+    /// One claim (see [`crate::store::claim`]): the events claimed and how many were held.
+    fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
+        let names = self.names.clone();
+        let (token, timeout) = (self.token.clone(), self.claim_timeout.clone());
+        let tx = immediate(&mut self.conn)?;
+        let events: Vec<Event> = {
+            let mut stmt = tx
+                .prepare_cached(&sql::claim_candidates(&names))
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![limit as i64, timeout], event_from_row)
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?
+        };
+        if events.is_empty() {
+            return Ok((events, 0));
+        }
+        let keys = Keys::of(&events);
+        let ranges: Vec<(&str, &str, i64)> = keys
+            .ranges
+            .iter()
+            .map(|k| (k.object_name, k.object_key, k.last))
+            .collect();
+        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        let mut found = Vec::new();
+        let mut waiters = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare_cached(&sql::claim_neighbours(&names))
+                .map_err(err)?;
+            let mut rows = stmt
+                .query(params![to_json(&ranges), token, timeout, to_json(&ids)])
+                .map_err(err)?;
+            while let Some(row) = rows.next().map_err(err)? {
+                let (a, b): (i64, i64) = (row.get(1).map_err(err)?, row.get(2).map_err(err)?);
+                match row.get::<_, i64>(0).map_err(err)? {
+                    0 => found.push(Neighbour {
+                        key: a as usize,
+                        event_id: b,
+                        waiting: row.get::<_, Option<bool>>(3).map_err(err)?.unwrap_or(false),
+                    }),
+                    _ => waiters.push((a, b)),
+                }
+            }
+        }
+        let plan = claim::plan(&events, &keys, &found, &waiters);
+        let claimed: Vec<i64> = plan.claim.iter().map(|&i| events[i].event_id).collect();
+        if !claimed.is_empty() {
+            tx.prepare_cached(&sql::mark_claimed(&names))
+                .map_err(err)?
+                .execute(params![token, to_json(&claimed)])
+                .map_err(err)?;
+        }
+        let mut hold = tx.prepare_cached(&sql::hold(&names)).map_err(err)?;
+        for (id, behind) in &plan.hold {
+            hold.execute(params![id, behind]).map_err(err)?;
+        }
+        drop(hold);
+        tx.commit().map_err(err)?;
+        Ok((claim::take(events, &plan), plan.hold.len()))
+    }
+}
+
+/// Parameters that SQLite reads with `json_each`.
+fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).expect("ids and keys serialize")
+}
+
 fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)
@@ -443,21 +513,13 @@ impl EventStore for SqliteStore {
 
     fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
         self.data_version = Some(self.data_version()?);
-        let query = sql::claim(&self.names);
-        let tx = immediate(&mut self.conn)?;
-        let mut events = {
-            let mut stmt = tx.prepare_cached(&query).map_err(err)?;
-            let rows = stmt
-                .query_map(
-                    params![limit as i64, self.token, self.claim_timeout],
-                    event_from_row,
-                )
-                .map_err(err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?
-        };
-        tx.commit().map_err(err)?;
-        events.sort_by_key(|e| (e.priority, e.event_id));
-        Ok(events)
+        loop {
+            // A claim that only held events (behind a key's retry) has room for others now.
+            let (events, held) = self.claim_once(limit)?;
+            if !events.is_empty() || held == 0 {
+                return Ok(events);
+            }
+        }
     }
 
     fn fetch_rows(
@@ -504,15 +566,10 @@ impl EventStore for SqliteStore {
         parse_image(table, image)
     }
 
-    fn finish(
-        &mut self,
-        archive: &[ArchiveRow],
-        complete: &[i64],
-        retry: &[RetryLater],
-    ) -> Result<()> {
+    fn finish(&mut self, settlement: &Settlement) -> Result<()> {
         let (ev, ar, token) = (&self.names.event, &self.names.archive, &self.token);
         let tx = immediate(&mut self.conn)?;
-        if !archive.is_empty() {
+        if !settlement.archive.is_empty() {
             let mut insert = tx
                 .prepare_cached(&format!(
                     "INSERT INTO {ar} (event_id, object_name, object_verb, object_key,
@@ -523,7 +580,7 @@ impl EventStore for SqliteStore {
                      FROM {ev} WHERE event_id = ?1 AND claimed_by = ?6"
                 ))
                 .map_err(err)?;
-            for a in archive {
+            for a in &settlement.archive {
                 insert
                     .execute(params![
                         a.event_id,
@@ -536,17 +593,20 @@ impl EventStore for SqliteStore {
                     .map_err(err)?;
             }
         }
-        if !complete.is_empty() {
+        if !settlement.complete.is_empty() {
             let mut delete = tx
                 .prepare_cached(&format!(
                     "DELETE FROM {ev} WHERE event_id = ?1 AND claimed_by = ?2"
                 ))
                 .map_err(err)?;
-            for id in complete {
-                delete.execute(params![id, token]).map_err(err)?;
+            let mut release = tx.prepare_cached(&sql::release(&self.names)).map_err(err)?;
+            for id in &settlement.complete {
+                if delete.execute(params![id, token]).map_err(err)? > 0 {
+                    release.execute([id]).map_err(err)?;
+                }
             }
         }
-        if !retry.is_empty() {
+        if !settlement.retry.is_empty() {
             let mut update = tx
                 .prepare_cached(&format!(
                     "UPDATE {ev} SET event_status = 0, claimed_by = NULL, claimed_at = NULL,
@@ -556,7 +616,7 @@ impl EventStore for SqliteStore {
                     sql::now_plus("?3")
                 ))
                 .map_err(err)?;
-            for r in retry {
+            for r in &settlement.retry {
                 let done = (!r.done_connectors.is_empty()).then(|| r.done_connectors.join(","));
                 update
                     .execute(params![
@@ -570,7 +630,34 @@ impl EventStore for SqliteStore {
                     .map_err(err)?;
             }
         }
+        if !settlement.hold.is_empty() {
+            let mut put_back = tx
+                .prepare_cached(&format!(
+                    "UPDATE {ev} SET event_status = 0, claimed_by = NULL, claimed_at = NULL,
+                        done_connectors = ?2
+                     WHERE event_id = ?1 AND claimed_by = ?3"
+                ))
+                .map_err(err)?;
+            let mut hold = tx.prepare_cached(&sql::hold(&self.names)).map_err(err)?;
+            for h in &settlement.hold {
+                let done = (!h.done_connectors.is_empty()).then(|| h.done_connectors.join(","));
+                let put = put_back
+                    .execute(params![h.event_id, done, token])
+                    .map_err(err)?;
+                if let (1, Some(behind)) = (put, h.behind) {
+                    hold.execute(params![h.event_id, behind]).map_err(err)?;
+                }
+            }
+        }
         tx.commit().map_err(err)
+    }
+
+    fn release_orphans(&mut self) -> Result<u64> {
+        let released = self
+            .conn
+            .execute(&sql::release_orphans(&self.names), [])
+            .map_err(err)?;
+        Ok(released as u64)
     }
 
     fn release_claims(&mut self) -> Result<()> {
@@ -592,10 +679,13 @@ impl EventStore for SqliteStore {
             .conn
             .query_row(
                 &format!(
-                    "SELECT count(*), (julianday(min(next_attempt_at)) - julianday('now')) * 86400.0
-                     FROM {} WHERE event_status = 0 AND next_attempt_at > {}",
+                    "SELECT count(*),
+                        (julianday(min(next_attempt_at) FILTER (WHERE next_attempt_at > {now}))
+                            - julianday('now')) * 86400.0
+                     FROM {} WHERE event_status = 0
+                       AND (next_attempt_at > {now} OR waiting_for IS NOT NULL)",
                     self.names.event,
-                    sql::NOW
+                    now = sql::NOW
                 ),
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -714,7 +804,8 @@ impl EventStore for SqliteStore {
     fn status(&mut self) -> Result<StoreStatus> {
         let n = &self.names;
         let ready = format!(
-            "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= {})",
+            "event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= {})
+             AND waiting_for IS NULL",
             sql::NOW
         );
         let backlog = self
@@ -736,20 +827,21 @@ impl EventStore for SqliteStore {
             .map_err(err)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(err)?;
-        let (oldest, in_progress, retrying): (Option<f64>, i64, i64) = self
+        let (oldest, in_progress, retrying, held): (Option<f64>, i64, i64, i64) = self
             .conn
             .query_row(
                 &format!(
                     "SELECT (julianday('now') - min(julianday(event_time)) FILTER (WHERE {ready}))
                             * 86400.0,
                         count(*) FILTER (WHERE event_status = 3),
-                        count(*) FILTER (WHERE event_status = 0 AND next_attempt_at > {})
+                        count(*) FILTER (WHERE event_status = 0 AND next_attempt_at > {}),
+                        count(*) FILTER (WHERE waiting_for IS NOT NULL)
                      FROM {}",
                     sql::NOW,
                     n.event
                 ),
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .map_err(err)?;
         let archived: Vec<(i16, i64)> = self
@@ -774,6 +866,7 @@ impl EventStore for SqliteStore {
             oldest_ready_age_seconds: oldest,
             in_progress: in_progress as u64,
             retrying: retrying as u64,
+            held: held as u64,
             archived_failed: archived_count(Status::Failed),
             archived_error: archived_count(Status::Error),
             archived_not_found: archived_count(Status::NotFound),
@@ -866,7 +959,11 @@ mod tests {
                 return all;
             }
             let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
-            store.finish(&[], &ids, &[]).unwrap();
+            let settlement = Settlement {
+                complete: ids,
+                ..Settlement::default()
+            };
+            store.finish(&settlement).unwrap();
             all.extend(events);
         }
     }
@@ -1025,20 +1122,29 @@ mod tests {
                 .unwrap()
                 .join("\n")
         };
-        let claim = plan(
+        let candidates = plan(
             &store,
-            &sql::claim(&store.names),
-            &[&1, &"t", &"-1 seconds"],
+            &sql::claim_candidates(&store.names),
+            &[&1, &"-1 seconds"],
         );
         assert!(
-            claim.contains("SCAN e USING INDEX trigpoll_event_claim"),
-            "{claim}"
+            candidates.contains("SCAN e USING INDEX trigpoll_event_ready"),
+            "{candidates}"
+        );
+        assert!(!candidates.contains("TEMP B-TREE"), "{candidates}");
+        let neighbours = plan(
+            &store,
+            &sql::claim_neighbours(&store.names),
+            &[&"[]", &"t", &"-1 seconds", &"[]"],
         );
         assert!(
-            claim.contains("USING COVERING INDEX trigpoll_event_key_order"),
-            "{claim}"
+            neighbours.contains("SEARCH p USING INDEX trigpoll_event_key_run"),
+            "{neighbours}"
         );
-        assert!(!claim.contains("TEMP B-TREE"), "{claim}");
+        assert!(
+            neighbours.contains("INDEX trigpoll_event_waiting (waiting_for=?)"),
+            "{neighbours}"
+        );
         let fetch = plan(&store, &sql::fetch(&t, &[&t.columns[0]]), &[&"[]"]);
         assert!(
             fetch.contains("SEARCH t USING INDEX sqlite_autoindex_item_1 (id=?)"),

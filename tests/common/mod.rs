@@ -196,6 +196,17 @@ impl TestDb {
         }
     }
 
+    /// A connection of the application's, for transactions of its own.
+    pub fn writer(&self) -> Writer {
+        match self.backend {
+            Backend::Postgres => {
+                Writer::Postgres(postgres::Client::connect(&self.url, postgres::NoTls).unwrap())
+            }
+            Backend::Mysql => Writer::Mysql(self.mysql()),
+            Backend::Sqlite => Writer::Sqlite(self.sqlite()),
+        }
+    }
+
     /// A connection to the MySQL test database.
     fn mysql(&self) -> mysql::Conn {
         mysql::Conn::new(self.url.as_str()).unwrap()
@@ -265,6 +276,42 @@ impl TestDb {
             None => sql.to_string(),
         };
         types.iter().fold(sql, |s, (from, to)| s.replace(from, to))
+    }
+}
+
+/// An application's connection to the test database.
+pub enum Writer {
+    Postgres(postgres::Client),
+    Mysql(mysql::Conn),
+    Sqlite(rusqlite::Connection),
+}
+
+impl Writer {
+    /// Runs statements (separated by `;`) in one transaction and commits it, or returns the
+    /// database's error (a deadlock, say) with the transaction rolled back.
+    pub fn transaction(&mut self, sql: &str) -> Result<(), String> {
+        match self {
+            Writer::Postgres(c) => {
+                let mut tx = c.transaction().map_err(|e| e.to_string())?;
+                tx.batch_execute(sql).map_err(|e| e.to_string())?;
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Writer::Mysql(c) => {
+                use mysql::prelude::Queryable;
+                let mut tx = c
+                    .start_transaction(mysql::TxOpts::default())
+                    .map_err(|e| e.to_string())?;
+                tx.query_drop(sql).map_err(|e| e.to_string())?;
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Writer::Sqlite(c) => {
+                let tx = c
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| e.to_string())?;
+                tx.execute_batch(sql).map_err(|e| e.to_string())?;
+                tx.commit().map_err(|e| e.to_string())
+            }
+        }
     }
 }
 

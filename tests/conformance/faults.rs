@@ -180,7 +180,7 @@ pub fn an_unreachable_database_exits_1(backend: Backend) {
 /// and was taken over by another poller is neither archived nor removed nor put back by it
 /// (DESIGN.md §6), for completed and retried events alike.
 pub fn a_finish_leaves_events_another_poller_took_over(backend: Backend) {
-    use trigpoll::event::{ArchiveRow, RetryLater, Status};
+    use trigpoll::event::{ArchiveRow, RetryLater, Settlement, Status};
     let Some((env, _)) = hr(backend, "") else {
         return;
     };
@@ -215,11 +215,12 @@ pub fn a_finish_leaves_events_another_poller_took_over(backend: Backend) {
         done_connectors: vec!["out".into()],
     };
     store
-        .finish(
-            &[sent(ids[0]), sent(ids[1]), sent(ids[2]), sent(ids[3])],
-            &[ids[0], ids[1]],
-            &[later(ids[2]), later(ids[3])],
-        )
+        .finish(&Settlement {
+            archive: vec![sent(ids[0]), sent(ids[1]), sent(ids[2]), sent(ids[3])],
+            complete: vec![ids[0], ids[1]],
+            retry: vec![later(ids[2]), later(ids[3])],
+            hold: Vec::new(),
+        })
         .unwrap();
     let archived = env
         .db

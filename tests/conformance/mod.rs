@@ -8,6 +8,7 @@ use crate::common::{Backend, Env};
 pub mod capture;
 pub mod delivery;
 pub mod faults;
+pub mod hot_keys;
 pub mod install;
 
 /// Declares one `#[test]` per conformance test for a backend: `conformance_tests!(backend);`.
@@ -46,6 +47,10 @@ macro_rules! conformance_tests {
             faults::a_finish_leaves_events_another_poller_took_over,
             faults::configuration_errors_exit_2_naming_file_line_and_key,
             faults::an_unreachable_database_exits_1,
+            hot_keys::writers_reinserting_keys_beside_two_pollers_keep_each_keys_order,
+            hot_keys::five_thousand_events_of_one_key_two_pollers_in_order_once,
+            hot_keys::a_transient_failure_holds_the_rest_of_its_keys_run,
+            hot_keys::coalesce_folds_a_run_and_archives_every_event,
         );
     };
     (@each $backend:expr; $($module:ident :: $name:ident),* $(,)?) => {
