@@ -6,6 +6,7 @@
 //! delivered and finished, so that the database works on both at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -19,7 +20,7 @@ use crate::connector::{Connector, Delivery, Outcome};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::key::{self, KeyPair};
 use crate::payload;
-use crate::store::{Column, EventStore, Fetched, StoreError, TableInfo};
+use crate::store::{Column, EventStore, Fetched, Interrupt, StoreError, TableInfo};
 use crate::subscription::Subscription;
 
 /// What the batches so far came to.
@@ -83,6 +84,7 @@ pub struct Poller {
     /// Fetches rows and finishes batches; also what the commands use between batches (status,
     /// waiting).
     store: Box<dyn EventStore>,
+    stopper: Stopper,
     batches: Batches,
     objects: Objects,
     connectors: Vec<Connector>,
@@ -92,10 +94,39 @@ pub struct Poller {
     /// are put back untried, behind it (later batches are claimed after the finish, and the
     /// event table keeps them back).
     held: HashMap<(String, String), i64>,
+    /// Events held behind events deleted by hand are released once, before the first claim.
+    orphans_released: bool,
+}
+
+/// Makes a poller give up what keeps it waiting, from another thread: its statements in flight
+/// are cancelled, its deliveries still waiting for a receiver are given up, and it starts no new
+/// step; its batch goes back to the queue, to be delivered again. For a stop that must not wait
+/// for the batch in hand any longer.
+#[derive(Clone)]
+pub struct Stopper {
+    given_up: Arc<AtomicBool>,
+    stores: Arc<Vec<Box<dyn Interrupt>>>,
+}
+
+impl Stopper {
+    pub fn give_up(&self) {
+        self.given_up.store(true, Ordering::SeqCst);
+        for store in self.stores.iter() {
+            store.interrupt();
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        match self.given_up.load(Ordering::SeqCst) {
+            true => Err(StoreError::Stopped),
+            false => Ok(()),
+        }
+    }
 }
 
 /// Claims batches and works out what each event needs: subscriptions, keys, captured images.
 struct Builder {
+    given_up: Arc<AtomicBool>,
     objects: Objects,
     /// Each connector's id and subscriptions, in the order of `Poller::connectors`.
     routes: Vec<(String, Vec<Subscription>)>,
@@ -260,12 +291,19 @@ impl Poller {
             objects.insert(object.name.clone(), bound);
         }
         let objects = Arc::new(objects);
+        let given_up = Arc::new(AtomicBool::new(false));
         let connectors = config
             .connectors
             .iter()
-            .map(|c| Connector::new(c.clone()).map_err(|e| StartError::Config(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|c| {
+                let mut connector =
+                    Connector::new(c.clone()).map_err(|e| StartError::Config(e.to_string()))?;
+                connector.abandon_on(Arc::clone(&given_up));
+                Ok(connector)
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
         let builder = Builder {
+            given_up: Arc::clone(&given_up),
             objects: Arc::clone(&objects),
             routes: config
                 .connectors
@@ -275,31 +313,37 @@ impl Poller {
             delimiter: config.poll.key_delimiter.clone(),
             batch_size: config.poll.batch_size,
         };
-        let released = store.release_orphans()?;
-        if released > 0 {
-            warn!(
-                events = released,
-                "released events held behind events no longer in the event table"
-            );
-        }
+        let mut interrupters = vec![store.interrupter()];
         let batches = match store.sibling() {
             Some(sibling) => {
-                Batches::Ahead(Ahead::start(builder, sibling?).map_err(StartError::Thread)?)
+                let sibling = sibling?;
+                interrupters.push(sibling.interrupter());
+                Batches::Ahead(Ahead::start(builder, sibling).map_err(StartError::Thread)?)
             }
             None => Batches::Inline(builder),
         };
         Ok(Poller {
             store,
+            stopper: Stopper {
+                given_up,
+                stores: Arc::new(interrupters),
+            },
             batches,
             objects,
             connectors,
             archive_sent: config.poll.archive,
             held: HashMap::new(),
+            orphans_released: false,
         })
     }
 
     pub fn store(&mut self) -> &mut dyn EventStore {
         self.store.as_mut()
+    }
+
+    /// What makes this poller give up its batch from another thread.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 
     /// Replaces a lost connection and gives back this poller's claims, so that the batch that
@@ -312,6 +356,17 @@ impl Poller {
 
     /// Claims and processes one batch. An empty tally means nothing was ready.
     pub fn run_batch(&mut self) -> Result<Tally, StoreError> {
+        if !self.orphans_released {
+            // Before the first claim, after the stopper can reach this store.
+            let released = self.store.release_orphans()?;
+            if released > 0 {
+                warn!(
+                    events = released,
+                    "released events held behind events no longer in the event table"
+                );
+            }
+            self.orphans_released = true;
+        }
         let work = match &mut self.batches {
             Batches::Inline(builder) => builder.next_batch(self.store.as_mut()),
             Batches::Ahead(ahead) => ahead.receive(),
@@ -350,8 +405,11 @@ impl Poller {
                 .filter(|&blocker| w.event.event_id > blocker);
         }
         self.coalesce(&mut work);
+        self.stopper.check()?;
         self.fetch(&mut work)?;
         let outcomes = self.deliver(&work);
+        // Deliveries given up on a stop have no outcome to record: the batch goes back whole.
+        self.stopper.check()?;
         self.settle(work, outcomes)
     }
 
@@ -425,6 +483,9 @@ impl Drop for Poller {
 impl Builder {
     /// Claims a batch and works out what each of its events needs for delivery.
     fn next_batch(&self, store: &mut dyn EventStore) -> Built {
+        if self.given_up.load(Ordering::SeqCst) {
+            return Err(StoreError::Stopped);
+        }
         let events = each_key_in_order(store.claim(self.batch_size)?);
         let mut key_ids: HashMap<(String, String), usize> = HashMap::new();
         Ok(events

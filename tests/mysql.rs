@@ -394,3 +394,51 @@ fn status_reports_triggers_whose_definer_was_dropped() {
     env.db.execute("INSERT INTO item VALUES (2, 'b')");
     assert_eq!(events(&env).len(), 2);
 }
+
+/// SIGTERM while the batch in hand waits for a table lock (its fetch, behind `LOCK TABLES …
+/// WRITE`): the statement is killed on the server, the claim goes back and drain exits 0.
+#[test]
+fn sigterm_kills_a_statement_waiting_for_a_lock() {
+    use std::time::{Duration, Instant};
+    let Some((env, _)) = conformance::hr(MY, "") else {
+        return;
+    };
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    let mut locker = mysql::Conn::new(env.db.url.as_str()).unwrap();
+    mysql::prelude::Queryable::query_drop(&mut locker, "LOCK TABLES department WRITE").unwrap();
+    let waiting = || {
+        env.db.count(&format!(
+            "SELECT count(*) FROM information_schema.PROCESSLIST
+             WHERE DB = '{}' AND STATE LIKE '%lock%' AND INFO LIKE '%department%'
+               AND ID <> CONNECTION_ID()",
+            env.db.name
+        ))
+    };
+    let mut drain = env.spawn(&["drain"]);
+    assert!(conformance::eventually(
+        Duration::from_secs(10),
+        || waiting() == 1
+    ));
+    let signalled = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &drain.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(drain.wait().unwrap().code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        waiting(),
+        0,
+        "the server still runs the abandoned statement"
+    );
+    mysql::prelude::Queryable::query_drop(&mut locker, "UNLOCK TABLES").unwrap();
+    assert_eq!(
+        env.db
+            .query("SELECT event_status, attempts, claimed_by FROM {events}"),
+        [vec![Some("0".to_string()), Some("0".to_string()), None]]
+    );
+}

@@ -347,3 +347,49 @@ fn status_reports_a_trigger_whose_owner_lost_its_rights() {
         "{text}"
     );
 }
+
+/// SIGTERM while the batch in hand waits for a lock (here its fetch, behind an ACCESS
+/// EXCLUSIVE lock on the captured table): the statement is cancelled on the server, the claim
+/// goes back and drain exits 0.
+#[test]
+fn sigterm_cancels_a_statement_waiting_for_a_lock() {
+    use std::time::{Duration, Instant};
+    let Some((env, _)) = conformance::hr(PG, "") else {
+        return;
+    };
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    let mut locker = postgres::Client::connect(&env.db.url, postgres::NoTls).unwrap();
+    let mut tx = locker.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE department IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let waiting = || {
+        env.db.count(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name = 'trigpoll' AND datname = current_database()
+               AND state = 'active' AND wait_event_type = 'Lock'",
+        )
+    };
+    let drain = env.spawn(&["drain"]);
+    assert!(conformance::eventually(
+        Duration::from_secs(10),
+        || waiting() == 1
+    ));
+    let signalled = Instant::now();
+    stop(drain);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        waiting(),
+        0,
+        "the server still runs the abandoned statement"
+    );
+    tx.rollback().unwrap();
+    assert_eq!(
+        env.db
+            .query("SELECT event_status, attempts, claimed_by FROM {events}"),
+        [vec![Some("0".to_string()), Some("0".to_string()), None]]
+    );
+}

@@ -31,6 +31,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let stop = shutdown_flag()?;
     let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
+    super::give_up_after_grace(&stop, poller.stopper());
     let started = Instant::now();
     let bar = if ctx.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -59,6 +60,9 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
             bar.set_length(tally.events);
         }
         bar.set_position(tally.events);
+        if stopping(&stop) {
+            break;
+        }
         if !batch.claimed_any() {
             let backlog = poller.store().retry_backlog()?;
             match backlog.next_due {
@@ -71,7 +75,12 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     }
     bar.finish_and_clear();
     super::show_progress(None);
-    let waiting = poller.store().retry_backlog()?.events;
+    let waiting = match poller.store().retry_backlog() {
+        Ok(backlog) => backlog.events,
+        // A stop may have cancelled the question; the summary line comes anyway.
+        Err(_) if stopping(&stop) => 0,
+        Err(e) => return Err(e.into()),
+    };
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "drained {} events in {:.1}s ({:.0} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",

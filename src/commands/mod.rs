@@ -125,6 +125,26 @@ pub fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
     }
 }
 
+/// After a stop signal, the batch in hand has this long to finish before what it waits on is
+/// given up (see [`give_up_after_grace`]).
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Once `stop` is set, gives the batch in hand [`STOP_GRACE`] to finish, then makes the poller
+/// give it up: its statement in flight is cancelled (a claim or a fetch waiting for a lock, a
+/// slow server), its deliveries still waiting for a receiver are abandoned, and its claims go
+/// back to the queue, so that the process exits in a bounded time whatever it waits on.
+pub fn give_up_after_grace(stop: &Arc<AtomicBool>, stopper: trigpoll::poller::Stopper) {
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        while !stopping(&stop) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(STOP_GRACE);
+        tracing::warn!(grace = ?STOP_GRACE, "the batch in hand did not finish in time: giving it up");
+        stopper.give_up();
+    });
+}
+
 /// Runs one batch, riding out a lost database connection: reconnects with backoff (for at most
 /// `patience`), gives back the claims of the interrupted batch so they are redelivered, and
 /// tries again.
@@ -137,6 +157,11 @@ pub fn batch_with_reconnect(
     let mut delay = Duration::from_millis(500);
     loop {
         match poller.run_batch() {
+            // Given up on a stop (`give_up_after_grace`): its claims are back in the queue.
+            Err(e) if stopping(stop) => {
+                tracing::info!(reason = %e, "stopping: the batch in hand goes back to the queue");
+                return Ok(trigpoll::poller::Tally::default());
+            }
             Err(StoreError::Connection(reason)) if !stopping(stop) => {
                 if started.elapsed() >= patience {
                     anyhow::bail!("database connection lost: {reason}");

@@ -26,6 +26,7 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     let interval = args.interval.unwrap_or(config.poll.interval);
     let stop = shutdown_flag()?;
     let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
+    super::give_up_after_grace(&stop, poller.stopper());
     info!(?interval, "polling");
     let mut processed = 0u64;
     while !stopping(&stop) {

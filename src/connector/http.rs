@@ -1,7 +1,9 @@
 //! The HTTP webhook sink: POSTs each business object, signed (DESIGN.md §7).
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
@@ -37,12 +39,21 @@ pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
 /// are [`Outcome::Reject`].
 #[derive(Debug)]
 pub struct HttpSink {
+    poster: Arc<Poster>,
+    concurrency: usize,
+    /// Set when the poller is told to stop and the batch in hand has had its time: requests
+    /// not yet answered are given up (they are sent again later) instead of waited for.
+    abandon: Arc<AtomicBool>,
+}
+
+/// What sends one request: shared by the threads of a batch.
+#[derive(Debug)]
+struct Poster {
     agent: ureq::Agent,
     url: String,
     client_id: String,
     secret: Secret,
     timeout: Duration,
-    concurrency: usize,
 }
 
 impl HttpSink {
@@ -77,15 +88,25 @@ impl HttpSink {
             )));
         }
         Ok(HttpSink {
-            agent,
-            url: config.url.clone(),
-            client_id: config.client_id.clone(),
-            secret: config.secret.clone(),
-            timeout: config.timeout,
+            poster: Arc::new(Poster {
+                agent,
+                url: config.url.clone(),
+                client_id: config.client_id.clone(),
+                secret: config.secret.clone(),
+                timeout: config.timeout,
+            }),
             concurrency: config.concurrency,
+            abandon: Arc::default(),
         })
     }
 
+    /// Gives up on unanswered requests once `abandon` is set.
+    pub fn abandon_on(&mut self, abandon: Arc<AtomicBool>) {
+        self.abandon = abandon;
+    }
+}
+
+impl Poster {
     fn send(&self, delivery: &Delivery) -> Outcome {
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -108,12 +129,15 @@ impl HttpSink {
     }
 }
 
+/// How long the batch's caller waits between looks at the abandon flag.
+const ABANDON_CHECK: Duration = Duration::from_millis(50);
+
 impl Deliver for HttpSink {
     /// Up to `concurrency` keys at once; each key's deliveries one after another, in order,
     /// stopping at its first retry (the rest of the key is held).
     fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut runs: Vec<Vec<usize>> = Vec::new();
-        let mut run_of: std::collections::HashMap<usize, usize> = Default::default();
+        let mut run_of: HashMap<usize, usize> = HashMap::new();
         for (i, delivery) in batch.iter().enumerate() {
             let run = *run_of.entry(delivery.key).or_insert_with(|| {
                 runs.push(Vec::new());
@@ -121,62 +145,52 @@ impl Deliver for HttpSink {
             });
             runs[run].push(i);
         }
-        let this = &*self;
-        let send_run = |run: &[usize]| -> Vec<(usize, Outcome)> {
-            let mut done = Vec::with_capacity(run.len());
-            let mut held = false;
-            for &i in run {
-                let outcome = match held {
-                    true => Outcome::Held,
-                    false => this.send(&batch[i]),
-                };
-                held |= matches!(outcome, Outcome::Retry { .. });
-                done.push((i, outcome));
-            }
-            done
-        };
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let workers = self.concurrency.min(runs.len());
-        if workers <= 1 {
-            for run in &runs {
-                for (i, outcome) in send_run(run) {
-                    outcomes[i] = Some(outcome);
-                }
-            }
-        } else {
-            let next = AtomicUsize::new(0);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|_| {
-                        scope.spawn(|| {
-                            let mut done = Vec::new();
-                            loop {
-                                let r = next.fetch_add(1, Ordering::Relaxed);
-                                let Some(run) = runs.get(r) else {
-                                    return done;
-                                };
-                                done.extend(send_run(run));
-                            }
-                        })
-                    })
-                    .collect();
-                for handle in handles {
-                    match handle.join() {
-                        Ok(done) => {
-                            for (i, outcome) in done {
-                                outcomes[i] = Some(outcome);
-                            }
+        let work = Arc::new((batch.to_vec(), runs, AtomicUsize::new(0)));
+        let (sent, answers) = mpsc::channel::<(usize, Outcome)>();
+        for _ in 0..workers {
+            let (work, sent) = (Arc::clone(&work), sent.clone());
+            let (poster, abandon) = (Arc::clone(&self.poster), Arc::clone(&self.abandon));
+            // Not scoped: a request stuck on a slow receiver must not keep the poller from
+            // stopping; the thread ends with its request, or with the process.
+            std::thread::spawn(move || {
+                let (batch, runs, next) = &*work;
+                while let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let mut held = false;
+                    for &i in run {
+                        if abandon.load(Ordering::Relaxed) {
+                            return;
                         }
-                        Err(_) => tracing::error!("http delivery worker panicked"),
+                        let outcome = match held {
+                            true => Outcome::Held,
+                            false => poster.send(&batch[i]),
+                        };
+                        held |= matches!(outcome, Outcome::Retry { .. });
+                        if sent.send((i, outcome)).is_err() {
+                            return;
+                        }
                     }
                 }
             });
         }
-        // A worker that panicked took its deliveries' outcomes with it; they may or may not have
+        drop(sent);
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let mut missing = batch.len();
+        while missing > 0 {
+            match answers.recv_timeout(ABANDON_CHECK) {
+                Ok((i, outcome)) => {
+                    outcomes[i] = Some(outcome);
+                    missing -= 1;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !self.abandon.load(Ordering::Relaxed) => {}
+                Err(_) => break,
+            }
+        }
+        // Unanswered: given up on a stop, or a worker that panicked. They may or may not have
         // arrived, so they are retried.
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Outcome::retry("delivery worker failed")))
+            .map(|o| o.unwrap_or_else(|| Outcome::retry("no answer: the delivery was given up")))
             .collect()
     }
 }

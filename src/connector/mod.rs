@@ -13,6 +13,8 @@ mod http;
 mod stdout;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -196,6 +198,15 @@ impl Connector {
 
     pub fn id(&self) -> &str {
         &self.config.id
+    }
+
+    /// Once `abandon` is set, deliveries still waiting for a receiver are given up (answered
+    /// [`Outcome::Retry`]) instead of waited for: what a stopping poller needs, so that a slow
+    /// receiver cannot hold it.
+    pub fn abandon_on(&mut self, abandon: Arc<AtomicBool>) {
+        if let Sink::Http(sink) = &mut self.sink {
+            sink.abandon_on(abandon);
+        }
     }
 
     /// Delivers a batch: one [`Outcome`] per delivery, in batch order (see [`Deliver`]).

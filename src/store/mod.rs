@@ -29,6 +29,9 @@ pub enum StoreError {
     /// The configuration asks for something this database cannot do.
     #[error("{0}")]
     Invalid(String),
+    /// The poller was told to stop and gave up what it was doing (its claims go back).
+    #[error("stopped on request")]
+    Stopped,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -163,6 +166,12 @@ pub struct RetryBacklog {
     pub next_due: Option<Duration>,
 }
 
+/// Cancels the statement a store's connection is running, from another thread: what a poller
+/// told to stop does with a statement that keeps it waiting (a lock, a slow server).
+pub trait Interrupt: Send + Sync {
+    fn interrupt(&self);
+}
+
 /// The operations trigpoll needs from a database.
 pub trait EventStore: Send {
     /// The backend's name for messages: `postgresql`, `mysql`, `sqlite`.
@@ -223,6 +232,9 @@ pub trait EventStore: Send {
 
     /// Replaces a lost connection, keeping this store's claim token.
     fn reconnect(&mut self) -> Result<()>;
+
+    /// What cancels this store's statement in flight, whichever connection it has then.
+    fn interrupter(&self) -> Box<dyn Interrupt>;
 
     /// A second connection to the same database with the same claim token, so that the next
     /// batch can be claimed and fetched while this one is delivered and finished. `None` where

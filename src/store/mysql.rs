@@ -15,6 +15,7 @@
 //! the poll interval instead.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use mysql::prelude::Queryable;
@@ -25,8 +26,8 @@ use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
-    Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, Interrupt, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
 };
 
 /// Rows per statement where a batch is sent as parameters, well below MySQL's 65535
@@ -46,6 +47,24 @@ pub struct MysqlStore {
     claim_timeout_us: u64,
     /// The highest event id `wait_for_events` has seen.
     seen_max: Option<i64>,
+    /// The server's id of the connection, for `KILL QUERY` (see [`EventStore::interrupter`]).
+    connection_id: Arc<Mutex<u32>>,
+}
+
+struct MysqlInterrupt {
+    url: Secret,
+    connection_id: Arc<Mutex<u32>>,
+}
+
+impl Interrupt for MysqlInterrupt {
+    fn interrupt(&self) {
+        let id = *self.connection_id.lock().unwrap_or_else(|e| e.into_inner());
+        let killed = open_conn(self.url.expose())
+            .and_then(|mut conn| conn.query_drop(format!("KILL QUERY {id}")).map_err(err));
+        if let Err(e) = killed {
+            tracing::debug!(error = %e, "could not cancel the statement in flight");
+        }
+    }
 }
 
 /// Server error codes that mean the connection is gone.
@@ -335,8 +354,10 @@ impl MysqlStore {
             .ok()
             .and_then(|o| o.get_db_name().map(str::to_string))
             .filter(|d| !d.is_empty());
+        let conn = open_conn(db.url.expose())?;
         Ok(MysqlStore {
-            conn: open_conn(db.url.expose())?,
+            connection_id: Arc::new(Mutex::new(conn.connection_id())),
+            conn,
             url: db.url.clone(),
             names: sql::names(&db.schema, &db.event_table, &db.archive_table),
             database,
@@ -1004,13 +1025,22 @@ impl EventStore for MysqlStore {
 
     fn reconnect(&mut self) -> Result<()> {
         self.conn = open_conn(self.url.expose())?;
+        *self.connection_id.lock().unwrap_or_else(|e| e.into_inner()) = self.conn.connection_id();
         self.seen_max = None;
         Ok(())
+    }
+
+    fn interrupter(&self) -> Box<dyn Interrupt> {
+        Box::new(MysqlInterrupt {
+            url: self.url.clone(),
+            connection_id: Arc::clone(&self.connection_id),
+        })
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
         Some(open_conn(self.url.expose()).map(|conn| {
             Box::new(MysqlStore {
+                connection_id: Arc::new(Mutex::new(conn.connection_id())),
                 conn,
                 url: self.url.clone(),
                 names: self.names.clone(),

@@ -1,11 +1,12 @@
 //! The PostgreSQL event store.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fallible_iterator::FallibleIterator;
 use postgres::types::{Json, ToSql};
-use postgres::{Client, NoTls, Row, Statement};
+use postgres::{CancelToken, Client, NoTls, Row, Statement};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -15,8 +16,8 @@ use crate::dialect::postgres::{self as sql, Names};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
-    Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, Interrupt, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
 };
 
 pub struct PgStore {
@@ -33,6 +34,19 @@ pub struct PgStore {
     /// The statements of the batch loop, prepared once per connection: parsing and planning
     /// them anew cost a round trip and about a millisecond per batch.
     prepared: HashMap<String, Statement>,
+    /// Cancels the statement the connection runs (see [`EventStore::interrupter`]).
+    cancel: Arc<Mutex<CancelToken>>,
+}
+
+struct PgInterrupt(Arc<Mutex<CancelToken>>);
+
+impl Interrupt for PgInterrupt {
+    fn interrupt(&self) {
+        let token = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Err(e) = token.cancel_query(NoTls) {
+            tracing::debug!(error = %e, "could not cancel the statement in flight");
+        }
+    }
 }
 
 /// One archive row of an event, as `sql::finish` reads it.
@@ -146,6 +160,13 @@ fn open_client(url: &str, async_commit: bool) -> Result<Client> {
             version / 10000
         )));
     }
+    if version >= 140000 {
+        // A poller killed in the middle of a statement: the server ends the statement within a
+        // second instead of running it to its end for nobody.
+        client
+            .batch_execute("SET client_connection_check_interval = '1s'")
+            .map_err(err)?;
+    }
     Ok(client)
 }
 
@@ -168,8 +189,10 @@ impl PgStore {
         claim_timeout_secs: f64,
         async_commit: bool,
     ) -> Result<Self> {
+        let client = open_client(url.expose(), async_commit)?;
         Ok(PgStore {
-            client: open_client(url.expose(), async_commit)?,
+            cancel: Arc::new(Mutex::new(client.cancel_token())),
+            client,
             url,
             names,
             token,
@@ -857,10 +880,15 @@ impl EventStore for PgStore {
 
     fn reconnect(&mut self) -> Result<()> {
         self.client = open_client(self.url.expose(), self.async_commit)?;
+        *self.cancel.lock().unwrap_or_else(|e| e.into_inner()) = self.client.cancel_token();
         self.listening = false;
         self.gate_held = false;
         self.prepared.clear();
         Ok(())
+    }
+
+    fn interrupter(&self) -> Box<dyn Interrupt> {
+        Box::new(PgInterrupt(Arc::clone(&self.cancel)))
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {

@@ -13,10 +13,14 @@
 //! front (`BEGIN IMMEDIATE`), so they queue behind the application's instead of failing halfway.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, InterruptHandle, OpenFlags,
+    TransactionBehavior,
+};
 use serde_json::{Map, Value};
 
 use crate::config::{Config, TableName};
@@ -24,8 +28,8 @@ use crate::dialect::sqlite::{self as sql, Affinity, Names, ValueRule};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, ReplayFilter, Replayed,
-    Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, Interrupt, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
 };
 
 /// How long a statement waits for a lock another connection holds before giving up.
@@ -44,6 +48,16 @@ pub struct SqliteStore {
     /// `PRAGMA data_version` when events were last claimed; a change means another connection
     /// committed since.
     data_version: Option<i64>,
+    /// Interrupts the statement the connection runs (see [`EventStore::interrupter`]).
+    interrupt: Arc<Mutex<InterruptHandle>>,
+}
+
+struct SqliteInterrupt(Arc<Mutex<InterruptHandle>>);
+
+impl Interrupt for SqliteInterrupt {
+    fn interrupt(&self) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).interrupt();
+    }
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
@@ -102,8 +116,10 @@ impl SqliteStore {
         }
         let db = &config.database;
         let path = PathBuf::from(path);
+        let conn = open_connection(&path)?;
         Ok(SqliteStore {
-            conn: open_connection(&path)?,
+            interrupt: Arc::new(Mutex::new(conn.get_interrupt_handle())),
+            conn,
             path,
             names: Names::new(&db.event_table, &db.archive_table),
             token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
@@ -901,9 +917,15 @@ impl EventStore for SqliteStore {
 
     fn reconnect(&mut self) -> Result<()> {
         self.conn = open_connection(&self.path)?;
+        *self.interrupt.lock().unwrap_or_else(|e| e.into_inner()) =
+            self.conn.get_interrupt_handle();
         // data_version is per connection: the new one starts its own count.
         self.data_version = None;
         Ok(())
+    }
+
+    fn interrupter(&self) -> Box<dyn Interrupt> {
+        Box::new(SqliteInterrupt(Arc::clone(&self.interrupt)))
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {

@@ -26,7 +26,8 @@ impl Received {
 }
 
 /// What to answer: the n-th request (0-based, over all requests) gets `script(n)`:
-/// a status and optional `Retry-After` seconds.
+/// a status and optional `Retry-After` seconds. Status 0 answers nothing: the request hangs, as
+/// at a receiver that never answers.
 pub type Script = dyn Fn(usize) -> (u16, Option<u64>) + Send + Sync;
 
 pub struct Receiver {
@@ -121,6 +122,12 @@ fn serve(stream: std::net::TcpStream, received: &Mutex<Vec<Received>>, script: &
             answered: status,
         });
         drop(log);
+        if status == 0 {
+            // Until the client gives up and closes the connection.
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+            return;
+        }
         let retry_after = retry_after
             .map(|secs| format!("Retry-After: {secs}\r\n"))
             .unwrap_or_default();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::common::receiver::Receiver;
 use crate::common::{lines, stderr, Backend, Env};
-use crate::conformance::hr;
+use crate::conformance::{eventually, hr};
 
 /// Inserts `n` employee rows in one statement (so the test spends its time in trigpoll).
 fn insert_employees(env: &Env, from: usize, n: usize) {
@@ -251,4 +251,51 @@ pub fn a_finish_leaves_events_another_poller_took_over(backend: Backend) {
             row(ids[3], "3", Some("another poller"), "0"),
         ]
     );
+}
+
+/// SIGTERM while the batch in hand waits for a receiver that never answers: after the grace
+/// period the delivery is given up, the claim goes back (attempts unchanged) and drain exits 0,
+/// in a bounded time whatever the connector's timeout.
+pub fn sigterm_gives_up_a_batch_stuck_on_a_slow_receiver(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let receiver = Receiver::start(|_| (0, None));
+    env.connector(
+        "hook",
+        &format!(
+            "subscribe = [\"Department.*\"]\n[sink]\ntype = \"http\"\nurl = \"{}\"\nsecret = \"k\"\ntimeout = \"5m\"",
+            receiver.url
+        ),
+    );
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    let mut drain = env.spawn(&["drain"]);
+    assert!(eventually(Duration::from_secs(10), || receiver
+        .requests()
+        .len()
+        == 1));
+    let signalled = std::time::Instant::now();
+    std::process::Command::new("kill")
+        .args(["-TERM", &drain.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || matches!(
+            drain.try_wait(),
+            Ok(Some(_))
+        )),
+        "drain did not stop"
+    );
+    assert_eq!(drain.wait().unwrap().code(), Some(0));
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        env.db
+            .query("SELECT event_status, attempts, claimed_by FROM {events}"),
+        [vec![Some("0".to_string()), Some("0".to_string()), None]]
+    );
+    assert_eq!(env.db.count("SELECT count(*) FROM {archive}"), 0);
 }
