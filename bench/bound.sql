@@ -5,7 +5,7 @@ WITH claimed AS (
     DELETE FROM trigpoll.trigpoll_event e
     WHERE e.event_id IN (
         SELECT event_id FROM trigpoll.trigpoll_event
-        WHERE event_status = 0
+        WHERE waiting_for IS NULL AND event_status = 0
         ORDER BY event_priority, event_id
         LIMIT 1000
         FOR UPDATE SKIP LOCKED)

@@ -4,16 +4,21 @@
 //! Run by `scripts/bench.sh`, which installs what it needs and builds this in release mode:
 //!
 //! ```text
-//! bench [--quick] [--url URL] [--mysql-url URL] [--trigpoll PATH] [--out FILE] [--runs N]
-//!       [--only fig1,fig2,fig3,fig4,fig5]
+//! bench [--quick] [--url URL] [--mysql-url URL] [--trigpoll PATH] [--before PATH]
+//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7]
 //! ```
+//!
+//! `--before PATH` names an earlier trigpoll binary: figure 2 then measures its triggers beside
+//! the current ones, interleaved in the same run (on tables of their own, with its event table
+//! in the schema `trigpoll_before`).
 //!
 //! It creates a throwaway database on the server at `--url` and drops it at the end. Figure 5
 //! (drain on MySQL/MariaDB and SQLite) creates two throwaway databases on the server at
 //! `--mysql-url` and a throwaway SQLite file in `/dev/shm`, and removes them at the end.
 //!
-//! `--only fig5` leaves the rest of the report alone: it replaces (or adds) only the section
-//! "## Drain on MySQL and SQLite" of the existing `--out` file, see `splice_section`.
+//! `--only` with figures 5, 6 and 7 alone leaves the rest of the report alone: it replaces (or
+//! adds) only their sections ("## Drain on MySQL and SQLite", "## Hot keys") of the existing
+//! `--out` file, see `splice_section`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -48,6 +53,8 @@ struct Sizes {
     claim_big: i64,
     memory_events: i64,
     archive_rows: i64,
+    /// pgbench TPC-B's duration in figure 7.
+    tpcb_secs: u32,
 }
 
 impl Sizes {
@@ -64,6 +71,7 @@ impl Sizes {
                 claim_big: 200_000,
                 memory_events: 100_000,
                 archive_rows: 500_000,
+                tpcb_secs: 5,
             }
         } else {
             Sizes {
@@ -77,6 +85,7 @@ impl Sizes {
                 claim_big: 1_000_000,
                 memory_events: 1_000_000,
                 archive_rows: 10_000_000,
+                tpcb_secs: 15,
             }
         }
     }
@@ -91,6 +100,8 @@ struct Opts {
     only: Vec<String>,
     /// The MySQL/MariaDB server of figure 5, without a database part.
     mysql_url: String,
+    /// An earlier trigpoll binary whose triggers figure 2 measures beside the current ones.
+    before: Option<PathBuf>,
 }
 
 fn parse_args() -> Opts {
@@ -104,6 +115,7 @@ fn parse_args() -> Opts {
         only: Vec::new(),
         mysql_url: std::env::var("TRIGPOLL_BENCH_MYSQL_URL")
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
+        before: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -119,6 +131,7 @@ fn parse_args() -> Opts {
             "--out" => opts.out = PathBuf::from(value()),
             "--runs" => opts.runs = value().parse().unwrap_or_else(|_| die("--runs N")),
             "--only" => opts.only = value().split(',').map(str::to_string).collect(),
+            "--before" => opts.before = Some(PathBuf::from(value())),
             other => die(&format!("unknown argument {other}")),
         }
     }
@@ -315,7 +328,7 @@ impl Bench {
         self.dir.path().join(format!("{name}.toml"))
     }
 
-    fn write_config(&self, name: &str, connectors: &str, archive: &str) {
+    fn write_config(&self, name: &str, connectors: &str, archive: &str, coalesce: bool) {
         let text = format!(
             r#"[database]
 url = "{url}"
@@ -329,6 +342,7 @@ connectors_dir = "{connectors}"
 [[object]]
 name = "Item"
 table = "public.item"
+coalesce = {coalesce}
 
 [[object]]
 name = "Bench"
@@ -387,9 +401,10 @@ table = "public.tick"
                 self.receiver.url
             ),
         );
-        self.write_config("file", "conn-file", "trigpoll_archive");
-        self.write_config("http", "conn-http", "trigpoll_archive");
-        self.write_config("big", "conn-file", "trigpoll_archive_big");
+        self.write_config("file", "conn-file", "trigpoll_archive", false);
+        self.write_config("coalesce", "conn-file", "trigpoll_archive", true);
+        self.write_config("http", "conn-http", "trigpoll_archive", false);
+        self.write_config("big", "conn-file", "trigpoll_archive_big", false);
     }
 
     /// The PostgreSQL tables and triggers of figures 1 to 4.
@@ -416,6 +431,9 @@ table = "public.tick"
                 ));
             }
         }
+        if let Some(before) = self.opts.before.clone() {
+            self.setup_before(&before);
+        }
         self.pgq = match self.client.batch_execute(PGQ) {
             Ok(()) => {
                 let v: String = self
@@ -439,15 +457,51 @@ table = "public.tick"
         self.exec("VACUUM ANALYZE");
     }
 
+    /// The tables of figure 2's `before` variant, with the triggers of the earlier binary
+    /// `before`, which writes to an event table of its own (schema `trigpoll_before`).
+    fn setup_before(&mut self, before: &Path) {
+        self.exec(
+            "CREATE TABLE u_before (LIKE u_none INCLUDING ALL);
+             CREATE TABLE i_before (LIKE u_none INCLUDING ALL);
+             INSERT INTO u_before SELECT * FROM u_none;",
+        );
+        let text = format!(
+            "[database]\nurl = \"{}\"\nschema = \"trigpoll_before\"\n\n[poll]\nconnectors_dir = \"conn-file\"\n\n\
+             [[object]]\nname = \"Bench\"\ntable = \"public.u_before\"\n\n\
+             [[object]]\nname = \"BenchInsert\"\ntable = \"public.i_before\"\n",
+            self.db.url
+        );
+        std::fs::write(self.config_path("before"), text).expect("write a config");
+        let out = Command::new(before)
+            .arg("--config")
+            .arg(self.config_path("before"))
+            .args(["-q", "install-triggers"])
+            .output()
+            .expect("run the earlier trigpoll");
+        if !out.status.success() {
+            die(&format!(
+                "install-triggers of {} failed: {}",
+                before.display(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+
     /// Empties the event table (and the archive) and queues `n` Update events for item 1..n.
     fn queue_events(&mut self, n: i64, clear_archive: bool) {
+        self.queue_on_keys(n, n, clear_archive)
+    }
+
+    /// Like `queue_events`, with the events spread over `keys` keys (item 1..keys), in turn.
+    fn queue_on_keys(&mut self, n: i64, keys: i64, clear_archive: bool) {
         self.exec(&format!("TRUNCATE {EVENTS}"));
         if clear_archive {
             self.exec(&format!("TRUNCATE {ARCHIVE}"));
         }
         self.exec(&format!(
             "INSERT INTO {EVENTS} (object_name, object_verb, object_key, event_priority)
-             SELECT 'Item', 'Update', 'id=' || g, 0 FROM generate_series(1, {n}) g"
+             SELECT 'Item', 'Update', 'id=' || ((g - 1) % {keys} + 1), 0
+             FROM generate_series(1, {n}) g"
         ));
         self.exec(&format!("VACUUM ANALYZE {EVENTS}"));
         self.exec("CHECKPOINT");
@@ -505,7 +559,8 @@ table = "public.tick"
         let mut c = self.db.connect();
         let claim = c
             .prepare(&format!(
-                "SELECT event_id, object_key FROM {EVENTS} WHERE event_status = 0
+                "SELECT event_id, object_key FROM {EVENTS}
+                 WHERE waiting_for IS NULL AND event_status = 0
                  ORDER BY event_priority, event_id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ))
             .unwrap();
@@ -711,6 +766,9 @@ table = "public.tick"
 
     fn clear_queues(&mut self) {
         self.exec(&format!("TRUNCATE {EVENTS}"));
+        if self.opts.before.is_some() {
+            self.exec("TRUNCATE trigpoll_before.trigpoll_event");
+        }
         if self.pgq.is_ok() {
             let table: String = self
                 .client
@@ -726,11 +784,13 @@ table = "public.tick"
 
     fn fig2(&mut self) {
         say("figure 2: trigger cost");
-        let variants: Vec<&str> = if self.pgq.is_ok() {
-            vec!["none", "trigpoll", "pgq"]
-        } else {
-            vec!["none", "trigpoll"]
-        };
+        let mut variants = vec!["none", "trigpoll"];
+        if self.pgq.is_ok() {
+            variants.push("pgq");
+        }
+        if self.opts.before.is_some() {
+            variants.push("before");
+        }
         for run in 0..self.opts.runs {
             for sync_off in [true, false] {
                 for k in 0..variants.len() {
@@ -763,6 +823,9 @@ table = "public.tick"
         }
         self.clear_queues();
         self.exec("TRUNCATE i_none, i_trigpoll, i_pgq");
+        if self.opts.before.is_some() {
+            self.exec("TRUNCATE i_before");
+        }
     }
 
     fn fig3(&mut self) {
@@ -1106,6 +1169,49 @@ impl Bench {
         );
         let _ = writeln!(md);
 
+        if let Some(before) = &self.opts.before {
+            let _ = writeln!(md, "## Trigger cost before and after\n");
+            let _ = writeln!(
+                md,
+                "The triggers of the earlier binary `{}` (its own event table, schema \
+                 `trigpoll_before`) measured beside the current ones, interleaved in the same run \
+                 on identical tables.\n",
+                before.display()
+            );
+            let _ = writeln!(md, "| figure | no trigger | before | now | now / before |");
+            let _ = writeln!(md, "|---|---|---|---|---|");
+            for sync in ["off", "on"] {
+                let (none, was, now) = (
+                    m(&format!("update.{sync}.none")),
+                    m(&format!("update.{sync}.before")),
+                    m(&format!("update.{sync}.trigpoll")),
+                );
+                let _ = writeln!(
+                    md,
+                    "| single-row UPDATE tps, synchronous_commit={sync} | {} | {} ({:.2}) | {} ({:.2}) | {:.2} |",
+                    fmt(none, 0),
+                    fmt(was, 0),
+                    was / none,
+                    fmt(now, 0),
+                    now / none,
+                    now / was
+                );
+            }
+            let was = m("insert.before");
+            let _ = writeln!(
+                md,
+                "| {}-row INSERT, ms | {} | {} ({:.2}×) | {} ({:.2}×) | {:.2} |",
+                fmt(self.sizes.insert_rows as f64, 0),
+                fmt(ins_none, 0),
+                fmt(was, 0),
+                was / ins_none,
+                fmt(ins_tp, 0),
+                ins_tp / ins_none,
+                ins_tp / was
+            );
+            let _ = writeln!(md);
+        }
+
         let _ = writeln!(md, "## PgQ beside trigpoll\n");
         match &self.pgq {
             Ok(v) => {
@@ -1157,6 +1263,9 @@ impl Bench {
 
         if self.results.keys().any(|k| k.starts_with("fig5.")) || !self.fig5_missing.is_empty() {
             md.push_str(&self.fig5_section(started, load_before));
+        }
+        if self.results.keys().any(|k| k.starts_with("hot.")) {
+            md.push_str(&self.hot_section(started, load_before));
         }
         let _ = writeln!(md, "## Details\n");
         let _ = writeln!(md, "| measurement | median | runs |");
@@ -1216,6 +1325,21 @@ impl Bench {
             ("insert.none", "INSERT … SELECT, ms, no trigger".into(), 0),
             ("insert.trigpoll", "INSERT … SELECT, ms, trigpoll".into(), 0),
             ("insert.pgq", "INSERT … SELECT, ms, PgQ logutriga".into(), 0),
+            (
+                "update.off.before",
+                "UPDATE tps, sync off, earlier trigpoll (`--before`)".into(),
+                0,
+            ),
+            (
+                "update.on.before",
+                "UPDATE tps, sync on, earlier trigpoll (`--before`)".into(),
+                0,
+            ),
+            (
+                "insert.before",
+                "INSERT … SELECT, ms, earlier trigpoll (`--before`)".into(),
+                0,
+            ),
             ("latency.rate", "latency: changes/s achieved".into(), 0),
             ("latency.p50", "latency p50, ms".into(), 1),
             ("latency.p99", "latency p99, ms".into(), 1),
@@ -1413,17 +1537,24 @@ fn main() {
     let only = bench.opts.only.clone();
     let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
     for o in &only {
-        if !["fig1", "fig2", "fig3", "fig4", "fig5"].contains(&o.as_str()) {
+        if !["fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7"].contains(&o.as_str()) {
             die(&format!("--only: unknown figure {o}"));
         }
     }
-    // Only figure 5 (MySQL, SQLite): the PostgreSQL figures are not run, and the report keeps
-    // them as they are (see `splice_section`).
-    let only_fig5 = !only.is_empty() && only.iter().all(|o| o == "fig5");
+    // Only figures with sections of their own (5: MySQL and SQLite; 6 and 7: hot keys): the
+    // report keeps every other figure as it is (see `splice_section`).
+    let sections_only = !only.is_empty()
+        && only
+            .iter()
+            .all(|o| ["fig5", "fig6", "fig7"].contains(&o.as_str()));
     bench.write_files();
-    if !only_fig5 {
-        bench.setup();
-    }
+    bench.setup();
+    // Dropping them drops their throwaway databases and file.
+    let mut backends = if wanted("fig5") || wanted("fig6") {
+        bench.fig5_backends()
+    } else {
+        Vec::new()
+    };
     if wanted("fig1") {
         bench.fig1();
     }
@@ -1437,18 +1568,31 @@ fn main() {
         bench.fig4();
     }
     if wanted("fig5") {
-        bench.fig5();
+        bench.fig5(&mut backends);
     }
+    if wanted("fig6") {
+        bench.fig6(&mut backends);
+    }
+    if wanted("fig7") {
+        bench.fig7();
+    }
+    drop(backends);
     let out = bench.opts.out.clone();
-    if only_fig5 {
-        // Merge: only the section of figure 5 is replaced (or added) in the existing report;
-        // every other figure, and the hand-written history, stays as it was.
-        let section = bench.fig5_section(&started_wall, &load_before);
-        let old = std::fs::read_to_string(&out).unwrap_or_default();
-        std::fs::write(&out, splice_section(&old, FIG5_HEADING, &section))
-            .expect("write the report");
+    if sections_only {
+        // Merge: only the sections run are replaced (or added) in the existing report; every
+        // other figure, and the hand-written history, stays as it was.
+        let mut text = std::fs::read_to_string(&out).unwrap_or_default();
+        if wanted("fig5") {
+            let section = bench.fig5_section(&started_wall, &load_before);
+            text = splice_section(&text, FIG5_HEADING, &section);
+        }
+        if wanted("fig6") || wanted("fig7") {
+            let section = bench.hot_section(&started_wall, &load_before);
+            text = splice_section(&text, HOT_HEADING, &section);
+        }
+        std::fs::write(&out, text).expect("write the report");
         say(&format!(
-            "updated the section {FIG5_HEADING:?} of {} in {:.0} s",
+            "updated {} in {:.0} s",
             out.display(),
             started.elapsed().as_secs_f64()
         ));
@@ -1466,6 +1610,279 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     ));
+}
+
+// Figures 6 and 7: hot keys.
+
+/// The section figures 6 and 7 write, also the heading `--only fig6,fig7` looks for.
+const HOT_HEADING: &str = "## Hot keys";
+
+/// Figure 6's shapes of backlog: (name, keys, coalesce); `None` keys is one key per event.
+const SHAPES: [(&str, Option<i64>, bool); 5] = [
+    ("distinct", None, false),
+    ("keys100", Some(100), false),
+    ("keys10", Some(10), false),
+    ("keys1", Some(1), false),
+    ("keys1.coalesce", Some(1), true),
+];
+
+impl Bench {
+    /// Figure 6: drain of the same backlog spread over every key, 100, 10 and 1 key, on each
+    /// backend; then the first claim over 10k and over 1M events of one key (PostgreSQL).
+    fn fig6(&mut self, backends: &mut [Box<dyn Backend>]) {
+        say("figure 6: hot keys");
+        let n = self.sizes.drain_events;
+        let names: Vec<&str> = SHAPES.iter().map(|s| s.0).collect();
+        for run in 0..self.opts.runs {
+            for name in rotation(&names, run) {
+                let &(_, keys, coalesce) = SHAPES.iter().find(|s| s.0 == name).unwrap();
+                let keys = keys.unwrap_or(n);
+                let suffix = if coalesce { "-coalesce" } else { "" };
+                self.queue_on_keys(n, keys, true);
+                let r = self.drain(if coalesce { "coalesce" } else { "file" }, n);
+                self.record(&format!("hot.postgresql.{name}"), r);
+                for b in backends.iter_mut() {
+                    b.queue_on_keys(n, keys);
+                    let secs = self.drain_secs(&format!("fig5-{}{suffix}", b.key()));
+                    let left = b.left();
+                    if left != 0 {
+                        say(&format!("{}: {left} events were left after drain", b.key()));
+                    }
+                    self.record(&format!("hot.{}.{name}", b.key()), (n - left) as f64 / secs);
+                }
+            }
+        }
+        for (label, size) in [
+            ("small", self.sizes.claim_small),
+            ("big", self.sizes.claim_big),
+        ] {
+            self.queue_on_keys(size, 1, true);
+            for _ in 0..self.opts.runs {
+                let ms = self.first_claim();
+                self.record(&format!("hot.claim.{label}"), ms);
+            }
+        }
+        self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+    }
+
+    /// Figure 7: pgbench's TPC-B load (`pgbench -i -s 2`: 2 branches, 20 tellers, 200,000
+    /// accounts) with trigpoll's triggers on its tables and `poll --interval 100ms` running
+    /// beside it; how many events wait when the load stops, and how long until none does.
+    fn fig7(&mut self) {
+        say("figure 7: pgbench TPC-B with poll running");
+        let init = Command::new("pgbench")
+            .args(["-i", "-s", "2", "-q"])
+            .arg(&self.db.url)
+            .output();
+        match init {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => {
+                say(&format!(
+                    "pgbench -i failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+                return;
+            }
+            Err(e) => {
+                say(&format!("pgbench did not run: {e}"));
+                return;
+            }
+        }
+        let text = format!(
+            "[database]\nurl = \"{}\"\n\n[poll]\nconnectors_dir = \"conn-file\"\n\n\
+             [[object]]\nname = \"Account\"\ntable = \"public.pgbench_accounts\"\n\n\
+             [[object]]\nname = \"Teller\"\ntable = \"public.pgbench_tellers\"\n\n\
+             [[object]]\nname = \"Branch\"\ntable = \"public.pgbench_branches\"\n",
+            self.db.url
+        );
+        std::fs::write(self.config_path("tpcb"), text).expect("write a config");
+        let out = self
+            .trigpoll("tpcb", &["install-triggers"])
+            .output()
+            .expect("run trigpoll");
+        if !out.status.success() {
+            say(&format!(
+                "install-triggers failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            return;
+        }
+        self.exec("VACUUM ANALYZE");
+        for _ in 0..self.opts.runs {
+            self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}, pgbench_history"));
+            self.exec("CHECKPOINT");
+            let mut poll: Child = self
+                .trigpoll("tpcb", &["poll", "--interval", "100ms"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start trigpoll poll");
+            std::thread::sleep(Duration::from_secs(1));
+            let load = Command::new("pgbench")
+                .args(["-n", "-c", "4", "-j", "4", "-T"])
+                .arg(self.sizes.tpcb_secs.to_string())
+                .arg(&self.db.url)
+                .output();
+            let stopped = Instant::now();
+            let backlog = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+            let mut left = backlog;
+            while left > 0 && stopped.elapsed() < Duration::from_secs(300) {
+                std::thread::sleep(Duration::from_millis(20));
+                left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+            }
+            let empty_secs = stopped.elapsed().as_secs_f64();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(poll.id().to_string())
+                .status();
+            let _ = poll.wait();
+            let tps = load
+                .ok()
+                .and_then(|out| {
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .find(|l| l.starts_with("tps = "))
+                        .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+                })
+                .unwrap_or(f64::NAN);
+            let events = self.count(&format!("SELECT count(DISTINCT event_id) FROM {ARCHIVE}"));
+            if left > 0 {
+                say(&format!("tpcb: {left} events still waiting after 300 s"));
+            }
+            self.record("hot.tpcb.tps", tps);
+            self.record("hot.tpcb.events", events as f64);
+            self.record("hot.tpcb.backlog", backlog as f64);
+            self.record(
+                "hot.tpcb.empty_secs",
+                if left > 0 { f64::NAN } else { empty_secs },
+            );
+        }
+        self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+    }
+
+    /// The section of figures 6 and 7, complete in itself so that `--only fig6,fig7` can
+    /// splice it into an existing report.
+    fn hot_section(&self, started: &str, load_before: &str) -> String {
+        let m = |k: &str| self.median_of(k);
+        let mut md = String::new();
+        let _ = writeln!(md, "{HOT_HEADING}\n");
+        let _ =
+            writeln!(
+            md,
+            "Measured on {started} ({}), median of {} runs, interleaved run by run; load average \
+             before {load_before}, after {}. The same {} `Update` events drained with every \
+             event on its own key, then on 100, 10 and 1 key (`batch_size = 1000`, file \
+             connector on tmpfs); target: every shape ≥ 0.50 of the drain with every event on \
+             its own key, ≥ 1.00 with `coalesce = true`.\n",
+            if self.opts.quick { "`--quick`" } else { "default size" },
+            self.opts.runs,
+            loadavg(),
+            fmt(self.sizes.drain_events as f64, 0)
+        );
+        let _ = writeln!(
+            md,
+            "| backend | every key, events/s | 100 keys | 10 keys | 1 key | 1 key, `coalesce` | worst / every key | 1 key `coalesce` / every key |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|");
+        let mut backends = vec![("postgresql", "PostgreSQL".to_string())];
+        backends.extend(
+            self.fig5_versions
+                .iter()
+                .map(|(key, version, _)| (*key, version.clone())),
+        );
+        for (key, label) in &backends {
+            let get = |shape: &str| m(&format!("hot.{key}.{shape}"));
+            let every = get("distinct");
+            if !every.is_finite() {
+                continue;
+            }
+            let worst = ["keys100", "keys10", "keys1"]
+                .iter()
+                .map(|s| get(s) / every)
+                .fold(f64::INFINITY, f64::min);
+            let folded = get("keys1.coalesce") / every;
+            let _ = writeln!(
+                md,
+                "| {label} | {} | {} | {} | {} | {} | {:.2} {} | {:.2} {} |",
+                fmt(every, 0),
+                fmt(get("keys100"), 0),
+                fmt(get("keys10"), 0),
+                fmt(get("keys1"), 0),
+                fmt(get("keys1.coalesce"), 0),
+                worst,
+                verdict(worst >= 0.5),
+                folded,
+                verdict(folded >= 1.0)
+            );
+        }
+        let (small, big) = (m("hot.claim.small"), m("hot.claim.big"));
+        let _ = writeln!(md);
+        let _ = writeln!(md, "| figure | measured | reference | ratio | target | |");
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        if small.is_finite() {
+            let _ = writeln!(
+                md,
+                "| first-batch claim, ms, {} ready events on 1 key vs {} | {} | {} | {:.2}× | ≤ 2× | {} |",
+                fmt(self.sizes.claim_big as f64, 0),
+                fmt(self.sizes.claim_small as f64, 0),
+                fmt(big, 1),
+                fmt(small, 1),
+                big / small,
+                verdict(big / small <= 2.0)
+            );
+        }
+        let empty = m("hot.tpcb.empty_secs");
+        if self.results.contains_key("hot.tpcb.tps") {
+            let _ = writeln!(
+                md,
+                "| pgbench TPC-B (scale 2, 4 clients, {} s) with `poll --interval 100ms`: seconds until no event waits, after the load stops | {} | backlog when the load stopped: {} events (of {}; {} tps) | — | ≤ 5 s | {} |",
+                self.sizes.tpcb_secs,
+                fmt(empty, 2),
+                fmt(m("hot.tpcb.backlog"), 0),
+                fmt(m("hot.tpcb.events"), 0),
+                fmt(m("hot.tpcb.tps"), 0),
+                verdict(empty <= 5.0)
+            );
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(md, "| measurement | median | runs |");
+        let _ = writeln!(md, "|---|---|---|");
+        let mut keys: Vec<&String> = self
+            .results
+            .keys()
+            .filter(|k| k.starts_with("hot."))
+            .collect();
+        keys.sort();
+        for key in keys {
+            let v = &self.results[key];
+            let digits = if key.contains("claim") || key.ends_with("secs") {
+                2
+            } else {
+                0
+            };
+            let _ = writeln!(
+                md,
+                "| {key} | {} | {} |",
+                fmt(median(v), digits),
+                runs_text(Some(v), digits)
+            );
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "The claim figure is the first `claim` of a freshly connected store (`PgStore::claim`, \
+             batch 1000) over {} and over {} ready events that all have the same key. TPC-B: \
+             `pgbench -i -s 2`, trigpoll's triggers on `pgbench_accounts`, `pgbench_tellers` and \
+             `pgbench_branches` (`pgbench_history` has no key), `trigpoll poll --interval 100ms` \
+             with the defaults (`batch_size = 500`) and the file connector, then `pgbench -n -c 4 \
+             -j 4 -T {}`; the event table is counted every 20 ms from the moment pgbench exits. \
+             Every transaction updates one of 2 branch rows and one of 20 teller rows: most \
+             events sit on 22 keys.\n",
+            fmt(self.sizes.claim_small as f64, 0),
+            fmt(self.sizes.claim_big as f64, 0),
+            self.sizes.tpcb_secs
+        );
+        md
+    }
 }
 
 // Figure 5: drain on MySQL/MariaDB and SQLite, each next to its own naive poller and bound.
@@ -1488,7 +1905,11 @@ trait Backend {
     /// The trigpoll config (`[database]` table only) of this backend.
     fn database_toml(&self) -> String;
     /// Empties the event and archive tables and queues `n` Update events for item 1..n.
-    fn queue(&mut self, n: i64);
+    fn queue(&mut self, n: i64) {
+        self.queue_on_keys(n, n)
+    }
+    /// Like `queue`, with the events spread over `keys` keys (item 1..keys), in turn.
+    fn queue_on_keys(&mut self, n: i64, keys: i64);
     /// Events left in the event table.
     fn left(&mut self) -> i64;
     /// One event per transaction, for at most `limit`: events/s.
@@ -1619,13 +2040,14 @@ impl Backend for MysqlBackend {
         )
     }
 
-    fn queue(&mut self, n: i64) {
+    fn queue_on_keys(&mut self, n: i64, keys: i64) {
         let (events, archive) = (self.events(), self.archive());
         self.exec(&format!("TRUNCATE TABLE {events}"));
         self.exec(&format!("TRUNCATE TABLE {archive}"));
         self.exec(&format!(
             "INSERT INTO {events} (object_name, object_verb, object_key, event_priority)
-             SELECT 'Item', 'Update', CONCAT('id=', id), 0 FROM item WHERE id <= {n} ORDER BY id"
+             SELECT 'Item', 'Update', CONCAT('id=', (id - 1) % {keys} + 1), 0 FROM item
+             WHERE id <= {n} ORDER BY id"
         ));
         self.exec(&format!("ANALYZE TABLE {events}"));
     }
@@ -1643,8 +2065,8 @@ impl Backend for MysqlBackend {
         let c = &mut self.conn;
         let claim = c
             .prep(format!(
-                "SELECT event_id, object_key FROM {events} FORCE INDEX (trigpoll_event_claim)
-                 WHERE event_status = 0
+                "SELECT event_id, object_key FROM {events} FORCE INDEX (trigpoll_event_ready)
+                 WHERE waiting_for IS NULL AND event_status = 0
                  ORDER BY event_priority, event_id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ))
             .unwrap();
@@ -1693,8 +2115,9 @@ impl Backend for MysqlBackend {
         // index forced, as trigpoll's claim does: otherwise MariaDB sorts the whole table), then
         // moves them with their row image to the archive and deletes them, by their ids.
         let claim = format!(
-            "SELECT event_id FROM {events} FORCE INDEX (trigpoll_event_claim)
-             WHERE event_status = 0 ORDER BY event_priority, event_id LIMIT 1000
+            "SELECT event_id FROM {events} FORCE INDEX (trigpoll_event_ready)
+             WHERE waiting_for IS NULL AND event_status = 0
+             ORDER BY event_priority, event_id LIMIT 1000
              FOR UPDATE SKIP LOCKED"
         );
         let c = &mut self.conn;
@@ -1795,12 +2218,13 @@ impl Backend for SqliteBackend {
         format!("[database]\nurl = \"sqlite://{}\"\n", self.path.display())
     }
 
-    fn queue(&mut self, n: i64) {
+    fn queue_on_keys(&mut self, n: i64, keys: i64) {
         self.exec(&format!(
             "DELETE FROM trigpoll_event;
              DELETE FROM trigpoll_archive;
              INSERT INTO trigpoll_event (object_name, object_verb, object_key, event_priority)
-             SELECT 'Item', 'Update', 'id=' || id, 0 FROM item WHERE id <= {n} ORDER BY id;
+             SELECT 'Item', 'Update', 'id=' || ((id - 1) % {keys} + 1), 0 FROM item
+             WHERE id <= {n} ORDER BY id;
              ANALYZE;
              PRAGMA wal_checkpoint(TRUNCATE);"
         ));
@@ -1824,7 +2248,8 @@ impl Backend for SqliteBackend {
             let claimed: Option<(i64, String)> = {
                 let mut claim = tx
                     .prepare_cached(
-                        "SELECT event_id, object_key FROM trigpoll_event WHERE event_status = 0
+                        "SELECT event_id, object_key FROM trigpoll_event
+                         WHERE waiting_for IS NULL AND event_status = 0
                          ORDER BY event_priority, event_id LIMIT 1",
                     )
                     .unwrap();
@@ -1874,12 +2299,12 @@ impl Backend for SqliteBackend {
                 replay_of)
              SELECT c.event_id, c.object_name, c.object_verb, c.object_key, c.event_priority,
                 c.event_time, 1, 'bound', c.attempts + 1, json_object({ITEM_JSON}), c.replay_of
-             FROM (SELECT * FROM trigpoll_event WHERE event_status = 0
+             FROM (SELECT * FROM trigpoll_event WHERE waiting_for IS NULL AND event_status = 0
                    ORDER BY event_priority, event_id LIMIT 1000) c
              JOIN item t ON t.id = CAST(substr(c.object_key, 4) AS INTEGER)"
         );
         let delete = "DELETE FROM trigpoll_event WHERE event_id IN (
-                SELECT event_id FROM trigpoll_event WHERE event_status = 0
+                SELECT event_id FROM trigpoll_event WHERE waiting_for IS NULL AND event_status = 0
                 ORDER BY event_priority, event_id LIMIT 1000)";
         let start = Instant::now();
         let mut moved = 0u64;
@@ -1940,6 +2365,11 @@ impl Bench {
                 b.database_toml()
             );
             let config_name = format!("fig5-{}", b.key());
+            std::fs::write(
+                self.config_path(&format!("{config_name}-coalesce")),
+                format!("{config}coalesce = true\n"),
+            )
+            .expect("write a config");
             std::fs::write(self.config_path(&config_name), config).expect("write a config");
             let out = self
                 .trigpoll(&config_name, &["install-triggers"])
@@ -1959,11 +2389,10 @@ impl Bench {
         ready
     }
 
-    fn fig5(&mut self) {
+    fn fig5(&mut self, backends: &mut [Box<dyn Backend>]) {
         say("figure 5: drain on MySQL and SQLite");
         let n = self.sizes.drain_events;
         let limit = Duration::from_secs_f64(self.sizes.naive_secs);
-        let mut backends = self.fig5_backends();
         for run in 0..self.opts.runs {
             for b in backends.iter_mut() {
                 let key = b.key();
@@ -1992,8 +2421,6 @@ impl Bench {
                 }
             }
         }
-        // Dropping the backends drops their throwaway databases and file.
-        drop(backends);
     }
 
     /// The section of figure 5, complete in itself so that `--only fig5` can splice it into an
