@@ -1,0 +1,261 @@
+//! Configuration: `trigpoll.toml` plus one TOML file per connector (README, *Configuration*;
+//! every key in `config.example.toml`).
+//!
+//! The public types here are what the program runs on. Loading goes in steps, one file each:
+//! [`expand`] replaces `${VAR}`, [`raw`] is the files' shape as serde reads it, [`objects`] and
+//! [`connectors`] validate into these types, and [`source`] points every error back at its
+//! file, line, column and key.
+
+mod connectors;
+mod expand;
+mod objects;
+mod raw;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use connectors::connectors;
+use objects::objects;
+use raw::RawConfig;
+use source::Source;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{MapAccess, SeqAccess};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::subscription::Subscription;
+
+/// The whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    pub database: DatabaseConfig,
+    pub poll: PollConfig,
+    pub objects: Vec<ObjectConfig>,
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `postgres://…`, `mysql://…` or `sqlite://path`.
+    pub url: Secret,
+    pub schema: String,
+    pub event_table: String,
+    pub archive_table: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct PollConfig {
+    pub interval: Duration,
+    pub batch_size: usize,
+    pub key_delimiter: String,
+    pub archive: bool,
+    pub claim_timeout: Duration,
+    /// Resolved against the configuration file's folder.
+    pub connectors_dir: PathBuf,
+}
+
+/// The three verbs the triggers emit. Applications may write other verbs into the event table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+pub enum Verb {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Create => "Create",
+            Verb::Update => "Update",
+            Verb::Delete => "Delete",
+        }
+    }
+}
+
+/// A table name as written in the configuration: `schema.table` or `table`, exact spelling.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TableName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for TableName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.schema {
+            Some(s) => write!(f, "{s}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+/// A business object bound to a table.
+#[derive(Debug, Clone)]
+pub struct ObjectConfig {
+    pub name: String,
+    pub table: TableName,
+    /// Key columns in key order; `None` means the table's primary key.
+    pub keys: Option<Vec<String>>,
+    pub verbs: Vec<Verb>,
+    pub priority: i32,
+    /// Consecutive `Update` events of one key claimed in one batch are delivered once, as the
+    /// last of them.
+    pub coalesce: bool,
+}
+
+/// One connector, read from its own file in `connectors_dir`.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    pub id: String,
+    pub subscribe: Vec<Subscription>,
+    pub sink: SinkConfig,
+    pub max_attempts: u32,
+    /// The first retry delay; it doubles with every attempt (with jitter).
+    pub backoff: Duration,
+    /// The file it was read from, for messages.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    Stdout,
+    File { path: PathBuf },
+    Http(HttpSinkConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSinkConfig {
+    pub url: String,
+    pub client_id: String,
+    pub secret: Secret,
+    pub timeout: Duration,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+/// A value that must never reach a log: its Debug form is masked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The connectors folder used when `poll.connectors_dir` is not set; unlike a configured one, it
+/// may be absent (no connectors).
+const DEFAULT_CONNECTORS_DIR: &str = "connectors";
+
+/// A configuration error, located in its file: `file:line:column: key: message`.
+///
+/// `line`, `column` and `key` are `None` only where they do not exist (a file that cannot be
+/// read, a TOML syntax error outside any key). Messages never contain secret values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}", self.location(), self.message)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: Option<usize>,
+    /// 1-based, in characters.
+    pub column: Option<usize>,
+    /// The key path, e.g. `poll.batch_size`, `object[1].keys[0]`, `sink.url`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn location(&self) -> String {
+        let mut s = self.file.display().to_string();
+        if let Some(line) = self.line {
+            s += &format!(":{line}");
+            if let Some(column) = self.column {
+                s += &format!(":{column}");
+            }
+        }
+        s += ": ";
+        if let Some(key) = &self.key {
+            s += key;
+            s += ": ";
+        }
+        s
+    }
+
+    fn unreadable(file: &Path, error: &std::io::Error) -> Self {
+        ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read: {}", io_message(error)),
+        }
+    }
+}
+
+/// `No such file or directory` rather than `No such file or directory (os error 2)`.
+fn io_message(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    }
+}
+
+impl Config {
+    /// Reads `path` and every connector file in its `connectors_dir`, and validates them.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
+        Config::from_str(&text, path)
+    }
+
+    /// Like [`Config::load`] with the main file's text given; `path` names it in messages and
+    /// anchors `connectors_dir`, whose connector files are still read from disk.
+    pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let source = Source::expand(path, text)?;
+        let raw: RawConfig = source.parse()?;
+        let base = path.parent().unwrap_or_else(|| Path::new(""));
+
+        let database = DatabaseConfig {
+            url: raw.database.url.0,
+            schema: raw.database.schema.0,
+            event_table: raw.database.event_table.0,
+            archive_table: raw.database.archive_table.0,
+        };
+        let connectors_dir = match &raw.poll.connectors_dir {
+            Some(dir) => base.join(&dir.get_ref().0),
+            None => base.join(DEFAULT_CONNECTORS_DIR),
+        };
+        let poll = PollConfig {
+            interval: raw.poll.interval.0,
+            batch_size: raw.poll.batch_size.get(),
+            key_delimiter: raw.poll.key_delimiter.0,
+            archive: raw.poll.archive,
+            claim_timeout: raw.poll.claim_timeout.0,
+            connectors_dir,
+        };
+        let objects = objects(&source, raw.object)?;
+        let dir_span = raw.poll.connectors_dir.as_ref().map(Spanned::span);
+        let connectors = connectors(&source, &poll.connectors_dir, dir_span)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            database,
+            poll,
+            objects,
+            connectors,
+        })
+    }
+}

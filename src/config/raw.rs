@@ -1,0 +1,270 @@
+//! The raw shapes of the files, as serde reads them. Checks that concern one value live in
+//! the value's `Deserialize` impl, so that toml and serde_path_to_error locate them; checks
+//! across values use `Spanned`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Raw file shapes. Checks that concern one value live in the value's `Deserialize` impl, so that
+// toml and serde_path_to_error locate them; checks across values use `Spanned`.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) database: RawDatabase,
+    #[serde(default)]
+    pub(super) poll: RawPoll,
+    #[serde(default)]
+    pub(super) object: Vec<RawObject>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub(super) url: RawSecret,
+    #[serde(default = "default_schema")]
+    pub(super) schema: NonBlank,
+    #[serde(default = "default_event_table")]
+    pub(super) event_table: NonBlank,
+    #[serde(default = "default_archive_table")]
+    pub(super) archive_table: NonBlank,
+}
+
+pub(super) fn default_schema() -> NonBlank {
+    NonBlank("trigpoll".into())
+}
+pub(super) fn default_event_table() -> NonBlank {
+    NonBlank("trigpoll_event".into())
+}
+pub(super) fn default_archive_table() -> NonBlank {
+    NonBlank("trigpoll_archive".into())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawPoll {
+    pub(super) interval: HumanDuration,
+    pub(super) batch_size: Ranged<1, 100_000>,
+    pub(super) key_delimiter: KeyDelimiter,
+    pub(super) archive: bool,
+    pub(super) claim_timeout: PositiveDuration,
+    pub(super) connectors_dir: Option<Spanned<NonBlank>>,
+}
+
+impl Default for RawPoll {
+    fn default() -> Self {
+        RawPoll {
+            interval: HumanDuration(Duration::from_secs(5)),
+            batch_size: Ranged(500),
+            key_delimiter: KeyDelimiter(":".into()),
+            archive: true,
+            claim_timeout: PositiveDuration(Duration::from_secs(300)),
+            connectors_dir: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawObject {
+    pub(super) name: Spanned<NonBlank>,
+    pub(super) table: Spanned<NonBlank>,
+    pub(super) keys: Option<Spanned<Vec<Spanned<NonBlank>>>>,
+    pub(super) verbs: Option<Spanned<Vec<Spanned<Verb>>>>,
+    #[serde(default)]
+    pub(super) priority: Ranged<0, { i32::MAX as i64 }>,
+    #[serde(default)]
+    pub(super) coalesce: bool,
+}
+
+/// Visits a string and hands it to `check`, which refuses it with a message.
+pub(super) struct StrVisitor<F>(pub(super) &'static str, pub(super) F);
+
+impl<T, F: FnOnce(&str) -> Result<T, String>> Visitor<'_> for StrVisitor<F> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.1)(v).map_err(E::custom)
+    }
+}
+
+/// A string that is not empty or only whitespace.
+#[derive(PartialEq)]
+pub(super) struct NonBlank(pub(super) String);
+
+impl<'de> Deserialize<'de> for NonBlank {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor("a non-empty string", |v: &str| {
+            if v.trim().is_empty() {
+                Err("must not be empty".to_string())
+            } else {
+                Ok(NonBlank(v.to_string()))
+            }
+        }))
+    }
+}
+
+pub(super) struct ConnectorId(pub(super) String);
+
+impl<'de> Deserialize<'de> for ConnectorId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor("a connector id", |v: &str| {
+            let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+            if !v.is_empty() && v.chars().all(valid) {
+                Ok(ConnectorId(v.to_string()))
+            } else {
+                Err(format!(
+                    "connector id {v:?} must be made of letters, digits, `_`, `.` and `-`"
+                ))
+            }
+        }))
+    }
+}
+
+pub(super) struct KeyDelimiter(pub(super) String);
+
+impl<'de> Deserialize<'de> for KeyDelimiter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // `=` separates a name from its value and `%` starts an escape (DESIGN.md §5).
+        d.deserialize_str(StrVisitor("a key delimiter", |v: &str| {
+            if v.is_empty() {
+                Err("must not be empty".to_string())
+            } else if v.contains(['=', '%']) {
+                Err(format!("{v:?} must not contain `=` or `%`"))
+            } else {
+                Ok(KeyDelimiter(v.to_string()))
+            }
+        }))
+    }
+}
+
+/// A non-empty secret. Type errors do not echo the value.
+pub(super) struct RawSecret(pub(super) Secret);
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        pub(super) struct V;
+        impl V {
+            fn hidden<T, E: de::Error>(self) -> Result<T, E> {
+                Err(E::custom("invalid type: expected a string (value hidden)"))
+            }
+        }
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSecret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecret, E> {
+                if v.is_empty() {
+                    return Err(E::custom("must not be empty"));
+                }
+                Ok(RawSecret(Secret::new(v)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawSecret, E> {
+                self.hidden()
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawSecret, E> {
+                self.hidden()
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawSecret, E> {
+                self.hidden()
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawSecret, E> {
+                self.hidden()
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<RawSecret, A::Error> {
+                self.hidden()
+            }
+            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<RawSecret, A::Error> {
+                self.hidden()
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A humantime duration: `"5s"`, `"250ms"`, `"1h 30m"`.
+pub(super) struct HumanDuration(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor(
+            "a duration such as \"5s\" or \"250ms\"",
+            |v: &str| {
+                humantime::parse_duration(v)
+                    .map(HumanDuration)
+                    .map_err(|e| format!("invalid duration {v:?}: {e}"))
+            },
+        ))
+    }
+}
+
+pub(super) struct PositiveDuration(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for PositiveDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let HumanDuration(duration) = HumanDuration::deserialize(d)?;
+        if duration.is_zero() {
+            return Err(de::Error::custom("must be greater than zero"));
+        }
+        Ok(PositiveDuration(duration))
+    }
+}
+
+/// An integer within `MIN..=MAX`.
+pub(super) struct Ranged<const MIN: i64, const MAX: i64>(pub(super) i64);
+
+impl<const MIN: i64, const MAX: i64> Ranged<MIN, MAX> {
+    /// Converts to a type that holds the whole range.
+    pub(super) fn get<T: TryFrom<i64>>(&self) -> T {
+        T::try_from(self.0).unwrap_or_else(|_| unreachable!("{} is within {MIN}..={MAX}", self.0))
+    }
+}
+
+impl<const MIN: i64, const MAX: i64> Default for Ranged<MIN, MAX> {
+    fn default() -> Self {
+        Ranged(MIN)
+    }
+}
+
+impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Ranged<MIN, MAX> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        pub(super) struct V<const MIN: i64, const MAX: i64>;
+        impl<const MIN: i64, const MAX: i64> Visitor<'_> for V<MIN, MAX> {
+            type Value = Ranged<MIN, MAX>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                if (MIN..=MAX).contains(&v) {
+                    Ok(Ranged(v))
+                } else if v < MIN && MAX >= i64::from(i32::MAX) {
+                    // Stating a bound of billions would only distract from the one at fault.
+                    Err(E::custom(format!(
+                        "{v} is out of range: must be at least {MIN}"
+                    )))
+                } else {
+                    Err(E::custom(format!(
+                        "{v} is out of range: must be between {MIN} and {MAX}"
+                    )))
+                }
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                match i64::try_from(v) {
+                    Ok(v) => self.visit_i64(v),
+                    Err(_) => Err(E::custom(format!("{v} is out of range"))),
+                }
+            }
+        }
+        d.deserialize_i64(V::<MIN, MAX>)
+    }
+}
