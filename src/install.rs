@@ -3,7 +3,8 @@
 
 use crate::config::{Config, ObjectConfig, TableName};
 use crate::dialect::{Capture, Dialect};
-use crate::store::{EventStore, InstalledTrigger, StoreError};
+use crate::store::{EventStore, StoreError};
+use crate::table::InstalledTrigger;
 
 /// What an install or uninstall will do.
 #[derive(Debug, Clone, Default)]

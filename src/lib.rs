@@ -13,3 +13,4 @@ pub mod payload;
 pub mod poller;
 pub mod store;
 pub mod subscription;
+pub mod table;

@@ -20,8 +20,9 @@ use crate::connector::{Connector, Delivery, Outcome};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::key::{self, KeyPair};
 use crate::payload;
-use crate::store::{Column, EventStore, Fetched, Interrupt, StoreError, TableInfo};
+use crate::store::{EventStore, Fetched, Interrupt, StoreError};
 use crate::subscription::Subscription;
+use crate::table::{Column, TableInfo};
 
 /// What the batches so far came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use trigpoll::config::{Config, TableName};
 use trigpoll::dialect::{Capture, Dialect};
-use trigpoll::store::{Column, ColumnKind, TableInfo};
+use trigpoll::table::{Column, ColumnKind, TableInfo};
 
 const CONFIG: &str = r#"
 [database]

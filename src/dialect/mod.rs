@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ObjectConfig, Verb};
 use crate::key;
-use crate::store::{ColumnKind, TableInfo};
+use crate::table::{ColumnKind, TableInfo};
 
 pub mod mysql;
 pub mod postgres;
@@ -32,7 +32,7 @@ pub struct Capture<'a> {
     pub object: &'a ObjectConfig,
     pub table: &'a TableInfo,
     /// Key columns, in key order.
-    pub keys: Vec<&'a crate::store::Column>,
+    pub keys: Vec<&'a crate::table::Column>,
     pub delimiter: &'a str,
 }
 
@@ -100,7 +100,7 @@ pub struct KeySyntax {
     /// Joins text expressions (`a || b`, `CONCAT(a, b)`); a single one stays as it is.
     pub concat: fn(&[String]) -> String,
     /// A key column's value in a row, as text.
-    pub text: fn(&crate::store::Column, &str) -> String,
+    pub text: fn(&crate::table::Column, &str) -> String,
     /// The string replace function's name.
     pub replace: &'static str,
 }
@@ -260,7 +260,7 @@ impl Dialect {
         }
     }
 
-    pub fn drop_capture(&self, trigger: &crate::store::InstalledTrigger) -> Vec<String> {
+    pub fn drop_capture(&self, trigger: &crate::table::InstalledTrigger) -> Vec<String> {
         match self {
             Dialect::Postgres(_) => {
                 postgres::drop_trigger(&trigger.table, trigger.routine.as_deref())
@@ -312,7 +312,7 @@ mod script_tests {
         };
         let table = TableInfo {
             name: object.table.clone(),
-            columns: vec![crate::store::Column {
+            columns: vec![crate::table::Column {
                 name: "id".into(),
                 sql_type: "bigint".into(),
                 nullable: false,

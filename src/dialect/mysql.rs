@@ -25,7 +25,7 @@
 //!   `TIMESTAMP` key columns in UTC, so that keys never depend on the writer's session.
 //! - Row images are `JSON_OBJECT(...)` of every column: binary columns as hex (sent as base64),
 //!   `BIT` as a number, `TIMESTAMP` as Unix seconds (sent as RFC 3339 UTC), spatial columns as
-//!   WKT text; the store normalizes them ([`crate::store::mysql`]).
+//!   WKT text; the store normalizes them (the MySQL store).
 //! - `TINYINT(1)` (what `BOOLEAN` is) is sent as `true`/`false` when it holds 0 or 1, and as the
 //!   number otherwise, so that no value is lost.
 
@@ -33,7 +33,7 @@ use crate::config::{TableName, Verb};
 use crate::dialect::{
     fingerprint, object_tag, Capture, KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
 };
-use crate::store::{Column, TableInfo};
+use crate::table::{Column, TableInfo};
 
 /// Every trigger trigpoll installs has a name starting with this.
 pub const TRIGGER_PREFIX: &str = "trigpoll_";
@@ -383,7 +383,7 @@ END",
     }
 }
 
-/// A table has up to three trigpoll triggers but one [`crate::store::InstalledTrigger`]: its
+/// A table has up to three trigpoll triggers but one [`crate::table::InstalledTrigger`]: its
 /// `name` lists them, joined by `, ` (trigger names trigpoll makes have no comma).
 pub fn installed_name(names: &[String]) -> String {
     names.join(", ")
@@ -407,7 +407,7 @@ pub const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.obj
 e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, \
 e.attempts, e.payload, e.replay_of, e.done_connectors";
 
-/// A claim's first step (see [`crate::store::claim`]): selects and locks up to `?` (second
+/// A claim's first step (see the store's `claim` module): selects and locks up to `?` (second
 /// parameter) candidates; the first parameter is the claim timeout in microseconds. Rows
 /// another poller is claiming are skipped, not waited for.
 ///
@@ -831,7 +831,7 @@ mod tests {
     use super::*;
     use crate::config::ObjectConfig;
     use crate::dialect::parse_fingerprint;
-    use crate::store::ColumnKind;
+    use crate::table::ColumnKind;
 
     fn col(name: &str, sql_type: &str, nullable: bool) -> Column {
         Column {

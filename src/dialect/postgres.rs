@@ -5,7 +5,7 @@ use crate::dialect::{
     concat_pipes, fingerprint, object_tag, Capture, KeySyntax, SchemaNames, TriggerDdl,
     FINGERPRINT_MARKER,
 };
-use crate::store::TableInfo;
+use crate::table::TableInfo;
 
 /// The name of the capture trigger on its table: the row trigger of updates.
 pub const TRIGGER_NAME: &str = "trigpoll_capture";
@@ -362,7 +362,7 @@ const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_
 e.event_priority, to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
 e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors";
 
-/// A claim's first step (see [`crate::store::claim`]): up to `limit` candidates in claim order,
+/// A claim's first step (see the store's `claim` module): up to `limit` candidates in claim order,
 /// locked (`FOR UPDATE SKIP LOCKED`) unless `lock` is false (a look that claims nothing). The
 /// values are literals, not parameters: the statement is prepared once per connection, and a
 /// generic plan for `LIMIT $1` sorts the whole backlog instead of reading the claim index.
@@ -502,7 +502,7 @@ WHERE e.waiting_for IS NOT NULL
 /// the 1-based position of each key and its row as JSON text, NULL when there is none. Every key
 /// value is cast to its column's type and returned, so that a value that does not fit fails the
 /// statement (SQLSTATE class 22) even where no row could match.
-pub fn fetch(t: &TableInfo, keys: &[&crate::store::Column]) -> String {
+pub fn fetch(t: &TableInfo, keys: &[&crate::table::Column]) -> String {
     let arrays: Vec<String> = (1..=keys.len()).map(|i| format!("${i}::text[]")).collect();
     let aliases: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
     let casts: Vec<String> = keys

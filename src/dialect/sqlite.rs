@@ -22,7 +22,7 @@ use crate::config::Verb;
 use crate::dialect::{
     concat_pipes, fingerprint, Capture, KeySyntax, TriggerDdl, FINGERPRINT_MARKER,
 };
-use crate::store::{Column, TableInfo};
+use crate::table::{Column, TableInfo};
 
 /// The prefix of every capture trigger's name. Trigger names are global to an SQLite database,
 /// so each is `trigpoll_capture_<table>_<insert|update|delete>`.
@@ -408,7 +408,7 @@ const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_
 e.event_priority, e.event_time, strftime('%Y-%m-%dT%H:%M:%S', e.event_time), e.connector_id, \
 e.attempts, e.payload, e.replay_of, e.done_connectors";
 
-/// A claim's first step (see [`crate::store::claim`]): `?1` limit, `?2` the time modifier of
+/// A claim's first step (see the store's `claim` module): `?1` limit, `?2` the time modifier of
 /// the claim timeout (`'-300 seconds'`). SQLite lets one writer in at a time, so the claim's
 /// transaction (`BEGIN IMMEDIATE`) is all the locking it needs.
 pub fn claim_candidates(n: &Names) -> String {
@@ -600,7 +600,7 @@ mod tests {
     use super::*;
     use crate::config::{ObjectConfig, TableName};
     use crate::dialect::parse_fingerprint;
-    use crate::store::ColumnKind;
+    use crate::table::ColumnKind;
 
     fn column(name: &str, sql_type: &str, nullable: bool) -> Column {
         Column {

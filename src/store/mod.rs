@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::config::{Config, TableName};
 use crate::event::{Event, Settlement, Status};
+use crate::table::{Column, InstalledTrigger, TableInfo};
 
 pub mod claim;
 pub mod mysql;
@@ -35,44 +36,6 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// How a column's values must be adjusted to reach their JSON types (DESIGN.md §7), and what
-/// its values can look like as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnKind {
-    /// The database's JSON form is already right.
-    Plain,
-    /// An integer type that holds nothing else (not SQLite's dynamic types): as text, a sign
-    /// and digits. Its JSON form is right.
-    Integer,
-    /// Bytes: sent as base64.
-    Bytes,
-    /// A timestamp without time zone: taken as UTC.
-    NaiveTimestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
-    pub name: String,
-    /// The database's name of the type, as used in casts.
-    pub sql_type: String,
-    pub nullable: bool,
-    pub kind: ColumnKind,
-}
-
-/// A table as the database describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableInfo {
-    pub name: TableName,
-    pub columns: Vec<Column>,
-    pub primary_key: Vec<String>,
-}
-
-impl TableInfo {
-    pub fn column(&self, name: &str) -> Option<&Column> {
-        self.columns.iter().find(|c| c.name == name)
-    }
-}
 
 /// The row fetched for one key.
 #[derive(Debug, Clone)]
@@ -142,20 +105,6 @@ pub struct StoreStatus {
     pub archived_failed: u64,
     pub archived_error: u64,
     pub archived_not_found: u64,
-}
-
-/// A trigger as found in the database, for drift checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstalledTrigger {
-    pub table: TableName,
-    pub name: String,
-    /// The fingerprint trigpoll wrote into it, if it is one of ours and has one.
-    pub fingerprint: Option<String>,
-    /// The routine the trigger runs, qualified and quoted, where the backend has one.
-    pub routine: Option<String>,
-    /// Why the application's writes to this table fail while the trigger is there (the event
-    /// table is gone, the trigger's owner or definer lost its rights or no longer exists).
-    pub failure: Option<String>,
 }
 
 /// Events held back for a later attempt.

@@ -26,9 +26,10 @@ use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, Interrupt, ReplayFilter,
-    Replayed, Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+    BacklogRow, EventStore, Fetched, Interrupt, ReplayFilter, Replayed, Result, RetryBacklog,
+    StoreError, StoreStatus,
 };
+use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
 /// Rows per statement where a batch is sent as parameters, well below MySQL's 65535
 /// placeholders per statement.
@@ -111,7 +112,7 @@ fn retrying<T>(mut work: impl FnMut() -> Result<T, mysql::Error>) -> Result<T> {
     }
 }
 
-/// A claim's second and third steps (see [`crate::store::claim`]).
+/// A claim's second and third steps (see the store's `claim` module).
 fn plan_claim(
     tx: &mut mysql::Transaction,
     names: &Names,
@@ -395,7 +396,7 @@ impl MysqlStore {
 }
 
 impl MysqlStore {
-    /// One claim (see [`crate::store::claim`]): the events claimed and how many were held.
+    /// One claim (see the store's `claim` module): the events claimed and how many were held.
     fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
         let (conn, names, token, timeout) = (
             &mut self.conn,

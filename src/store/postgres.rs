@@ -16,9 +16,10 @@ use crate::dialect::postgres::{self as sql, Names};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, Interrupt, ReplayFilter,
-    Replayed, Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+    BacklogRow, EventStore, Fetched, Interrupt, ReplayFilter, Replayed, Result, RetryBacklog,
+    StoreError, StoreStatus,
 };
+use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
 pub struct PgStore {
     client: Client,
@@ -70,7 +71,7 @@ struct RetryState<'a> {
 /// How many candidates a poller about to sleep looks at to tell whether anything is ready.
 const LOOK_AHEAD: usize = 500;
 
-/// A claim's second and third steps (see [`crate::store::claim`]) on `client` (a connection or
+/// A claim's second and third steps (see the store's `claim` module) on `client` (a connection or
 /// the claim's transaction).
 fn plan_claim(
     client: &mut impl postgres::GenericClient,
@@ -263,7 +264,7 @@ impl PgStore {
         self.client.query(&statement, params)
     }
 
-    /// One claim (see [`crate::store::claim`]): the events claimed and how many were held.
+    /// One claim (see the store's `claim` module): the events claimed and how many were held.
     fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
         let (timeout, token) = (self.claim_timeout_secs, self.token.clone());
         let candidates = self

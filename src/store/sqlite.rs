@@ -28,9 +28,10 @@ use crate::dialect::sqlite::{self as sql, Affinity, Names, ValueRule};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, Column, ColumnKind, EventStore, Fetched, InstalledTrigger, Interrupt, ReplayFilter,
-    Replayed, Result, RetryBacklog, StoreError, StoreStatus, TableInfo,
+    BacklogRow, EventStore, Fetched, Interrupt, ReplayFilter, Replayed, Result, RetryBacklog,
+    StoreError, StoreStatus,
 };
+use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
 /// How long a statement waits for a lock another connection holds before giving up.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -138,7 +139,7 @@ impl SqliteStore {
 /// A transaction holding the write lock from its start: it waits for the application's writes to
 /// end (up to the busy timeout) instead of failing when it first writes.
 impl SqliteStore {
-    /// One claim (see [`crate::store::claim`]): the events claimed and how many were held.
+    /// One claim (see the store's `claim` module): the events claimed and how many were held.
     fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
         let names = self.names.clone();
         let (token, timeout) = (self.token.clone(), self.claim_timeout.clone());
