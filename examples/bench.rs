@@ -512,7 +512,7 @@ table = "public.tick"
         let secs = self.drain_secs(config);
         let left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
         if left != 0 {
-            say(&format!("{left} events were left after drain"));
+            say(&format!("{left} events were left after drain ({config})"));
         }
         (n - left) as f64 / secs
     }

@@ -141,7 +141,7 @@ fn event_indexes(n: &Names) -> Vec<String> {
         ),
         format!(
             "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key) WHERE waiting_for IS NULL",
-            idx("key_run"),
+            key_run_index(n),
             n.event
         ),
         format!(
@@ -150,6 +150,11 @@ fn event_indexes(n: &Names) -> Vec<String> {
             n.event
         ),
     ]
+}
+
+/// The index of each key's events in event-id order, without the held ones.
+fn key_run_index(n: &Names) -> String {
+    ident(&format!("{}_key_run", n.event_raw))
 }
 
 /// Brings an event table made by trigpoll 0.1 (no `waiting_for`) to the current layout, in
@@ -429,11 +434,15 @@ LIMIT ?1",
 /// of the candidates' ids. Returns (0, key position from 0, event id, waiting for a retry) for
 /// each event of those keys up to that id that is not held and not in progress under the
 /// token, and (1, candidate, first event held behind it, 0) for candidates with held events.
+///
+/// `CROSS JOIN` keeps the keys as the outer loop and `INDEXED BY` the per-key index: with the
+/// statistics of a backlog on one key, SQLite would otherwise scan the whole key index, or every
+/// event up to the last candidate, once per claim.
 pub fn claim_neighbours(n: &Names) -> String {
     format!(
         "SELECT 0, k.key, p.event_id, p.event_status = 0 AND p.next_attempt_at > {NOW}
 FROM json_each(?1) AS k
-JOIN {ev} p ON p.object_name = k.value ->> 0 AND p.object_key = k.value ->> 1
+CROSS JOIN {ev} AS p INDEXED BY {key_run} ON p.object_name = k.value ->> 0 AND p.object_key = k.value ->> 1
     AND p.event_id <= k.value ->> 2 AND p.waiting_for IS NULL
 WHERE NOT (p.event_status = 3 AND p.claimed_by = ?2 AND p.claimed_at >= {timeout})
 UNION ALL
@@ -441,6 +450,7 @@ SELECT 1, w.waiting_for, min(w.event_id), 0 FROM {ev} w
 WHERE w.waiting_for IN (SELECT value FROM json_each(?4))
 GROUP BY w.waiting_for",
         ev = n.event,
+        key_run = key_run_index(n),
         timeout = now_plus("?3"),
     )
 }

@@ -1132,7 +1132,17 @@ mod tests {
 
     #[test]
     fn claim_and_fetch_use_indexes() {
-        let (_dir, mut store) = installed(ITEM, ITEM_OBJECT);
+        let (dir, mut store) = installed(ITEM, ITEM_OBJECT);
+        // The statistics of a backlog on one key, which once turned the per-key read into a
+        // scan of the whole key index.
+        app(&dir)
+            .execute_batch(
+                "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 2000)
+                 INSERT INTO trigpoll_event (object_name, object_verb, object_key)
+                 SELECT 'Item', 'Update', 'id=1' FROM s;
+                 ANALYZE;",
+            )
+            .unwrap();
         let t = table(&mut store, "item");
         let plan = |store: &SqliteStore, query: &str, params: &[&dyn rusqlite::ToSql]| {
             store
