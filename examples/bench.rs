@@ -342,7 +342,7 @@ connectors_dir = "{connectors}"
 [[object]]
 name = "Item"
 table = "public.item"
-coalesce = {coalesce}
+{coalesce}
 
 [[object]]
 name = "Bench"
@@ -357,6 +357,8 @@ name = "Tick"
 table = "public.tick"
 "#,
             url = self.db.url,
+            // Left out unless set, so that an earlier binary reads the file too.
+            coalesce = if coalesce { "coalesce = true" } else { "" },
         );
         std::fs::write(self.config_path(name), text).expect("write a config");
     }
