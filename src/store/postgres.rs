@@ -407,13 +407,23 @@ impl EventStore for PgStore {
         "postgresql"
     }
 
+    /// The table's name comes back with its schema: capture routines run on a pinned search
+    /// path, so every table they read is named in full.
     fn describe_table(&mut self, name: &TableName) -> Result<Option<TableInfo>> {
-        let oid: Option<u32> = self
+        let found = self
             .client
-            .query_one("SELECT to_regclass($1)::oid", &[&sql::table(name)])
-            .map_err(err)?
-            .get(0);
-        let Some(oid) = oid else { return Ok(None) };
+            .query_opt(
+                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+                &[&sql::table(name)],
+            )
+            .map_err(err)?;
+        let Some(found) = found else { return Ok(None) };
+        let oid: u32 = found.get(0);
+        let resolved = TableName {
+            schema: Some(found.get(1)),
+            name: found.get(2),
+        };
         let columns = self
             .client
             .query(
@@ -457,7 +467,7 @@ impl EventStore for PgStore {
             .map(|r| r.get(0))
             .collect();
         Ok(Some(TableInfo {
-            name: name.clone(),
+            name: resolved,
             columns,
             primary_key,
         }))

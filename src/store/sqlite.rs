@@ -529,7 +529,8 @@ impl EventStore for SqliteStore {
         let check = crate::dialect::condition_check(&sql::ident(&t.name.name), verb, condition);
         match self.conn.prepare(&check) {
             Ok(_) => Ok(None),
-            Err(rusqlite::Error::SqliteFailure(_, Some(message))) => Ok(Some(message)),
+            Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+            | Err(rusqlite::Error::SqlInputError { msg: message, .. }) => Ok(Some(message)),
             Err(e) => Err(err(e)),
         }
     }
