@@ -766,6 +766,7 @@ fn the_example_configuration_loads() {
                 Some(vec!["emp_id".to_string()])
             ),
             ("Department", "public.department".to_string(), None),
+            ("InvoiceIssued", String::new(), None),
         ]
     );
     let connectors: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();
