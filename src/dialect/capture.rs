@@ -308,6 +308,52 @@ fn chosen(
         .collect()
 }
 
+/// The parent object's key of a child row (`row`), as a SQL expression: from the row's parent
+/// key columns for the object's own children, through the rows of the children between them
+/// (a subquery per level, each table named by `table`) for a child further down. `chain` runs
+/// from the object's child to this one.
+pub fn root_key(
+    c: &Capture,
+    chain: &[&ChildCapture],
+    row: &str,
+    s: &KeySyntax,
+    table: fn(&TableName) -> String,
+) -> String {
+    let (last, above) = chain.split_last().expect("a child has a chain");
+    match above.last() {
+        None => {
+            let pairs: Vec<(&str, &Column)> = c
+                .keys
+                .iter()
+                .map(|k| k.name.as_str())
+                .zip(&last.parent_keys)
+                .collect();
+            key_sql(s, &c.delimiter, &pairs, row)
+        }
+        Some(parent) => {
+            let alias = format!("p{}", above.len());
+            let matches: Vec<String> = parent
+                .keys
+                .iter()
+                .zip(&last.parent_keys)
+                .map(|(pk, fk)| {
+                    format!(
+                        "{alias}.{} = {row}.{}",
+                        (s.ident)(&pk.name),
+                        (s.ident)(&fk.name)
+                    )
+                })
+                .collect();
+            format!(
+                "(SELECT {} FROM {} {alias} WHERE {})",
+                root_key(c, above, &alias, s, table),
+                table(&parent.table.name),
+                matches.join(" AND ")
+            )
+        }
+    }
+}
+
 /// How a dialect spells the parts of the object-key expression.
 pub struct KeySyntax {
     pub ident: fn(&str) -> String,

@@ -31,7 +31,7 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    fingerprint, key_sql, object_tag, Capture, ChildCapture, KeySyntax, SchemaNames, TriggerDdl,
+    fingerprint, object_tag, root_key, Capture, ChildCapture, KeySyntax, SchemaNames, TriggerDdl,
     FINGERPRINT_MARKER,
 };
 use crate::table::{Column, TableInfo};
@@ -487,38 +487,6 @@ fn only_if(condition: Option<String>, statement: String) -> String {
     }
 }
 
-/// The parent object's key of a child row (`row`): from the row's parent key columns for the
-/// object's own children, through the rows of the children between them further down.
-fn root_key(c: &Capture, chain: &[&ChildCapture], row: &str) -> String {
-    let (last, above) = chain.split_last().expect("a child has a chain");
-    match above.last() {
-        None => {
-            let pairs: Vec<(&str, &Column)> = c
-                .keys
-                .iter()
-                .map(|k| k.name.as_str())
-                .zip(&last.parent_keys)
-                .collect();
-            key_sql(&KEY_SYNTAX, &c.delimiter, &pairs, row)
-        }
-        Some(parent) => {
-            let alias = format!("p{}", above.len());
-            let matches: Vec<String> = parent
-                .keys
-                .iter()
-                .zip(&last.parent_keys)
-                .map(|(pk, fk)| format!("{alias}.{} = {row}.{}", ident(&pk.name), ident(&fk.name)))
-                .collect();
-            format!(
-                "(SELECT {} FROM {} {alias} WHERE {})",
-                root_key(c, above, &alias),
-                table(&parent.table.name),
-                matches.join(" AND ")
-            )
-        }
-    }
-}
-
 /// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
 /// its parent object (of both when its parent changes).
 fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl {
@@ -538,7 +506,7 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         (
             EVENTS[0],
             String::new(),
-            insert(&[root_key(c, chain, "NEW")]),
+            insert(&[root_key(c, chain, "NEW", &KEY_SYNTAX, table)]),
         ),
         (
             EVENTS[1],
@@ -546,13 +514,16 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
             format!(
                 "IF NOT ({}) THEN\n        {}\n    END IF;",
                 same(&child.attributes),
-                insert(&[root_key(c, chain, "OLD"), root_key(c, chain, "NEW")])
+                insert(&[
+                    root_key(c, chain, "OLD", &KEY_SYNTAX, table),
+                    root_key(c, chain, "NEW", &KEY_SYNTAX, table)
+                ])
             ),
         ),
         (
             EVENTS[2],
             String::new(),
-            insert(&[root_key(c, chain, "OLD")]),
+            insert(&[root_key(c, chain, "OLD", &KEY_SYNTAX, table)]),
         ),
     ];
     let about = format!("{} (its child {})", c.object.name, child.path);

@@ -2,8 +2,8 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    concat_pipes, fingerprint, key_sql, object_tag, rewrite_rows, Capture, ChildCapture, KeySyntax,
-    SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
+    KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
 };
 use crate::table::{Column, TableInfo};
 
@@ -469,39 +469,6 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
     table_ddl(&c.table.name, &routine, &c.object.name, body, triggers)
 }
 
-/// The parent object's key of a child row (`row`), as a SQL expression: from the row's parent
-/// key columns for the object's own children, through the rows of the children between them
-/// for a child further down. `chain` runs from the object's child to this one.
-fn root_key(c: &Capture, chain: &[&ChildCapture], row: &str) -> String {
-    let (last, above) = chain.split_last().expect("a child has a chain");
-    match above.last() {
-        None => {
-            let pairs: Vec<(&str, &Column)> = c
-                .keys
-                .iter()
-                .map(|k| k.name.as_str())
-                .zip(&last.parent_keys)
-                .collect();
-            key_sql(&KEY_SYNTAX, &c.delimiter, &pairs, row)
-        }
-        Some(parent) => {
-            let alias = format!("p{}", above.len());
-            let matches: Vec<String> = parent
-                .keys
-                .iter()
-                .zip(&last.parent_keys)
-                .map(|(pk, fk)| format!("{alias}.{} = {row}.{}", ident(&pk.name), ident(&fk.name)))
-                .collect();
-            format!(
-                "(SELECT {} FROM {} {alias} WHERE {})",
-                root_key(c, above, &alias),
-                table(&parent.table.name),
-                matches.join(" AND ")
-            )
-        }
-    }
-}
-
 /// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
 /// its parent object (of both when its parent changes).
 fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl {
@@ -519,14 +486,14 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
     let parent_event = |row: &str| {
         format!(
             "{object}, 'Update', {}, {priority}",
-            root_key(c, chain, row)
+            root_key(c, chain, row, &KEY_SYNTAX, table)
         )
     };
     let from_transition = |alias: &str, transition: &str| {
         format!(
             "INSERT INTO {ev} {columns}\n        SELECT {}\n        FROM {transition} {alias}\n        WHERE {} IS NOT NULL;",
             parent_event(alias),
-            root_key(c, chain, alias),
+            root_key(c, chain, alias, &KEY_SYNTAX, table),
             ev = n.event,
         )
     };
@@ -552,8 +519,8 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         FROM (VALUES ({}), ({})) AS parents(k)
         WHERE k IS NOT NULL;",
             unchanged(detect),
-            root_key(c, chain, "OLD"),
-            root_key(c, chain, "NEW"),
+            root_key(c, chain, "OLD", &KEY_SYNTAX, table),
+            root_key(c, chain, "NEW", &KEY_SYNTAX, table),
             ev = n.event,
         ),
         format!(

@@ -20,7 +20,7 @@
 
 use crate::config::Verb;
 use crate::dialect::{
-    concat_pipes, fingerprint, key_sql, Capture, ChildCapture, KeySyntax, TriggerDdl,
+    concat_pipes, fingerprint, root_key, Capture, ChildCapture, KeySyntax, TriggerDdl,
     FINGERPRINT_MARKER,
 };
 use crate::table::{Column, TableInfo};
@@ -419,38 +419,6 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
     table_ddl(&c.table.name.name, &c.object.name, triggers)
 }
 
-/// The parent object's key of a child row (`row`): from the row's parent key columns for the
-/// object's own children, through the rows of the children between them further down.
-fn root_key(c: &Capture, chain: &[&ChildCapture], row: &str) -> String {
-    let (last, above) = chain.split_last().expect("a child has a chain");
-    match above.last() {
-        None => {
-            let pairs: Vec<(&str, &Column)> = c
-                .keys
-                .iter()
-                .map(|k| k.name.as_str())
-                .zip(&last.parent_keys)
-                .collect();
-            key_sql(&KEY_SYNTAX, &c.delimiter, &pairs, row)
-        }
-        Some(parent) => {
-            let alias = format!("p{}", above.len());
-            let matches: Vec<String> = parent
-                .keys
-                .iter()
-                .zip(&last.parent_keys)
-                .map(|(pk, fk)| format!("{alias}.{} = {row}.{}", ident(&pk.name), ident(&fk.name)))
-                .collect();
-            format!(
-                "(SELECT {} FROM {} {alias} WHERE {})",
-                root_key(c, above, &alias),
-                ident(&parent.table.name.name),
-                matches.join(" AND ")
-            )
-        }
-    }
-}
-
 /// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
 /// its parent object (of both when its parent changes).
 fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl {
@@ -467,16 +435,32 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         )
     };
     let triggers = vec![
-        (Op::Insert, None, insert(&[root_key(c, chain, "NEW")])),
+        (
+            Op::Insert,
+            None,
+            insert(&[root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table)]),
+        ),
         (
             Op::Update,
             Some(format!("NOT ({})", same(&child.attributes))),
-            insert(&[root_key(c, chain, "OLD"), root_key(c, chain, "NEW")]),
+            insert(&[
+                root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table),
+                root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table),
+            ]),
         ),
-        (Op::Delete, None, insert(&[root_key(c, chain, "OLD")])),
+        (
+            Op::Delete,
+            None,
+            insert(&[root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table)]),
+        ),
     ];
     let about = format!("{} (its child {})", c.object.name, child.path);
     table_ddl(&child.table.name.name, &about, triggers)
+}
+
+/// A table of the main database, as SQLite names it (it has no schemas).
+fn sqlite_table(name: &crate::config::TableName) -> String {
+    ident(&name.name)
 }
 
 /// The capture triggers of one table as one name for `InstalledTrigger::name`: each quoted,
