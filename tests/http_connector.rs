@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tiny_http::{Header, Response, ResponseBox, Server};
-use trigpoll::config::{ConnectorConfig, HttpSinkConfig, Secret, SinkConfig};
+use trigpoll::config::{ConnectorConfig, HttpSinkConfig, Secret, Signature, SinkConfig};
 use trigpoll::connector::{sign, Connector, Delivery, Outcome};
 
 const SECRET: &str = "test-secret-Ω";
@@ -117,9 +117,11 @@ fn connector(url: &str, timeout: Duration, concurrency: usize) -> Connector {
         sink: SinkConfig::Http(HttpSinkConfig {
             url: url.into(),
             client_id: "trigpoll-test".into(),
-            secret: Secret::new(SECRET),
+            secrets: vec![Secret::new(SECRET)],
+            signature: Signature::Trigpoll,
             timeout,
             concurrency,
+            batch_size: 1,
         }),
         max_attempts: 3,
         backoff: Duration::from_secs(1),
@@ -132,6 +134,8 @@ fn delivery(event_id: i64) -> Delivery {
     Delivery {
         event_id,
         key: event_id as usize,
+        object: "Employee".into(),
+        verb: "Update".into(),
         object_event_id: format!("hook_{event_id}"),
         body: format!(
             r#"{{"object_event_id":"hook_{event_id}","event_id":{event_id},"object":"Employee","verb":"Update","attributes":{{"name":"Zoë"}}}}"#
