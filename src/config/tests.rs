@@ -940,11 +940,28 @@ fn the_example_configuration_loads() {
         ]
     );
     let connectors: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(connectors, ["audit-file", "hr-sync", "console"]);
+    assert_eq!(
+        connectors,
+        [
+            "events-amqp",
+            "audit-file",
+            "hr-sync",
+            "events-nats",
+            "events-redis",
+            "console"
+        ]
+    );
+    assert!(matches!(config.connectors[0].sink, SinkConfig::Amqp(_)));
     assert!(matches!(
-        &config.connectors[0].sink,
+        &config.connectors[1].sink,
         SinkConfig::File { path } if *path == root.join("connectors/../trigpoll-events.ndjson")
     ));
-    assert!(matches!(config.connectors[1].sink, SinkConfig::Http(_)));
-    assert!(matches!(config.connectors[2].sink, SinkConfig::Stdout));
+    assert!(matches!(config.connectors[2].sink, SinkConfig::Http(_)));
+    assert!(matches!(config.connectors[3].sink, SinkConfig::Nats(_)));
+    assert!(matches!(config.connectors[4].sink, SinkConfig::Redis(_)));
+    assert!(matches!(config.connectors[5].sink, SinkConfig::Stdout));
+    // And they build, without a network.
+    for connector in config.connectors {
+        crate::connector::Connector::new(connector).unwrap();
+    }
 }
