@@ -36,9 +36,14 @@ const MAX_ROUTING_KEY: usize = 255;
 #[derive(Debug)]
 pub struct AmqpSink {
     runtime: BrokerRuntime,
-    amqp: Amqp,
+    /// Shared with a connection attempt running as a task of its own.
+    amqp: Arc<Amqp>,
     /// Made on the first batch, and again after a batch that broke it.
     link: Option<Link>,
+    /// A connection attempt that outlasted a batch's `timeout`, taken up again by the next
+    /// batch. lapin runs each connection on a thread of its own that a handshake with a broker
+    /// that never answers keeps alive, so a new attempt per batch would pile them up.
+    connecting: Option<tokio::task::JoinHandle<Result<Link, String>>>,
 }
 
 /// The sink's settings, apart from its runtime and connection so that a batch can borrow all
@@ -98,15 +103,16 @@ impl AmqpSink {
         })?;
         Ok(AmqpSink {
             runtime: BrokerRuntime::new("trigpoll-amqp"),
-            amqp: Amqp {
+            amqp: Arc::new(Amqp {
                 connector: connector.to_string(),
                 url: config.url.clone(),
                 uri,
                 exchange: config.exchange.clone(),
                 routing_key: config.routing_key.clone(),
                 timeout: config.timeout,
-            },
+            }),
             link: None,
+            connecting: None,
         })
     }
 
@@ -121,7 +127,9 @@ impl Amqp {
         redact(&error.to_string(), self.url.expose())
     }
 
-    async fn connect(&self) -> Result<Link, String> {
+    /// Connects, opens a channel, declares the exchange and turns confirms on. Owns its
+    /// settings: it runs as a task of its own (see [`AmqpSink::connecting`]).
+    async fn connect(self: Arc<Self>) -> Result<Link, String> {
         let connection = Connection::connect_uri(self.uri.clone(), ConnectionProperties::default())
             .await
             .map_err(|e| format!("cannot connect: {}", self.describe(&e)))?;
@@ -241,6 +249,7 @@ impl Deliver for AmqpSink {
             runtime,
             amqp,
             link,
+            connecting,
         } = self;
         // A connection the broker closed between batches (a restart, say) is made anew at once.
         if link
@@ -252,7 +261,14 @@ impl Deliver for AmqpSink {
         let mut outcomes = vec![None; batch.len()];
         let ran = runtime.run(async {
             if link.is_none() {
-                *link = Some(broker::within(amqp.timeout, amqp.connect()).await?);
+                let attempt =
+                    connecting.get_or_insert_with(|| tokio::spawn(Arc::clone(amqp).connect()));
+                let joined = tokio::time::timeout(amqp.timeout, attempt)
+                    .await
+                    .map_err(|_| format!("cannot connect: no answer within {:?}", amqp.timeout))?;
+                *connecting = None;
+                let connected = joined.map_err(|e| format!("cannot connect: {e}"))?;
+                *link = Some(connected?);
             }
             let channel = &link.as_ref().expect("connected above").channel;
             let mut publisher = Publishing { amqp, channel };
