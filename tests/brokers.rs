@@ -880,3 +880,39 @@ fn sigterm_gives_up_brokers_that_never_answer() {
         [vec![Some("0".to_string()), Some("0".to_string()), None]]
     );
 }
+
+/// Configuration mistakes stop trigpoll before anything is contacted: exit 2, naming the file,
+/// line and key, and never the credentials.
+#[test]
+fn broker_configuration_errors_exit_2_naming_file_line_and_key() {
+    let Some(env) = env("") else {
+        return;
+    };
+    let cases = [
+        (
+            "subject = \"trigpoll.{object}.{action}\"\nurl = \"nats://app:pw-3f1@127.0.0.1:1\"",
+            "nats",
+            "connectors/c.toml:5:11: sink.subject: unknown placeholder {action}",
+        ),
+        (
+            "url = \"http://app:pw-3f1@127.0.0.1:1\"\nexchange = \"x\"",
+            "amqp",
+            "connectors/c.toml:5:7: sink.url: must start with amqp:// or amqps://",
+        ),
+        (
+            "url = \"\"\nstream = \"s\"",
+            "redis",
+            "connectors/c.toml:5:7: sink.url: must not be empty",
+        ),
+    ];
+    for (keys, kind, expected) in cases {
+        env.connector(
+            "c",
+            &format!("subscribe = [\"*.*\"]\n[sink]\ntype = \"{kind}\"\n{keys}"),
+        );
+        let run = env.run_ok(&["drain"], 2);
+        let message = stderr(&run);
+        assert!(message.contains(expected), "{message}");
+        assert!(!message.contains("pw-3f1"), "{message}");
+    }
+}
