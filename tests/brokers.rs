@@ -357,6 +357,54 @@ fn nats_kill_9_mid_drain_then_drain_again_stores_each_event_once() {
 }
 
 #[test]
+fn nats_makes_its_stream_again_when_it_was_deleted() {
+    let Some(mut nats) = Nats::connect() else {
+        return;
+    };
+    let Some(env) = env("") else {
+        return;
+    };
+    let s = suffix();
+    let stream = format!("TRIGPOLL_{s}");
+    nats_connector(
+        &env,
+        "js",
+        &nats.url,
+        &format!("tp{s}.{{object}}"),
+        &format!("stream = \"{stream}\"\nbackoff = \"10ms\""),
+    );
+    changes(&env, 0, 2, 0);
+    // `poll` keeps its connection between batches, as the stream goes away.
+    let mut poller = env.spawn(&["poll", "--interval", "100ms"]);
+    let started = Instant::now();
+    while nats.count(&stream) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "not delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nats.runtime
+        .block_on(nats.jetstream.delete_stream(&stream))
+        .unwrap();
+    changes(&env, 10, 3, 0);
+    while nats.count(&stream) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not made again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &poller.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(poller.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        env.db
+            .count("SELECT count(*) FROM {archive} WHERE event_status = 1"),
+        5
+    );
+}
+
+#[test]
 fn nats_without_a_stream_for_the_subject_retries_then_fails() {
     let Some(nats) = Nats::connect() else {
         return;

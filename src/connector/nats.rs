@@ -14,7 +14,7 @@
 //! Publishing is pipelined and a failure holds the rest of its key: see [`super::broker`].
 
 use std::fmt;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,6 +160,9 @@ pub(crate) fn subject_problem(subject: &str) -> Option<&'static str> {
 struct JetStream<'a> {
     sink: &'a Nats,
     context: &'a Context,
+    /// Set when a message found no stream: with `stream` configured, the stream was deleted
+    /// since it was made, and the next batch connects anew to make it again.
+    no_stream: Arc<AtomicBool>,
 }
 
 impl Publisher for JetStream<'_> {
@@ -187,10 +190,12 @@ impl Publisher for JetStream<'_> {
         {
             Ok(ack) => {
                 let url = url.to_string();
+                let no_stream = Arc::clone(&self.no_stream);
                 Ok(Box::pin(async move {
                     match ack.await {
                         Ok(_) => Outcome::Sent,
                         Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                            no_stream.store(true, Ordering::Relaxed);
                             Outcome::retry(format!("no stream captures subject {subject:?}"))
                         }
                         Err(e) => Outcome::retry(redact(&e.to_string(), &url)),
@@ -213,6 +218,7 @@ impl Deliver for NatsSink {
             context,
         } = self;
         let mut outcomes = vec![None; batch.len()];
+        let no_stream = Arc::new(AtomicBool::new(false));
         let ran = runtime.run(async {
             if context.is_none() {
                 *context = Some(broker::within(nats.timeout, nats.connect()).await?);
@@ -221,10 +227,12 @@ impl Deliver for NatsSink {
             let mut publisher = JetStream {
                 sink: nats,
                 context,
+                no_stream: Arc::clone(&no_stream),
             };
             Ok(broker::publish_pipelined(&mut publisher, batch, nats.timeout, &mut outcomes).await)
         });
-        if !broker::finish(ran, &mut outcomes) {
+        let healthy = broker::finish(ran, &mut outcomes);
+        if !healthy || (nats.stream.is_some() && no_stream.load(Ordering::Relaxed)) {
             *context = None;
         }
         broker::settle(batch, outcomes)
