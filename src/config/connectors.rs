@@ -233,7 +233,10 @@ pub(super) fn connector(
                 url: Secret::new(url.into_inner().0),
                 subject,
                 stream,
-                duplicate_window: (poll.claim_timeout * 2).max(Duration::from_secs(3600)),
+                duplicate_window: poll
+                    .claim_timeout
+                    .saturating_mul(2)
+                    .max(Duration::from_secs(3600)),
                 timeout: timeout(sink.timeout),
             })
         }
