@@ -1,7 +1,8 @@
 //! Test harness: a throwaway database per test, a configuration folder, the real binary.
 //!
 //! Each test gets its own database, named at random and dropped at the end. A test that cannot
-//! reach its database server fails under `CI=true` and is skipped (with a note) otherwise.
+//! reach its database server (or message broker) fails under `CI=true` and is skipped (with a
+//! note) otherwise.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ pub struct TestDb {
     admin_url: String,
 }
 
-fn unreachable(what: &str, err: impl std::fmt::Display) -> Option<TestDb> {
+/// A server a test needs does not answer: fails under `CI=true`, skips (with a note) otherwise.
+pub fn unreachable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is required under CI=true: {err}");
     }
