@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! bench [--quick] [--url URL] [--mysql-url URL] [--trigpoll PATH] [--before PATH]
-//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7,fig8]
+//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7,fig8,fig9]
 //! ```
 //!
 //! `--before PATH` names an earlier trigpoll binary: figure 2 then measures its triggers beside
@@ -16,9 +16,16 @@
 //! (drain on MySQL/MariaDB and SQLite) creates two throwaway databases on the server at
 //! `--mysql-url` and a throwaway SQLite file in `/dev/shm`, and removes them at the end.
 //!
-//! `--only` with figures 5, 6 and 7 alone leaves the rest of the report alone: it replaces (or
-//! adds) only their sections ("## Drain on MySQL and SQLite", "## Hot keys") of the existing
-//! `--out` file, see `splice_section`.
+//! Figure 9 (brokers and batched HTTP) uses NATS at `TRIGPOLL_BENCH_NATS_URL`, RabbitMQ at
+//! `TRIGPOLL_BENCH_AMQP_URL` and Redis at `TRIGPOLL_BENCH_REDIS_URL` (the local defaults), see
+//! `brokers`.
+//!
+//! `--only` with figures 5 to 9 alone leaves the rest of the report alone: it replaces (or adds)
+//! only their sections ("## Drain on MySQL and SQLite", "## Hot keys", "## Capture settings",
+//! "## Brokers and batched HTTP") of the existing `--out` file, see `splice_section`.
+
+#[path = "bench/brokers.rs"]
+mod brokers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -102,6 +109,8 @@ struct Opts {
     mysql_url: String,
     /// An earlier trigpoll binary whose triggers figure 2 measures beside the current ones.
     before: Option<PathBuf>,
+    /// The brokers of figure 9.
+    brokers: brokers::BrokerUrls,
 }
 
 fn parse_args() -> Opts {
@@ -116,6 +125,7 @@ fn parse_args() -> Opts {
         mysql_url: std::env::var("TRIGPOLL_BENCH_MYSQL_URL")
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
         before: None,
+        brokers: brokers::BrokerUrls::from_env(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -296,6 +306,8 @@ struct Bench {
     fig5_versions: Vec<(&'static str, String, String)>,
     /// Figure 5's backends that could not be set up, and why.
     fig5_missing: Vec<String>,
+    /// Figure 9's brokers that did not answer, and why.
+    brokers_missing: Vec<String>,
 }
 
 impl Bench {
@@ -1272,6 +1284,11 @@ impl Bench {
         if self.results.keys().any(|k| k.starts_with("settings.")) {
             md.push_str(&self.settings_section(started));
         }
+        if self.results.keys().any(|k| k.starts_with("brokers."))
+            || !self.brokers_missing.is_empty()
+        {
+            md.push_str(&self.brokers_section(started));
+        }
         let _ = writeln!(md, "## Details\n");
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
@@ -1538,24 +1555,26 @@ fn main() {
         max_rss_kib: Vec::new(),
         fig5_versions: Vec::new(),
         fig5_missing: Vec::new(),
+        brokers_missing: Vec::new(),
     };
     let only = bench.opts.only.clone();
     let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
     for o in &only {
         if ![
-            "fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8",
+            "fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9",
         ]
         .contains(&o.as_str())
         {
             die(&format!("--only: unknown figure {o}"));
         }
     }
-    // Only figures with sections of their own (5: MySQL and SQLite; 6 and 7: hot keys): the
-    // report keeps every other figure as it is (see `splice_section`).
+    // Only figures with sections of their own (5: MySQL and SQLite; 6 and 7: hot keys; 8:
+    // capture settings; 9: brokers): the report keeps every other figure as it is (see
+    // `splice_section`).
     let sections_only = !only.is_empty()
         && only
             .iter()
-            .all(|o| ["fig5", "fig6", "fig7"].contains(&o.as_str()));
+            .all(|o| ["fig5", "fig6", "fig7", "fig8", "fig9"].contains(&o.as_str()));
     bench.write_files();
     bench.setup();
     // Dropping them drops their throwaway databases and file.
@@ -1588,6 +1607,9 @@ fn main() {
     if wanted("fig8") {
         bench.fig8();
     }
+    if wanted("fig9") {
+        bench.fig9();
+    }
     drop(backends);
     let out = bench.opts.out.clone();
     if sections_only {
@@ -1605,6 +1627,10 @@ fn main() {
         if wanted("fig8") {
             let section = bench.settings_section(&started_wall);
             text = splice_section(&text, SETTINGS_HEADING, &section);
+        }
+        if wanted("fig9") {
+            let section = bench.brokers_section(&started_wall);
+            text = splice_section(&text, brokers::BROKERS_HEADING, &section);
         }
         std::fs::write(&out, text).expect("write the report");
         say(&format!(

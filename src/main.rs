@@ -67,9 +67,10 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     // Other crates (database drivers, HTTP and broker clients) say only warnings: their debug
-    // output may carry URLs with credentials.
+    // output may carry URLs with credentials. lapin only errors: it warns of every message the
+    // broker returns with the whole payload in it, and trigpoll reports those as retries itself.
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,trigpoll={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,lapin=error,trigpoll={level}")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(commands::LogLine::default)
