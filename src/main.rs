@@ -56,6 +56,8 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Show the backlog, retries, failures and trigger drift.
     Status(commands::status::StatusArgs),
+    /// Delete archive rows processed before a cut-off (default: sent and unsubscribed ones).
+    Prune(commands::prune::PruneArgs),
 }
 
 fn init_logging(cli: &Cli) {
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
         Command::Drain(args) => commands::drain::run(&ctx, args),
         Command::Replay(args) => commands::replay::run(&ctx, args),
         Command::Status(args) => commands::status::run(&ctx, args),
+        Command::Prune(args) => commands::prune::run(&ctx, args),
     };
     match result {
         Ok(code) => code,

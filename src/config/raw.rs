@@ -23,6 +23,14 @@ pub(super) struct RawConfig {
     pub(super) poll: RawPoll,
     #[serde(default)]
     pub(super) object: Vec<RawObject>,
+    #[serde(default)]
+    pub(super) archive: RawArchive,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArchive {
+    pub(super) retention: Option<PositiveDuration>,
 }
 
 #[derive(Deserialize)]

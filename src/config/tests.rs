@@ -586,6 +586,10 @@ fn connector_errors_name_file_line_and_key() {
             "DIR/connectors/c.toml:4:3: subscribe[1]: subscription \"Employee\" is not of the form Object.Verb",
         ),
         (
+            "id = \"c\"\nsubscribe = [\"Employee.*\", \"Emp*.Create\"]\n[sink]\ntype = \"stdout\"\n".into(),
+            "DIR/connectors/c.toml:2:29: subscribe[1]: subscription \"Emp*.Create\": `*` must stand alone on its side of the dot (partial wildcards such as Emp* are not supported); write Object.Verb, Object.*, *.Verb or *.*",
+        ),
+        (
             "id = \"c\"\nsubscribe = [\"*.*\"]\n".into(),
             "DIR/connectors/c.toml:1:1: sink: missing field `sink`",
         ),

@@ -115,6 +115,14 @@ pub struct RetryBacklog {
     pub next_due: Option<Duration>,
 }
 
+/// The events ready to be claimed now, for the metrics gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReadyBacklog {
+    pub events: u64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_age_seconds: Option<f64>,
+}
+
 /// Cancels the statement a store's connection is running, from another thread: what a poller
 /// told to stop does with a statement that keeps it waiting (a lock, a slow server).
 pub trait Interrupt: Send + Sync {
@@ -189,6 +197,17 @@ pub trait EventStore: Send {
     /// batch can be claimed and fetched while this one is delivered and finished. `None` where
     /// two connections gain nothing (SQLite lets one writer in at a time).
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>>;
+
+    /// Deletes at most `limit` archive rows whose status is one of `statuses` and that were
+    /// processed more than `older_than` ago (by the database's clock), in one short
+    /// transaction; returns how many went. Called again until it returns less than `limit`.
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64>;
+
+    /// How many archive rows [`EventStore::prune`] would delete, all batches together.
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64>;
+
+    /// The ready backlog: one pass over the event table.
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog>;
 }
 
 /// Parses a row as the database rendered it in JSON (a fetched row or a captured image).

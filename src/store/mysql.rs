@@ -26,8 +26,8 @@ use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, EventStore, Fetched, Interrupt, ReplayFilter, Replayed, Result, RetryBacklog,
-    StoreError, StoreStatus,
+    BacklogRow, EventStore, Fetched, Interrupt, ReadyBacklog, ReplayFilter, Replayed, Result,
+    RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -1051,6 +1051,60 @@ impl EventStore for MysqlStore {
                 seen_max: None,
             }) as Box<dyn EventStore>
         }))
+    }
+
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {
+        // Oldest first by the primary key, a few rows per statement: no long locks.
+        let mut params: Vec<Value> = vec![(older_than.as_micros() as u64).into()];
+        params.extend(statuses.iter().map(|s| Value::from(s.code())));
+        params.push((limit as u64).into());
+        self.conn
+            .exec_drop(
+                format!(
+                    "DELETE FROM {} WHERE event_processed < NOW(6) - INTERVAL ? MICROSECOND
+                       AND event_status IN ({}) ORDER BY archive_id LIMIT ?",
+                    self.names.archive,
+                    sql::placeholders(statuses.len())
+                ),
+                params,
+            )
+            .map_err(err)?;
+        Ok(self.conn.affected_rows())
+    }
+
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64> {
+        let mut params: Vec<Value> = vec![(older_than.as_micros() as u64).into()];
+        params.extend(statuses.iter().map(|s| Value::from(s.code())));
+        let count: Option<i64> = self
+            .conn
+            .exec_first(
+                format!(
+                    "SELECT COUNT(*) FROM {} WHERE event_processed < NOW(6) - INTERVAL ? MICROSECOND
+                       AND event_status IN ({})",
+                    self.names.archive,
+                    sql::placeholders(statuses.len())
+                ),
+                params,
+            )
+            .map_err(err)?;
+        Ok(count.unwrap_or(0) as u64)
+    }
+
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog> {
+        let row: Option<(i64, Option<i64>)> = self
+            .conn
+            .query_first(format!(
+                "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(event_time), NOW(6)) FROM {}
+                 WHERE event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+                   AND waiting_for IS NULL",
+                self.names.event
+            ))
+            .map_err(err)?;
+        let (events, age_us) = row.unwrap_or((0, None));
+        Ok(ReadyBacklog {
+            events: events as u64,
+            oldest_age_seconds: age_us.map(|us| us as f64 / 1e6),
+        })
     }
 }
 

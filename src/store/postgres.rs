@@ -16,8 +16,8 @@ use crate::dialect::postgres::{self as sql, Names};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, EventStore, Fetched, Interrupt, ReplayFilter, Replayed, Result, RetryBacklog,
-    StoreError, StoreStatus,
+    BacklogRow, EventStore, Fetched, Interrupt, ReadyBacklog, ReplayFilter, Replayed, Result,
+    RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -904,5 +904,59 @@ impl EventStore for PgStore {
             true,
         );
         Some(sibling.map(|s| Box::new(s) as Box<dyn EventStore>))
+    }
+
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {
+        // By ctid: a batch locks only the rows it deletes, for one short statement.
+        let codes: Vec<i16> = statuses.iter().map(|s| s.code()).collect();
+        self.client
+            .execute(
+                &format!(
+                    "DELETE FROM {archive} WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM {archive}
+                        WHERE event_processed < now() - make_interval(secs => $1)
+                          AND event_status = ANY($2)
+                        LIMIT $3))",
+                    archive = self.names.archive
+                ),
+                &[&older_than.as_secs_f64(), &codes, &(limit as i64)],
+            )
+            .map_err(err)
+    }
+
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64> {
+        let codes: Vec<i16> = statuses.iter().map(|s| s.code()).collect();
+        let count: i64 = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE event_processed < now() - make_interval(secs => $1)
+                       AND event_status = ANY($2)",
+                    self.names.archive
+                ),
+                &[&older_than.as_secs_f64(), &codes],
+            )
+            .map_err(err)?
+            .get(0);
+        Ok(count as u64)
+    }
+
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*), extract(epoch FROM now() - min(event_time))::float8 FROM {}
+                     WHERE event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                       AND waiting_for IS NULL",
+                    self.names.event
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        Ok(ReadyBacklog {
+            events: row.get::<_, i64>(0) as u64,
+            oldest_age_seconds: row.get(1),
+        })
     }
 }
