@@ -12,6 +12,7 @@ use trigpoll::install::{InstallError, Layout};
 use trigpoll::poller::StartError;
 use trigpoll::store::{self, EventStore, StoreError};
 
+pub mod check;
 pub mod drain;
 pub mod install;
 pub mod poll;

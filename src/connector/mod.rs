@@ -10,6 +10,7 @@
 
 mod file;
 mod http;
+pub mod probe;
 mod stdout;
 
 use std::path::PathBuf;

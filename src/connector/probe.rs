@@ -1,0 +1,143 @@
+//! Whether a connector's receiver can be reached, for `check --database`: a connection attempt
+//! to each network endpoint a sink delivers to, nothing sent. A sink that talks to the network
+//! names its endpoints in [`endpoints`]; the rest of the check is the same for every sink.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::SinkConfig;
+
+/// What a probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Every endpoint accepted a connection, or the local target is there: what was checked.
+    Ok(String),
+    /// Why the receiver cannot be reached. Never holds a URL's credentials or path.
+    Unreachable(String),
+}
+
+/// A host and port a sink connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The network endpoints of a sink (none for local sinks), or why its address is unusable.
+pub fn endpoints(sink: &SinkConfig) -> Result<Vec<Endpoint>, String> {
+    match sink {
+        SinkConfig::Stdout | SinkConfig::File { .. } => Ok(Vec::new()),
+        SinkConfig::Http(http) => {
+            // The URL is not echoed: it may carry credentials.
+            let url = url::Url::parse(&http.url).map_err(|e| format!("sink.url: {e}"))?;
+            let host = url.host_str().ok_or("sink.url has no host")?;
+            let port = url.port_or_known_default().ok_or("sink.url has no port")?;
+            Ok(vec![Endpoint {
+                host: host.trim_matches(['[', ']']).to_string(),
+                port,
+            }])
+        }
+    }
+}
+
+/// Tries to reach a sink's receiver, waiting at most `timeout` per address.
+pub fn probe(sink: &SinkConfig, timeout: Duration) -> Reach {
+    if let SinkConfig::File { path } = sink {
+        let folder = path.parent().unwrap_or_else(|| Path::new("."));
+        return match folder.is_dir() {
+            true => Reach::Ok(format!("folder {} exists", folder.display())),
+            false => Reach::Unreachable(format!("folder {} does not exist", folder.display())),
+        };
+    }
+    let endpoints = match endpoints(sink) {
+        Ok(e) => e,
+        Err(reason) => return Reach::Unreachable(reason),
+    };
+    if endpoints.is_empty() {
+        return Reach::Ok("nothing to reach".into());
+    }
+    for endpoint in &endpoints {
+        if let Err(reason) = connect(endpoint, timeout) {
+            return Reach::Unreachable(format!("cannot connect to {endpoint}: {reason}"));
+        }
+    }
+    let names: Vec<String> = endpoints.iter().map(Endpoint::to_string).collect();
+    Reach::Ok(format!("{} accepts connections", names.join(", ")))
+}
+
+/// A TCP connection to any of the endpoint's addresses, closed at once.
+fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<(), String> {
+    let addresses = (endpoint.host.as_str(), endpoint.port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", endpoint.host))?;
+    let mut last = "no address".to_string();
+    for address in addresses {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{HttpSinkConfig, Secret};
+
+    fn http(url: &str) -> SinkConfig {
+        SinkConfig::Http(HttpSinkConfig {
+            url: url.into(),
+            client_id: "c".into(),
+            secret: Secret::new("s"),
+            timeout: Duration::from_secs(1),
+            concurrency: 1,
+        })
+    }
+
+    #[test]
+    fn http_urls_give_host_and_default_port() {
+        let endpoint = |url: &str| endpoints(&http(url)).unwrap().remove(0).to_string();
+        assert_eq!(
+            endpoint("https://user:pw@hooks.example.com/x?y"),
+            "hooks.example.com:443"
+        );
+        assert_eq!(
+            endpoint("http://hooks.example.com/x"),
+            "hooks.example.com:80"
+        );
+        assert_eq!(endpoint("http://[::1]:8080/x"), "[::1]:8080");
+    }
+
+    #[test]
+    fn a_listening_port_is_reachable_and_a_closed_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/hook");
+        assert!(matches!(
+            probe(&http(&url), Duration::from_secs(2)),
+            Reach::Ok(_)
+        ));
+        drop(listener);
+        match probe(&http(&url), Duration::from_secs(2)) {
+            Reach::Unreachable(reason) => {
+                assert!(
+                    reason.starts_with(&format!("cannot connect to 127.0.0.1:{port}")),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
