@@ -4,7 +4,8 @@
 # Uses the PostgreSQL at TRIGPOLL_TEST_PG_URL (default: the local service on 127.0.0.1:5432)
 # and the MySQL/MariaDB at TRIGPOLL_TEST_MYSQL_URL (default: 127.0.0.1:3306, root). When one
 # does not answer, installs it from the OS packages (as root) and starts a throwaway server for
-# this run.
+# this run. The TLS tests get a TLS-only PostgreSQL and MariaDB of their own (throwaway, on
+# ports 54339 and 33079), and the restart tests start and restart servers of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/servers.sh
@@ -14,6 +15,14 @@ export TRIGPOLL_TEST_PG_URL="${TRIGPOLL_TEST_PG_URL:-postgres://postgres@127.0.0
 ensure_postgres TRIGPOLL_TEST_PG_URL 54329 "-c fsync=off -c max_connections=200"
 export TRIGPOLL_TEST_MYSQL_URL="${TRIGPOLL_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
 ensure_mariadb
+# TLS-only servers of their own for the TLS tests, with a throwaway certificate authority.
+export TRIGPOLL_TEST_TLS_CA=/tmp/trigpoll-test-tls/ca.pem
+make_test_certs /tmp/trigpoll-test-tls
+ensure_postgres_tls 54339
+ensure_mariadb_tls 33079
+
+# TLS to the databases builds on the system's OpenSSL (native-tls).
+pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

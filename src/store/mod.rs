@@ -17,6 +17,7 @@ pub mod claim;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
 /// What went wrong talking to the database.
 #[derive(Debug, thiserror::Error)]

@@ -206,6 +206,12 @@ pub fn check_version(version: &str) -> Result<(), String> {
 }
 
 fn open_conn(url: &str) -> Result<Conn> {
+    let tls = super::tls::TlsUrl::mysql(url)?;
+    if tls.verifies() {
+        // Checks the `ssl-ca` file, so that a bad one is a configuration error.
+        tls.connector()?;
+    }
+    let url = tls.url.as_str();
     let opts = Opts::from_url(url)
         .map_err(|e| StoreError::Invalid(format!("database.url is not a MySQL URL: {e}")))?;
     // The mysql crate reconnects through the server's Unix socket when the host is a loopback
@@ -222,8 +228,22 @@ fn open_conn(url: &str) -> Result<Conn> {
             // they were created with: strict, and backslashes in strings are escapes.
             "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
         ]);
-    let mut conn = Conn::new(opts)
-        .map_err(|e| StoreError::Connection(format!("cannot connect to MySQL: {}", err(e))))?;
+    let connected = match Conn::new(opts.clone().ssl_opts(tls.mysql_ssl_opts())) {
+        // PREFERRED: plaintext when the server has no TLS.
+        Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
+            if tls.mode == super::tls::Mode::Prefer =>
+        {
+            Conn::new(opts)
+        }
+        other => other,
+    };
+    let mut conn = connected.map_err(|e| {
+        let reason = match err(e) {
+            StoreError::Connection(m) | StoreError::Database(m) | StoreError::Invalid(m) => m,
+            other => other.to_string(),
+        };
+        StoreError::Connection(format!("cannot connect to MySQL: {}", tls.hint(&reason)))
+    })?;
     let version: Option<String> = conn.query_first("SELECT VERSION()").map_err(err)?;
     check_version(version.as_deref().unwrap_or_default()).map_err(StoreError::Invalid)?;
     Ok(conn)
@@ -351,8 +371,9 @@ fn is_character_type(base: &str) -> bool {
 impl MysqlStore {
     pub fn connect(config: &Config) -> Result<Self> {
         let db = &config.database;
-        let database = Opts::from_url(db.url.expose())
+        let database = super::tls::TlsUrl::mysql(db.url.expose())
             .ok()
+            .and_then(|tls| Opts::from_url(&tls.url).ok())
             .and_then(|o| o.get_db_name().map(str::to_string))
             .filter(|d| !d.is_empty());
         let conn = open_conn(db.url.expose())?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use fallible_iterator::FallibleIterator;
 use postgres::types::{Json, ToSql};
-use postgres::{CancelToken, Client, NoTls, Row, Statement};
+use postgres::{CancelToken, Client, Row, Statement};
+use postgres_native_tls::MakeTlsConnector;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -37,14 +38,16 @@ pub struct PgStore {
     prepared: HashMap<String, Statement>,
     /// Cancels the statement the connection runs (see [`EventStore::interrupter`]).
     cancel: Arc<Mutex<CancelToken>>,
+    /// TLS as the URL asks for it (`sslmode`, `sslrootcert`): connections and cancels use it.
+    tls: MakeTlsConnector,
 }
 
-struct PgInterrupt(Arc<Mutex<CancelToken>>);
+struct PgInterrupt(Arc<Mutex<CancelToken>>, MakeTlsConnector);
 
 impl Interrupt for PgInterrupt {
     fn interrupt(&self) {
         let token = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Err(e) = token.cancel_query(NoTls) {
+        if let Err(e) = token.cancel_query(self.1.clone()) {
             tracing::debug!(error = %e, "could not cancel the statement in flight");
         }
     }
@@ -119,7 +122,7 @@ fn err(e: postgres::Error) -> StoreError {
         || e.code()
             .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57"));
     match e.as_db_error() {
-        _ if lost => StoreError::Connection(e.to_string()),
+        _ if lost => StoreError::Connection(described(&e)),
         Some(db) => {
             let mut msg = db.message().to_string();
             if let Some(detail) = db.detail() {
@@ -127,8 +130,24 @@ fn err(e: postgres::Error) -> StoreError {
             }
             StoreError::Database(msg)
         }
-        None => StoreError::Database(e.to_string()),
+        None => StoreError::Database(described(&e)),
     }
+}
+
+/// The driver's message with its causes: alone it says only, say, that the TLS handshake
+/// failed; the causes say why (a certificate that does not verify, a refused connection).
+fn described(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let said = c.to_string();
+        // TLS errors repeat their own cause in their message.
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn source_is_io(e: &postgres::Error) -> bool {
@@ -140,9 +159,21 @@ fn is_data_exception(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("22"))
 }
 
-fn open_client(url: &str, async_commit: bool) -> Result<Client> {
-    let mut client = Client::connect(url, NoTls)
-        .map_err(|e| StoreError::Connection(format!("cannot connect to PostgreSQL: {}", err(e))))?;
+fn open_client(url: &str, tls: &MakeTlsConnector, async_commit: bool) -> Result<Client> {
+    let settings = super::tls::TlsUrl::postgres(url)?;
+    let mut client = settings
+        .postgres_config()?
+        .connect(tls.clone())
+        .map_err(|e| {
+            let reason = match err(e) {
+                StoreError::Connection(m) | StoreError::Database(m) | StoreError::Invalid(m) => m,
+                other => other.to_string(),
+            };
+            StoreError::Connection(format!(
+                "cannot connect to PostgreSQL: {}",
+                settings.hint(&reason)
+            ))
+        })?;
     client
         .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'trigpoll'; SET client_min_messages = warning")
         .map_err(err)?;
@@ -190,9 +221,12 @@ impl PgStore {
         claim_timeout_secs: f64,
         async_commit: bool,
     ) -> Result<Self> {
-        let client = open_client(url.expose(), async_commit)?;
+        let settings = super::tls::TlsUrl::postgres(url.expose())?;
+        let tls = MakeTlsConnector::new(settings.connector()?);
+        let client = open_client(url.expose(), &tls, async_commit)?;
         Ok(PgStore {
             cancel: Arc::new(Mutex::new(client.cancel_token())),
+            tls,
             client,
             url,
             names,
@@ -880,7 +914,7 @@ impl EventStore for PgStore {
     }
 
     fn reconnect(&mut self) -> Result<()> {
-        self.client = open_client(self.url.expose(), self.async_commit)?;
+        self.client = open_client(self.url.expose(), &self.tls, self.async_commit)?;
         *self.cancel.lock().unwrap_or_else(|e| e.into_inner()) = self.client.cancel_token();
         self.listening = false;
         self.gate_held = false;
@@ -889,7 +923,7 @@ impl EventStore for PgStore {
     }
 
     fn interrupter(&self) -> Box<dyn Interrupt> {
-        Box::new(PgInterrupt(Arc::clone(&self.cancel)))
+        Box::new(PgInterrupt(Arc::clone(&self.cancel), self.tls.clone()))
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
