@@ -226,7 +226,7 @@ fn main_file_errors_name_file_line_and_key() {
         ),
         (
             format!("{MAIN}[polling]\n"),
-            "trigpoll.toml:3:2: polling: unknown field `polling`, expected one of `database`, `poll`, `object`",
+            "trigpoll.toml:3:2: polling: unknown field `polling`, expected one of `database`, `poll`, `object`, `archive`",
         ),
         (
             format!("{MAIN}schema = \" \"\n"),
@@ -587,7 +587,7 @@ fn connector_errors_name_file_line_and_key() {
         ),
         (
             "id = \"c\"\nsubscribe = [\"Employee.*\", \"Emp*.Create\"]\n[sink]\ntype = \"stdout\"\n".into(),
-            "DIR/connectors/c.toml:2:29: subscribe[1]: subscription \"Emp*.Create\": `*` must stand alone on its side of the dot (partial wildcards such as Emp* are not supported); write Object.Verb, Object.*, *.Verb or *.*",
+            "DIR/connectors/c.toml:2:28: subscribe[1]: subscription \"Emp*.Create\": `*` must stand alone on its side of the dot (partial wildcards such as Emp* are not supported); write Object.Verb, Object.*, *.Verb or *.*",
         ),
         (
             "id = \"c\"\nsubscribe = [\"*.*\"]\n".into(),
@@ -722,4 +722,22 @@ fn the_example_configuration_loads() {
     ));
     assert!(matches!(config.connectors[1].sink, SinkConfig::Http(_)));
     assert!(matches!(config.connectors[2].sink, SinkConfig::Stdout));
+}
+
+#[test]
+fn archive_retention_is_read_and_checked() {
+    let dir = folder(&format!("{MAIN}[archive]\nretention = \"30d\"\n"), &[]);
+    assert_eq!(
+        load(&dir).unwrap().archive.retention,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(load(&folder(MAIN, &[])).unwrap().archive.retention, None);
+    assert_eq!(
+        err(&format!("{MAIN}[archive]\nretention = \"0s\"\n")),
+        "trigpoll.toml:4:13: archive.retention: must be greater than zero"
+    );
+    assert_eq!(
+        err(&format!("{MAIN}[archive]\nkeep = \"1d\"\n")),
+        "trigpoll.toml:4:1: archive.keep: unknown field `keep`, expected `retention`"
+    );
 }
