@@ -76,6 +76,7 @@ pub struct Metrics {
     ready: Gauge,
     oldest_ready_age: Gauge<f64, AtomicU64>,
     retry_backlog: Gauge,
+    healthy: Gauge,
 }
 
 impl Default for Metrics {
@@ -124,6 +125,13 @@ impl Metrics {
             "Events waiting for a retry, or held behind an earlier event of their key that waits",
             retry_backlog.clone(),
         );
+        let healthy = Gauge::default();
+        registry.register(
+            "healthy",
+            "1 while the database answers (or has not answered for less than about ten poll \
+             intervals), 0 after: what /healthz says",
+            healthy.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -132,6 +140,7 @@ impl Metrics {
             ready,
             oldest_ready_age,
             retry_backlog,
+            healthy,
         }
     }
 
@@ -168,8 +177,10 @@ impl Metrics {
         self.retry_backlog.set(events as i64);
     }
 
-    /// The Prometheus text exposition (OpenMetrics flavour) of every metric.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition (OpenMetrics flavour) of every metric, with the health as
+    /// it is now.
+    pub fn render(&self, health: &Health) -> String {
+        self.healthy.set(i64::from(health.healthy()));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");
@@ -276,7 +287,7 @@ fn respond(
     let (status, body, content_type) = match path {
         "/metrics" => (
             200,
-            metrics.render(),
+            metrics.render(health),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/healthz" if health.healthy() => (200, "ok\n".to_string(), TEXT),

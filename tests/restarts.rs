@@ -467,6 +467,9 @@ fn health_follows_the_database() {
         stopped.elapsed() >= Duration::from_millis(900),
         "unhealthy before ten intervals had passed"
     );
+    let (_, scrape) = conformance::operations::scrape(port).expect("metrics while unhealthy");
+    let healthy = conformance::operations::sample(&scrape, "trigpoll_healthy", &[]);
+    assert_eq!(healthy, Some(0.0));
     server.start_again();
     env.db.execute("INSERT INTO department VALUES (1, 'back')");
     assert!(

@@ -254,6 +254,22 @@ pub fn poll_metrics_count_events_steps_and_backlog(backend: Backend) {
         sample(&scrape, "trigpoll_oldest_ready_event_age_seconds", &[]),
         Some(0.0)
     );
+    assert_eq!(sample(&scrape, "trigpoll_healthy", &[]), Some(1.0));
+    // The shipped alerting rules use metrics that exist.
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/alerts.yml"))
+            .unwrap();
+    let used: std::collections::BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("trigpoll_"))
+        .collect();
+    assert!(used.len() >= 5, "{used:?}");
+    for metric in used {
+        assert!(
+            text.contains(metric),
+            "examples/alerts.yml uses {metric}, which is not exposed"
+        );
+    }
     assert!(!text.contains("metrics-s3cret"), "{text}");
     assert!(!text.contains(&env.db.url), "{text}");
     assert_eq!(health(port), Some(200), "an idle poller is healthy");
