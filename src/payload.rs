@@ -1,4 +1,4 @@
-//! The business object payload, version 1 (DESIGN.md §7).
+//! The business object payload, version 1 (docs/payload.md).
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;

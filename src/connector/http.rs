@@ -1,4 +1,4 @@
-//! The HTTP webhook sink: POSTs each business object, signed (DESIGN.md §7).
+//! The HTTP webhook sink: POSTs each business object, signed (docs/payload.md).
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -33,7 +33,7 @@ pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
 
 /// POSTs each body as `application/json`, at most `concurrency` requests at once.
 ///
-/// Classification (DESIGN.md §6): 2xx is [`Outcome::Sent`]; 408, 429, 5xx, timeouts and
+/// Classification (docs/faults.md): 2xx is [`Outcome::Sent`]; 408, 429, 5xx, timeouts and
 /// connection errors are [`Outcome::Retry`], with the receiver's `Retry-After` as `after`; other
 /// 4xx and 3xx (redirects are not followed: a POST must not silently turn into a GET elsewhere)
 /// are [`Outcome::Reject`].

@@ -36,7 +36,7 @@ pub struct Delivery {
     pub key: usize,
     /// `<connector>_<event_id>`, the receiver's idempotency key.
     pub object_event_id: String,
-    /// The serialized JSON payload (DESIGN.md §7), one line, no trailing newline.
+    /// The serialized JSON payload (docs/payload.md), one line, no trailing newline.
     pub body: String,
 }
 

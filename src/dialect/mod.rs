@@ -107,7 +107,7 @@ pub struct KeySyntax {
 
 impl Capture<'_> {
     /// The object key of `row` (`NEW`, `OLD` or a transition-table alias) as a SQL expression:
-    /// DESIGN.md §5 computed inside the trigger, with the same escapes as [`key::encode`].
+    /// docs/payload.md computed inside the trigger, with the same escapes as [`key::encode`].
     pub fn key_sql(&self, s: &KeySyntax, row: &str) -> String {
         let lit = s.literal;
         let escapes = self.escapes();

@@ -205,7 +205,7 @@ pub fn drop_tables(n: &Names) -> Vec<String> {
 }
 
 /// `'a=' || <escaped value>` for every key column of `row` (`NEW` or `OLD`), joined by the
-/// delimiter: the object key of DESIGN.md §5, computed inside the trigger.
+/// delimiter: the object key of docs/payload.md, computed inside the trigger.
 fn key_expr(c: &Capture, row: &str) -> String {
     c.key_sql(
         &KeySyntax {

@@ -204,7 +204,7 @@ pub fn trigger_name(table: &str, op: Op) -> String {
 }
 
 /// `'a=' || <escaped value>` for every key column of `row` (`NEW` or `OLD`), joined by the
-/// delimiter: the object key of DESIGN.md §5, computed inside the trigger.
+/// delimiter: the object key of docs/payload.md, computed inside the trigger.
 fn key_expr(c: &Capture, row: &str) -> String {
     c.key_sql(
         &KeySyntax {

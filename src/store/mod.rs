@@ -60,7 +60,7 @@ impl PartialEq for Fetched {
     }
 }
 
-/// Replay filters (DESIGN.md §2). Every set filter must match.
+/// Replay filters (docs/guarantees.md). Every set filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayFilter {
     pub event_ids: Option<(i64, i64)>,

@@ -319,7 +319,7 @@ fn unix_to_rfc3339(seconds: &str) -> Option<String> {
 }
 
 /// Adjusts MySQL's JSON rendering of a row (see [`sql::row_json`]) to the payload's types
-/// (DESIGN.md §7).
+/// (docs/payload.md).
 fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,

@@ -402,7 +402,7 @@ impl PgStore {
     }
 }
 
-/// Adjusts PostgreSQL's JSON rendering of a row to the payload's types (DESIGN.md §7).
+/// Adjusts PostgreSQL's JSON rendering of a row to the payload's types (docs/payload.md).
 fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,

@@ -313,7 +313,7 @@ fn with_scale(number: &str, scale: usize) -> Option<String> {
 }
 
 /// Turns a row image (see [`crate::dialect::sqlite`]) into attributes with the payload's types
-/// (DESIGN.md §7): bytes as base64, and the declared type decides booleans, decimals and
+/// (docs/payload.md): bytes as base64, and the declared type decides booleans, decimals and
 /// timestamps, which SQLite stores as integers, reals and text.
 fn normalize(table: &TableInfo, mut row: Map<String, Value>) -> Map<String, Value> {
     use base64::Engine;

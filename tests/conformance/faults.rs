@@ -178,7 +178,7 @@ pub fn an_unreachable_database_exits_1(backend: Backend) {
 
 /// A poller finishing a batch touches only the events it still holds: one whose claim expired
 /// and was taken over by another poller is neither archived nor removed nor put back by it
-/// (DESIGN.md §6), for completed and retried events alike.
+/// (docs/guarantees.md), for completed and retried events alike.
 pub fn a_finish_leaves_events_another_poller_took_over(backend: Backend) {
     use trigpoll::event::{ArchiveRow, RetryLater, Settlement, Status};
     let Some((env, _)) = hr(backend, "") else {
