@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! bench [--quick] [--url URL] [--mysql-url URL] [--trigpoll PATH] [--before PATH]
-//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7]
+//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7,fig8]
 //! ```
 //!
 //! `--before PATH` names an earlier trigpoll binary: figure 2 then measures its triggers beside
@@ -342,7 +342,7 @@ connectors_dir = "{connectors}"
 [[object]]
 name = "Item"
 table = "public.item"
-coalesce = {coalesce}
+{coalesce}
 
 [[object]]
 name = "Bench"
@@ -357,6 +357,8 @@ name = "Tick"
 table = "public.tick"
 "#,
             url = self.db.url,
+            // Left out unless set, so that an earlier binary reads the file too.
+            coalesce = if coalesce { "coalesce = true" } else { "" },
         );
         std::fs::write(self.config_path(name), text).expect("write a config");
     }
@@ -1267,6 +1269,9 @@ impl Bench {
         if self.results.keys().any(|k| k.starts_with("hot.")) {
             md.push_str(&self.hot_section(started, load_before));
         }
+        if self.results.keys().any(|k| k.starts_with("settings.")) {
+            md.push_str(&self.settings_section(started));
+        }
         let _ = writeln!(md, "## Details\n");
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
@@ -1537,7 +1542,11 @@ fn main() {
     let only = bench.opts.only.clone();
     let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
     for o in &only {
-        if !["fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7"].contains(&o.as_str()) {
+        if ![
+            "fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8",
+        ]
+        .contains(&o.as_str())
+        {
             die(&format!("--only: unknown figure {o}"));
         }
     }
@@ -1576,6 +1585,9 @@ fn main() {
     if wanted("fig7") {
         bench.fig7();
     }
+    if wanted("fig8") {
+        bench.fig8();
+    }
     drop(backends);
     let out = bench.opts.out.clone();
     if sections_only {
@@ -1589,6 +1601,10 @@ fn main() {
         if wanted("fig6") || wanted("fig7") {
             let section = bench.hot_section(&started_wall, &load_before);
             text = splice_section(&text, HOT_HEADING, &section);
+        }
+        if wanted("fig8") {
+            let section = bench.settings_section(&started_wall);
+            text = splice_section(&text, SETTINGS_HEADING, &section);
         }
         std::fs::write(&out, text).expect("write the report");
         say(&format!(
@@ -1610,6 +1626,158 @@ fn main() {
         out.display(),
         started.elapsed().as_secs_f64()
     ));
+}
+
+// Figure 8: what the capture settings cost.
+
+/// The section figure 8 writes, also the heading `--only fig8` looks for.
+const SETTINGS_HEADING: &str = "## Capture settings";
+
+/// Child rows of each `item` in figure 8.
+const PARTS_PER_ITEM: i64 = 5;
+
+impl Bench {
+    /// Figure 8: single-row UPDATE tps with `changes`, `track` and a `when` condition against
+    /// the key-only trigger, interleaved; and the drain of an object with one child table
+    /// (five rows per object) against the same object without it.
+    fn fig8(&mut self) {
+        say("figure 8: capture settings");
+        let n = self.sizes.drain_events;
+        self.exec(&format!(
+            "CREATE TABLE u_changes (LIKE u_none INCLUDING ALL);
+             CREATE TABLE u_track (LIKE u_none INCLUDING ALL);
+             CREATE TABLE u_when (LIKE u_none INCLUDING ALL);
+             INSERT INTO u_changes SELECT * FROM u_none;
+             INSERT INTO u_track SELECT * FROM u_none;
+             INSERT INTO u_when SELECT * FROM u_none;
+             CREATE TABLE item_part (item_id bigint NOT NULL, part_no int NOT NULL,
+                 name text NOT NULL, qty int NOT NULL, PRIMARY KEY (item_id, part_no));
+             INSERT INTO item_part SELECT i, p, 'part ' || p, p
+             FROM generate_series(1, {n}) i, generate_series(1, {PARTS_PER_ITEM}) p;"
+        ));
+        self.exec("VACUUM ANALYZE");
+        let database = format!(
+            "[database]\nurl = \"{}\"\n\n[poll]\nbatch_size = 1000\nconnectors_dir = \"conn-file\"\n\n",
+            self.db.url
+        );
+        let settings = format!(
+            "{database}[[object]]\nname = \"BenchChanges\"\ntable = \"public.u_changes\"\nchanges = true\n\n\
+             [[object]]\nname = \"BenchTrack\"\ntable = \"public.u_track\"\ntrack = [\"qty\"]\n\n\
+             [[object]]\nname = \"BenchWhen\"\ntable = \"public.u_when\"\n[object.when]\nupdate = \"NEW.qty >= 0\"\n"
+        );
+        let children = format!(
+            "{database}[[object]]\nname = \"Item\"\ntable = \"public.item\"\n\
+             [[object.child]]\nname = \"parts\"\ntable = \"public.item_part\"\nparent_keys = [\"item_id\"]\n"
+        );
+        for (name, text) in [("settings", settings), ("children", children)] {
+            std::fs::write(self.config_path(name), text).expect("write a config");
+            let out = self
+                .trigpoll(name, &["install-triggers"])
+                .output()
+                .expect("run trigpoll");
+            if !out.status.success() {
+                die(&format!(
+                    "install-triggers ({name}) failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+        }
+        let variants = ["trigpoll", "changes", "track", "when"];
+        for run in 0..self.opts.runs {
+            for v in rotation(&variants, run) {
+                self.clear_queues();
+                self.exec(&format!("VACUUM ANALYZE u_{v}"));
+                self.exec("CHECKPOINT");
+                let tps = self.pgbench(&format!("u_{v}"), true);
+                self.record(&format!("settings.update.{v}"), tps);
+            }
+        }
+        for run in 0..self.opts.runs {
+            for config in rotation(&["file", "children"], run) {
+                self.queue_events(n, true);
+                let r = self.drain(config, n);
+                self.record(&format!("settings.drain.{config}"), r);
+            }
+        }
+        self.clear_queues();
+        self.exec(&format!("TRUNCATE {ARCHIVE}"));
+    }
+
+    /// The section of figure 8, complete in itself so that `--only fig8` can splice it.
+    fn settings_section(&self, started: &str) -> String {
+        let m = |k: &str| self.median_of(k);
+        let mut md = String::new();
+        let _ = writeln!(md, "{SETTINGS_HEADING}\n");
+        let _ =
+            writeln!(
+            md,
+            "Measured on {started} ({}), median of {} runs, interleaved run by run: the trigger \
+             cost of the settings that add work to a trigger, against the key-only trigger on an \
+             identical table, and the drain of an object with one child table.\n",
+            if self.opts.quick { "`--quick`" } else { "default size" },
+            self.opts.runs
+        );
+        let _ = writeln!(
+            md,
+            "| figure | key-only | with the setting | ratio | target | |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|");
+        let key_only = m("settings.update.trigpoll");
+        for (v, label) in [
+            ("changes", "`changes = true`"),
+            ("track", "`track = [\"qty\"]`"),
+            ("when", "`[object.when] update = \"NEW.qty >= 0\"`"),
+        ] {
+            let with = m(&format!("settings.update.{v}"));
+            let _ = writeln!(
+                md,
+                "| single-row UPDATE tps, `synchronous_commit=off`, {label} | {} | {} | {:.2} | ≥ 0.85 | {} |",
+                fmt(key_only, 0),
+                fmt(with, 0),
+                with / key_only,
+                verdict(with / key_only >= 0.85)
+            );
+        }
+        let (flat, children) = (m("settings.drain.file"), m("settings.drain.children"));
+        let _ = writeln!(
+            md,
+            "| drain of {} events, events/s: an object with one child table ({PARTS_PER_ITEM} rows each) vs the same without | {} | {} | {:.2} | (report) | |",
+            fmt(self.sizes.drain_events as f64, 0),
+            fmt(flat, 0),
+            fmt(children, 0),
+            children / flat
+        );
+        let _ = writeln!(md);
+        let _ = writeln!(md, "| measurement | median | runs |");
+        let _ = writeln!(md, "|---|---|---|");
+        let mut keys: Vec<&String> = self
+            .results
+            .keys()
+            .filter(|k| k.starts_with("settings."))
+            .collect();
+        keys.sort();
+        for key in keys {
+            let v = &self.results[key];
+            let _ = writeln!(
+                md,
+                "| {key} | {} | {} |",
+                fmt(median(v), 0),
+                runs_text(Some(v), 0)
+            );
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "The UPDATE figures are `pgbench -n -c 2 -j 2 -T {}` with the script of figure 2 (one \
+             random row of 100,000: `qty = qty + 1, updated = now()`), so every variant makes one \
+             event per update; `changes` stores both columns' old and new values. The drain queues \
+             {} `Update` events of `item` and drains them with the file connector, once bound as \
+             a flat object and once with `[[object.child]]` on `item_part`.\n",
+            self.sizes.pgbench_secs,
+            fmt(self.sizes.drain_events as f64, 0)
+        );
+        md
+    }
 }
 
 // Figures 6 and 7: hot keys.

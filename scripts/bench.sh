@@ -3,13 +3,14 @@
 # next to its reference, written to BENCHMARKS.md. A report, never a test: it does not fail on
 # a number.
 #
-#   scripts/bench.sh [--quick] [--runs N] [--only fig1,...,fig7] [--before PATH] [--out FILE]
+#   scripts/bench.sh [--quick] [--runs N] [--only fig1,...,fig8] [--before PATH] [--out FILE]
 #
 # fig5 (drain on MySQL/MariaDB and SQLite) uses the server at TRIGPOLL_BENCH_MYSQL_URL (default
 # mysql://root@127.0.0.1:3306, no database part; two throwaway databases) and a file in /dev/shm;
 # without a MySQL server its row says so. fig6 (hot keys on every backend, claim over 1M events of
-# one key) and fig7 (pgbench TPC-B with poll running) write the section "Hot keys". `--only` with
-# figures 5 to 7 alone replaces only their sections of FILE. `--before PATH` measures the trigger
+# one key) and fig7 (pgbench TPC-B with poll running) write the section "Hot keys", fig8 (what the
+# capture settings cost) the section "Capture settings". `--only` with
+# figures 5 to 8 alone replaces only their sections of FILE. `--before PATH` measures the trigger
 # cost of an earlier trigpoll binary beside the current one (figure 2).
 #
 # Uses the PostgreSQL at TRIGPOLL_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)

@@ -1,10 +1,12 @@
 //! Planning `install-triggers` and `uninstall-triggers`: every check is made before any
 //! statement runs, so a refused install leaves nothing half-done.
 
-use crate::config::{Config, ObjectConfig, TableName};
+use std::collections::HashMap;
+
+use crate::config::{Config, ObjectConfig, TableName, Verb};
 use crate::dialect::{Capture, Dialect};
 use crate::store::{EventStore, StoreError};
-use crate::table::InstalledTrigger;
+use crate::table::{InstalledTrigger, TableInfo};
 
 /// What an install or uninstall will do.
 #[derive(Debug, Clone, Default)]
@@ -97,6 +99,53 @@ pub fn layout(store: &mut dyn EventStore, config: &Config) -> Result<Layout, Sto
     })
 }
 
+/// Describes every table the objects use (their own and their children's).
+fn describe_all(
+    store: &mut dyn EventStore,
+    objects: &[&ObjectConfig],
+) -> Result<HashMap<TableName, TableInfo>, StoreError> {
+    let mut tables = HashMap::new();
+    for name in objects.iter().flat_map(|o| Capture::tables(o)) {
+        if let Some(info) = store.describe_table(&name)? {
+            tables.insert(name, info);
+        }
+    }
+    Ok(tables)
+}
+
+/// The captures of the objects bound to tables, and the problems of those that cannot be
+/// installed: a table or column that does not exist, a `when` condition the database refuses.
+fn resolve(
+    store: &mut dyn EventStore,
+    config: &Config,
+    objects: &[&ObjectConfig],
+) -> Result<(Vec<Capture>, Vec<String>), StoreError> {
+    let tables = describe_all(store, objects)?;
+    let mut captures = Vec::new();
+    let mut problems = Vec::new();
+    for object in objects.iter().filter(|o| o.table.is_some()) {
+        match Capture::new(object, &tables, &config.poll.key_delimiter) {
+            Ok(capture) => captures.push(capture),
+            Err(found) => problems.extend(found),
+        }
+    }
+    for capture in &captures {
+        for verb in [Verb::Create, Verb::Update, Verb::Delete] {
+            let Some(condition) = capture.object.when.get(verb) else {
+                continue;
+            };
+            if let Some(reason) = store.check_condition(&capture.table, verb, condition)? {
+                problems.push(format!(
+                    "object {}: when.{}: the database refuses the condition: {reason}",
+                    capture.object.name,
+                    verb.as_str().to_ascii_lowercase()
+                ));
+            }
+        }
+    }
+    Ok((captures, problems))
+}
+
 pub fn plan_install(
     store: &mut dyn EventStore,
     config: &Config,
@@ -104,16 +153,9 @@ pub fn plan_install(
 ) -> Result<Plan, InstallError> {
     let dialect = Dialect::new(store.backend(), config);
     let objects = selected(config, only)?;
-    let mut problems = Vec::new();
-    let mut tables = Vec::new();
-    for object in &objects {
-        match store.describe_table(&object.table)? {
-            Some(info) => tables.push((*object, info)),
-            None => problems.push(format!(
-                "object {}: table {} does not exist",
-                object.name, object.table
-            )),
-        }
+    let (captures, problems) = resolve(store, config, &objects)?;
+    if !problems.is_empty() {
+        return Err(InstallError::Refused(problems));
     }
     let installed = store.installed_triggers()?;
     let mut plan = Plan::default();
@@ -133,39 +175,41 @@ pub fn plan_install(
         }
         Layout::Current => {}
     }
-    for (object, info) in &tables {
-        let capture = match Capture::new(object, info, &config.poll.key_delimiter) {
-            Ok(c) => c,
-            Err(problem) => {
-                problems.push(problem);
+    for capture in &captures {
+        let mut changed = false;
+        for ddl in dialect.capture(capture) {
+            let current = installed.iter().find(|t| same_table(t, &ddl.table));
+            // A trigger that fails the application's writes is replaced even when its text is
+            // current: on MySQL that gives it the installing user as its definer.
+            let healthy = current.filter(|t| t.failure.is_none());
+            if healthy.and_then(|t| t.fingerprint.as_deref()) == Some(ddl.fingerprint.as_str()) {
                 continue;
             }
-        };
-        let ddl = dialect.capture(&capture);
-        let current = installed.iter().find(|t| same_table(t, &info.name));
-        // A trigger that fails the application's writes is replaced even when its text is
-        // current: on MySQL that gives it the installing user as its definer.
-        let healthy = current.filter(|t| t.failure.is_none());
-        if healthy.and_then(|t| t.fingerprint.as_deref()) == Some(ddl.fingerprint.as_str()) {
-            plan.unchanged.push(object.name.clone());
-            continue;
-        }
-        let verbs: Vec<&str> = object.verbs.iter().map(|v| v.as_str()).collect();
-        plan.steps.push(format!(
-            "{} the trigger of {} on {} ({})",
-            if current.is_some() {
-                "replace"
+            changed = true;
+            let what = if ddl.table == capture.table.name {
+                let verbs: Vec<&str> = capture.object.verbs.iter().map(|v| v.as_str()).collect();
+                format!(
+                    "the trigger of {} ({})",
+                    capture.object.name,
+                    verbs.join(", ")
+                )
             } else {
-                "install"
-            },
-            object.name,
-            object.table,
-            verbs.join(", ")
-        ));
-        plan.statements.extend(ddl.statements);
-    }
-    if !problems.is_empty() {
-        return Err(InstallError::Refused(problems));
+                format!("the child trigger of {}", capture.object.name)
+            };
+            plan.steps.push(format!(
+                "{} {what} on {}",
+                if current.is_some() {
+                    "replace"
+                } else {
+                    "install"
+                },
+                ddl.table
+            ));
+            plan.statements.extend(ddl.statements);
+        }
+        if !changed {
+            plan.unchanged.push(capture.object.name.clone());
+        }
     }
     Ok(plan)
 }
@@ -252,39 +296,54 @@ impl std::fmt::Display for DriftState {
     }
 }
 
-/// Compares the installed triggers with what the configuration would install.
+/// Compares the installed triggers with what the configuration would install: one entry per
+/// table an object captures (its own and its children's).
 pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, InstallError> {
     let dialect = Dialect::new(store.backend(), config);
     let mut installed = store.installed_triggers()?;
+    let objects: Vec<&ObjectConfig> = config
+        .objects
+        .iter()
+        .filter(|o| o.table.is_some())
+        .collect();
+    let tables = describe_all(store, &objects)?;
     let mut report = Vec::new();
-    for object in &config.objects {
-        let state = match store.describe_table(&object.table)? {
-            None => DriftState::Invalid(format!("table {} does not exist", object.table)),
-            Some(info) => match Capture::new(object, &info, &config.poll.key_delimiter) {
-                Err(reason) => DriftState::Invalid(reason),
-                Ok(capture) => {
-                    let wanted = dialect.capture(&capture).fingerprint;
-                    match installed.iter().position(|t| same_table(t, &info.name)) {
-                        None => DriftState::Missing,
-                        Some(i) => {
-                            let found = installed.remove(i);
-                            if let Some(reason) = found.failure {
-                                DriftState::Broken(reason)
-                            } else if found.fingerprint.as_deref() == Some(wanted.as_str()) {
-                                DriftState::UpToDate
-                            } else {
-                                DriftState::Stale
-                            }
-                        }
+    for object in objects {
+        let capture = match Capture::new(object, &tables, &config.poll.key_delimiter) {
+            Ok(capture) => capture,
+            Err(problems) => {
+                report.push(Drift {
+                    object: object.name.clone(),
+                    table: object
+                        .table
+                        .as_ref()
+                        .map(|t| t.to_string())
+                        .unwrap_or_default(),
+                    state: DriftState::Invalid(problems.join("; ")),
+                });
+                continue;
+            }
+        };
+        for ddl in dialect.capture(&capture) {
+            let state = match installed.iter().position(|t| same_table(t, &ddl.table)) {
+                None => DriftState::Missing,
+                Some(i) => {
+                    let found = installed.remove(i);
+                    if let Some(reason) = found.failure {
+                        DriftState::Broken(reason)
+                    } else if found.fingerprint.as_deref() == Some(ddl.fingerprint.as_str()) {
+                        DriftState::UpToDate
+                    } else {
+                        DriftState::Stale
                     }
                 }
-            },
-        };
-        report.push(Drift {
-            object: object.name.clone(),
-            table: object.table.to_string(),
-            state,
-        });
+            };
+            report.push(Drift {
+                object: object.name.clone(),
+                table: ddl.table.to_string(),
+                state,
+            });
+        }
     }
     report.extend(installed.into_iter().map(|t| {
         Drift {

@@ -1,4 +1,4 @@
-//! The business object payload, version 1 (docs/payload.md).
+//! The business object payload, version 1 (README, *The payload*).
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -33,6 +33,17 @@ struct Payload<'a> {
     attempt: i32,
     replay_of: Option<i64>,
     attributes: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<&'a RawValue>,
+}
+
+/// What an event delivers besides its identity.
+#[derive(Debug, Clone, Copy)]
+pub struct Content<'a> {
+    /// The business object: a JSON object already serialized, shared by every connector.
+    pub attributes: &'a RawValue,
+    /// For an `Update` of an object with `changes = true`: `{"col": {"old": …, "new": …}}`.
+    pub changes: Option<&'a RawValue>,
 }
 
 /// `<connector>_<event_id>`: what receivers use to drop duplicates.
@@ -40,14 +51,13 @@ pub fn object_event_id(connector: &str, event_id: i64) -> String {
     format!("{connector}_{event_id}")
 }
 
-/// The JSON text of one event for one connector. `attributes` is a JSON object already
-/// serialized, shared by every connector of the event.
+/// The JSON text of one event for one connector.
 pub fn render(
     event: &Event,
     key: &[KeyPair],
     connector: &str,
     object_event_id: &str,
-    attributes: &RawValue,
+    content: Content,
 ) -> String {
     let payload = Payload {
         object_event_id,
@@ -60,7 +70,8 @@ pub fn render(
         event_time: &event.event_time,
         attempt: event.attempts + 1,
         replay_of: event.replay_of,
-        attributes,
+        attributes: content.attributes,
+        changes: content.changes,
     };
     serde_json::to_string(&payload).expect("a payload of strings and numbers serializes")
 }
@@ -89,7 +100,11 @@ mod tests {
         )
         .unwrap();
         let key = vec![("emp_id".to_string(), Some("101961".to_string()))];
-        let text = render(&event, &key, "hr-sync", "hr-sync_123", &attributes);
+        let content = Content {
+            attributes: &attributes,
+            changes: None,
+        };
+        let text = render(&event, &key, "hr-sync", "hr-sync_123", content);
         assert_eq!(
             text,
             r#"{"object_event_id":"hr-sync_123","event_id":123,"connector":"hr-sync","object":"Employee","verb":"Update","key":{"emp_id":"101961"},"priority":1,"event_time":"2026-11-22T10:00:00.123456Z","attempt":1,"replay_of":null,"attributes":{"emp_id":101961,"last_name":"como","dept_id":4,"salary":1234.50}}"#

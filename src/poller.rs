@@ -17,13 +17,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::connector::{Connector, Delivery, Outcome};
+use crate::dialect::{Capture, ChildCapture};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::key::{self, KeyPair};
 use crate::metrics::{EventLabels, Metrics, Step};
 use crate::payload;
-use crate::store::{EventStore, Fetched, Interrupt, StoreError};
+use crate::store::{EventStore, Fetched, Interrupt, JsonObject, StoreError};
 use crate::subscription::Subscription;
-use crate::table::{Column, TableInfo};
+use crate::table::Column;
 
 /// What the batches so far came to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,12 +73,18 @@ impl Tally {
     }
 }
 
-/// A configured object and the table it is bound to.
-struct Bound {
-    table: TableInfo,
-    keys: Vec<String>,
+/// A configured object: bound to its table (and children), or an outbox object.
+enum Bound {
+    Table(Box<Capture>),
+    /// Applications write its events with the business object in `payload`.
+    Outbox,
+}
+
+impl Bound {
     /// Deliver a run of `Update`s of one key in a batch once, as its last.
-    coalesce: bool,
+    fn coalesces(&self) -> bool {
+        matches!(self, Bound::Table(c) if c.object.coalesce)
+    }
 }
 
 /// Why the poller could not start.
@@ -271,6 +278,8 @@ struct Work {
     /// Indices into `Poller::connectors`.
     targets: Vec<usize>,
     attributes: Option<Box<RawValue>>,
+    /// An `Update`'s captured changes (`changes = true`), with their JSON types.
+    changes: Option<Box<RawValue>>,
     /// Set once the event's fate is known without delivery.
     verdict: Option<(Status, String)>,
     /// Put back untried, behind this event of its key (held by the batch before).
@@ -288,24 +297,20 @@ impl Work {
 
 impl Poller {
     pub fn new(config: &Config, mut store: Box<dyn EventStore>) -> Result<Self, StartError> {
+        let mut tables = HashMap::new();
+        for name in config.objects.iter().flat_map(Capture::tables) {
+            if let Some(info) = store.describe_table(&name)? {
+                tables.insert(name, info);
+            }
+        }
         let mut objects = HashMap::new();
         for object in &config.objects {
-            let table = store.describe_table(&object.table)?.ok_or_else(|| {
-                StartError::Config(format!(
-                    "object {}: table {} does not exist",
-                    object.name, object.table
-                ))
-            })?;
-            let keys = crate::dialect::Capture::new(object, &table, &config.poll.key_delimiter)
-                .map_err(StartError::Config)?
-                .keys
-                .iter()
-                .map(|c| c.name.clone())
-                .collect();
-            let bound = Bound {
-                table,
-                keys,
-                coalesce: object.coalesce,
+            let bound = match object.table {
+                None => Bound::Outbox,
+                Some(_) => Bound::Table(Box::new(
+                    Capture::new(object, &tables, &config.poll.key_delimiter)
+                        .map_err(|problems| StartError::Config(problems.join("\n")))?,
+                )),
             };
             objects.insert(object.name.clone(), bound);
         }
@@ -459,7 +464,7 @@ impl Poller {
                 && self
                     .objects
                     .get(&w.event.object_name)
-                    .is_some_and(|b| b.coalesce);
+                    .is_some_and(Bound::coalesces);
             let previous = last_of_key.insert(w.key_id, i);
             let Some(p) = previous.filter(|_| foldable) else {
                 continue;
@@ -551,12 +556,24 @@ impl Builder {
             targets: Vec::new(),
             key: Vec::new(),
             attributes: None,
+            changes: None,
             verdict: None,
             behind: None,
             coalesced_into: None,
             event,
         };
         let e = &w.event;
+        // An event for an object that is not configured is an error, whoever subscribes.
+        let Some(bound) = self.objects.get(&e.object_name) else {
+            w.verdict = Some((
+                Status::Error,
+                format!(
+                    "unknown object {:?}: no [[object]] has this name",
+                    e.object_name
+                ),
+            ));
+            return w;
+        };
         let matching: Vec<usize> = match &e.connector_id {
             Some(id) => {
                 let found: Vec<usize> = self
@@ -597,58 +614,154 @@ impl Builder {
             .into_iter()
             .filter(|&i| !e.done_connectors.iter().any(|d| *d == self.routes[i].0))
             .collect();
-        let Some(bound) = self.objects.get(&e.object_name) else {
-            w.verdict = Some((
-                Status::Error,
-                format!(
-                    "unknown object {:?}: no [[object]] has this name",
-                    e.object_name
-                ),
-            ));
-            return w;
-        };
-        match key::decode(&e.object_key, &self.delimiter).map_err(|err| err.to_string()) {
-            Ok(pairs) => match in_key_order(pairs, &bound.keys) {
-                Ok(pairs) => w.key = pairs,
-                Err(reason) => {
-                    w.verdict = Some((
-                        Status::Error,
-                        format!("object key {:?}: {reason}", e.object_key),
-                    ))
-                }
-            },
+        let pairs = match key::decode(&e.object_key, &self.delimiter) {
+            Ok(pairs) => pairs,
             Err(reason) => {
                 w.verdict = Some((
                     Status::Error,
                     format!("malformed object key {:?}: {reason}", e.object_key),
-                ))
+                ));
+                return w;
+            }
+        };
+        let capture = match bound {
+            Bound::Outbox => {
+                w.key = pairs;
+                match outbox_object(e.payload.as_deref()) {
+                    Ok(raw) => w.attributes = Some(raw),
+                    Err(reason) => w.verdict = Some((Status::Error, reason)),
+                }
+                return w;
+            }
+            Bound::Table(capture) => capture,
+        };
+        let key_names: Vec<&str> = capture.keys.iter().map(|c| c.name.as_str()).collect();
+        match in_key_order(pairs, &key_names) {
+            Ok(pairs) => w.key = pairs,
+            Err(reason) => {
+                w.verdict = Some((
+                    Status::Error,
+                    format!("object key {:?}: {reason}", e.object_key),
+                ));
+                return w;
             }
         }
-        if w.verdict.is_none() && e.object_verb == "Delete" {
-            let attributes = match &e.payload {
-                Some(image) => store
-                    .row_image(&bound.table, image)
-                    .map_err(|err| err.to_string()),
-                // An application's own Delete event carries no image: the key is all there is.
-                None => Ok(crate::store::attributes(
+        let captured = match (e.object_verb.as_str(), &e.payload) {
+            ("Delete", Some(image)) => store
+                .row_image(&capture.table, image)
+                .map(|raw| w.attributes = Some(raw)),
+            // An application's own Delete event carries no image: the key is all there is.
+            ("Delete", None) => {
+                w.attributes = Some(crate::store::attributes(
                     &w.key
                         .iter()
                         .map(|(n, v)| (n.clone(), v.clone().into()))
                         .collect(),
-                )),
-            };
-            match attributes {
-                Ok(raw) => w.attributes = Some(raw),
-                Err(reason) => w.verdict = Some((Status::Error, reason)),
+                ));
+                Ok(())
             }
+            ("Update", Some(changes)) if !capture.changes.is_empty() => {
+                crate::store::changes(store, &capture.table, changes)
+                    .map(|raw| w.changes = Some(raw))
+            }
+            _ => Ok(()),
+        };
+        if let Err(reason) = captured {
+            w.verdict = Some((Status::Error, reason.to_string()));
         }
         w
     }
 }
 
+/// Puts each found row's children (and theirs) into its attributes, as arrays named after
+/// the children: one query per child table for all the rows at once.
+fn with_children(
+    store: &mut dyn EventStore,
+    children: &[ChildCapture],
+    fetched: &mut [Fetched],
+    keys: &[Vec<Option<String>>],
+) -> Result<(), StoreError> {
+    let found: Vec<usize> = (0..fetched.len())
+        .filter(|&i| matches!(fetched[i], Fetched::Row(_)))
+        .collect();
+    let mut rows: Vec<JsonObject> = found
+        .iter()
+        .map(|&i| match &fetched[i] {
+            Fetched::Row(raw) => crate::store::json_object(raw.get()),
+            _ => unreachable!("only found rows"),
+        })
+        .collect::<Result<_, _>>()?;
+    let found_keys: Vec<Vec<Option<String>>> = found.iter().map(|&i| keys[i].clone()).collect();
+    attach(store, children, &mut rows, &found_keys)?;
+    for (i, row) in found.into_iter().zip(rows) {
+        fetched[i] = Fetched::Row(crate::store::attributes(&row));
+    }
+    Ok(())
+}
+
+/// Attaches to each parent row (its key values in `keys`) the rows of each child table.
+fn attach(
+    store: &mut dyn EventStore,
+    children: &[ChildCapture],
+    parents: &mut [JsonObject],
+    keys: &[Vec<Option<String>>],
+) -> Result<(), StoreError> {
+    for child in children {
+        let parent_keys: Vec<&Column> = child.parent_keys.iter().collect();
+        // The child's own key travels along only when its children need it.
+        let carry: &[Column] = match child.children.is_empty() {
+            true => &[],
+            false => &child.keys,
+        };
+        let per_parent = store.fetch_children(
+            &child.table,
+            &parent_keys,
+            keys,
+            &child.attributes,
+            &child.order_by,
+            carry,
+        )?;
+        let mut owners: Vec<usize> = Vec::new();
+        let mut rows: Vec<JsonObject> = Vec::new();
+        let mut row_keys: Vec<Vec<Option<String>>> = Vec::new();
+        for (parent, list) in per_parent.into_iter().enumerate() {
+            for row in list {
+                owners.push(parent);
+                rows.push(row.attributes);
+                row_keys.push(row.carry);
+            }
+        }
+        if !child.children.is_empty() {
+            attach(store, &child.children, &mut rows, &row_keys)?;
+        }
+        let mut arrays: Vec<Vec<serde_json::Value>> = vec![Vec::new(); parents.len()];
+        for (parent, row) in owners.into_iter().zip(rows) {
+            arrays[parent].push(serde_json::Value::Object(row));
+        }
+        for (parent, array) in parents.iter_mut().zip(arrays) {
+            parent.insert(child.config.name.clone(), serde_json::Value::Array(array));
+        }
+    }
+    Ok(())
+}
+
+/// An outbox event's business object: its `payload`, a JSON object, as it is.
+fn outbox_object(payload: Option<&str>) -> Result<Box<RawValue>, String> {
+    let payload = payload.ok_or_else(|| {
+        "an outbox event carries its business object in `payload`, which is empty".to_string()
+    })?;
+    let raw = RawValue::from_string(payload.to_string())
+        .map_err(|e| format!("the outbox event's payload is not JSON: {e}"))?;
+    match raw.get().trim_start().starts_with('{') {
+        true => Ok(raw),
+        false => Err("the outbox event's payload is not a JSON object".to_string()),
+    }
+}
+
 impl Poller {
     /// Fetches the rows of every event still needing one: one query per object, one row per
-    /// key (every event of a key gets the row as it is now).
+    /// key (every event of a key gets the row as it is now), and one query per child table for
+    /// the children of the whole batch.
     fn fetch(&mut self, work: &mut [Work]) -> Result<(), StoreError> {
         let mut by_object: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut by_key: HashMap<usize, Vec<usize>> = HashMap::new();
@@ -663,17 +776,20 @@ impl Poller {
         }
         let mut results = Vec::new();
         for (object, indices) in by_object {
-            let bound = &self.objects[object];
-            let columns: Vec<&Column> = bound
-                .keys
-                .iter()
-                .filter_map(|k| bound.table.column(k))
-                .collect();
+            let Bound::Table(capture) = &self.objects[object] else {
+                continue;
+            };
+            let columns: Vec<&Column> = capture.keys.iter().collect();
             let keys: Vec<Vec<Option<String>>> = indices
                 .iter()
                 .map(|&i| work[i].key.iter().map(|(_, v)| v.clone()).collect())
                 .collect();
-            let fetched = self.store.fetch_rows(&bound.table, &columns, &keys)?;
+            let mut fetched =
+                self.store
+                    .fetch_rows(&capture.table, &columns, &keys, &capture.attributes)?;
+            if !capture.children.is_empty() {
+                with_children(self.store.as_mut(), &capture.children, &mut fetched, &keys)?;
+            }
             results.extend(indices.into_iter().zip(fetched));
         }
         for (first, fetched) in results {
@@ -714,7 +830,11 @@ impl Poller {
             for &c in &w.targets {
                 let id = self.connectors[c].id();
                 let object_event_id = payload::object_event_id(id, w.event.event_id);
-                let body = payload::render(&w.event, &w.key, id, &object_event_id, attributes);
+                let content = payload::Content {
+                    attributes,
+                    changes: w.changes.as_deref(),
+                };
+                let body = payload::render(&w.event, &w.key, id, &object_event_id, content);
                 batches[c].0.push(i);
                 batches[c].1.push(Delivery {
                     event_id: w.event.event_id,
@@ -997,9 +1117,9 @@ fn each_key_in_order(events: Vec<Event>) -> Vec<Event> {
 }
 
 /// Puts parsed key pairs into the order of the object's key columns, or says why they don't fit.
-fn in_key_order(mut pairs: Vec<KeyPair>, columns: &[String]) -> Result<Vec<KeyPair>, String> {
+fn in_key_order(mut pairs: Vec<KeyPair>, columns: &[&str]) -> Result<Vec<KeyPair>, String> {
     let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
-    let fits = pairs.len() == columns.len() && columns.iter().all(|c| names.contains(&c.as_str()));
+    let fits = pairs.len() == columns.len() && columns.iter().all(|c| names.contains(c));
     if !fits {
         return Err(format!(
             "has the columns ({}) but the object's key is ({})",

@@ -3,20 +3,31 @@
 //! `install-triggers`. After an intended change, regenerate them with
 //! `TRIGPOLL_BLESS=1 cargo test --test sql_scripts` and review the diff.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use trigpoll::config::{Config, TableName};
 use trigpoll::dialect::{Capture, Dialect};
 use trigpoll::table::{Column, ColumnKind, TableInfo};
 
+/// The sample configuration: every capture setting appears in it. `{url}` names the backend
+/// (SQLite refuses `ignore_users`), `{users}` is the `ignore_users` line where it is taken.
 const CONFIG: &str = r#"
 [database]
-url = "sqlite://unused.db"
+url = "{url}"
 
 [[object]]
 name = "Employee"
 table = "employee"
 priority = 1
+track = ["last_name", "dept_id", "salary"]
+exclude_attributes = ["photo"]
+changes = true
+{users}
+[object.when]
+create = "NEW.dept_id IS NOT NULL"
+update = "NEW.salary > 0 OR OLD.salary > 0"
+delete = "OLD.last_name <> 'test'"
 
 [[object]]
 name = "Department"
@@ -26,6 +37,28 @@ verbs = ["Create", "Delete"]
 [[object]]
 name = "OrderLine"
 table = "order_line"
+attributes = ["qty"]
+
+[[object]]
+name = "Order"
+table = '"Orders"'
+coalesce = true
+ignore = ["mod_time"]
+
+[[object.child]]
+name = "items"
+table = "order_item"
+parent_keys = ["order_id"]
+order_by = ["line_no"]
+exclude_attributes = ["note"]
+
+[[object.child.child]]
+name = "notes"
+table = "order_item_note"
+parent_keys = ["order_id", "line_no"]
+
+[[object]]
+name = "InvoiceIssued"
 "#;
 
 /// A column: name, this backend's type, nullable, kind.
@@ -85,22 +118,63 @@ fn tables(types: [&str; 5], integer: ColumnKind) -> Vec<TableInfo> {
             ],
             &["contract_id", "header_id"],
         ),
+        table(
+            "Orders",
+            &[
+                ("order_id", int, false, integer),
+                ("status", text, true, Plain),
+                ("total", dec, true, Plain),
+                ("mod_time", ts, true, NaiveTimestamp),
+            ],
+            &["order_id"],
+        ),
+        table(
+            "order_item",
+            &[
+                ("order_id", int, false, integer),
+                ("line_no", int, false, integer),
+                ("qty", int, true, integer),
+                ("note", text, true, Plain),
+            ],
+            &["order_id", "line_no"],
+        ),
+        table(
+            "order_item_note",
+            &[
+                ("order_id", int, false, integer),
+                ("line_no", int, false, integer),
+                ("note_no", int, false, integer),
+                ("body", text, true, Plain),
+            ],
+            &["order_id", "line_no", "note_no"],
+        ),
     ]
 }
 
 fn script(backend: &str, types: [&str; 5]) -> String {
-    let config = Config::from_str(CONFIG, Path::new("tests/trigpoll.toml")).unwrap();
+    let (url, users) = match backend {
+        "sqlite" => ("sqlite://unused.db", ""),
+        "mysql" => ("mysql://unused/db", "ignore_users = [\"sync\"]"),
+        _ => ("postgres://unused/db", "ignore_users = [\"sync\"]"),
+    };
+    let text = CONFIG.replace("{url}", url).replace("{users}", users);
+    let config = Config::from_str(&text, Path::new("tests/trigpoll.toml")).unwrap();
     let dialect = Dialect::new(backend, &config);
     // SQLite's integer columns can hold text, so it describes none as integer.
     let integer = match backend {
         "sqlite" => ColumnKind::Plain,
         _ => ColumnKind::Integer,
     };
-    let tables = tables(types, integer);
+    let tables: HashMap<TableName, TableInfo> = tables(types, integer)
+        .into_iter()
+        .map(|t| (t.name.clone(), t))
+        .collect();
     let mut statements = dialect.create_tables();
-    for (object, info) in config.objects.iter().zip(&tables) {
-        let capture = Capture::new(object, info, &config.poll.key_delimiter).unwrap();
-        statements.extend(dialect.capture(&capture).statements);
+    for object in config.objects.iter().filter(|o| o.table.is_some()) {
+        let capture = Capture::new(object, &tables, &config.poll.key_delimiter).unwrap();
+        for ddl in dialect.capture(&capture) {
+            statements.extend(ddl.statements);
+        }
     }
     format!(
         "-- trigpoll install-triggers on {backend}, for the sample schema of tests/sql_scripts.rs.\n\

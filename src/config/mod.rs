@@ -87,27 +87,145 @@ impl Verb {
     }
 }
 
-/// A table name as written in the configuration: `schema.table` or `table`, exact spelling.
+/// A table name as written in the configuration: `schema.table` or `table`, each part as
+/// spelled, or in double quotes (MySQL: backticks too) taken verbatim as SQL takes quoted
+/// identifiers.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TableName {
     pub schema: Option<String>,
     pub name: String,
 }
 
-impl std::fmt::Display for TableName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.schema {
-            Some(s) => write!(f, "{s}.{}", self.name),
-            None => f.write_str(&self.name),
+impl TableName {
+    /// Reads `schema.table` or `table`: a part in double quotes (or backticks) is taken verbatim,
+    /// its quote doubled inside it; an unquoted part as spelled. `None` when it is not of that
+    /// form (an empty part, an unclosed quote, three parts).
+    pub fn parse(written: &str) -> Option<TableName> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut chars = written.chars().peekable();
+        loop {
+            let mut part = String::new();
+            match chars.peek().copied() {
+                Some(quote @ ('"' | '`')) => {
+                    chars.next();
+                    loop {
+                        match chars.next()? {
+                            c if c == quote && chars.peek() == Some(&quote) => {
+                                chars.next();
+                                part.push(quote);
+                            }
+                            c if c == quote => break,
+                            c => part.push(c),
+                        }
+                    }
+                    if part.is_empty() {
+                        return None;
+                    }
+                }
+                _ => {
+                    while let Some(&c) = chars.peek() {
+                        if c == '.' {
+                            break;
+                        }
+                        part.push(c);
+                        chars.next();
+                    }
+                    if part.trim().is_empty() {
+                        return None;
+                    }
+                }
+            }
+            parts.push(part);
+            match chars.next() {
+                None => break,
+                Some('.') => {}
+                Some(_) => return None,
+            }
+        }
+        match <[String; 2]>::try_from(parts) {
+            Ok([schema, name]) => Some(TableName {
+                schema: Some(schema),
+                name,
+            }),
+            Err(parts) => match <[String; 1]>::try_from(parts) {
+                Ok([name]) => Some(TableName { schema: None, name }),
+                Err(_) => None,
+            },
         }
     }
 }
 
-/// A business object bound to a table.
+impl std::fmt::Display for TableName {
+    /// As it could be written in the configuration: a part that holds a dot or a quote, or
+    /// starts or ends with a space, in double quotes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let part = |p: &str| {
+            if p.contains(['.', '"', '`']) || p.trim() != p {
+                format!("\"{}\"", p.replace('"', "\"\""))
+            } else {
+                p.to_string()
+            }
+        };
+        match &self.schema {
+            Some(s) => write!(f, "{}.{}", part(s), part(&self.name)),
+            None => f.write_str(&part(&self.name)),
+        }
+    }
+}
+
+/// Columns of a table chosen by a setting: every one, the listed ones, or all but the listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Columns {
+    #[default]
+    All,
+    Only(Vec<String>),
+    Except(Vec<String>),
+}
+
+impl Columns {
+    /// Whether `column` is chosen.
+    pub fn contains(&self, column: &str) -> bool {
+        match self {
+            Columns::All => true,
+            Columns::Only(list) => list.iter().any(|c| c == column),
+            Columns::Except(list) => !list.iter().any(|c| c == column),
+        }
+    }
+
+    /// The columns this setting names, to check that they exist.
+    pub fn named(&self) -> &[String] {
+        match self {
+            Columns::All => &[],
+            Columns::Only(list) | Columns::Except(list) => list,
+        }
+    }
+}
+
+/// `[object.when]`: a capture condition per verb, SQL over `NEW.<column>`/`OLD.<column>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct When {
+    pub create: Option<String>,
+    pub update: Option<String>,
+    pub delete: Option<String>,
+}
+
+impl When {
+    pub fn get(&self, verb: Verb) -> Option<&str> {
+        match verb {
+            Verb::Create => self.create.as_deref(),
+            Verb::Update => self.update.as_deref(),
+            Verb::Delete => self.delete.as_deref(),
+        }
+    }
+}
+
+/// A business object: bound to a table, or an outbox object (no table) whose events
+/// applications write with their payload.
 #[derive(Debug, Clone)]
 pub struct ObjectConfig {
     pub name: String,
-    pub table: TableName,
+    /// `None` for an outbox object.
+    pub table: Option<TableName>,
     /// Key columns in key order; `None` means the table's primary key.
     pub keys: Option<Vec<String>>,
     pub verbs: Vec<Verb>,
@@ -115,6 +233,52 @@ pub struct ObjectConfig {
     /// Consecutive `Update` events of one key claimed in one batch are delivered once, as the
     /// last of them.
     pub coalesce: bool,
+    /// The columns whose change makes an `Update` an event (`track`, or every column but
+    /// `ignore`); columns that are not attributes count only when `track` names them.
+    pub track: Columns,
+    /// The columns the business object carries (`attributes`, or every column but
+    /// `exclude_attributes`); the key columns always are.
+    pub attributes: Columns,
+    /// `Update` events carry the old and new value of each changed tracked attribute.
+    pub changes: bool,
+    /// Changes made by these database users make no event.
+    pub ignore_users: Vec<String>,
+    pub when: When,
+    pub children: Vec<ChildConfig>,
+}
+
+impl ObjectConfig {
+    /// An object on `table` with every setting at its default.
+    pub fn new(name: &str, table: TableName) -> ObjectConfig {
+        ObjectConfig {
+            name: name.to_string(),
+            table: Some(table),
+            keys: None,
+            verbs: vec![Verb::Create, Verb::Update, Verb::Delete],
+            priority: 0,
+            coalesce: false,
+            track: Columns::All,
+            attributes: Columns::All,
+            changes: false,
+            ignore_users: Vec::new(),
+            when: When::default(),
+            children: Vec::new(),
+        }
+    }
+}
+
+/// `[[object.child]]`: rows of another table that belong to the object, delivered as an array
+/// attribute named `name`.
+#[derive(Debug, Clone)]
+pub struct ChildConfig {
+    pub name: String,
+    pub table: TableName,
+    /// The child's columns holding its parent's key, in the parent's key order.
+    pub parent_keys: Vec<String>,
+    /// `None`: the child table's primary key.
+    pub order_by: Option<Vec<String>>,
+    pub attributes: Columns,
+    pub children: Vec<ChildConfig>,
 }
 
 /// One connector, read from its own file in `connectors_dir`.
@@ -256,7 +420,8 @@ impl Config {
             claim_timeout: raw.poll.claim_timeout.0,
             connectors_dir,
         };
-        let objects = objects(&source, raw.object)?;
+        let sqlite = database.url.expose().starts_with("sqlite://");
+        let objects = objects(&source, raw.object, sqlite)?;
         let dir_span = raw.poll.connectors_dir.as_ref().map(Spanned::span);
         let connectors = connectors(&source, &poll.connectors_dir, dir_span)?;
         Ok(Config {

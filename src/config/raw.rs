@@ -79,17 +79,48 @@ impl Default for RawPoll {
     }
 }
 
+/// A list of names as written: its span, and each name's.
+pub(super) type Names = Spanned<Vec<Spanned<NonBlank>>>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawObject {
     pub(super) name: Spanned<NonBlank>,
-    pub(super) table: Spanned<NonBlank>,
-    pub(super) keys: Option<Spanned<Vec<Spanned<NonBlank>>>>,
+    pub(super) table: Option<Spanned<NonBlank>>,
+    pub(super) keys: Option<Names>,
     pub(super) verbs: Option<Spanned<Vec<Spanned<Verb>>>>,
-    #[serde(default)]
-    pub(super) priority: Ranged<0, { i32::MAX as i64 }>,
-    #[serde(default)]
-    pub(super) coalesce: bool,
+    pub(super) priority: Option<Spanned<Ranged<0, { i32::MAX as i64 }>>>,
+    pub(super) coalesce: Option<Spanned<bool>>,
+    pub(super) track: Option<Names>,
+    pub(super) ignore: Option<Names>,
+    pub(super) attributes: Option<Names>,
+    pub(super) exclude_attributes: Option<Names>,
+    pub(super) changes: Option<Spanned<bool>>,
+    pub(super) ignore_users: Option<Names>,
+    pub(super) when: Option<Spanned<RawWhen>>,
+    pub(super) child: Option<Spanned<Vec<RawChild>>>,
+}
+
+/// `[object.when]`: a capture condition per verb.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWhen {
+    pub(super) create: Option<Spanned<NonBlank>>,
+    pub(super) update: Option<Spanned<NonBlank>>,
+    pub(super) delete: Option<Spanned<NonBlank>>,
+}
+
+/// `[[object.child]]`, and `[[object.child.child]]` below it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawChild {
+    pub(super) name: Spanned<NonBlank>,
+    pub(super) table: Spanned<NonBlank>,
+    pub(super) parent_keys: Names,
+    pub(super) order_by: Option<Names>,
+    pub(super) attributes: Option<Names>,
+    pub(super) exclude_attributes: Option<Names>,
+    pub(super) child: Option<Spanned<Vec<RawChild>>>,
 }
 
 /// Visits a string and hands it to `check`, which refuses it with a message.
@@ -160,7 +191,7 @@ pub(super) struct RawSecret(pub(super) Secret);
 
 impl<'de> Deserialize<'de> for RawSecret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        pub(super) struct V;
+        struct V;
         impl V {
             fn hidden<T, E: de::Error>(self) -> Result<T, E> {
                 Err(E::custom("invalid type: expected a string (value hidden)"))
@@ -246,7 +277,7 @@ impl<const MIN: i64, const MAX: i64> Default for Ranged<MIN, MAX> {
 
 impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Ranged<MIN, MAX> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        pub(super) struct V<const MIN: i64, const MAX: i64>;
+        struct V<const MIN: i64, const MAX: i64>;
         impl<const MIN: i64, const MAX: i64> Visitor<'_> for V<MIN, MAX> {
             type Value = Ranged<MIN, MAX>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

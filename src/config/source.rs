@@ -177,7 +177,7 @@ impl Node {
 
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        pub(super) struct V;
+        struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Node;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -99,7 +99,7 @@ priority = 3
 
 [[object]]
 name = "Order Line"
-table = "My Schema.Order.Lines"
+table = 'My Schema."Order.Lines"'
 "#;
     let dir = folder(text, &[]);
     std::fs::create_dir(dir.path().join("conn.d")).unwrap();
@@ -121,10 +121,10 @@ table = "My Schema.Order.Lines"
     assert_eq!(employee.name, "Employee");
     assert_eq!(
         employee.table,
-        TableName {
+        Some(TableName {
             schema: Some("public".into()),
             name: "employee".into()
-        }
+        })
     );
     assert_eq!(
         employee.keys,
@@ -134,11 +134,9 @@ table = "My Schema.Order.Lines"
     assert_eq!(employee.priority, 3);
 
     assert_eq!(line.name, "Order Line");
-    assert_eq!(line.table.schema.as_deref(), Some("My Schema"));
-    assert_eq!(
-        line.table.name, "Order.Lines",
-        "split at the first dot only"
-    );
+    let table = line.table.as_ref().unwrap();
+    assert_eq!(table.schema.as_deref(), Some("My Schema"));
+    assert_eq!(table.name, "Order.Lines", "a quoted part keeps its dot");
     assert_eq!(line.keys, None);
     assert_eq!(line.verbs, [Verb::Create, Verb::Update, Verb::Delete]);
     assert_eq!(line.priority, 0);
@@ -151,10 +149,10 @@ fn a_table_without_schema_has_none() {
     let config = load(&dir).unwrap();
     assert_eq!(
         config.objects[0].table,
-        TableName {
+        Some(TableName {
             schema: None,
             name: "Employee".into()
-        }
+        })
     );
 }
 
@@ -253,8 +251,62 @@ fn main_file_errors_name_file_line_and_key() {
             "trigpoll.toml:4:16: expected newline, `#`",
         ),
         (
-            object("name = \"A\"\n"),
-            "trigpoll.toml:3:1: object[0].table: missing field `table`",
+            object("name = \"A\"\nkeys = [\"id\"]\n"),
+            "trigpoll.toml:5:8: object[0].keys: an outbox object (no `table`) takes no capture \
+             settings: applications write its events, with their payload, into the event table",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\ntrack = [\"a\"]\nignore = [\"b\"]\n"),
+            "trigpoll.toml:7:10: object[0].ignore: `track` and `ignore` exclude each other: an \
+             Update makes an event when one of these columns changed, or, with `ignore`, when \
+             another one did",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\nattributes = [\"a\"]\nexclude_attributes = [\"b\"]\n",
+            ),
+            "trigpoll.toml:7:22: object[0].exclude_attributes: `attributes` and \
+             `exclude_attributes` exclude each other: the business object carries these columns, \
+             or, with `exclude_attributes`, all others",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\ncoalesce = true\nchanges = true\n"),
+            "trigpoll.toml:7:11: object[0].changes: `changes` and `coalesce` do not go together: \
+             each Update's changes differ, and coalescing would deliver only the last of them",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\nignore_users = [\"sync\"]\n"),
+            "trigpoll.toml:6:16: object[0].ignore_users: SQLite has no database users: changes \
+             cannot be told apart by who made them",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\nverbs = [\"Create\"]\n[object.when]\ndelete = \"OLD.a > 0\"\n",
+            ),
+            "trigpoll.toml:8:10: object[0].when.delete: the object does not capture Delete (see \
+             `verbs`)",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[object.when]\nremove = \"OLD.a > 0\"\n"),
+            "trigpoll.toml:7:1: object[0].when.remove: unknown field `remove`, expected one of \
+             `create`, `update`, `delete`",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\n[[object.child]]\nname = \"lines\"\ntable = \"line\"\n",
+            ),
+            "trigpoll.toml:6:1: object[0].child[0].parent_keys: missing field `parent_keys`",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\n[[object.child]]\nname = \"lines\"\ntable = \"t\"\nparent_keys = [\"a\"]\n",
+            ),
+            "trigpoll.toml:8:9: object[0].child[0].table: table t is already bound by object[0].table",
+        ),
+        (
+            object("name = \"A\"\ntable = '\"unclosed'\n"),
+            "trigpoll.toml:5:9: object[0].table: \"\\\"unclosed\" is not of the form schema.table \
+             or table (a part may be in double quotes)",
         ),
         (
             object("table = \"t\"\n"),
@@ -267,15 +319,18 @@ fn main_file_errors_name_file_line_and_key() {
         (
             object("name = \"A\"\ntable = \"t\"\ncolumns = [\"a\"]\n"),
             "trigpoll.toml:6:1: object[0].columns: unknown field `columns`, expected one of \
-             `name`, `table`, `keys`, `verbs`, `priority`, `coalesce`",
+             `name`, `table`, `keys`, `verbs`, `priority`, `coalesce`, `track`, `ignore`, \
+             `attributes`, `exclude_attributes`, `changes`, `ignore_users`, `when`, `child`",
         ),
         (
             object("name = \"A\"\ntable = \"public.\"\n"),
-            "trigpoll.toml:5:9: object[0].table: \"public.\" is not of the form schema.table or table",
+            "trigpoll.toml:5:9: object[0].table: \"public.\" is not of the form schema.table or \
+             table (a part may be in double quotes)",
         ),
         (
             object("name = \"A\"\ntable = \".emp\"\n"),
-            "trigpoll.toml:5:9: object[0].table: \".emp\" is not of the form schema.table or table",
+            "trigpoll.toml:5:9: object[0].table: \".emp\" is not of the form schema.table or \
+             table (a part may be in double quotes)",
         ),
         (
             object("name = \"A\"\ntable = \"t\"\nkeys = []\n"),
@@ -316,7 +371,7 @@ fn main_file_errors_name_file_line_and_key() {
         ),
         (
             object("name = \"A\"\ntable = \"s.t\"\n[[object]]\nname = \"B\"\ntable = \"s.t\"\n"),
-            "trigpoll.toml:8:9: object[1].table: table s.t is already bound to object[0]",
+            "trigpoll.toml:8:9: object[1].table: table s.t is already bound by object[0].table",
         ),
         (
             format!("{MAIN}[poll]\nconnectors_dir = \"trigpoll-no-such-dir\"\n"),
@@ -701,7 +756,10 @@ fn the_example_configuration_loads() {
     let objects: Vec<_> = config
         .objects
         .iter()
-        .map(|o| (o.name.as_str(), o.table.to_string(), o.keys.clone()))
+        .map(|o| {
+            let table = o.table.as_ref().map(|t| t.to_string()).unwrap_or_default();
+            (o.name.as_str(), table, o.keys.clone())
+        })
         .collect();
     assert_eq!(
         objects,
@@ -712,6 +770,7 @@ fn the_example_configuration_loads() {
                 Some(vec!["emp_id".to_string()])
             ),
             ("Department", "public.department".to_string(), None),
+            ("InvoiceIssued", String::new(), None),
         ]
     );
     let connectors: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();

@@ -3,13 +3,12 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{ObjectConfig, Verb};
-use crate::key;
-use crate::table::{ColumnKind, TableInfo};
-
+pub mod capture;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
+
+pub use capture::{key_sql, rewrite_rows, root_key, Capture, ChildCapture, KeySyntax};
 
 /// The marker trigpoll writes into every trigger body it installs, followed by a fingerprint of
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.
@@ -26,119 +25,20 @@ pub fn parse_fingerprint(text: &str) -> Option<(String, usize)> {
     Some((fp, count.parse().ok()?))
 }
 
-/// What the triggers of one object are generated from.
-#[derive(Debug, Clone)]
-pub struct Capture<'a> {
-    pub object: &'a ObjectConfig,
-    pub table: &'a TableInfo,
-    /// Key columns, in key order.
-    pub keys: Vec<&'a crate::table::Column>,
-    pub delimiter: &'a str,
-}
-
-impl<'a> Capture<'a> {
-    /// Resolves the key columns of an object against its table, or says why it can't.
-    pub fn new(
-        object: &'a ObjectConfig,
-        table: &'a TableInfo,
-        delimiter: &'a str,
-    ) -> Result<Self, String> {
-        let names: Vec<String> = match &object.keys {
-            Some(keys) => keys.clone(),
-            None if table.primary_key.is_empty() => {
-                return Err(format!(
-                    "object {}: table {} has no primary key; set `keys` to the columns that identify a row",
-                    object.name, object.table
-                ))
-            }
-            None => table.primary_key.clone(),
-        };
-        let keys = names
-            .iter()
-            .map(|n| {
-                table.column(n).ok_or_else(|| {
-                    format!(
-                        "object {}: key column {n:?} does not exist in table {}",
-                        object.name, object.table
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Capture {
-            object,
-            table,
-            keys,
-            delimiter,
-        })
-    }
-
-    pub fn captures(&self, verb: Verb) -> bool {
-        self.object.verbs.contains(&verb)
-    }
-
-    /// Each key column's name, already percent-encoded, then `=`.
-    pub fn encoded_names(&self) -> Vec<String> {
-        self.keys
-            .iter()
-            .map(|c| key::encode_part(&c.name, self.delimiter))
-            .collect()
-    }
-
-    /// The replacements that percent-encode a value, in the order they must be applied.
-    pub fn escapes(&self) -> Vec<(char, String)> {
-        key::reserved_chars(self.delimiter)
-            .into_iter()
-            .map(|c| (c, key::percent(c)))
-            .collect()
-    }
-}
-
-/// How a dialect spells the parts of the object-key expression.
-pub struct KeySyntax {
-    pub ident: fn(&str) -> String,
-    pub literal: fn(&str) -> String,
-    /// Joins text expressions (`a || b`, `CONCAT(a, b)`); a single one stays as it is.
-    pub concat: fn(&[String]) -> String,
-    /// A key column's value in a row, as text.
-    pub text: fn(&crate::table::Column, &str) -> String,
-    /// The string replace function's name.
-    pub replace: &'static str,
-}
-
-impl Capture<'_> {
-    /// The object key of `row` (`NEW`, `OLD` or a transition-table alias) as a SQL expression:
-    /// docs/payload.md computed inside the trigger, with the same escapes as [`key::encode`].
-    pub fn key_sql(&self, s: &KeySyntax, row: &str) -> String {
-        let lit = s.literal;
-        let escapes = self.escapes();
-        let mut parts = Vec::new();
-        for (i, (col, name)) in self.keys.iter().zip(self.encoded_names()).enumerate() {
-            if i > 0 {
-                parts.push(lit(self.delimiter));
-            }
-            // An integer's text is a sign and digits: only those reserved characters can be in
-            // it. Each replace() left out is a function call less in every captured change.
-            let value = escapes
-                .iter()
-                .filter(|(ch, _)| {
-                    col.kind != ColumnKind::Integer || ch.is_ascii_digit() || *ch == '-'
-                })
-                .fold((s.text)(col, row), |v, (ch, esc)| {
-                    format!("{}({v}, {}, {})", s.replace, lit(&ch.to_string()), lit(esc))
-                });
-            let pair = (s.concat)(&[lit(&format!("{name}=")), value]);
-            parts.push(if col.nullable {
-                format!(
-                    "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
-                    (s.ident)(&col.name),
-                    lit(&name)
-                )
-            } else {
-                pair
-            });
-        }
-        (s.concat)(&parts)
-    }
+/// A statement that fails, with the database's own message, where a `when` condition for
+/// `verb` would fail in a trigger on `table` (an SQL table reference): unknown columns or
+/// functions, a type that is not boolean. It reads no row.
+pub fn condition_check(table: &str, verb: crate::config::Verb, condition: &str) -> String {
+    use crate::config::Verb;
+    let rows = match verb {
+        Verb::Create => format!("{table} AS n"),
+        Verb::Update => format!("{table} AS n, {table} AS o"),
+        Verb::Delete => format!("{table} AS o"),
+    };
+    format!(
+        "SELECT 1 FROM {rows} WHERE ({}) LIMIT 0",
+        rewrite_rows(condition, "n", "o")
+    )
 }
 
 /// `schema.table` or `table`, each part quoted with the dialect's `ident`.
@@ -206,9 +106,11 @@ pub enum Dialect {
     Sqlite(sqlite::Names),
 }
 
-/// The statements that install one object's capture, and the fingerprint they carry.
+/// The statements that install the capture of one table (an object's own, or one of its
+/// child tables), and the fingerprint they carry.
 #[derive(Debug, Clone)]
 pub struct TriggerDdl {
+    pub table: crate::config::TableName,
     pub fingerprint: String,
     pub statements: Vec<String>,
 }
@@ -252,7 +154,8 @@ impl Dialect {
         }
     }
 
-    pub fn capture(&self, capture: &Capture) -> TriggerDdl {
+    /// The capture of an object's table and of each of its child tables.
+    pub fn capture(&self, capture: &Capture) -> Vec<TriggerDdl> {
         match self {
             Dialect::Postgres(n) => postgres::capture_trigger(n, capture),
             Dialect::Mysql(n) => mysql::capture_trigger(n, capture),
@@ -294,34 +197,33 @@ impl Dialect {
     }
 }
 
+/// A capture of `object` on `table` alone, for the dialects' tests.
+#[cfg(test)]
+pub(crate) fn test_capture(
+    object: &crate::config::ObjectConfig,
+    table: &crate::table::TableInfo,
+    delimiter: &str,
+) -> Capture {
+    let tables = std::collections::HashMap::from([(
+        object.table.clone().expect("an object on a table"),
+        table.clone(),
+    )]);
+    Capture::new(object, &tables, delimiter).expect("the object fits its table")
+}
+
 #[cfg(test)]
 mod script_tests {
     use super::*;
+    use crate::table::ColumnKind;
 
     fn key_of(kind: ColumnKind, delimiter: &str) -> String {
-        let object = ObjectConfig {
-            name: "Thing".into(),
-            table: crate::config::TableName {
-                schema: None,
-                name: "thing".into(),
-            },
-            keys: None,
-            verbs: vec![Verb::Update],
-            priority: 0,
-            coalesce: false,
+        let column = crate::table::Column {
+            name: "id".into(),
+            sql_type: "bigint".into(),
+            nullable: false,
+            kind,
         };
-        let table = TableInfo {
-            name: object.table.clone(),
-            columns: vec![crate::table::Column {
-                name: "id".into(),
-                sql_type: "bigint".into(),
-                nullable: false,
-                kind,
-            }],
-            primary_key: vec!["id".into()],
-        };
-        let capture = Capture::new(&object, &table, delimiter).unwrap();
-        capture.key_sql(
+        key_sql(
             &KeySyntax {
                 ident: postgres::ident,
                 literal: postgres::literal,
@@ -329,6 +231,8 @@ mod script_tests {
                 text: |col, row| format!("{row}.{}::text", postgres::ident(&col.name)),
                 replace: "replace",
             },
+            delimiter,
+            &[("id", &column)],
             "NEW",
         )
     }

@@ -31,7 +31,8 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    fingerprint, object_tag, Capture, KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    fingerprint, object_tag, root_key, Capture, ChildCapture, KeySyntax, SchemaNames, TriggerDdl,
+    FINGERPRINT_MARKER,
 };
 use crate::table::{Column, TableInfo};
 
@@ -220,10 +221,9 @@ fn json_value(col: &Column, row: &str) -> String {
     }
 }
 
-/// `JSON_OBJECT('col', value, …)` over every column of the table: a row image.
-pub fn row_json(t: &TableInfo, row: &str) -> String {
-    let pairs: Vec<String> = t
-        .columns
+/// `JSON_OBJECT('col', value, …)` over the given columns: a row image.
+pub fn row_json(columns: &[Column], row: &str) -> String {
+    let pairs: Vec<String> = columns
         .iter()
         .map(|col| format!("{}, {}", literal(&col.name), json_value(col, row)))
         .collect();
@@ -242,28 +242,23 @@ fn key_text(col: &Column, row: &str) -> String {
     format!("CAST({text} AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin")
 }
 
-/// `CONCAT('a=', <escaped value>, ':', …)` for every key column of `row` (`NEW` or `OLD`): the
-/// object key of docs/payload.md, computed inside the trigger.
-fn key_expr(c: &Capture, row: &str) -> String {
-    c.key_sql(
-        &KeySyntax {
-            ident,
-            literal,
-            concat: |parts| match parts {
-                [one] => one.clone(),
-                _ => format!("CONCAT({})", parts.join(", ")),
-            },
-            text: key_text,
-            replace: "REPLACE",
-        },
-        row,
-    )
-}
+/// How MySQL spells an object key's parts.
+const KEY_SYNTAX: KeySyntax = KeySyntax {
+    ident,
+    literal,
+    concat: |parts| match parts {
+        [one] => one.clone(),
+        _ => format!("CONCAT({})", parts.join(", ")),
+    },
+    text: key_text,
+    replace: "REPLACE",
+};
 
-/// True when no key column of the row changed, byte for byte for text (so that `a` → `A` under a
-/// case-insensitive collation is a new key, as the key text says).
-fn key_unchanged(c: &Capture) -> String {
-    c.keys
+/// True when the given columns are the same in `NEW` and `OLD`: text byte for byte (so that
+/// `a` → `A` under a case-insensitive collation is a change, as the text says), the rest by
+/// NULL-safe equality.
+fn same(columns: &[Column]) -> String {
+    columns
         .iter()
         .map(|col| {
             let (new, old) = (
@@ -293,94 +288,251 @@ fn trigger_ref(on: &TableName, name: &str) -> String {
     }
 }
 
-pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
-    let on = &c.table.name;
-    let target = format!(
-        "INSERT INTO {} (object_name, object_verb, object_key, event_priority, payload) VALUES",
-        n.event
-    );
-    let object = literal(&c.object.name);
-    let priority = c.object.priority;
-    let event = |verb: Verb, row: &str, image: bool| {
-        format!(
-            "({object}, {}, {}, {priority}, {})",
-            literal(verb.as_str()),
-            key_expr(c, row),
-            if image {
-                row_json(c.table, row)
-            } else {
-                "NULL".into()
-            }
-        )
-    };
+/// What every capture trigger checks first: a session that switched capture off
+/// (`SET @trigpoll_capture = 'off'`) or one of the ignored users (the user part of `USER()`,
+/// the session's; `CURRENT_USER()` in a trigger is its definer) makes no event.
+fn guard(ignore_users: &[String]) -> String {
+    let mut take = vec!["NOT (@trigpoll_capture <=> 'off')".to_string()];
+    if !ignore_users.is_empty() {
+        let users: Vec<String> = ignore_users.iter().map(|u| literal(u)).collect();
+        take.push(format!(
+            "SUBSTRING_INDEX(USER(), '@', 1) NOT IN ({})",
+            users.join(", ")
+        ));
+    }
+    take.join(" AND ")
+}
+
+/// One table's triggers, one per event with a body, under `LOCK TABLES … WRITE` so that no
+/// write slips between dropping the old ones and creating the new ones.
+fn table_ddl(
+    on: &TableName,
+    about: &str,
+    guard: &str,
+    bodies: Vec<(&str, String, String)>,
+) -> TriggerDdl {
     let names = trigger_names(on);
-    // (event, trigger name, statements of the body)
-    let mut bodies: Vec<(&str, &String, String)> = Vec::new();
-    if c.captures(Verb::Create) {
-        bodies.push((
-            EVENTS[0],
-            &names[0],
-            format!("{target} {};", event(Verb::Create, "NEW", false)),
-        ));
-    }
-    if c.captures(Verb::Update) {
-        bodies.push((
-            EVENTS[1],
-            &names[1],
-            format!(
-                "IF {} THEN
-        {target} {};
-    ELSE
-        -- the key changed: the old object is gone and a new one exists
-        {target} {}, {};
-    END IF;",
-                key_unchanged(c),
-                event(Verb::Update, "NEW", false),
-                event(Verb::Delete, "OLD", true),
-                event(Verb::Create, "NEW", false)
-            ),
-        ));
-    }
-    if c.captures(Verb::Delete) {
-        bodies.push((
-            EVENTS[2],
-            &names[2],
-            format!("{target} {};", event(Verb::Delete, "OLD", true)),
-        ));
-    }
+    let named: Vec<(&str, &String, String, String)> = bodies
+        .into_iter()
+        .map(|(event, declare, body)| {
+            let i = EVENTS
+                .iter()
+                .position(|e| *e == event)
+                .expect("a trigger event");
+            (event, &names[i], declare, body)
+        })
+        .collect();
     let fp = fingerprint(
-        &bodies
+        &named
             .iter()
-            .map(|(e, name, body)| format!("{e} {name} {body}"))
+            .map(|(e, name, declare, body)| format!("{e} {name} {guard} {declare}{body}"))
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    let about = c.object.name.replace(['\n', '\r'], " ");
+    let about = about.replace(['\n', '\r'], " ");
     let mut statements = vec![format!("LOCK TABLES {} WRITE", table(on))];
     statements.extend(
         names
             .iter()
             .map(|name| format!("DROP TRIGGER IF EXISTS {}", trigger_ref(on, name))),
     );
-    let count = bodies.len();
-    statements.extend(bodies.iter().enumerate().map(|(i, (e, name, body))| {
-        format!(
-            "CREATE TRIGGER {} AFTER {e} ON {} FOR EACH ROW
+    let count = named.len();
+    statements.extend(
+        named
+            .iter()
+            .enumerate()
+            .map(|(i, (e, name, declare, body))| {
+                format!(
+                    "CREATE TRIGGER {} AFTER {e} ON {} FOR EACH ROW
 BEGIN
     -- {FINGERPRINT_MARKER}{fp} ({} of {count} triggers)
     -- captures {about} for trigpoll; generated by `trigpoll install-triggers`, do not edit
+{declare}    IF {guard} THEN
     {body}
+    END IF;
 END",
-            trigger_ref(on, name),
-            table(on),
-            i + 1
-        )
-    }));
+                    trigger_ref(on, name),
+                    table(on),
+                    i + 1
+                )
+            }),
+    );
     statements.push("UNLOCK TABLES".into());
     TriggerDdl {
+        table: on.clone(),
         fingerprint: fp,
         statements,
     }
+}
+
+/// The capture of an object's table and of each of its child tables.
+pub fn capture_trigger(n: &Names, c: &Capture) -> Vec<TriggerDdl> {
+    let mut ddl = vec![object_trigger(n, c)];
+    ddl.extend(
+        c.descendants()
+            .iter()
+            .map(|chain| child_trigger(n, c, chain)),
+    );
+    ddl
+}
+
+fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
+    let target = format!(
+        "INSERT INTO {} (object_name, object_verb, object_key, event_priority, payload) VALUES",
+        n.event
+    );
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let event = |verb: Verb, row: &str, payload: &str| {
+        format!(
+            "({object}, {}, {}, {priority}, {payload})",
+            literal(verb.as_str()),
+            c.key_sql(&KEY_SYNTAX, row),
+        )
+    };
+    let when = |verb: Verb| {
+        c.object
+            .when
+            .get(verb)
+            .map(|w| format!("COALESCE(({w}), FALSE)"))
+    };
+    let image = |row: &str| row_json(&c.attributes, row);
+    // (event, declarations, statements of the body)
+    let mut bodies: Vec<(&str, String, String)> = Vec::new();
+    if c.captures(Verb::Create) {
+        let insert = format!("{target} {};", event(Verb::Create, "NEW", "NULL"));
+        bodies.push((
+            EVENTS[0],
+            String::new(),
+            only_if(when(Verb::Create), insert),
+        ));
+    }
+    if c.captures(Verb::Update) {
+        let detect = c.detect.as_deref().unwrap_or(&c.table.columns);
+        let (declare, collect, payload) = match c.changes.is_empty() {
+            true => (String::new(), String::new(), "NULL"),
+            false => {
+                let steps: Vec<String> = c
+                    .changes
+                    .iter()
+                    .map(|col| {
+                        let path = format!(
+                            "$.\"{}\"",
+                            col.name.replace('\\', "\\\\").replace('"', "\\\"")
+                        );
+                        format!(
+                            "\n            IF NOT ({}) THEN\n                SET trigpoll_changes = JSON_SET(trigpoll_changes, {}, JSON_OBJECT('old', {}, 'new', {}));\n            END IF;",
+                            same(std::slice::from_ref(col)),
+                            literal(&path),
+                            json_value(col, "OLD"),
+                            json_value(col, "NEW"),
+                        )
+                    })
+                    .collect();
+                (
+                    "    DECLARE trigpoll_changes LONGTEXT DEFAULT '{}';\n".to_string(),
+                    steps.concat(),
+                    "trigpoll_changes",
+                )
+            }
+        };
+        let mut change = format!("NOT ({})", same(detect));
+        if let Some(w) = when(Verb::Update) {
+            change = format!("{change} AND {w}");
+        }
+        let rekeyed = format!(
+            "-- the key changed: the old object is gone and a new one exists
+        {target} {}, {};",
+            event(Verb::Delete, "OLD", &image("OLD")),
+            event(Verb::Create, "NEW", "NULL")
+        );
+        bodies.push((
+            EVENTS[1],
+            declare,
+            format!(
+                "IF {} THEN
+        IF {change} THEN{collect}
+            {target} {};
+        END IF;
+    ELSE
+        {}
+    END IF;",
+                same(&c.keys),
+                event(Verb::Update, "NEW", payload),
+                only_if(when(Verb::Update), rekeyed)
+            ),
+        ));
+    }
+    if c.captures(Verb::Delete) {
+        let insert = format!("{target} {};", event(Verb::Delete, "OLD", &image("OLD")));
+        bodies.push((
+            EVENTS[2],
+            String::new(),
+            only_if(when(Verb::Delete), insert),
+        ));
+    }
+    table_ddl(
+        &c.table.name,
+        &c.object.name,
+        &guard(&c.object.ignore_users),
+        bodies,
+    )
+}
+
+/// `statement`, or `IF condition THEN statement END IF;`.
+fn only_if(condition: Option<String>, statement: String) -> String {
+    match condition {
+        None => statement,
+        Some(c) => format!("IF {c} THEN\n        {statement}\n    END IF;"),
+    }
+}
+
+/// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
+/// its parent object (of both when its parent changes).
+fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl {
+    let child = chain.last().expect("a child has a chain");
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let insert = |keys: &[String]| {
+        let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
+        format!(
+            "INSERT INTO {} (object_name, object_verb, object_key, event_priority)
+        SELECT DISTINCT {object}, 'Update', p.k, {priority} FROM ({}) AS p WHERE p.k IS NOT NULL;",
+            n.event,
+            rows.join(" UNION ALL ")
+        )
+    };
+    let bodies = vec![
+        (
+            EVENTS[0],
+            String::new(),
+            insert(&[root_key(c, chain, "NEW", &KEY_SYNTAX, table)]),
+        ),
+        (
+            EVENTS[1],
+            String::new(),
+            format!(
+                "IF NOT ({}) THEN\n        {}\n    END IF;",
+                same(&child.attributes),
+                insert(&[
+                    root_key(c, chain, "OLD", &KEY_SYNTAX, table),
+                    root_key(c, chain, "NEW", &KEY_SYNTAX, table)
+                ])
+            ),
+        ),
+        (
+            EVENTS[2],
+            String::new(),
+            insert(&[root_key(c, chain, "OLD", &KEY_SYNTAX, table)]),
+        ),
+    ];
+    let about = format!("{} (its child {})", c.object.name, child.path);
+    table_ddl(
+        &child.table.name,
+        &about,
+        &guard(&c.object.ignore_users),
+        bodies,
+    )
 }
 
 /// A table has up to three trigpoll triggers but one [`crate::table::InstalledTrigger`]: its
@@ -797,8 +949,33 @@ fn valid_time(text: &str, max_hours: u32) -> bool {
 
 /// Fetches rows by key: the derived table `u` has the 0-based position `i` of each of `count`
 /// keys and its values, cast to the key columns' types (parameters: one per key column, per
-/// key). Returns each position that has a row, and the row as JSON text.
-pub fn fetch(t: &TableInfo, keys: &[&Column], count: usize) -> String {
+/// key). Returns each position that has a row, and the row's `columns` as JSON text.
+pub fn fetch(t: &TableInfo, keys: &[&Column], columns: &[Column], count: usize) -> String {
+    fetch_sql(t, keys, columns, count, &[], &[])
+}
+
+/// Fetches the child rows of `count` parents at once, matched on `parent_keys` (parameters as
+/// for [`fetch`]): for each child row its parent's position, its `columns` as JSON text and
+/// its `carry` columns as text, in the order of the parents, then of `order_by`.
+pub fn fetch_children(
+    t: &TableInfo,
+    parent_keys: &[&Column],
+    columns: &[Column],
+    count: usize,
+    order_by: &[Column],
+    carry: &[Column],
+) -> String {
+    fetch_sql(t, parent_keys, columns, count, order_by, carry)
+}
+
+fn fetch_sql(
+    t: &TableInfo,
+    keys: &[&Column],
+    columns: &[Column],
+    count: usize,
+    order_by: &[Column],
+    carry: &[Column],
+) -> String {
     let casts: Vec<String> = keys.iter().map(|c| KeyType::of(c).cast()).collect();
     let first: Vec<String> = casts
         .iter()
@@ -815,11 +992,25 @@ pub fn fetch(t: &TableInfo, keys: &[&Column], count: usize) -> String {
             format!("t.{} {op} u.k{j}", ident(&col.name))
         })
         .collect();
+    let mut select = vec!["u.i".to_string(), row_json(columns, "t")];
+    select.extend(
+        carry
+            .iter()
+            .map(|c| format!("CAST({} AS CHAR)", key_text(c, "t"))),
+    );
+    let order = match order_by.is_empty() {
+        true => String::new(),
+        false => {
+            let mut list = vec!["u.i".to_string()];
+            list.extend(order_by.iter().map(|c| format!("t.{}", ident(&c.name))));
+            format!("\nORDER BY {}", list.join(", "))
+        }
+    };
     format!(
-        "SELECT u.i, {}
+        "SELECT {}
 FROM ({}) AS u
-JOIN {} AS t ON {}",
-        row_json(t, "t"),
+JOIN {} AS t ON {}{order}",
+        select.join(", "),
         rows.join("\nUNION ALL "),
         table(&t.name),
         conditions.join(" AND ")
@@ -830,7 +1021,7 @@ JOIN {} AS t ON {}",
 mod tests {
     use super::*;
     use crate::config::ObjectConfig;
-    use crate::dialect::parse_fingerprint;
+    use crate::dialect::{parse_fingerprint, test_capture};
     use crate::table::ColumnKind;
 
     fn col(name: &str, sql_type: &str, nullable: bool) -> Column {
@@ -863,17 +1054,16 @@ mod tests {
     }
 
     fn object(verbs: Vec<Verb>) -> ObjectConfig {
-        ObjectConfig {
-            name: "OrderLine".into(),
-            table: TableName {
-                schema: None,
+        let mut object = ObjectConfig::new(
+            "OrderLine",
+            TableName {
+                schema: Some("shop".into()),
                 name: "order_line".into(),
             },
-            keys: None,
-            verbs,
-            priority: 2,
-            coalesce: false,
-        }
+        );
+        object.verbs = verbs;
+        object.priority = 2;
+        object
     }
 
     #[test]
@@ -908,8 +1098,10 @@ mod tests {
     fn capture_trigger_text() {
         let table = order_line();
         let object = object(vec![Verb::Create, Verb::Update, Verb::Delete]);
-        let capture = Capture::new(&object, &table, ":").unwrap();
-        let ddl = capture_trigger(&names("tp", "ev", "ar"), &capture);
+        let capture = test_capture(&object, &table, ":");
+        let [ddl] = &capture_trigger(&names("tp", "ev", "ar"), &capture)[..] else {
+            panic!("one table, one set of triggers")
+        };
         let key = |row: &str| {
             format!(
                 "CONCAT(CONCAT('contract_id=', REPLACE(REPLACE(REPLACE(CAST({row}.`contract_id` AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), ':', '%3A')), ':', CONCAT('header_id=', REPLACE(REPLACE(REPLACE(CAST({row}.`header_id` AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), ':', '%3A')))"
@@ -919,49 +1111,45 @@ mod tests {
         let insert = "INSERT INTO `tp`.`ev` (object_name, object_verb, object_key, event_priority, payload) VALUES";
         let fp = &ddl.fingerprint;
         let tag = object_tag("order_line");
-        let expected = vec![
-            "LOCK TABLES `shop`.`order_line` WRITE".to_string(),
-            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_insert_{tag}`"),
-            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_update_{tag}`"),
-            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_delete_{tag}`"),
+        let s = &ddl.statements;
+        assert_eq!(s.len(), 8, "lock, three drops, three creates, unlock");
+        assert_eq!(s[0], "LOCK TABLES `shop`.`order_line` WRITE");
+        assert_eq!(
+            s[1],
+            format!("DROP TRIGGER IF EXISTS `shop`.`trigpoll_insert_{tag}`")
+        );
+        assert_eq!(s[7], "UNLOCK TABLES");
+        let head = |event: &str, i: usize| {
             format!(
-                "CREATE TRIGGER `shop`.`trigpoll_insert_{tag}` AFTER INSERT ON `shop`.`order_line` FOR EACH ROW
+                "CREATE TRIGGER `shop`.`trigpoll_{}_{tag}` AFTER {event} ON `shop`.`order_line` FOR EACH ROW
 BEGIN
-    -- trigpoll fingerprint: {fp} (1 of 3 triggers)
+    -- trigpoll fingerprint: {fp} ({i} of 3 triggers)
     -- captures OrderLine for trigpoll; generated by `trigpoll install-triggers`, do not edit
-    {insert} ('OrderLine', 'Create', {}, 2, NULL);
-END",
-                key("NEW")
-            ),
-            format!(
-                "CREATE TRIGGER `shop`.`trigpoll_update_{tag}` AFTER UPDATE ON `shop`.`order_line` FOR EACH ROW
-BEGIN
-    -- trigpoll fingerprint: {fp} (2 of 3 triggers)
-    -- captures OrderLine for trigpoll; generated by `trigpoll install-triggers`, do not edit
-    IF NEW.`contract_id` <=> OLD.`contract_id` AND CAST(NEW.`header_id` AS BINARY) <=> CAST(OLD.`header_id` AS BINARY) THEN
-        {insert} ('OrderLine', 'Update', {}, 2, NULL);
-    ELSE
-        -- the key changed: the old object is gone and a new one exists
-        {insert} ('OrderLine', 'Delete', {}, 2, {image}), ('OrderLine', 'Create', {}, 2, NULL);
-    END IF;
-END",
-                key("NEW"),
-                key("OLD"),
-                key("NEW")
-            ),
-            format!(
-                "CREATE TRIGGER `shop`.`trigpoll_delete_{tag}` AFTER DELETE ON `shop`.`order_line` FOR EACH ROW
-BEGIN
-    -- trigpoll fingerprint: {fp} (3 of 3 triggers)
-    -- captures OrderLine for trigpoll; generated by `trigpoll install-triggers`, do not edit
-    {insert} ('OrderLine', 'Delete', {}, 2, {image});
-END",
-                key("OLD")
-            ),
-            "UNLOCK TABLES".to_string(),
-        ];
-        assert_eq!(ddl.statements, expected);
-        assert_eq!(parse_fingerprint(&ddl.statements[5]), Some((fp.clone(), 3)));
+    IF NOT (@trigpoll_capture <=> 'off') THEN",
+                event.to_lowercase()
+            )
+        };
+        assert!(s[4].starts_with(&head("INSERT", 1)), "{}", s[4]);
+        assert!(s[4].contains(&format!(
+            "{insert} ('OrderLine', 'Create', {}, 2, NULL);",
+            key("NEW")
+        )));
+        assert!(s[5].starts_with(&head("UPDATE", 2)), "{}", s[5]);
+        // The key unchanged, every column the same: no event.
+        assert!(s[5].contains(
+            "IF NEW.`contract_id` <=> OLD.`contract_id` AND CAST(NEW.`header_id` AS BINARY) <=> CAST(OLD.`header_id` AS BINARY) THEN
+        IF NOT (NEW.`contract_id` <=> OLD.`contract_id` AND CAST(NEW.`header_id` AS BINARY) <=> CAST(OLD.`header_id` AS BINARY) AND NEW.`photo` <=> OLD.`photo` AND NEW.`at` <=> OLD.`at`) THEN"
+        ), "{}", s[5]);
+        assert!(s[5].contains(&format!(
+            "{insert} ('OrderLine', 'Delete', {}, 2, {image}), ('OrderLine', 'Create', {}, 2, NULL);",
+            key("OLD"),
+            key("NEW")
+        )));
+        assert!(s[6].contains(&format!(
+            "{insert} ('OrderLine', 'Delete', {}, 2, {image});",
+            key("OLD")
+        )));
+        assert_eq!(parse_fingerprint(&s[5]), Some((fp.clone(), 3)));
     }
 
     #[test]
@@ -969,8 +1157,8 @@ END",
         let table = order_line();
         let mut object = object(vec![Verb::Create]);
         object.keys = Some(vec!["photo".into(), "at".into()]);
-        let capture = Capture::new(&object, &table, "|").unwrap();
-        let ddl = capture_trigger(&names("tp", "ev", "ar"), &capture);
+        let capture = test_capture(&object, &table, "|");
+        let ddl = &capture_trigger(&names("tp", "ev", "ar"), &capture)[0];
         assert_eq!(
             ddl.statements.len(),
             6,
@@ -980,10 +1168,10 @@ END",
             "CONCAT(CASE WHEN NEW.`photo` IS NULL THEN 'photo' ELSE CONCAT('photo=', REPLACE(REPLACE(REPLACE(HEX(NEW.`photo`), '%', '%25'), '=', '%3D'), '|', '%7C')) END, '|', CASE WHEN NEW.`at` IS NULL THEN 'at' ELSE CONCAT('at=', REPLACE(REPLACE(REPLACE(CAST(CONVERT_TZ(NEW.`at`, @@session.time_zone, '+00:00') AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), '|', '%7C')) END)"
         ), "{}", ddl.statements[4]);
         assert!(ddl.statements[4].contains("(1 of 1 triggers)"));
-        let other = capture_trigger(
+        let other = &capture_trigger(
             &names("tp", "ev", "ar"),
-            &Capture::new(&self::object(vec![Verb::Create]), &table, ":").unwrap(),
-        );
+            &test_capture(&self::object(vec![Verb::Create]), &table, ":"),
+        )[0];
         assert_ne!(ddl.fingerprint, other.fingerprint);
     }
 
@@ -1033,7 +1221,7 @@ SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.attempts = u
         let table = order_line();
         let keys: Vec<&Column> = table.columns[..2].iter().collect();
         assert_eq!(
-            fetch(&table, &keys, 2),
+            fetch(&table, &keys, &table.columns, 2),
             "SELECT u.i, JSON_OBJECT('contract_id', t.`contract_id`, 'header_id', t.`header_id`, 'photo', HEX(t.`photo`), 'at', UNIX_TIMESTAMP(t.`at`))
 FROM (SELECT 0 AS i, CAST(? AS SIGNED) AS k0, CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci AS k1
 UNION ALL SELECT 1, CAST(? AS SIGNED), CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci) AS u

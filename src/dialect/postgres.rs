@@ -2,10 +2,10 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    concat_pipes, fingerprint, object_tag, Capture, KeySyntax, SchemaNames, TriggerDdl,
-    FINGERPRINT_MARKER,
+    concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
+    KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
 };
-use crate::table::TableInfo;
+use crate::table::{Column, TableInfo};
 
 /// The name of the capture trigger on its table: the row trigger of updates.
 pub const TRIGGER_NAME: &str = "trigpoll_capture";
@@ -204,112 +204,77 @@ pub fn drop_tables(n: &Names) -> Vec<String> {
     ]
 }
 
-/// `'a=' || <escaped value>` for every key column of `row` (`NEW` or `OLD`), joined by the
-/// delimiter: the object key of docs/payload.md, computed inside the trigger.
-fn key_expr(c: &Capture, row: &str) -> String {
-    c.key_sql(
-        &KeySyntax {
-            ident,
-            literal,
-            concat: concat_pipes,
-            text: |col, row| format!("{row}.{}::text", ident(&col.name)),
-            replace: "replace",
-        },
-        row,
+/// How PostgreSQL spells an object key's parts.
+const KEY_SYNTAX: KeySyntax = KeySyntax {
+    ident,
+    literal,
+    concat: concat_pipes,
+    text: |col, row| format!("{row}.{}::text", ident(&col.name)),
+    replace: "replace",
+};
+
+/// `ROW(<row>.a, <row>.b)` over the given columns.
+fn row_of(columns: &[Column], row: &str) -> String {
+    let list: Vec<String> = columns
+        .iter()
+        .map(|c| format!("{row}.{}", ident(&c.name)))
+        .collect();
+    format!("ROW({})", list.join(", "))
+}
+
+/// True when `columns` (or, for `None`, the whole row) are the same in `NEW` and `OLD`, byte
+/// for byte: the record image comparison (`*=`) needs no equality operator, so it also works for
+/// `json`, geometric and other types without one.
+fn unchanged(columns: Option<&[Column]>) -> String {
+    match columns {
+        None => "NEW *= OLD".to_string(),
+        Some(columns) => format!(
+            "({})::record *= ({})::record",
+            row_of(columns, "NEW"),
+            row_of(columns, "OLD")
+        ),
+    }
+}
+
+/// A row's attributes as JSON: the whole row, or the chosen columns in table order.
+fn image(table: &TableInfo, attributes: &[Column], row: &str) -> String {
+    if attributes.len() == table.columns.len() {
+        format!("to_json({row}.*)")
+    } else {
+        let list: Vec<String> = attributes
+            .iter()
+            .map(|c| format!("{row}.{}", ident(&c.name)))
+            .collect();
+        format!("to_json((SELECT x FROM (SELECT {}) x))", list.join(", "))
+    }
+}
+
+/// The first statement of every capture routine: changes made by the sessions that switched
+/// capture off (`SET trigpoll.capture = 'off'`) or by the ignored users make no event.
+fn guard(ignore_users: &[String]) -> String {
+    let mut skip = vec!["current_setting('trigpoll.capture', true) = 'off'".to_string()];
+    if !ignore_users.is_empty() {
+        let users: Vec<String> = ignore_users.iter().map(|u| literal(u)).collect();
+        skip.push(format!(
+            "session_user::text = ANY(ARRAY[{}])",
+            users.join(", ")
+        ));
+    }
+    format!(
+        "IF {} THEN\n        RETURN NULL;\n    END IF;",
+        skip.join(" OR ")
     )
 }
 
-pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
-    let routine = routine(
-        n,
-        &format!("{ROUTINE_PREFIX}{}", object_tag(&c.object.name)),
-    );
-    let columns = "(object_name, object_verb, object_key, event_priority, payload)";
-    let target = format!("INSERT INTO {} {columns} VALUES", n.event);
-    let object = literal(&c.object.name);
-    let priority = c.object.priority;
-    let values = |verb: Verb, row: &str, image: bool| {
-        format!(
-            "{object}, {}, {}, {priority}, {}",
-            literal(verb.as_str()),
-            key_expr(c, row),
-            if image {
-                format!("to_json({row}.*)")
-            } else {
-                "NULL".into()
-            }
-        )
-    };
-    let event = |verb: Verb, row: &str, image: bool| format!("({})", values(verb, row, image));
-    // Transition tables keep the order in which rows were changed, so event ids follow it.
-    let from_transition = |verb: Verb, alias: &str, transition: &str, image: bool| {
-        format!(
-            "INSERT INTO {} {columns}\n        SELECT {}\n        FROM {transition} {alias};",
-            n.event,
-            values(verb, alias, image)
-        )
-    };
-    let table_name = table(&c.table.name);
-    let mut branches = Vec::new();
-    let mut triggers = Vec::new();
-    if c.captures(Verb::Create) {
-        branches.push(format!(
-            "IF TG_OP = 'INSERT' THEN\n        {}",
-            from_transition(Verb::Create, "n", "trigpoll_new", false)
-        ));
-        triggers.push(format!(
-            "CREATE TRIGGER {INSERT_TRIGGER_NAME} AFTER INSERT ON {table_name} REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
-        ));
-    }
-    if c.captures(Verb::Update) {
-        let cols = |row: &str| {
-            c.keys
-                .iter()
-                .map(|k| format!("{row}.{}", ident(&k.name)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        branches.push(format!(
-            "IF TG_OP = 'UPDATE' THEN
-        IF ROW({}) IS NOT DISTINCT FROM ROW({}) THEN
-            {target} {};
-        ELSE
-            -- the key changed: the old object is gone and a new one exists
-            {target} {}, {};
-        END IF;",
-            cols("NEW"),
-            cols("OLD"),
-            event(Verb::Update, "NEW", false),
-            event(Verb::Delete, "OLD", true),
-            event(Verb::Create, "NEW", false)
-        ));
-        // A row trigger: it pairs each old row with its new one, and for the common single-row
-        // UPDATE it costs no more than a statement trigger would.
-        triggers.push(format!(
-            "CREATE TRIGGER {TRIGGER_NAME} AFTER UPDATE ON {table_name} FOR EACH ROW EXECUTE FUNCTION {routine}()"
-        ));
-    }
-    if c.captures(Verb::Delete) {
-        branches.push(format!(
-            "IF TG_OP = 'DELETE' THEN\n        {}",
-            from_transition(Verb::Delete, "o", "trigpoll_old", true)
-        ));
-        triggers.push(format!(
-            "CREATE TRIGGER {DELETE_TRIGGER_NAME} AFTER DELETE ON {table_name} REFERENCING OLD TABLE AS trigpoll_old FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
-        ));
-    }
-    let body = format!(
-        "
-BEGIN
-    {}
-    END IF;
-    {}
-    RETURN NULL;
-END
-",
-        branches.join("\n    ELS"),
-        notify_if_waited(n)
-    );
+/// The routine and its triggers on one table, with the fingerprint of both.
+fn table_ddl(
+    on: &TableName,
+    routine: &str,
+    about: &str,
+    body: String,
+    triggers: Vec<String>,
+) -> TriggerDdl {
+    let table_name = table(on);
     let options = function_options();
     let fp = fingerprint(&format!("{options}{body}{}", triggers.join("\n")));
     let mut statements = vec![
@@ -319,7 +284,7 @@ END
 -- {FINGERPRINT_MARKER}{fp} ({} triggers on this table)
 -- captures {} for trigpoll; generated by `trigpoll install-triggers`, do not edit{body}$trigpoll$",
             triggers.len(),
-            c.object.name.replace('\n', " ")
+            about.replace('\n', " ")
         ),
         // Only the triggers call it; nobody else has a use for it.
         format!("REVOKE ALL ON FUNCTION {routine}() FROM PUBLIC"),
@@ -331,9 +296,242 @@ END
     );
     statements.extend(triggers);
     TriggerDdl {
+        table: on.clone(),
         fingerprint: fp,
         statements,
     }
+}
+
+/// The three triggers of a table, for the verbs given: inserts and deletes by statement, with
+/// transition tables (one set-based INSERT per statement: a 200k-row INSERT … SELECT costs about
+/// a third), updates by row (it pairs each old row with its new one, and for the common
+/// single-row UPDATE it costs no more than a statement trigger would).
+fn triggers(
+    on: &TableName,
+    routine: &str,
+    insert: bool,
+    update: bool,
+    delete: bool,
+) -> Vec<String> {
+    let table_name = table(on);
+    let mut triggers = Vec::new();
+    if insert {
+        triggers.push(format!(
+            "CREATE TRIGGER {INSERT_TRIGGER_NAME} AFTER INSERT ON {table_name} REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
+        ));
+    }
+    if update {
+        triggers.push(format!(
+            "CREATE TRIGGER {TRIGGER_NAME} AFTER UPDATE ON {table_name} FOR EACH ROW EXECUTE FUNCTION {routine}()"
+        ));
+    }
+    if delete {
+        triggers.push(format!(
+            "CREATE TRIGGER {DELETE_TRIGGER_NAME} AFTER DELETE ON {table_name} REFERENCING OLD TABLE AS trigpoll_old FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
+        ));
+    }
+    triggers
+}
+
+/// The routine body: the guard, one branch per captured operation, the wake-up notification.
+fn routine_body(n: &Names, guard: &str, branches: &[String], declare: &str) -> String {
+    format!(
+        "
+{declare}BEGIN
+    {guard}
+    {}
+    END IF;
+    {}
+    RETURN NULL;
+END
+",
+        branches.join("\n    ELS"),
+        notify_if_waited(n)
+    )
+}
+
+/// The capture of an object's table and of each of its child tables.
+pub fn capture_trigger(n: &Names, c: &Capture) -> Vec<TriggerDdl> {
+    let mut ddl = vec![object_trigger(n, c)];
+    ddl.extend(
+        c.descendants()
+            .iter()
+            .map(|chain| child_trigger(n, c, chain)),
+    );
+    ddl
+}
+
+fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
+    let routine = routine(
+        n,
+        &format!("{ROUTINE_PREFIX}{}", object_tag(&c.object.name)),
+    );
+    let columns = "(object_name, object_verb, object_key, event_priority, payload)";
+    let target = format!("INSERT INTO {} {columns} VALUES", n.event);
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let values = |verb: Verb, row: &str, payload: &str| {
+        format!(
+            "{object}, {}, {}, {priority}, {payload}",
+            literal(verb.as_str()),
+            c.key_sql(&KEY_SYNTAX, row),
+        )
+    };
+    let event = |verb: Verb, row: &str, payload: &str| format!("({})", values(verb, row, payload));
+    let condition = |verb: Verb, new_row: &str, old_row: &str| {
+        c.object
+            .when
+            .get(verb)
+            .map(|w| rewrite_rows(w, new_row, old_row))
+    };
+    // Transition tables keep the order in which rows were changed, so event ids follow it.
+    let from_transition = |verb: Verb, alias: &str, transition: &str, payload: &str| {
+        let filter = condition(verb, alias, alias)
+            .map(|w| format!("\n        WHERE ({w})"))
+            .unwrap_or_default();
+        format!(
+            "INSERT INTO {} {columns}\n        SELECT {}\n        FROM {transition} {alias}{filter};",
+            n.event,
+            values(verb, alias, payload)
+        )
+    };
+    let mut branches = Vec::new();
+    let mut declare = String::new();
+    if c.captures(Verb::Create) {
+        branches.push(format!(
+            "IF TG_OP = 'INSERT' THEN\n        {}",
+            from_transition(Verb::Create, "n", "trigpoll_new", "NULL")
+        ));
+    }
+    if c.captures(Verb::Update) {
+        let keys = |row: &str| row_of(&c.keys, row);
+        let when = condition(Verb::Update, "NEW", "OLD")
+            .map(|w| format!("\n            IF NOT COALESCE(({w}), false) THEN\n                RETURN NULL;\n            END IF;"))
+            .unwrap_or_default();
+        let (collect, payload) = match c.changes.is_empty() {
+            true => (String::new(), "NULL"),
+            false => {
+                declare = "DECLARE\n    changes jsonb := '{}';\n".to_string();
+                let steps: Vec<String> = c
+                    .changes
+                    .iter()
+                    .map(|col| {
+                        let cell = |row: &str| format!("{row}.{}", ident(&col.name));
+                        format!(
+                            "\n            IF NOT (ROW({new})::record *= ROW({old})::record) THEN\n                changes := changes || jsonb_build_object({}, jsonb_build_object('old', {old}, 'new', {new}));\n            END IF;",
+                            literal(&col.name),
+                            new = cell("NEW"),
+                            old = cell("OLD"),
+                        )
+                    })
+                    .collect();
+                (steps.concat(), "changes::json")
+            }
+        };
+        branches.push(format!(
+            "IF TG_OP = 'UPDATE' THEN
+        IF {} IS NOT DISTINCT FROM {} THEN
+            IF {} THEN
+                RETURN NULL;
+            END IF;{when}{collect}
+            {target} {};
+        ELSE{when}
+            -- the key changed: the old object is gone and a new one exists
+            {target} {}, {};
+        END IF;",
+            keys("NEW"),
+            keys("OLD"),
+            unchanged(c.detect.as_deref()),
+            event(Verb::Update, "NEW", payload),
+            event(Verb::Delete, "OLD", &image(&c.table, &c.attributes, "OLD")),
+            event(Verb::Create, "NEW", "NULL")
+        ));
+    }
+    if c.captures(Verb::Delete) {
+        branches.push(format!(
+            "IF TG_OP = 'DELETE' THEN\n        {}",
+            from_transition(
+                Verb::Delete,
+                "o",
+                "trigpoll_old",
+                &image(&c.table, &c.attributes, "o")
+            )
+        ));
+    }
+    let body = routine_body(n, &guard(&c.object.ignore_users), &branches, &declare);
+    let triggers = triggers(
+        &c.table.name,
+        &routine,
+        c.captures(Verb::Create),
+        c.captures(Verb::Update),
+        c.captures(Verb::Delete),
+    );
+    table_ddl(&c.table.name, &routine, &c.object.name, body, triggers)
+}
+
+/// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
+/// its parent object (of both when its parent changes).
+fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl {
+    let child = chain.last().expect("a child has a chain");
+    let routine = routine(
+        n,
+        &format!(
+            "{ROUTINE_PREFIX}{}",
+            object_tag(&format!("{}.{}", c.object.name, child.path))
+        ),
+    );
+    let columns = "(object_name, object_verb, object_key, event_priority)";
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let parent_event = |row: &str| {
+        format!(
+            "{object}, 'Update', {}, {priority}",
+            root_key(c, chain, row, &KEY_SYNTAX, table)
+        )
+    };
+    let from_transition = |alias: &str, transition: &str| {
+        format!(
+            "INSERT INTO {ev} {columns}\n        SELECT {}\n        FROM {transition} {alias}\n        WHERE {} IS NOT NULL;",
+            parent_event(alias),
+            root_key(c, chain, alias, &KEY_SYNTAX, table),
+            ev = n.event,
+        )
+    };
+    // A child row's change counts when its attributes or the columns that place it changed.
+    let watched: Vec<Column> = if child.attributes.len() == child.table.columns.len() {
+        Vec::new()
+    } else {
+        child.attributes.clone()
+    };
+    let detect = (!watched.is_empty()).then_some(watched.as_slice());
+    let branches = vec![
+        format!(
+            "IF TG_OP = 'INSERT' THEN\n        {}",
+            from_transition("n", "trigpoll_new")
+        ),
+        format!(
+            "IF TG_OP = 'UPDATE' THEN
+        IF {} THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO {ev} {columns}
+        SELECT DISTINCT {object}, 'Update', k, {priority}
+        FROM (VALUES ({}), ({})) AS parents(k)
+        WHERE k IS NOT NULL;",
+            unchanged(detect),
+            root_key(c, chain, "OLD", &KEY_SYNTAX, table),
+            root_key(c, chain, "NEW", &KEY_SYNTAX, table),
+            ev = n.event,
+        ),
+        format!(
+            "IF TG_OP = 'DELETE' THEN\n        {}",
+            from_transition("o", "trigpoll_old")
+        ),
+    ];
+    let body = routine_body(n, &guard(&c.object.ignore_users), &branches, "");
+    let triggers = triggers(&child.table.name, &routine, true, true, true);
+    let about = format!("{} (its child {})", c.object.name, child.path);
+    table_ddl(&child.table.name, &routine, &about, body, triggers)
 }
 
 pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {
@@ -499,10 +697,35 @@ WHERE e.waiting_for IS NOT NULL
 }
 
 /// Fetches rows by key: `$1…$n` are text arrays of the key values, one per key column. Returns
-/// the 1-based position of each key and its row as JSON text, NULL when there is none. Every key
-/// value is cast to its column's type and returned, so that a value that does not fit fails the
-/// statement (SQLSTATE class 22) even where no row could match.
-pub fn fetch(t: &TableInfo, keys: &[&crate::table::Column]) -> String {
+/// the 1-based position of each key and its row's `columns` as JSON text, NULL when there is
+/// none. Every key value is cast to its column's type and returned, so that a value that does
+/// not fit fails the statement (SQLSTATE class 22) even where no row could match.
+pub fn fetch(t: &TableInfo, keys: &[&Column], columns: &[Column]) -> String {
+    fetch_sql(t, keys, columns, "LEFT JOIN", &[], &[])
+}
+
+/// Fetches the child rows of many parents at once: `$1…$n` are text arrays of the parents' key
+/// values, matched against `parent_keys`. Returns, for each child row, its parent's 1-based
+/// position, its `columns` as JSON text and its `carry` columns as text, in the order of the
+/// parents, then of `order_by`.
+pub fn fetch_children(
+    t: &TableInfo,
+    parent_keys: &[&Column],
+    columns: &[Column],
+    order_by: &[Column],
+    carry: &[Column],
+) -> String {
+    fetch_sql(t, parent_keys, columns, "JOIN", order_by, carry)
+}
+
+fn fetch_sql(
+    t: &TableInfo,
+    keys: &[&Column],
+    columns: &[Column],
+    join: &str,
+    order_by: &[Column],
+    carry: &[Column],
+) -> String {
     let arrays: Vec<String> = (1..=keys.len()).map(|i| format!("${i}::text[]")).collect();
     let aliases: Vec<String> = (0..keys.len()).map(|i| format!("k{i}")).collect();
     let casts: Vec<String> = keys
@@ -522,15 +745,25 @@ pub fn fetch(t: &TableInfo, keys: &[&crate::table::Column]) -> String {
             format!("t.{} {op} u.k{i}", ident(&col.name))
         })
         .collect();
+    let mut select = vec![
+        "u.i".to_string(),
+        format!("{}::text", image(t, columns, "t")),
+    ];
+    select.extend(aliases.iter().map(|a| format!("u.{a}")));
+    select.extend(carry.iter().map(|c| format!("t.{}::text", ident(&c.name))));
+    let order = match order_by.is_empty() {
+        true => String::new(),
+        false => {
+            let mut list = vec!["u.i".to_string()];
+            list.extend(order_by.iter().map(|c| format!("t.{}", ident(&c.name))));
+            format!("\nORDER BY {}", list.join(", "))
+        }
+    };
     format!(
-        "SELECT u.i, to_json(t.*)::text, {}
+        "SELECT {}
 FROM (SELECT {}, i FROM unnest({}) WITH ORDINALITY AS x({}, i)) AS u
-LEFT JOIN {} AS t ON {}",
-        aliases
-            .iter()
-            .map(|a| format!("u.{a}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+{join} {} AS t ON {}{order}",
+        select.join(", "),
         casts.join(", "),
         arrays.join(", "),
         aliases.join(", "),

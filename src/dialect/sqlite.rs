@@ -20,7 +20,8 @@
 
 use crate::config::Verb;
 use crate::dialect::{
-    concat_pipes, fingerprint, Capture, KeySyntax, TriggerDdl, FINGERPRINT_MARKER,
+    concat_pipes, fingerprint, root_key, Capture, ChildCapture, KeySyntax, TriggerDdl,
+    FINGERPRINT_MARKER,
 };
 use crate::table::{Column, TableInfo};
 
@@ -203,20 +204,14 @@ pub fn trigger_name(table: &str, op: Op) -> String {
     format!("{TRIGGER_PREFIX}{table}_{}", op.sql().to_ascii_lowercase())
 }
 
-/// `'a=' || <escaped value>` for every key column of `row` (`NEW` or `OLD`), joined by the
-/// delimiter: the object key of docs/payload.md, computed inside the trigger.
-fn key_expr(c: &Capture, row: &str) -> String {
-    c.key_sql(
-        &KeySyntax {
-            ident,
-            literal,
-            concat: concat_pipes,
-            text: key_text,
-            replace: "replace",
-        },
-        row,
-    )
-}
+/// How SQLite spells an object key's parts.
+const KEY_SYNTAX: KeySyntax = KeySyntax {
+    ident,
+    literal,
+    concat: concat_pipes,
+    text: key_text,
+    replace: "replace",
+};
 
 /// A key column's value as text. SQLite writes a real with 15 digits, which may not read back
 /// as the same number: such a key would find no row, so those get 17.
@@ -266,67 +261,30 @@ pub fn row_image(columns: &[Column], row: &str) -> String {
         .join(" || ',' || ")
 }
 
-/// The capture triggers of one object: one per configured operation, all carrying the same
-/// fingerprint and how many there are, so that a missing one shows as drift.
-pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
-    let table = &c.table.name.name;
-    let columns = "(object_name, object_verb, object_key, event_priority, payload)";
-    let insert = format!("INSERT INTO {} {columns}", n.event);
-    let object = literal(&c.object.name);
-    let priority = c.object.priority;
-    let image = |row: &str| row_image(&c.table.columns, row);
-    let mut triggers: Vec<(Op, String)> = Vec::new();
-    if c.captures(Verb::Create) {
-        triggers.push((
-            Op::Insert,
-            format!(
-                "    {insert}\n    VALUES ({object}, 'Create', {}, {priority}, NULL);",
-                key_expr(c, "NEW")
-            ),
-        ));
-    }
-    if c.captures(Verb::Update) {
-        let same_key = c
-            .keys
-            .iter()
-            .map(|k| format!("NEW.{0} IS OLD.{0}", ident(&k.name)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        triggers.push((
-            Op::Update,
-            format!(
-                "    {insert}
-    SELECT {object}, 'Update', {}, {priority}, NULL WHERE {same_key};
-    -- the key changed: the old object is gone and a new one exists
-    {insert}
-    SELECT {object}, 'Delete', {}, {priority}, {} WHERE NOT ({same_key});
-    {insert}
-    SELECT {object}, 'Create', {}, {priority}, NULL WHERE NOT ({same_key});",
-                key_expr(c, "NEW"),
-                key_expr(c, "OLD"),
-                image("OLD"),
-                key_expr(c, "NEW"),
-            ),
-        ));
-    }
-    if c.captures(Verb::Delete) {
-        triggers.push((
-            Op::Delete,
-            format!(
-                "    {insert}\n    VALUES ({object}, 'Delete', {}, {priority}, {});",
-                key_expr(c, "OLD"),
-                image("OLD")
-            ),
-        ));
-    }
+/// True when the given columns are the same in `NEW` and `OLD` (`IS`: NULL-safe; text in the
+/// column's collation, BINARY unless declared otherwise).
+fn same(columns: &[Column]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("NEW.{0} IS OLD.{0}", ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// One table's triggers: (operation, condition for the trigger's WHEN clause, body), all
+/// carrying the same fingerprint and how many there are, so that a missing one shows as drift.
+fn table_ddl(table: &str, about: &str, triggers: Vec<(Op, Option<String>, String)>) -> TriggerDdl {
     let heads: Vec<String> = triggers
         .iter()
-        .map(|(op, _)| {
+        .map(|(op, when, _)| {
             format!(
-                "CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW",
+                "CREATE TRIGGER {} AFTER {} ON {} FOR EACH ROW{}",
                 ident(&trigger_name(table, *op)),
                 op.sql(),
-                ident(table)
+                ident(table),
+                when.as_ref()
+                    .map(|w| format!("\nWHEN {w}"))
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -334,7 +292,7 @@ pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         &heads
             .iter()
             .zip(&triggers)
-            .map(|(head, (_, body))| format!("{head}\n{body}\n"))
+            .map(|(head, (_, _, body))| format!("{head}\n{body}\n"))
             .collect::<String>(),
     );
     // Comments between the head and BEGIN stay in sqlite_master.sql, where drift checks read them.
@@ -347,7 +305,7 @@ pub fn capture_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             )
         })
         .collect();
-    statements.extend(heads.iter().zip(&triggers).map(|(head, (_, body))| {
+    statements.extend(heads.iter().zip(&triggers).map(|(head, (_, _, body))| {
         format!(
             "{head}
 -- {FINGERPRINT_MARKER}{fp} ({} triggers on this table)
@@ -356,13 +314,153 @@ BEGIN
 {body}
 END",
             triggers.len(),
-            c.object.name.replace('\n', " ")
+            about.replace('\n', " ")
         )
     }));
     TriggerDdl {
+        table: crate::config::TableName {
+            schema: None,
+            name: table.to_string(),
+        },
         fingerprint: fp,
         statements,
     }
+}
+
+/// The capture of an object's table and of each of its child tables.
+pub fn capture_trigger(n: &Names, c: &Capture) -> Vec<TriggerDdl> {
+    let mut ddl = vec![object_trigger(n, c)];
+    ddl.extend(
+        c.descendants()
+            .iter()
+            .map(|chain| child_trigger(n, c, chain)),
+    );
+    ddl
+}
+
+fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
+    let columns = "(object_name, object_verb, object_key, event_priority, payload)";
+    let insert = format!("INSERT INTO {} {columns}", n.event);
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let image = |row: &str| row_image(&c.attributes, row);
+    let key = |row: &str| c.key_sql(&KEY_SYNTAX, row);
+    let when = |verb: Verb| c.object.when.get(verb).map(|w| format!("({w})"));
+    let mut triggers: Vec<(Op, Option<String>, String)> = Vec::new();
+    if c.captures(Verb::Create) {
+        triggers.push((
+            Op::Insert,
+            when(Verb::Create),
+            format!(
+                "    {insert}\n    VALUES ({object}, 'Create', {}, {priority}, NULL);",
+                key("NEW")
+            ),
+        ));
+    }
+    if c.captures(Verb::Update) {
+        let same_key = same(&c.keys);
+        let detect = c.detect.as_deref().unwrap_or(&c.table.columns);
+        let changes = match c.changes.is_empty() {
+            true => "NULL".to_string(),
+            false => {
+                let value = |col: &Column, row: &str| {
+                    let v = format!("{row}.{}", ident(&col.name));
+                    format!("CASE typeof({v}) WHEN 'blob' THEN json_array(hex({v})) ELSE {v} END")
+                };
+                let members: Vec<String> = c
+                    .changes
+                    .iter()
+                    .map(|col| {
+                        format!(
+                            "SELECT {} AS k, json_object('old', {}, 'new', {}) AS v WHERE NOT ({})",
+                            literal(&col.name),
+                            value(col, "OLD"),
+                            value(col, "NEW"),
+                            same(std::slice::from_ref(col))
+                        )
+                    })
+                    .collect();
+                format!(
+                    "(SELECT json_group_object(k, json(v)) FROM ({}))",
+                    members.join(" UNION ALL ")
+                )
+            }
+        };
+        triggers.push((
+            Op::Update,
+            when(Verb::Update),
+            format!(
+                "    {insert}
+    SELECT {object}, 'Update', {}, {priority}, {changes} WHERE {same_key} AND NOT ({});
+    -- the key changed: the old object is gone and a new one exists
+    {insert}
+    SELECT {object}, 'Delete', {}, {priority}, {} WHERE NOT ({same_key});
+    {insert}
+    SELECT {object}, 'Create', {}, {priority}, NULL WHERE NOT ({same_key});",
+                key("NEW"),
+                same(detect),
+                key("OLD"),
+                image("OLD"),
+                key("NEW"),
+            ),
+        ));
+    }
+    if c.captures(Verb::Delete) {
+        triggers.push((
+            Op::Delete,
+            when(Verb::Delete),
+            format!(
+                "    {insert}\n    VALUES ({object}, 'Delete', {}, {priority}, {});",
+                key("OLD"),
+                image("OLD")
+            ),
+        ));
+    }
+    table_ddl(&c.table.name.name, &c.object.name, triggers)
+}
+
+/// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
+/// its parent object (of both when its parent changes).
+fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl {
+    let child = chain.last().expect("a child has a chain");
+    let object = literal(&c.object.name);
+    let priority = c.object.priority;
+    let insert = |keys: &[String]| {
+        let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
+        format!(
+            "    INSERT INTO {} (object_name, object_verb, object_key, event_priority)
+    SELECT DISTINCT {object}, 'Update', p.k, {priority} FROM ({}) AS p WHERE p.k IS NOT NULL;",
+            n.event,
+            rows.join(" UNION ALL ")
+        )
+    };
+    let triggers = vec![
+        (
+            Op::Insert,
+            None,
+            insert(&[root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table)]),
+        ),
+        (
+            Op::Update,
+            Some(format!("NOT ({})", same(&child.attributes))),
+            insert(&[
+                root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table),
+                root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table),
+            ]),
+        ),
+        (
+            Op::Delete,
+            None,
+            insert(&[root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table)]),
+        ),
+    ];
+    let about = format!("{} (its child {})", c.object.name, child.path);
+    table_ddl(&child.table.name.name, &about, triggers)
+}
+
+/// A table of the main database, as SQLite names it (it has no schemas).
+fn sqlite_table(name: &crate::config::TableName) -> String {
+    ident(&name.name)
 }
 
 /// The capture triggers of one table as one name for `InstalledTrigger::name`: each quoted,
@@ -496,22 +594,51 @@ WHERE waiting_for IS NOT NULL
 /// null) in key-column order. Returns each key's position and its row image, NULL when no row
 /// has it. Key values are compared as they are, so the column's affinity converts them (text
 /// `101` finds the integer 101) and a value that cannot convert finds nothing.
-pub fn fetch(t: &TableInfo, keys: &[&Column]) -> String {
-    let conditions: Vec<String> = keys
-        .iter()
+pub fn fetch(t: &TableInfo, keys: &[&Column], columns: &[Column]) -> String {
+    format!(
+        "SELECT k.key, (SELECT {} FROM {} AS t WHERE {} LIMIT 1)
+FROM json_each(?1) AS k",
+        row_image(columns, "t"),
+        ident(&t.name.name),
+        key_conditions(keys).join(" AND ")
+    )
+}
+
+/// Fetches the child rows of many parents at once: `?1` as for [`fetch`], matched against
+/// `parent_keys`. Returns, for each child row, its parent's position, its `columns` as JSON
+/// text and its `carry` columns as text, in the order of the parents, then of `order_by`.
+pub fn fetch_children(
+    t: &TableInfo,
+    parent_keys: &[&Column],
+    columns: &[Column],
+    order_by: &[Column],
+    carry: &[Column],
+) -> String {
+    let mut select = vec!["k.key".to_string(), row_image(columns, "t")];
+    select.extend(carry.iter().map(|c| key_text(c, "t")));
+    let mut order = vec!["k.key".to_string()];
+    order.extend(order_by.iter().map(|c| format!("t.{}", ident(&c.name))));
+    format!(
+        "SELECT {}
+FROM json_each(?1) AS k
+CROSS JOIN {} AS t ON {}
+ORDER BY {}",
+        select.join(", "),
+        ident(&t.name.name),
+        key_conditions(parent_keys).join(" AND "),
+        order.join(", ")
+    )
+}
+
+/// `t.<key column> = k.value ->> i` for each key column (`IS` where it may be NULL).
+fn key_conditions(keys: &[&Column]) -> Vec<String> {
+    keys.iter()
         .enumerate()
         .map(|(i, col)| {
             let op = if col.nullable { "IS" } else { "=" };
             format!("t.{} {op} (k.value ->> {i})", ident(&col.name))
         })
-        .collect();
-    format!(
-        "SELECT k.key, (SELECT {} FROM {} AS t WHERE {} LIMIT 1)
-FROM json_each(?1) AS k",
-        row_image(&t.columns, "t"),
-        ident(&t.name.name),
-        conditions.join(" AND ")
-    )
+        .collect()
 }
 
 /// How SQLite stores and compares a column's values, from its declared type (the rules of
@@ -609,7 +736,7 @@ impl ValueRule {
 mod tests {
     use super::*;
     use crate::config::{ObjectConfig, TableName};
-    use crate::dialect::parse_fingerprint;
+    use crate::dialect::{parse_fingerprint, test_capture};
     use crate::table::ColumnKind;
 
     fn column(name: &str, sql_type: &str, nullable: bool) -> Column {
@@ -636,70 +763,64 @@ mod tests {
     }
 
     fn object(verbs: Vec<Verb>) -> ObjectConfig {
-        ObjectConfig {
-            name: "Department".into(),
-            table: TableName {
+        let mut object = ObjectConfig::new(
+            "Department",
+            TableName {
                 schema: None,
                 name: "department".into(),
             },
-            keys: None,
-            verbs,
-            priority: 2,
-            coalesce: false,
-        }
+        );
+        object.verbs = verbs;
+        object.priority = 2;
+        object
     }
 
     #[test]
     fn capture_triggers_of_a_small_table() {
         let table = department();
         let object = object(vec![Verb::Create, Verb::Update, Verb::Delete]);
-        let capture = Capture::new(&object, &table, ":").unwrap();
-        let ddl = capture_trigger(&Names::new("trigpoll_event", "trigpoll_archive"), &capture);
+        let capture = test_capture(&object, &table, ":");
+        let [ddl] =
+            &capture_trigger(&Names::new("trigpoll_event", "trigpoll_archive"), &capture)[..]
+        else {
+            panic!("one table, one set of triggers")
+        };
         assert_eq!(ddl.fingerprint.len(), 16);
         let sql = ddl.statements.join(";\n\n").replace(&ddl.fingerprint, "FP");
-        insta::assert_snapshot!(sql, @r#"
-        DROP TRIGGER IF EXISTS "trigpoll_capture_department_insert";
-
-        DROP TRIGGER IF EXISTS "trigpoll_capture_department_update";
-
-        DROP TRIGGER IF EXISTS "trigpoll_capture_department_delete";
-
-        CREATE TRIGGER "trigpoll_capture_department_insert" AFTER INSERT ON "department" FOR EACH ROW
-        -- trigpoll fingerprint: FP (3 triggers on this table)
-        -- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
-        BEGIN
-            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
-            VALUES ('Department', 'Create', 'dept_id=' || replace(replace(replace(CAST(NEW."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, NULL);
-        END;
-
-        CREATE TRIGGER "trigpoll_capture_department_update" AFTER UPDATE ON "department" FOR EACH ROW
-        -- trigpoll fingerprint: FP (3 triggers on this table)
-        -- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
-        BEGIN
-            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
-            SELECT 'Department', 'Update', 'dept_id=' || replace(replace(replace(CAST(NEW."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, NULL WHERE NEW."dept_id" IS OLD."dept_id";
-            -- the key changed: the old object is gone and a new one exists
-            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
-            SELECT 'Department', 'Delete', 'dept_id=' || replace(replace(replace(CAST(OLD."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, json_object('dept_id', CASE typeof(OLD."dept_id") WHEN 'blob' THEN json_array(hex(OLD."dept_id")) ELSE OLD."dept_id" END, 'name', CASE typeof(OLD."name") WHEN 'blob' THEN json_array(hex(OLD."name")) ELSE OLD."name" END) WHERE NOT (NEW."dept_id" IS OLD."dept_id");
-            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
-            SELECT 'Department', 'Create', 'dept_id=' || replace(replace(replace(CAST(NEW."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, NULL WHERE NOT (NEW."dept_id" IS OLD."dept_id");
-        END;
-
-        CREATE TRIGGER "trigpoll_capture_department_delete" AFTER DELETE ON "department" FOR EACH ROW
-        -- trigpoll fingerprint: FP (3 triggers on this table)
-        -- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
-        BEGIN
-            INSERT INTO "trigpoll_event" (object_name, object_verb, object_key, event_priority, payload)
-            VALUES ('Department', 'Delete', 'dept_id=' || replace(replace(replace(CAST(OLD."dept_id" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A'), 2, json_object('dept_id', CASE typeof(OLD."dept_id") WHEN 'blob' THEN json_array(hex(OLD."dept_id")) ELSE OLD."dept_id" END, 'name', CASE typeof(OLD."name") WHEN 'blob' THEN json_array(hex(OLD."name")) ELSE OLD."name" END));
-        END
-        "#);
+        let key = |row: &str| {
+            format!("'dept_id=' || replace(replace(replace(CAST({row}.\"dept_id\" AS TEXT), '%', '%25'), '=', '%3D'), ':', '%3A')")
+        };
+        assert!(sql.contains(&format!(
+            "CREATE TRIGGER \"trigpoll_capture_department_insert\" AFTER INSERT ON \"department\" FOR EACH ROW
+-- trigpoll fingerprint: FP (3 triggers on this table)
+-- captures Department for trigpoll; generated by `trigpoll install-triggers`, do not edit
+BEGIN
+    INSERT INTO \"trigpoll_event\" (object_name, object_verb, object_key, event_priority, payload)
+    VALUES ('Department', 'Create', {}, 2, NULL);
+END",
+            key("NEW")
+        )), "{sql}");
+        // An update that changes no column makes no event; a key change is a delete and a create.
+        assert!(sql.contains(&format!(
+            "SELECT 'Department', 'Update', {}, 2, NULL WHERE NEW.\"dept_id\" IS OLD.\"dept_id\" AND NOT (NEW.\"dept_id\" IS OLD.\"dept_id\" AND NEW.\"name\" IS OLD.\"name\");",
+            key("NEW")
+        )), "{sql}");
+        assert!(
+            sql.contains("WHERE NOT (NEW.\"dept_id\" IS OLD.\"dept_id\");"),
+            "{sql}"
+        );
+        assert!(sql.contains(&format!(
+            "VALUES ('Department', 'Delete', {}, 2, json_object('dept_id', CASE typeof(OLD.\"dept_id\") WHEN 'blob' THEN json_array(hex(OLD.\"dept_id\")) ELSE OLD.\"dept_id\" END, 'name', CASE typeof(OLD.\"name\") WHEN 'blob' THEN json_array(hex(OLD.\"name\")) ELSE OLD.\"name\" END));",
+            key("OLD")
+        )), "{sql}");
     }
+
     #[test]
     fn only_configured_operations_get_a_trigger() {
         let table = department();
         let object = object(vec![Verb::Delete]);
-        let capture = Capture::new(&object, &table, ":").unwrap();
-        let ddl = capture_trigger(&Names::new("ev", "ar"), &capture);
+        let capture = test_capture(&object, &table, ":");
+        let ddl = &capture_trigger(&Names::new("ev", "ar"), &capture)[0];
         let creates: Vec<&String> = ddl
             .statements
             .iter()
@@ -736,7 +857,7 @@ mod tests {
             primary_key: vec!["contract_id".into(), "header_id".into()],
         };
         let keys: Vec<&Column> = table.columns.iter().collect();
-        insta::assert_snapshot!(fetch(&table, &keys), @r#"
+        insta::assert_snapshot!(fetch(&table, &keys, &table.columns), @r#"
         SELECT k.key, (SELECT json_object('contract_id', CASE typeof(t."contract_id") WHEN 'blob' THEN json_array(hex(t."contract_id")) ELSE t."contract_id" END, 'header_id', CASE typeof(t."header_id") WHEN 'blob' THEN json_array(hex(t."header_id")) ELSE t."header_id" END) FROM "order line" AS t WHERE t."contract_id" = (k.value ->> 0) AND t."header_id" IS (k.value ->> 1) LIMIT 1)
         FROM json_each(?1) AS k
         "#);

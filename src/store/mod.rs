@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::config::{Config, TableName};
+use crate::config::{Config, TableName, Verb};
 use crate::event::{Event, Settlement, Status};
 use crate::table::{Column, InstalledTrigger, TableInfo};
 
@@ -37,6 +37,16 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A JSON object, as parsed.
+pub type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// One child row: its attributes, and the columns its own children refer to, as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildRow {
+    pub attributes: JsonObject,
+    pub carry: Vec<Option<String>>,
+}
 
 /// The row fetched for one key.
 #[derive(Debug, Clone)]
@@ -144,6 +154,15 @@ pub trait EventStore: Send {
     /// Runs DDL statements, in one transaction where the database allows it.
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
 
+    /// Whether the database takes `condition` (a `when` of `verb`, over `NEW.`/`OLD.`) in a
+    /// trigger on `table`: `Some(its message)` when it refuses it. Changes nothing.
+    fn check_condition(
+        &mut self,
+        table: &TableInfo,
+        verb: Verb,
+        condition: &str,
+    ) -> Result<Option<String>>;
+
     /// Claims up to `limit` ready events, highest priority first, then oldest, keeping each
     /// key's order ([`claim`]): an event only with every earlier event of its key, unless
     /// those are already in progress under this store's claim token. A batch may hold many
@@ -151,16 +170,34 @@ pub trait EventStore: Send {
     fn claim(&mut self, limit: usize) -> Result<Vec<Event>>;
 
     /// Fetches the current rows for the given key values (in the order of `key_columns`), in
-    /// bulk: one answer per key, in the order of `keys`.
+    /// bulk: one answer per key, in the order of `keys`, with the row's `columns`.
     fn fetch_rows(
         &mut self,
         table: &TableInfo,
         key_columns: &[&Column],
         keys: &[Vec<Option<String>>],
+        columns: &[Column],
     ) -> Result<Vec<Fetched>>;
+
+    /// Fetches the rows of a child table for many parents in one query: for each parent (its
+    /// key values in `keys`, matched against the child's `parent_keys`), its rows in `order_by`
+    /// order, each with its `columns` (JSON types) and its `carry` columns as text.
+    fn fetch_children(
+        &mut self,
+        table: &TableInfo,
+        parent_keys: &[&Column],
+        keys: &[Vec<Option<String>>],
+        columns: &[Column],
+        order_by: &[Column],
+        carry: &[Column],
+    ) -> Result<Vec<Vec<ChildRow>>>;
 
     /// Turns a captured row image (JSON text written by the trigger) into attributes.
     fn row_image(&self, table: &TableInfo, image: &str) -> Result<Box<RawValue>>;
+
+    /// Adjusts values of `table`'s columns, as the database writes them in JSON, to the
+    /// payload's JSON types (README, *The payload*).
+    fn json_types(&self, table: &TableInfo, row: JsonObject) -> JsonObject;
 
     /// Writes the outcome of a batch in one transaction: archive rows, removal of the completed
     /// events (and release of the events held behind them), the retry state of the retried
@@ -209,6 +246,29 @@ pub trait EventStore: Send {
 
     /// The ready backlog: one pass over the event table.
     fn ready_backlog(&mut self) -> Result<ReadyBacklog>;
+}
+
+/// Captured `changes` (`{"col": {"old": …, "new": …}}`, as the trigger wrote them) with each
+/// value adjusted to the payload's JSON types.
+pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<Box<RawValue>> {
+    let mut changes = json_object(text)?;
+    for (column, change) in changes.iter_mut() {
+        let Some(change) = change.as_object_mut() else {
+            continue;
+        };
+        for side in ["old", "new"] {
+            if let Some(value) = change.remove(side) {
+                let mut one = JsonObject::new();
+                one.insert(column.clone(), value);
+                let adjusted = store
+                    .json_types(table, one)
+                    .remove(column)
+                    .unwrap_or(serde_json::Value::Null);
+                change.insert(side.to_string(), adjusted);
+            }
+        }
+    }
+    Ok(attributes(&changes))
 }
 
 /// Parses a row as the database rendered it in JSON (a fetched row or a captured image).

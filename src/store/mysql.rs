@@ -21,13 +21,13 @@ use std::time::{Duration, Instant, SystemTime};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Row, TxOpts, Value};
 
-use crate::config::{Config, Secret, TableName};
+use crate::config::{Config, Secret, TableName, Verb};
 use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, EventStore, Fetched, Interrupt, ReadyBacklog, ReplayFilter, Replayed, Result,
-    RetryBacklog, StoreError, StoreStatus,
+    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -628,6 +628,20 @@ impl EventStore for MysqlStore {
         Ok(installed)
     }
 
+    fn check_condition(
+        &mut self,
+        t: &TableInfo,
+        verb: Verb,
+        condition: &str,
+    ) -> Result<Option<String>> {
+        let check = crate::dialect::condition_check(&sql::table(&t.name), verb, condition);
+        match self.conn.query_drop(check) {
+            Ok(()) => Ok(None),
+            Err(mysql::Error::MySqlError(e)) => Ok(Some(e.message)),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     /// MySQL commits DDL statement by statement: they run one by one, and a failure says which
     /// ones took effect. The installer's statements are idempotent, so running it again
     /// completes the work.
@@ -672,6 +686,7 @@ impl EventStore for MysqlStore {
         table: &TableInfo,
         key_columns: &[&Column],
         keys: &[Vec<Option<String>>],
+        columns: &[Column],
     ) -> Result<Vec<Fetched>> {
         let types: Vec<KeyType> = key_columns.iter().map(|c| KeyType::of(c)).collect();
         let mut out = vec![Fetched::Missing; keys.len()];
@@ -691,7 +706,7 @@ impl EventStore for MysqlStore {
             }
         }
         for chunk in valid.chunks(CHUNK) {
-            let query = sql::fetch(table, key_columns, chunk.len());
+            let query = sql::fetch(table, key_columns, columns, chunk.len());
             let params: Vec<Value> = chunk
                 .iter()
                 .flat_map(|&i| keys[i].iter().map(|v| text(v.as_deref())))
@@ -712,6 +727,42 @@ impl EventStore for MysqlStore {
             }
         }
         Ok(out)
+    }
+
+    fn fetch_children(
+        &mut self,
+        table: &TableInfo,
+        parent_keys: &[&Column],
+        keys: &[Vec<Option<String>>],
+        columns: &[Column],
+        order_by: &[Column],
+        carry: &[Column],
+    ) -> Result<Vec<Vec<ChildRow>>> {
+        let mut out = vec![Vec::new(); keys.len()];
+        let positions: Vec<usize> = (0..keys.len()).collect();
+        for chunk in positions.chunks(CHUNK) {
+            let query =
+                sql::fetch_children(table, parent_keys, columns, chunk.len(), order_by, carry);
+            let params: Vec<Value> = chunk
+                .iter()
+                .flat_map(|&i| keys[i].iter().map(|v| text(v.as_deref())))
+                .collect();
+            let rows: Vec<Row> = self.conn.exec(query, params).map_err(err)?;
+            for mut row in rows {
+                let position: u64 = take(&mut row, 0)?;
+                let image: String = take(&mut row, 1)?;
+                let attributes = normalize(table, super::json_object(&image)?);
+                let carry = (2..2 + carry.len())
+                    .map(|c| take(&mut row, c))
+                    .collect::<Result<Vec<Option<String>>>>()?;
+                out[chunk[position as usize]].push(ChildRow { attributes, carry });
+            }
+        }
+        Ok(out)
+    }
+
+    fn json_types(&self, table: &TableInfo, row: JsonObject) -> JsonObject {
+        normalize(table, row)
     }
 
     fn row_image(

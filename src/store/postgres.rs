@@ -11,14 +11,14 @@ use postgres_native_tls::MakeTlsConnector;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::config::{Config, Secret, TableName};
+use crate::config::{Config, Secret, TableName, Verb};
 use crate::dialect::parse_fingerprint;
 use crate::dialect::postgres::{self as sql, Names};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, EventStore, Fetched, Interrupt, ReadyBacklog, ReplayFilter, Replayed, Result,
-    RetryBacklog, StoreError, StoreStatus,
+    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -104,6 +104,13 @@ fn plan_claim(
         }
     }
     Ok(claim::plan(events, &keys, &found, &waiters))
+}
+
+/// Key values as the fetch statements take them: one text array per key column.
+fn by_column(width: usize, keys: &[Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
+    (0..width)
+        .map(|i| keys.iter().map(|k| k[i].clone()).collect())
+        .collect()
 }
 
 /// Connector ids as the event table keeps them: comma-separated, NULL for none.
@@ -434,13 +441,23 @@ impl EventStore for PgStore {
         "postgresql"
     }
 
+    /// The table's name comes back with its schema: capture routines run on a pinned search
+    /// path, so every table they read is named in full.
     fn describe_table(&mut self, name: &TableName) -> Result<Option<TableInfo>> {
-        let oid: Option<u32> = self
+        let found = self
             .client
-            .query_one("SELECT to_regclass($1)::oid", &[&sql::table(name)])
-            .map_err(err)?
-            .get(0);
-        let Some(oid) = oid else { return Ok(None) };
+            .query_opt(
+                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+                &[&sql::table(name)],
+            )
+            .map_err(err)?;
+        let Some(found) = found else { return Ok(None) };
+        let oid: u32 = found.get(0);
+        let resolved = TableName {
+            schema: Some(found.get(1)),
+            name: found.get(2),
+        };
         let columns = self
             .client
             .query(
@@ -484,7 +501,7 @@ impl EventStore for PgStore {
             .map(|r| r.get(0))
             .collect();
         Ok(Some(TableInfo {
-            name: name.clone(),
+            name: resolved,
             columns,
             primary_key,
         }))
@@ -556,6 +573,43 @@ impl EventStore for PgStore {
         Ok(installed)
     }
 
+    /// Checked on the search path the capture routines run with: the condition is part of one.
+    fn check_condition(
+        &mut self,
+        t: &TableInfo,
+        verb: Verb,
+        condition: &str,
+    ) -> Result<Option<String>> {
+        let qualified: Option<String> = self
+            .client
+            .query_one(
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+                &[&sql::table(&t.name)],
+            )
+            .map_err(err)?
+            .get(0);
+        let Some(qualified) = qualified else {
+            return Ok(Some(format!("table {} does not exist", t.name)));
+        };
+        let check = crate::dialect::condition_check(&qualified, verb, condition);
+        let mut tx = self.client.transaction().map_err(err)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL search_path = {}",
+            sql::PINNED_SEARCH_PATH
+        ))
+        .map_err(err)?;
+        let checked = tx.batch_execute(&check);
+        tx.rollback().map_err(err)?;
+        match checked {
+            Ok(()) => Ok(None),
+            Err(e) => match e.as_db_error() {
+                Some(db) => Ok(Some(db.message().to_string())),
+                None => Err(err(e)),
+            },
+        }
+    }
+
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()> {
         let mut tx = self.client.transaction().map_err(err)?;
         for statement in statements {
@@ -579,15 +633,13 @@ impl EventStore for PgStore {
         table: &TableInfo,
         key_columns: &[&Column],
         keys: &[Vec<Option<String>>],
+        columns: &[Column],
     ) -> Result<Vec<Fetched>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let width = key_columns.len();
-        let query = sql::fetch(table, key_columns);
-        let arrays: Vec<Vec<Option<String>>> = (0..width)
-            .map(|i| keys.iter().map(|k| k[i].clone()).collect())
-            .collect();
+        let query = sql::fetch(table, key_columns, columns);
+        let arrays = by_column(key_columns.len(), keys);
         let params: Vec<&(dyn ToSql + Sync)> =
             arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
         match self.query_prepared(&query, &params) {
@@ -608,6 +660,39 @@ impl EventStore for PgStore {
                 .collect(),
             Err(e) => Err(err(e)),
         }
+    }
+
+    fn fetch_children(
+        &mut self,
+        table: &TableInfo,
+        parent_keys: &[&Column],
+        keys: &[Vec<Option<String>>],
+        columns: &[Column],
+        order_by: &[Column],
+        carry: &[Column],
+    ) -> Result<Vec<Vec<ChildRow>>> {
+        let mut out = vec![Vec::new(); keys.len()];
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let query = sql::fetch_children(table, parent_keys, columns, order_by, carry);
+        let arrays = by_column(parent_keys.len(), keys);
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        let carried = 2 + parent_keys.len();
+        for row in self.query_prepared(&query, &params).map_err(err)? {
+            let i: i64 = row.get(0);
+            let attributes = normalize(table, super::json_object(row.get::<_, &str>(1))?);
+            let carry = (carried..carried + carry.len())
+                .map(|c| row.get(c))
+                .collect();
+            out[i as usize - 1].push(ChildRow { attributes, carry });
+        }
+        Ok(out)
+    }
+
+    fn json_types(&self, table: &TableInfo, row: JsonObject) -> JsonObject {
+        normalize(table, row)
     }
 
     fn row_image(&self, table: &TableInfo, image: &str) -> Result<Box<RawValue>> {

@@ -23,13 +23,13 @@ use rusqlite::{
 };
 use serde_json::{Map, Value};
 
-use crate::config::{Config, TableName};
+use crate::config::{Config, TableName, Verb};
 use crate::dialect::sqlite::{self as sql, Affinity, Names, ValueRule};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, EventStore, Fetched, Interrupt, ReadyBacklog, ReplayFilter, Replayed, Result,
-    RetryBacklog, StoreError, StoreStatus,
+    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -520,6 +520,21 @@ impl EventStore for SqliteStore {
         Ok(installed)
     }
 
+    fn check_condition(
+        &mut self,
+        t: &TableInfo,
+        verb: Verb,
+        condition: &str,
+    ) -> Result<Option<String>> {
+        let check = crate::dialect::condition_check(&sql::ident(&t.name.name), verb, condition);
+        match self.conn.prepare(&check) {
+            Ok(_) => Ok(None),
+            Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+            | Err(rusqlite::Error::SqlInputError { msg: message, .. }) => Ok(Some(message)),
+            Err(e) => Err(err(e)),
+        }
+    }
+
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()> {
         let tx = immediate(&mut self.conn)?;
         for statement in statements {
@@ -544,6 +559,7 @@ impl EventStore for SqliteStore {
         table: &TableInfo,
         key_columns: &[&Column],
         keys: &[Vec<Option<String>>],
+        columns: &[Column],
     ) -> Result<Vec<Fetched>> {
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -552,7 +568,7 @@ impl EventStore for SqliteStore {
         let mut out = vec![Fetched::Missing; keys.len()];
         let mut stmt = self
             .conn
-            .prepare_cached(&sql::fetch(table, key_columns))
+            .prepare_cached(&sql::fetch(table, key_columns, columns))
             .map_err(err)?;
         let mut rows = stmt.query([values]).map_err(err)?;
         while let Some(row) = rows.next().map_err(err)? {
@@ -573,6 +589,47 @@ impl EventStore for SqliteStore {
             }
         }
         Ok(out)
+    }
+
+    fn fetch_children(
+        &mut self,
+        table: &TableInfo,
+        parent_keys: &[&Column],
+        keys: &[Vec<Option<String>>],
+        columns: &[Column],
+        order_by: &[Column],
+        carry: &[Column],
+    ) -> Result<Vec<Vec<ChildRow>>> {
+        let mut out = vec![Vec::new(); keys.len()];
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        let values = serde_json::to_string(keys).expect("key values serialize");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql::fetch_children(
+                table,
+                parent_keys,
+                columns,
+                order_by,
+                carry,
+            ))
+            .map_err(err)?;
+        let mut rows = stmt.query([values]).map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let i: usize = row.get(0).map_err(err)?;
+            let image: String = row.get(1).map_err(err)?;
+            let attributes = normalize(table, super::json_object(&image)?);
+            let carry = (2..2 + carry.len())
+                .map(|c| row.get(c).map_err(err))
+                .collect::<Result<Vec<Option<String>>>>()?;
+            out[i].push(ChildRow { attributes, carry });
+        }
+        Ok(out)
+    }
+
+    fn json_types(&self, table: &TableInfo, row: JsonObject) -> JsonObject {
+        normalize(table, row)
     }
 
     fn row_image(
@@ -1114,7 +1171,7 @@ mod tests {
             .unwrap();
         let id = t.column("id").unwrap();
         let fetched = store
-            .fetch_rows(&t, &[id], &[key_values(&events[0])])
+            .fetch_rows(&t, &[id], &[key_values(&events[0])], &t.columns)
             .unwrap();
         assert_eq!(fetched, [Fetched::Row(attributes)]);
     }
@@ -1172,7 +1229,7 @@ mod tests {
         assert_eq!(keys, ["at=0.30000000000000004", "at=0.5"]);
         let at = t.column("at").unwrap();
         let keys: Vec<_> = events.iter().map(key_values).collect();
-        let fetched = store.fetch_rows(&t, &[at], &keys).unwrap();
+        let fetched = store.fetch_rows(&t, &[at], &keys, &t.columns).unwrap();
         assert!(
             fetched.iter().all(|f| matches!(f, Fetched::Row(_))),
             "{fetched:?}"
@@ -1188,7 +1245,7 @@ mod tests {
         let t = table(&mut store, "item");
         let id = t.column("id").unwrap();
         let keys = [" 101 ", "abc", "zz", "7"].map(|k| vec![Some(k.to_string())]);
-        let fetched = store.fetch_rows(&t, &[id], &keys).unwrap();
+        let fetched = store.fetch_rows(&t, &[id], &keys, &t.columns).unwrap();
         let name = |f: &Fetched| match f {
             Fetched::Row(r) => super::super::json_object(r.get()).unwrap()["name"].clone(),
             other => panic!("{other:?}"),
@@ -1254,7 +1311,11 @@ mod tests {
             neighbours.contains("INDEX trigpoll_event_waiting (waiting_for=?)"),
             "{neighbours}"
         );
-        let fetch = plan(&store, &sql::fetch(&t, &[&t.columns[0]]), &[&"[]"]);
+        let fetch = plan(
+            &store,
+            &sql::fetch(&t, &[&t.columns[0]], &t.columns),
+            &[&"[]"],
+        );
         assert!(
             fetch.contains("SEARCH t USING INDEX sqlite_autoindex_item_1 (id=?)"),
             "{fetch}"

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod hot_keys;
 pub mod install;
 pub mod operations;
+pub mod settings;
 
 /// Declares one `#[test]` per conformance test for a backend: `conformance_tests!(backend);`.
 #[macro_export]
@@ -57,6 +58,17 @@ macro_rules! conformance_tests {
             operations::poll_metrics_count_events_steps_and_backlog,
             operations::replay_refuses_rows_of_connectors_no_longer_configured,
             operations::check_reports_tables_drift_and_unreachable_connectors,
+            settings::a_no_op_update_makes_no_event,
+            settings::track_and_ignore_choose_the_changes_that_matter,
+            settings::excluded_attributes_never_leave_the_database,
+            settings::changes_carry_old_and_new_values_with_their_types,
+            settings::when_conditions_decide_per_verb,
+            settings::a_wrong_when_condition_is_refused_before_anything_is_installed,
+            settings::ignored_users_and_the_session_switch_make_no_event,
+            settings::children_travel_with_their_object,
+            settings::outbox_objects_deliver_their_payload,
+            settings::quoted_table_names_are_found,
+            settings::a_changed_setting_is_drift_until_installed,
         );
     };
     (@each $backend:expr; $($module:ident :: $name:ident),* $(,)?) => {

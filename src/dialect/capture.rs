@@ -1,0 +1,482 @@
+//! An object resolved against its tables: what its triggers capture, and what its business
+//! object carries. Pure: the tables are described by the caller.
+
+use std::collections::HashMap;
+
+use crate::config::{ChildConfig, Columns, ObjectConfig, TableName, Verb};
+use crate::key;
+use crate::table::{Column, ColumnKind, TableInfo};
+
+/// What the triggers of one object are generated from, and what its business object carries.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub object: ObjectConfig,
+    pub table: TableInfo,
+    /// Key columns, in key order.
+    pub keys: Vec<Column>,
+    pub delimiter: String,
+    /// The columns the business object carries, in table order: the key columns always.
+    pub attributes: Vec<Column>,
+    /// The columns an `Update` must change to make an event; `None`: any column (the row).
+    pub detect: Option<Vec<Column>>,
+    /// The columns whose old and new value an `Update` carries (`changes`), in table order.
+    pub changes: Vec<Column>,
+    pub children: Vec<ChildCapture>,
+}
+
+/// A child table of an object, resolved.
+#[derive(Debug, Clone)]
+pub struct ChildCapture {
+    pub config: ChildConfig,
+    pub table: TableInfo,
+    /// Where it sits: `lines`, `lines.notes`: for routine names and messages.
+    pub path: String,
+    /// The child's columns holding its parent's key, in the parent's key order.
+    pub parent_keys: Vec<Column>,
+    /// The child's own key (its primary key), which its children refer to; empty when it has
+    /// none (it then has no children).
+    pub keys: Vec<Column>,
+    pub order_by: Vec<Column>,
+    /// The columns a child row carries, in table order: its key and parent key columns always.
+    pub attributes: Vec<Column>,
+    pub children: Vec<ChildCapture>,
+}
+
+impl Capture {
+    /// The tables an object needs described: its own and its children's, parents first.
+    pub fn tables(object: &ObjectConfig) -> Vec<TableName> {
+        fn of_children(children: &[ChildConfig], out: &mut Vec<TableName>) {
+            for child in children {
+                out.push(child.table.clone());
+                of_children(&child.children, out);
+            }
+        }
+        let mut out: Vec<TableName> = object.table.iter().cloned().collect();
+        of_children(&object.children, &mut out);
+        out
+    }
+
+    /// Resolves an object against the descriptions of its tables ([`Capture::tables`]; a table
+    /// missing from `tables` does not exist), or lists every problem, each naming the object,
+    /// the setting and the column.
+    pub fn new(
+        object: &ObjectConfig,
+        tables: &HashMap<TableName, TableInfo>,
+        delimiter: &str,
+    ) -> Result<Capture, Vec<String>> {
+        let who = format!("object {}", object.name);
+        let Some(name) = &object.table else {
+            return Err(vec![format!("{who} is an outbox object: it has no table")]);
+        };
+        let Some(table) = tables.get(name) else {
+            return Err(vec![format!("{who}: table {name} does not exist")]);
+        };
+        let mut problems = Vec::new();
+        let key_names = match &object.keys {
+            Some(keys) => keys.clone(),
+            None if table.primary_key.is_empty() => {
+                problems.push(format!(
+                    "{who}: table {name} has no primary key; set `keys` to the columns that identify a row"
+                ));
+                Vec::new()
+            }
+            None => table.primary_key.clone(),
+        };
+        let keys = columns_named(table, &key_names, &who, "key column", &mut problems);
+        let attributes = chosen(
+            table,
+            &object.attributes,
+            &keys,
+            &who,
+            "attributes",
+            &mut problems,
+        );
+        let detect = match &object.track {
+            Columns::Only(list) => Some(columns_named(
+                table,
+                list,
+                &who,
+                "`track` column",
+                &mut problems,
+            )),
+            Columns::Except(list) => {
+                columns_named(table, list, &who, "`ignore` column", &mut problems);
+                Some(
+                    attributes
+                        .iter()
+                        .filter(|c| !list.contains(&c.name))
+                        .cloned()
+                        .collect(),
+                )
+            }
+            Columns::All if attributes.len() == table.columns.len() => None,
+            Columns::All => Some(attributes.clone()),
+        };
+        let changes = match (object.changes, &detect) {
+            (false, _) => Vec::new(),
+            (true, None) => attributes.clone(),
+            (true, Some(detect)) => attributes
+                .iter()
+                .filter(|c| detect.iter().any(|d| d.name == c.name))
+                .cloned()
+                .collect(),
+        };
+        let children = object
+            .children
+            .iter()
+            .filter_map(|child| {
+                ChildCapture::new(child, &keys, &child.name, tables, &who, &mut problems)
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Capture {
+            object: object.clone(),
+            table: table.clone(),
+            keys,
+            delimiter: delimiter.to_string(),
+            attributes,
+            detect,
+            changes,
+            children,
+        })
+    }
+
+    pub fn captures(&self, verb: Verb) -> bool {
+        self.object.verbs.contains(&verb)
+    }
+
+    /// The object key of `row` (`NEW`, `OLD` or a row alias) as a SQL expression.
+    pub fn key_sql(&self, s: &KeySyntax, row: &str) -> String {
+        let pairs: Vec<(&str, &Column)> = self.keys.iter().map(|c| (c.name.as_str(), c)).collect();
+        key_sql(s, &self.delimiter, &pairs, row)
+    }
+
+    /// Every child, depth first, with the chain of its ancestors (the object's own children
+    /// first): what the capture of each child table is generated from.
+    pub fn descendants(&self) -> Vec<Vec<&ChildCapture>> {
+        fn walk<'a>(
+            children: &'a [ChildCapture],
+            chain: &mut Vec<&'a ChildCapture>,
+            out: &mut Vec<Vec<&'a ChildCapture>>,
+        ) {
+            for child in children {
+                chain.push(child);
+                out.push(chain.clone());
+                walk(&child.children, chain, out);
+                chain.pop();
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.children, &mut Vec::new(), &mut out);
+        out
+    }
+}
+
+impl ChildCapture {
+    fn new(
+        config: &ChildConfig,
+        parent_keys: &[Column],
+        path: &str,
+        tables: &HashMap<TableName, TableInfo>,
+        object: &str,
+        problems: &mut Vec<String>,
+    ) -> Option<ChildCapture> {
+        let who = format!("{object}, child {path}");
+        let Some(table) = tables.get(&config.table) else {
+            problems.push(format!("{who}: table {} does not exist", config.table));
+            return None;
+        };
+        let found = columns_named(
+            table,
+            &config.parent_keys,
+            &who,
+            "`parent_keys` column",
+            problems,
+        );
+        if config.parent_keys.len() != parent_keys.len() {
+            problems.push(format!(
+                "{who}: `parent_keys` lists {} columns, the parent's key has {} ({})",
+                config.parent_keys.len(),
+                parent_keys.len(),
+                parent_keys
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let keys = columns_named(table, &table.primary_key, &who, "key column", problems);
+        let order_by = match &config.order_by {
+            Some(list) => columns_named(table, list, &who, "`order_by` column", problems),
+            None if keys.is_empty() => {
+                problems.push(format!(
+                    "{who}: table {} has no primary key; set `order_by`",
+                    config.table
+                ));
+                Vec::new()
+            }
+            None => keys.clone(),
+        };
+        if keys.is_empty() && !config.children.is_empty() {
+            problems.push(format!(
+                "{who}: table {} has no primary key, which its children would refer to",
+                config.table
+            ));
+        }
+        let always: Vec<Column> = keys.iter().chain(&found).cloned().collect();
+        let attributes = chosen(
+            table,
+            &config.attributes,
+            &always,
+            &who,
+            "attributes",
+            problems,
+        );
+        let children = config
+            .children
+            .iter()
+            .filter_map(|child| {
+                let path = format!("{path}.{}", child.name);
+                ChildCapture::new(child, &keys, &path, tables, object, problems)
+            })
+            .collect();
+        Some(ChildCapture {
+            config: config.clone(),
+            table: table.clone(),
+            path: path.to_string(),
+            parent_keys: found,
+            keys,
+            order_by,
+            attributes,
+            children,
+        })
+    }
+}
+
+/// The columns of `table` named in `names`, in that order; a problem for each that is missing.
+fn columns_named(
+    table: &TableInfo,
+    names: &[String],
+    who: &str,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Column> {
+    names
+        .iter()
+        .filter_map(|n| match table.column(n) {
+            Some(c) => Some(c.clone()),
+            None => {
+                problems.push(format!(
+                    "{who}: {what} {n:?} does not exist in table {}",
+                    table.name
+                ));
+                None
+            }
+        })
+        .collect()
+}
+
+/// The columns a `Columns` setting chooses, in table order, with `always` in any case.
+fn chosen(
+    table: &TableInfo,
+    setting: &Columns,
+    always: &[Column],
+    who: &str,
+    key: &str,
+    problems: &mut Vec<String>,
+) -> Vec<Column> {
+    let what = match setting {
+        Columns::Except(_) => "`exclude_attributes` column",
+        _ => "`attributes` column",
+    };
+    columns_named(table, setting.named(), who, what, problems);
+    if let Columns::Except(list) = setting {
+        for c in always.iter().filter(|c| list.contains(&c.name)) {
+            problems.push(format!(
+                "{who}: {key}: {:?} is a key column, which the business object always carries",
+                c.name
+            ));
+        }
+    }
+    table
+        .columns
+        .iter()
+        .filter(|c| setting.contains(&c.name) || always.iter().any(|a| a.name == c.name))
+        .cloned()
+        .collect()
+}
+
+/// The parent object's key of a child row (`row`), as a SQL expression: from the row's parent
+/// key columns for the object's own children, through the rows of the children between them
+/// (a subquery per level, each table named by `table`) for a child further down. `chain` runs
+/// from the object's child to this one.
+pub fn root_key(
+    c: &Capture,
+    chain: &[&ChildCapture],
+    row: &str,
+    s: &KeySyntax,
+    table: fn(&TableName) -> String,
+) -> String {
+    let (last, above) = chain.split_last().expect("a child has a chain");
+    match above.last() {
+        None => {
+            let pairs: Vec<(&str, &Column)> = c
+                .keys
+                .iter()
+                .map(|k| k.name.as_str())
+                .zip(&last.parent_keys)
+                .collect();
+            key_sql(s, &c.delimiter, &pairs, row)
+        }
+        Some(parent) => {
+            let alias = format!("p{}", above.len());
+            let matches: Vec<String> = parent
+                .keys
+                .iter()
+                .zip(&last.parent_keys)
+                .map(|(pk, fk)| {
+                    format!(
+                        "{alias}.{} = {row}.{}",
+                        (s.ident)(&pk.name),
+                        (s.ident)(&fk.name)
+                    )
+                })
+                .collect();
+            format!(
+                "(SELECT {} FROM {} {alias} WHERE {})",
+                root_key(c, above, &alias, s, table),
+                table(&parent.table.name),
+                matches.join(" AND ")
+            )
+        }
+    }
+}
+
+/// How a dialect spells the parts of the object-key expression.
+pub struct KeySyntax {
+    pub ident: fn(&str) -> String,
+    pub literal: fn(&str) -> String,
+    /// Joins text expressions (`a || b`, `CONCAT(a, b)`); a single one stays as it is.
+    pub concat: fn(&[String]) -> String,
+    /// A key column's value in a row, as text.
+    pub text: fn(&Column, &str) -> String,
+    /// The string replace function's name.
+    pub replace: &'static str,
+}
+
+/// An object key as a SQL expression over `row` (`NEW`, `OLD` or a row alias): each pair is
+/// the key's column name and the column of `row` holding its value, in key order. The same
+/// encoding as [`key::encode`] (README, *Object keys*), computed inside the trigger.
+pub fn key_sql(s: &KeySyntax, delimiter: &str, pairs: &[(&str, &Column)], row: &str) -> String {
+    let lit = s.literal;
+    let escapes: Vec<(char, String)> = key::reserved_chars(delimiter)
+        .into_iter()
+        .map(|c| (c, key::percent(c)))
+        .collect();
+    let mut parts = Vec::new();
+    for (i, (name, col)) in pairs.iter().enumerate() {
+        let name = key::encode_part(name, delimiter);
+        if i > 0 {
+            parts.push(lit(delimiter));
+        }
+        // An integer's text is a sign and digits: only those reserved characters can be in
+        // it. Each replace() left out is a function call less in every captured change.
+        let value = escapes
+            .iter()
+            .filter(|(ch, _)| col.kind != ColumnKind::Integer || ch.is_ascii_digit() || *ch == '-')
+            .fold((s.text)(col, row), |v, (ch, esc)| {
+                format!("{}({v}, {}, {})", s.replace, lit(&ch.to_string()), lit(esc))
+            });
+        let pair = (s.concat)(&[lit(&format!("{name}=")), value]);
+        parts.push(if col.nullable {
+            format!(
+                "CASE WHEN {row}.{} IS NULL THEN {} ELSE {pair} END",
+                (s.ident)(&col.name),
+                lit(&name)
+            )
+        } else {
+            pair
+        });
+    }
+    (s.concat)(&parts)
+}
+
+/// A `when` condition with `NEW.` and `OLD.` (any case, outside quoted strings and identifiers)
+/// written as `new_row.` and `old_row.`: for statements over transition tables, and for the
+/// checks `install-triggers` makes before it installs anything.
+pub fn rewrite_rows(condition: &str, new_row: &str, old_row: &str) -> String {
+    let mut out = String::with_capacity(condition.len());
+    let chars: Vec<char> = condition.chars().collect();
+    let mut i = 0;
+    let mut previous: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' || c == '"' || c == '`' {
+            // Copy the quoted text whole; a doubled quote stays inside it.
+            out.push(c);
+            i += 1;
+            while i < chars.len() {
+                out.push(chars[i]);
+                if chars[i] == c {
+                    if chars.get(i + 1) == Some(&c) {
+                        out.push(c);
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            previous = Some(c);
+            continue;
+        }
+        let starts_word = previous.is_none_or(|p| !(p.is_alphanumeric() || p == '_' || p == '$'));
+        let rest: String = chars[i..chars.len().min(i + 4)].iter().collect();
+        let upper = rest.to_ascii_uppercase();
+        let replacement = if starts_word && upper == "NEW." {
+            Some(new_row)
+        } else if starts_word && upper == "OLD." {
+            Some(old_row)
+        } else {
+            None
+        };
+        match replacement {
+            Some(row) => {
+                out.push_str(row);
+                out.push('.');
+                i += 4;
+                previous = Some('.');
+            }
+            None => {
+                out.push(c);
+                previous = Some(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_rewritten_outside_quotes_only() {
+        assert_eq!(
+            rewrite_rows(
+                "NEW.status <> 'NEW.x' AND old.\"Qty\" > 0 AND renew.x = \"OLD.y\"",
+                "n",
+                "o"
+            ),
+            "n.status <> 'NEW.x' AND o.\"Qty\" > 0 AND renew.x = \"OLD.y\""
+        );
+        assert_eq!(
+            rewrite_rows("(New.a = 'it''s NEW.')", "n", "o"),
+            "(n.a = 'it''s NEW.')"
+        );
+    }
+}
