@@ -55,6 +55,8 @@ pub fn endpoints(sink: &SinkConfig) -> Result<Vec<Endpoint>, String> {
 pub fn probe(sink: &SinkConfig, timeout: Duration) -> Reach {
     if let SinkConfig::File { path } = sink {
         let folder = path.parent().unwrap_or_else(|| Path::new("."));
+        // `connectors/../out.ndjson` reads better as the folder it is.
+        let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
         return match folder.is_dir() {
             true => Reach::Ok(format!("folder {} exists", folder.display())),
             false => Reach::Unreachable(format!("folder {} does not exist", folder.display())),
