@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, then every test against real databases.
+# The test command: formatting, lints, then every test against real databases and brokers.
 #
-# Uses the PostgreSQL at TRIGPOLL_TEST_PG_URL (default: the local service on 127.0.0.1:5432)
-# and the MySQL/MariaDB at TRIGPOLL_TEST_MYSQL_URL (default: 127.0.0.1:3306, root). When one
-# does not answer, installs it from the OS packages (as root) and starts a throwaway server for
-# this run. The TLS tests get a TLS-only PostgreSQL and MariaDB of their own (throwaway, on
-# ports 54339 and 33079), and the restart tests start and restart servers of their own.
+# Uses the PostgreSQL at TRIGPOLL_TEST_PG_URL (default: the local service on 127.0.0.1:5432),
+# the MySQL/MariaDB at TRIGPOLL_TEST_MYSQL_URL (default: 127.0.0.1:3306, root), NATS with
+# JetStream at TRIGPOLL_TEST_NATS_URL (default 127.0.0.1:4222), RabbitMQ at
+# TRIGPOLL_TEST_AMQP_URL (default 127.0.0.1:5672, guest) and Redis at TRIGPOLL_TEST_REDIS_URL
+# (default 127.0.0.1:6379). When one does not answer, installs it from the OS packages (as root)
+# and starts a throwaway server for this run. The TLS tests get a TLS-only PostgreSQL and
+# MariaDB of their own (throwaway, on ports 54339 and 33079), and the restart tests start and
+# restart database servers of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/servers.sh
@@ -15,6 +18,12 @@ export TRIGPOLL_TEST_PG_URL="${TRIGPOLL_TEST_PG_URL:-postgres://postgres@127.0.0
 ensure_postgres TRIGPOLL_TEST_PG_URL 54329 "-c fsync=off -c max_connections=200"
 export TRIGPOLL_TEST_MYSQL_URL="${TRIGPOLL_TEST_MYSQL_URL:-mysql://root@127.0.0.1:3306/mysql}"
 ensure_mariadb
+export TRIGPOLL_TEST_NATS_URL="${TRIGPOLL_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+ensure_nats
+export TRIGPOLL_TEST_AMQP_URL="${TRIGPOLL_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+ensure_rabbitmq
+export TRIGPOLL_TEST_REDIS_URL="${TRIGPOLL_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+ensure_redis
 # TLS-only servers of their own for the TLS tests, with a throwaway certificate authority.
 export TRIGPOLL_TEST_TLS_CA=/tmp/trigpoll-test-tls/ca.pem
 make_test_certs /tmp/trigpoll-test-tls

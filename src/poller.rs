@@ -839,6 +839,8 @@ impl Poller {
                 batches[c].1.push(Delivery {
                     event_id: w.event.event_id,
                     key: w.key_id,
+                    object: w.event.object_name.clone(),
+                    verb: w.event.object_verb.clone(),
                     object_event_id,
                     body,
                 });

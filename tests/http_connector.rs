@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tiny_http::{Header, Response, ResponseBox, Server};
-use trigpoll::config::{ConnectorConfig, HttpSinkConfig, Secret, SinkConfig};
+use trigpoll::config::{ConnectorConfig, HttpSinkConfig, Secret, Signature, SinkConfig};
 use trigpoll::connector::{sign, Connector, Delivery, Outcome};
 
 const SECRET: &str = "test-secret-Ω";
@@ -117,9 +117,11 @@ fn connector(url: &str, timeout: Duration, concurrency: usize) -> Connector {
         sink: SinkConfig::Http(HttpSinkConfig {
             url: url.into(),
             client_id: "trigpoll-test".into(),
-            secret: Secret::new(SECRET),
+            secrets: vec![Secret::new(SECRET)],
+            signature: Signature::Trigpoll,
             timeout,
             concurrency,
+            batch_size: 1,
         }),
         max_attempts: 3,
         backoff: Duration::from_secs(1),
@@ -132,6 +134,8 @@ fn delivery(event_id: i64) -> Delivery {
     Delivery {
         event_id,
         key: event_id as usize,
+        object: "Employee".into(),
+        verb: "Update".into(),
         object_event_id: format!("hook_{event_id}"),
         body: format!(
             r#"{{"object_event_id":"hook_{event_id}","event_id":{event_id},"object":"Employee","verb":"Update","attributes":{{"name":"Zoë"}}}}"#
@@ -439,4 +443,246 @@ fn large_body_arrives_intact() {
         received[0].header("X-Trigpoll-Signature").unwrap(),
         sign(SECRET, timestamp, &big.body)
     );
+}
+
+fn connector_with(
+    url: &str,
+    signature: Signature,
+    secrets: &[&str],
+    concurrency: usize,
+    batch_size: usize,
+) -> Connector {
+    Connector::new(ConnectorConfig {
+        id: "hook".into(),
+        subscribe: vec!["*".parse().unwrap()],
+        sink: SinkConfig::Http(HttpSinkConfig {
+            url: url.into(),
+            client_id: "trigpoll-test".into(),
+            secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+            signature,
+            timeout: Duration::from_secs(5),
+            concurrency,
+            batch_size,
+        }),
+        max_attempts: 3,
+        backoff: Duration::from_secs(1),
+        source: "connectors/hook.toml".into(),
+    })
+    .unwrap()
+}
+
+fn keyed(event_id: i64, key: usize) -> Delivery {
+    Delivery {
+        key,
+        ..delivery(event_id)
+    }
+}
+
+/// A Standard Webhooks verifier written from the specification, independent of trigpoll's
+/// signing code: the key is the base64 after `whsec_`; the signed content is
+/// `id.timestamp.body`; the header lists `v1,<base64 HMAC-SHA256>` signatures separated by
+/// spaces. Returns the index of the secret each signature verifies with.
+fn verify_standard_webhook(request: &Received, secrets: &[&str]) -> Vec<usize> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let id = request.header("webhook-id").expect("webhook-id");
+    let timestamp = request
+        .header("webhook-timestamp")
+        .expect("webhook-timestamp");
+    let content = format!("{id}.{timestamp}.{}", request.body);
+    request
+        .header("webhook-signature")
+        .expect("webhook-signature")
+        .split(' ')
+        .map(|signature| {
+            let (version, encoded) = signature.split_once(',').expect("v1,<signature>");
+            assert_eq!(version, "v1");
+            let signature = b64.decode(encoded).expect("base64");
+            secrets
+                .iter()
+                .position(|secret| {
+                    let key = b64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+                    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+                    mac.update(content.as_bytes());
+                    mac.verify_slice(&signature).is_ok()
+                })
+                .unwrap_or_else(|| panic!("{signature:?} verifies with no secret"))
+        })
+        .collect()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn standard_webhooks_verify_with_every_rotated_secret_and_keep_their_id_across_retries() {
+    const OLD: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const NEW: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let answers = Arc::new(AtomicUsize::new(0));
+    let counter = answers.clone();
+    let server = TestServer::start(1, move |_| match counter.fetch_add(1, Ordering::SeqCst) {
+        0 => respond(503, "busy"),
+        _ => respond(204, ""),
+    });
+    let mut c = connector_with(&server.url, Signature::StandardWebhooks, &[OLD, NEW], 1, 1);
+    let batch = [delivery(7)];
+    let before = now();
+    expect_retry(&c.deliver(&batch)[0]);
+    // The next attempt falls in another second, so its timestamp differs.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(c.deliver(&batch), [Outcome::Sent]);
+    let after = now();
+
+    let requests = server.received();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request.body, batch[0].body);
+        assert_eq!(request.header("webhook-id"), Some("hook_7"), "stable id");
+        let timestamp: u64 = request
+            .header("webhook-timestamp")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((before..=after).contains(&timestamp), "{timestamp}");
+        assert_eq!(verify_standard_webhook(request, &[OLD, NEW]), [0, 1]);
+        assert_eq!(request.header("X-Trigpoll-Signature"), None);
+        for (name, value) in &request.headers {
+            assert!(
+                !value.contains(&OLD[6..]) && !value.contains(&NEW[6..]),
+                "{name}"
+            );
+        }
+    }
+    assert_ne!(
+        requests[0].header("webhook-timestamp"),
+        requests[1].header("webhook-timestamp"),
+        "each attempt has its own timestamp"
+    );
+}
+
+#[test]
+fn trigpoll_signatures_list_one_per_rotated_secret() {
+    let server = TestServer::start(1, |_| respond(200, "ok"));
+    let mut c = connector_with(&server.url, Signature::Trigpoll, &["old", "new"], 1, 1);
+    assert_eq!(c.deliver(&[delivery(1)]), [Outcome::Sent]);
+    let request = &server.received()[0];
+    let timestamp = request.header("X-Trigpoll-Timestamp").unwrap();
+    let signatures: Vec<&str> = request
+        .header("X-Trigpoll-Signature")
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert_eq!(
+        signatures,
+        [
+            sign("old", timestamp, &request.body),
+            sign("new", timestamp, &request.body)
+        ]
+    );
+}
+
+#[test]
+fn batches_carry_data_in_event_order_and_a_retryable_answer_retries_the_whole_batch() {
+    let answers = Arc::new(AtomicUsize::new(0));
+    let counter = answers.clone();
+    let server = TestServer::start(1, move |_| match counter.fetch_add(1, Ordering::SeqCst) {
+        0 => respond(503, "busy"),
+        _ => respond(200, "ok"),
+    });
+    let mut c = connector_with(&server.url, Signature::Trigpoll, &[SECRET], 1, 4);
+    // Six keys: the first request takes four of them, the second the other two.
+    let batch: Vec<_> = (1..=6).map(delivery).collect();
+    let outcomes = c.deliver(&batch);
+    for outcome in &outcomes[..4] {
+        expect_retry(outcome);
+    }
+    assert_eq!(outcomes[4..], [Outcome::Sent, Outcome::Sent]);
+    // The four again, as the poller retries them: the same request, the same id.
+    assert_eq!(c.deliver(&batch[..4]), vec![Outcome::Sent; 4]);
+
+    let requests = server.received();
+    assert_eq!(requests.len(), 3);
+    let data = |r: &Received| -> Vec<serde_json::Value> {
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        body["data"].as_array().unwrap().clone()
+    };
+    let ids = |r: &Received| -> Vec<i64> {
+        data(r)
+            .iter()
+            .map(|p| p["event_id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&requests[0]), [1, 2, 3, 4]);
+    assert_eq!(ids(&requests[1]), [5, 6]);
+    assert_eq!(requests[2].body, requests[0].body, "the whole batch again");
+    // Each payload as delivered alone.
+    let first: serde_json::Value = serde_json::from_str(&batch[0].body).unwrap();
+    assert_eq!(data(&requests[0])[0], first);
+    let id = requests[0].header("X-Trigpoll-Event-Id").unwrap();
+    assert!(id.starts_with("batch_"), "{id}");
+    assert_eq!(requests[2].header("X-Trigpoll-Event-Id"), Some(id));
+    assert_ne!(requests[1].header("X-Trigpoll-Event-Id"), Some(id));
+    let timestamp = requests[0].header("X-Trigpoll-Timestamp").unwrap();
+    assert_eq!(
+        requests[0].header("X-Trigpoll-Signature").unwrap(),
+        sign(SECRET, timestamp, &requests[0].body)
+    );
+}
+
+#[test]
+fn a_batch_retry_holds_the_rest_of_its_keys() {
+    let answers = Arc::new(AtomicUsize::new(0));
+    let counter = answers.clone();
+    let server = TestServer::start(1, move |_| match counter.fetch_add(1, Ordering::SeqCst) {
+        1 => respond(500, "oops"),
+        _ => respond(200, "ok"),
+    });
+    let mut c = connector_with(&server.url, Signature::Trigpoll, &[SECRET], 1, 2);
+    // Five events of one key: requests of two, in order, each after the one before.
+    let batch: Vec<_> = (1..=5).map(|id| keyed(id, 0)).collect();
+    let outcomes = c.deliver(&batch);
+    assert_eq!(outcomes[..2], [Outcome::Sent, Outcome::Sent]);
+    expect_retry(&outcomes[2]);
+    assert_eq!(outcomes[3..], [Outcome::Held, Outcome::Held]);
+    let requests = server.received();
+    assert_eq!(requests.len(), 2, "nothing after the failed request");
+}
+
+#[test]
+fn batches_keep_each_keys_order_across_concurrent_requests() {
+    let server = TestServer::start(4, |_| {
+        std::thread::sleep(Duration::from_millis(2));
+        respond(200, "ok")
+    });
+    let mut c = connector_with(
+        &server.url,
+        Signature::StandardWebhooks,
+        &["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"],
+        4,
+        10,
+    );
+    // 400 events of 7 keys, interleaved.
+    let batch: Vec<_> = (1..=400).map(|id| keyed(id, (id % 7) as usize)).collect();
+    assert!(c.deliver(&batch).iter().all(|o| *o == Outcome::Sent));
+    let requests = server.received();
+    assert!(requests.len() >= 40, "{} requests", requests.len());
+    let mut last_of_key = std::collections::HashMap::new();
+    let mut seen = 0;
+    for request in &requests {
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        let payloads = body["data"].as_array().unwrap();
+        assert!(payloads.len() <= 10);
+        for payload in payloads {
+            let id = payload["event_id"].as_i64().unwrap();
+            if let Some(before) = last_of_key.insert(id % 7, id) {
+                assert!(before < id, "key {}: {id} after {before}", id % 7);
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 400, "each event once");
 }

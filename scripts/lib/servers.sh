@@ -78,6 +78,79 @@ ensure_mariadb() {
   export TRIGPOLL_TEST_MYSQL_URL="mysql://root@127.0.0.1:33069/mysql"
 }
 
+# Waits until 127.0.0.1:$2 answers, for at most $3 seconds; shows the log $4 of $1 otherwise.
+wait_for_port() {
+  local name=$1 port=$2 limit=$3 log=$4 waited=0
+  until port_open 127.0.0.1 "$port"; do
+    if [ "$waited" -ge $((limit * 2)) ]; then
+      log "$name did not start; its log:"; cat "$log" >&2; return 1
+    fi
+    sleep 0.5; waited=$((waited + 1))
+  done
+}
+
+# Makes TRIGPOLL_TEST_NATS_URL answer: the configured server, or a throwaway nats-server with
+# JetStream on port 42229 (its own store, so a system server is left alone).
+ensure_nats() {
+  local host port
+  host=$(url_host "$TRIGPOLL_TEST_NATS_URL"); port=$(url_port "$TRIGPOLL_TEST_NATS_URL" 4222)
+  if port_open "$host" "$port"; then return 0; fi
+  log "no NATS answers at $host:$port; starting a throwaway nats-server with JetStream"
+  command -v nats-server >/dev/null || apt_install nats-server
+  local dir=/tmp/trigpoll-test-nats
+  if ! port_open 127.0.0.1 42229; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    nats-server -a 127.0.0.1 -p 42229 -js -sd "$dir/store" >"$dir/log" 2>&1 &
+    wait_for_port nats-server 42229 30 "$dir/log"
+  fi
+  export TRIGPOLL_TEST_NATS_URL="nats://127.0.0.1:42229"
+}
+
+# Makes TRIGPOLL_TEST_REDIS_URL answer: the configured server, or a throwaway redis-server on
+# port 63799 that keeps nothing on disk.
+ensure_redis() {
+  local host port
+  host=$(url_host "$TRIGPOLL_TEST_REDIS_URL"); port=$(url_port "$TRIGPOLL_TEST_REDIS_URL" 6379)
+  if port_open "$host" "$port"; then return 0; fi
+  log "no Redis answers at $host:$port; starting a throwaway redis-server"
+  [ -x /usr/bin/redis-server ] || apt_install redis-server
+  local dir=/tmp/trigpoll-test-redis
+  if ! port_open 127.0.0.1 63799; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    /usr/bin/redis-server --bind 127.0.0.1 --port 63799 --dir "$dir" --save '' \
+      --appendonly no >"$dir/log" 2>&1 &
+    wait_for_port redis-server 63799 30 "$dir/log"
+  fi
+  export TRIGPOLL_TEST_REDIS_URL="redis://127.0.0.1:63799/0"
+}
+
+# Makes TRIGPOLL_TEST_AMQP_URL answer: the configured broker, or a throwaway RabbitMQ node on
+# port 56729 (its own node name, data, configuration and no plugins, so a system broker is left
+# alone; guest/guest works from 127.0.0.1).
+ensure_rabbitmq() {
+  local host port
+  host=$(url_host "$TRIGPOLL_TEST_AMQP_URL"); port=$(url_port "$TRIGPOLL_TEST_AMQP_URL" 5672)
+  if port_open "$host" "$port"; then return 0; fi
+  log "no AMQP broker answers at $host:$port; starting a throwaway RabbitMQ"
+  [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_install rabbitmq-server
+  local dir=/tmp/trigpoll-test-rabbitmq
+  if ! port_open 127.0.0.1 56729; then
+    rm -rf "$dir"; mkdir -p "$dir"
+    echo "[]." >"$dir/enabled_plugins"
+    : >"$dir/rabbitmq-env.conf"
+    echo "listeners.tcp.default = 127.0.0.1:56729" >"$dir/rabbitmq.conf"
+    chown -R rabbitmq: "$dir"
+    (cd "$dir" && runuser -u rabbitmq -- env HOME="$dir" \
+      RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf" RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf" \
+      RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins" RABBITMQ_NODENAME=trigpoll-test@localhost \
+      RABBITMQ_DIST_PORT=25729 RABBITMQ_MNESIA_BASE="$dir/mnesia" RABBITMQ_LOG_BASE="$dir/log" \
+      RABBITMQ_PID_FILE="$dir/pid" ERL_EPMD_ADDRESS=127.0.0.1 \
+      /usr/lib/rabbitmq/bin/rabbitmq-server >"$dir/out.log" 2>&1 &)
+    wait_for_port RabbitMQ 56729 120 "$dir/out.log"
+  fi
+  export TRIGPOLL_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:56729/%2f"
+}
+
 # A throwaway certificate authority and a server certificate for `localhost` (the host name
 # only: a connection to 127.0.0.1 that checks the host name must fail), in $1. Kept across
 # runs, with the servers that use them.

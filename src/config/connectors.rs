@@ -17,9 +17,10 @@ use crate::subscription::Subscription;
 /// sets `connectors_dir`; without it the folder is the default one and may be absent.
 pub(super) fn connectors(
     main: &Source,
-    dir: &Path,
+    poll: &PollConfig,
     dir_span: Option<Range<usize>>,
 ) -> Result<Vec<ConnectorConfig>, ConfigError> {
+    let dir = poll.connectors_dir.as_path();
     let dir_error = |message: String| {
         main.error(
             dir_span.clone(),
@@ -62,7 +63,7 @@ pub(super) fn connectors(
         let text =
             std::fs::read_to_string(&file).map_err(|e| ConfigError::unreadable(&file, &e))?;
         let source = Source::expand(&file, &text)?;
-        let (connector, id_span) = connector(&source, &file)?;
+        let (connector, id_span) = connector(&source, &file, poll)?;
         if let Some(first) = ids.insert(connector.id.clone(), file.clone()) {
             return Err(source.error(
                 Some(id_span),
@@ -83,6 +84,7 @@ pub(super) fn connectors(
 pub(super) fn connector(
     source: &Source,
     file: &Path,
+    poll: &PollConfig,
 ) -> Result<(ConnectorConfig, Range<usize>), ConfigError> {
     let raw: RawConnector = source.parse()?;
 
@@ -116,8 +118,15 @@ pub(super) fn connector(
         ("url", sink.url.as_ref().map(Spanned::span)),
         ("client_id", sink.client_id.as_ref().map(Spanned::span)),
         ("secret", sink.secret.as_ref().map(Spanned::span)),
+        ("signature", sink.signature.as_ref().map(Spanned::span)),
         ("timeout", sink.timeout.as_ref().map(Spanned::span)),
         ("concurrency", sink.concurrency.as_ref().map(Spanned::span)),
+        ("batch_size", sink.batch_size.as_ref().map(Spanned::span)),
+        ("subject", sink.subject.as_ref().map(Spanned::span)),
+        ("stream", sink.stream.as_ref().map(Spanned::span)),
+        ("exchange", sink.exchange.as_ref().map(Spanned::span)),
+        ("routing_key", sink.routing_key.as_ref().map(Spanned::span)),
+        ("maxlen", sink.maxlen.as_ref().map(Spanned::span)),
     ];
     let foreign = present
         .into_iter()
@@ -145,6 +154,9 @@ pub(super) fn connector(
         )
     };
 
+    let timeout = |t: Option<Spanned<PositiveDuration>>| {
+        t.map_or(Duration::from_secs(10), |t| t.into_inner().0)
+    };
     let sink_config = match kind {
         SinkKind::Stdout => SinkConfig::Stdout,
         SinkKind::File => {
@@ -156,26 +168,114 @@ pub(super) fn connector(
         }
         SinkKind::Http => {
             let url = sink.url.ok_or_else(|| missing("url"))?;
-            // The URL is not echoed: it may carry credentials.
-            let scheme = url.get_ref().0.split_once("://").map(|(s, _)| s);
-            if !matches!(scheme, Some("http" | "https")) {
-                return Err(source.error(
-                    Some(url.span()),
-                    Some("sink.url".into()),
-                    "must start with http:// or https://",
-                ));
-            }
+            check_scheme(source, &url, &["http", "https"])?;
+            let signature = sink
+                .signature
+                .map_or(Signature::Trigpoll, |s| match s.into_inner() {
+                    RawSignature::Trigpoll => Signature::Trigpoll,
+                    RawSignature::StandardWebhooks => Signature::StandardWebhooks,
+                });
             let secret = sink.secret.ok_or_else(|| missing("secret"))?;
+            let secrets = secrets(source, secret, signature)?;
             SinkConfig::Http(HttpSinkConfig {
                 url: url.into_inner().0,
                 client_id: sink
                     .client_id
                     .map_or_else(|| "trigpoll".to_string(), |c| c.into_inner().0),
-                secret: secret.into_inner().0,
-                timeout: sink
-                    .timeout
-                    .map_or(Duration::from_secs(10), |t| t.into_inner().0),
+                secrets,
+                signature,
+                timeout: timeout(sink.timeout),
                 concurrency: sink.concurrency.map_or(8, |c| c.into_inner().get()),
+                batch_size: sink.batch_size.map_or(1, |b| b.into_inner().get()),
+            })
+        }
+        SinkKind::Nats => {
+            let url = sink.url.ok_or_else(|| missing("url"))?;
+            check_scheme(source, &url, &["nats", "tls"])?;
+            let subject = sink.subject.ok_or_else(|| missing("subject"))?;
+            let span = subject.span();
+            let subject = template(source, "subject", subject)?;
+            let subject_error = |message: String| {
+                source.error(Some(span.clone()), Some("sink.subject".into()), message)
+            };
+            if let Some(problem) = crate::connector::nats_subject_problem(&subject.fill("x")) {
+                return Err(subject_error(format!(
+                    "`{subject}` is not a NATS subject: {problem}"
+                )));
+            }
+            let stream = match sink.stream {
+                Some(stream) => {
+                    let name = &stream.get_ref().0;
+                    let refused = [' ', '\t', '.', '*', '>', '/', '\\'];
+                    if name.contains(refused) || name.chars().any(char::is_control) {
+                        return Err(source.error(
+                            Some(stream.span()),
+                            Some("sink.stream".into()),
+                            format!(
+                                "stream name {name:?} must not contain spaces, `.`, `*`, `>`, \
+                                 `/` or `\\`"
+                            ),
+                        ));
+                    }
+                    if !subject.placeholders_are_tokens('.') {
+                        return Err(subject_error(format!(
+                            "with `stream` set, every placeholder of `{subject}` must be a whole \
+                             token between dots: the stream captures `{}`, and NATS wildcards \
+                             stand for whole tokens",
+                            subject.fill("*")
+                        )));
+                    }
+                    Some(stream.into_inner().0)
+                }
+                None => None,
+            };
+            SinkConfig::Nats(NatsSinkConfig {
+                url: Secret::new(url.into_inner().0),
+                subject,
+                stream,
+                duplicate_window: poll
+                    .claim_timeout
+                    .saturating_mul(2)
+                    .max(Duration::from_secs(3600)),
+                timeout: timeout(sink.timeout),
+            })
+        }
+        SinkKind::Amqp => {
+            let url = sink.url.ok_or_else(|| missing("url"))?;
+            check_scheme(source, &url, &["amqp", "amqps"])?;
+            let exchange = sink.exchange.ok_or_else(|| missing("exchange"))?;
+            let name = &exchange.get_ref().0;
+            let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+            if name.len() > 255 || !name.chars().all(allowed) {
+                return Err(source.error(
+                    Some(exchange.span()),
+                    Some("sink.exchange".into()),
+                    format!(
+                        "exchange name {name:?} must be at most 255 letters, digits, `-`, `_`, \
+                         `.` and `:`"
+                    ),
+                ));
+            }
+            let routing_key = match sink.routing_key {
+                Some(key) => template(source, "routing_key", key)?,
+                None => Template::parse("{object}.{verb}").expect("the default template is valid"),
+            };
+            SinkConfig::Amqp(AmqpSinkConfig {
+                url: Secret::new(url.into_inner().0),
+                exchange: exchange.into_inner().0,
+                routing_key,
+                timeout: timeout(sink.timeout),
+            })
+        }
+        SinkKind::Redis => {
+            let url = sink.url.ok_or_else(|| missing("url"))?;
+            check_scheme(source, &url, &["redis", "rediss"])?;
+            let stream = sink.stream.ok_or_else(|| missing("stream"))?;
+            SinkConfig::Redis(RedisSinkConfig {
+                url: Secret::new(url.into_inner().0),
+                stream: template(source, "stream", stream)?,
+                maxlen: sink.maxlen.map(|m| m.into_inner().get()),
+                timeout: timeout(sink.timeout),
             })
         }
     };
@@ -190,6 +290,68 @@ pub(super) fn connector(
         source: file.to_path_buf(),
     };
     Ok((connector, id_span))
+}
+
+/// Refuses a URL whose scheme is not one of `schemes`. The URL is not echoed: it may carry
+/// credentials.
+fn check_scheme(
+    source: &Source,
+    url: &Spanned<NonBlank>,
+    schemes: &[&str],
+) -> Result<(), ConfigError> {
+    let scheme = url.get_ref().0.split_once("://").map(|(s, _)| s);
+    if scheme.is_some_and(|s| schemes.contains(&s)) {
+        return Ok(());
+    }
+    let expected: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+    Err(source.error(
+        Some(url.span()),
+        Some("sink.url".into()),
+        format!("must start with {}", expected.join(" or ")),
+    ))
+}
+
+fn template(source: &Source, key: &str, text: Spanned<NonBlank>) -> Result<Template, ConfigError> {
+    Template::parse(&text.get_ref().0)
+        .map_err(|message| source.error(Some(text.span()), Some(format!("sink.{key}")), message))
+}
+
+/// The HTTP secrets: one string or a list. Standard Webhooks secrets must decode.
+fn secrets(
+    source: &Source,
+    secret: Spanned<RawSecrets>,
+    signature: Signature,
+) -> Result<Vec<Secret>, ConfigError> {
+    let outer = secret.span();
+    let list = match secret.into_inner() {
+        RawSecrets::One(RawSecret(s)) => vec![(s, outer, "sink.secret".to_string())],
+        RawSecrets::Many(list) => {
+            if list.is_empty() {
+                return Err(source.error(
+                    Some(outer),
+                    Some("sink.secret".into()),
+                    "must list at least one secret",
+                ));
+            }
+            list.into_iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let span = s.span();
+                    (s.into_inner().0, span, format!("sink.secret[{i}]"))
+                })
+                .collect()
+        }
+    };
+    let mut secrets = Vec::with_capacity(list.len());
+    for (secret, span, key) in list {
+        if signature == Signature::StandardWebhooks {
+            if let Err(problem) = crate::connector::webhook_key(&secret) {
+                return Err(source.error(Some(span), Some(key), problem));
+            }
+        }
+        secrets.push(secret);
+    }
+    Ok(secrets)
 }
 
 #[derive(Deserialize)]
@@ -209,9 +371,16 @@ pub(super) struct RawSink {
     pub(super) path: Option<Spanned<NonBlank>>,
     pub(super) url: Option<Spanned<NonBlank>>,
     pub(super) client_id: Option<Spanned<NonBlank>>,
-    pub(super) secret: Option<Spanned<RawSecret>>,
+    pub(super) secret: Option<Spanned<RawSecrets>>,
+    pub(super) signature: Option<Spanned<RawSignature>>,
     pub(super) timeout: Option<Spanned<PositiveDuration>>,
     pub(super) concurrency: Option<Spanned<Ranged<1, 256>>>,
+    pub(super) batch_size: Option<Spanned<Ranged<1, 1000>>>,
+    pub(super) subject: Option<Spanned<NonBlank>>,
+    pub(super) stream: Option<Spanned<NonBlank>>,
+    pub(super) exchange: Option<Spanned<NonBlank>>,
+    pub(super) routing_key: Option<Spanned<NonBlank>>,
+    pub(super) maxlen: Option<Spanned<Ranged<1, { i64::MAX }>>>,
     #[serde(default = "default_max_attempts")]
     pub(super) max_attempts: Ranged<1, { u32::MAX as i64 }>,
     #[serde(default = "default_backoff")]
@@ -231,6 +400,9 @@ pub(super) enum SinkKind {
     Stdout,
     File,
     Http,
+    Nats,
+    Amqp,
+    Redis,
 }
 
 impl SinkKind {
@@ -239,7 +411,18 @@ impl SinkKind {
         match self {
             SinkKind::Stdout => &[],
             SinkKind::File => &["path"],
-            SinkKind::Http => &["url", "client_id", "secret", "timeout", "concurrency"],
+            SinkKind::Http => &[
+                "url",
+                "client_id",
+                "secret",
+                "signature",
+                "timeout",
+                "concurrency",
+                "batch_size",
+            ],
+            SinkKind::Nats => &["url", "subject", "stream", "timeout"],
+            SinkKind::Amqp => &["url", "exchange", "routing_key", "timeout"],
+            SinkKind::Redis => &["url", "stream", "maxlen", "timeout"],
         }
     }
 }
@@ -250,6 +433,16 @@ impl fmt::Display for SinkKind {
             SinkKind::Stdout => "stdout",
             SinkKind::File => "file",
             SinkKind::Http => "http",
+            SinkKind::Nats => "nats",
+            SinkKind::Amqp => "amqp",
+            SinkKind::Redis => "redis",
         })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum RawSignature {
+    Trigpoll,
+    StandardWebhooks,
 }

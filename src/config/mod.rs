@@ -11,8 +11,11 @@ mod expand;
 mod objects;
 mod raw;
 mod source;
+mod template;
 #[cfg(test)]
 mod tests;
+
+pub use template::Template;
 
 use connectors::connectors;
 use objects::objects;
@@ -299,16 +302,75 @@ pub enum SinkConfig {
     Stdout,
     File { path: PathBuf },
     Http(HttpSinkConfig),
+    Nats(NatsSinkConfig),
+    Amqp(AmqpSinkConfig),
+    Redis(RedisSinkConfig),
 }
 
 #[derive(Debug, Clone)]
 pub struct HttpSinkConfig {
     pub url: String,
     pub client_id: String,
-    pub secret: Secret,
+    /// At least one. Every request carries one signature per secret, so that a receiver can
+    /// move from an old secret to a new one without losing requests (rotation).
+    pub secrets: Vec<Secret>,
+    pub signature: Signature,
     pub timeout: Duration,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Business objects per request; above 1 every request carries `{"data": [...]}`.
+    pub batch_size: usize,
+}
+
+/// How HTTP requests are signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    /// `X-Trigpoll-Signature: v1=<hex HMAC-SHA256(secret, timestamp.body)>`.
+    Trigpoll,
+    /// The Standard Webhooks headers `webhook-id`, `webhook-timestamp`, `webhook-signature`;
+    /// each secret is `whsec_` and the base64 of the key.
+    StandardWebhooks,
+}
+
+/// NATS JetStream.
+#[derive(Debug, Clone)]
+pub struct NatsSinkConfig {
+    /// `nats://` or `tls://`, credentials included.
+    pub url: Secret,
+    pub subject: Template,
+    /// A stream to create, capturing the subjects, when it is missing.
+    pub stream: Option<String>,
+    /// The duplicate window of a stream trigpoll creates: 1 hour, or twice
+    /// `poll.claim_timeout` when that is longer, so that an event published again after a
+    /// crash (once its claim expired) or after a retry is still recognised.
+    pub duplicate_window: Duration,
+    /// Time allowed to connect, and for the server to acknowledge the oldest message waiting.
+    pub timeout: Duration,
+}
+
+/// RabbitMQ or another AMQP 0-9-1 broker.
+#[derive(Debug, Clone)]
+pub struct AmqpSinkConfig {
+    /// `amqp://` or `amqps://`, credentials included.
+    pub url: Secret,
+    /// Declared as a durable topic exchange when missing.
+    pub exchange: String,
+    pub routing_key: Template,
+    /// Time allowed to connect, and for the broker to confirm the oldest message waiting.
+    pub timeout: Duration,
+}
+
+/// Redis Streams.
+#[derive(Debug, Clone)]
+pub struct RedisSinkConfig {
+    /// `redis://` or `rediss://`, credentials included.
+    pub url: Secret,
+    /// The stream key.
+    pub stream: Template,
+    /// Trim each stream to about this many entries (`MAXLEN ~`).
+    pub maxlen: Option<u64>,
+    /// Time allowed to connect, and for the server to answer a pipeline.
+    pub timeout: Duration,
 }
 
 /// A value that must never reach a log: its Debug form is masked.
@@ -423,7 +485,7 @@ impl Config {
         let sqlite = database.url.expose().starts_with("sqlite://");
         let objects = objects(&source, raw.object, sqlite)?;
         let dir_span = raw.poll.connectors_dir.as_ref().map(Spanned::span);
-        let connectors = connectors(&source, &poll.connectors_dir, dir_span)?;
+        let connectors = connectors(&source, &poll, dir_span)?;
         Ok(Config {
             path: path.to_path_buf(),
             database,

@@ -231,6 +231,53 @@ impl<'de> Deserialize<'de> for RawSecret {
     }
 }
 
+/// One secret, or a list of them (key rotation). Type errors do not echo the values.
+pub(super) enum RawSecrets {
+    One(RawSecret),
+    Many(Vec<Spanned<RawSecret>>),
+}
+
+impl<'de> Deserialize<'de> for RawSecrets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSecrets;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawSecrets, E> {
+                RawSecret::deserialize(de::value::StrDeserializer::<E>::new(v)).map(RawSecrets::One)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawSecrets, A::Error> {
+                let mut list = Vec::new();
+                while let Some(secret) = seq.next_element()? {
+                    list.push(secret);
+                }
+                Ok(RawSecrets::Many(list))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawSecrets, E> {
+                Err(hidden())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawSecrets, E> {
+                Err(hidden())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawSecrets, E> {
+                Err(hidden())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawSecrets, E> {
+                Err(hidden())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<RawSecrets, A::Error> {
+                Err(hidden())
+            }
+        }
+        fn hidden<E: de::Error>() -> E {
+            E::custom("invalid type: expected a string or a list of strings (value hidden)")
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A humantime duration: `"5s"`, `"250ms"`, `"1h 30m"`.
 pub(super) struct HumanDuration(pub(super) Duration);
 

@@ -585,7 +585,9 @@ fn http_sinks_have_defaults() {
     };
     assert_eq!(http.url, "https://h/e");
     assert_eq!(http.client_id, "trigpoll");
-    assert_eq!(http.secret.expose(), "s3cr3t");
+    assert_eq!(http.secrets, [Secret::new("s3cr3t")]);
+    assert_eq!(http.signature, Signature::Trigpoll);
+    assert_eq!(http.batch_size, 1);
     assert_eq!(http.timeout, Duration::from_secs(10));
     assert_eq!(http.concurrency, 8);
     assert_eq!(connector.max_attempts, 10);
@@ -601,6 +603,203 @@ fn http_sinks_have_defaults() {
     assert_eq!(http.client_id, "me");
     assert_eq!(http.timeout, Duration::from_secs(2));
     assert_eq!(http.concurrency, 256);
+}
+
+#[test]
+fn http_sinks_take_standard_webhooks_rotated_secrets_and_batches() {
+    let connector = connector_ok(
+        "id = \"hr\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nurl = \"https://h/e\"\n\
+         signature = \"standard-webhooks\"\nbatch_size = 50\n\
+         secret = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\", \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"]\n",
+    );
+    let SinkConfig::Http(http) = connector.sink else {
+        panic!("an http sink expected")
+    };
+    assert_eq!(http.signature, Signature::StandardWebhooks);
+    assert_eq!(http.batch_size, 50);
+    assert_eq!(http.secrets.len(), 2);
+    // A list works with the trigpoll scheme too (one signature per secret).
+    let connector = connector_ok(
+        "id = \"hr\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nurl = \"https://h/e\"\n\
+         secret = [\"old\", \"new\"]\n",
+    );
+    let SinkConfig::Http(http) = connector.sink else {
+        panic!("an http sink expected")
+    };
+    assert_eq!(http.secrets, [Secret::new("old"), Secret::new("new")]);
+}
+
+#[test]
+fn broker_sinks_have_defaults() {
+    let head = "id = \"b\"\nsubscribe = [\"*.*\"]\n[sink]\n";
+    let nats = connector_ok(&format!(
+        "{head}type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nsubject = \"trigpoll.{{object}}.{{verb}}\"\n"
+    ));
+    let SinkConfig::Nats(config) = nats.sink else {
+        panic!("a nats sink expected")
+    };
+    assert_eq!(config.url.expose(), "nats://127.0.0.1:4222");
+    assert_eq!(config.subject.to_string(), "trigpoll.{object}.{verb}");
+    assert_eq!(config.stream, None);
+    assert_eq!(config.timeout, Duration::from_secs(10));
+    assert_eq!(config.duplicate_window, Duration::from_secs(3600));
+
+    // The duplicate window outlasts a long claim timeout.
+    let dir = folder(
+        &format!("{MAIN}[poll]\nclaim_timeout = \"2h\"\n"),
+        &[(
+            "n.toml",
+            &format!(
+                "{head}type = \"nats\"\nurl = \"tls://u:p@h\"\nsubject = \"a.{{object}}\"\n\
+                 stream = \"TRIGPOLL\"\ntimeout = \"3s\"\n"
+            ),
+        )],
+    );
+    let SinkConfig::Nats(config) = &load(&dir).unwrap().connectors[0].sink else {
+        panic!("a nats sink expected")
+    };
+    assert_eq!(config.duplicate_window, Duration::from_secs(4 * 3600));
+    assert_eq!(config.stream.as_deref(), Some("TRIGPOLL"));
+    assert_eq!(config.timeout, Duration::from_secs(3));
+
+    let amqp = connector_ok(&format!(
+        "{head}type = \"amqp\"\nurl = \"amqp://guest:guest@h:5672/%2f\"\nexchange = \"trigpoll\"\n"
+    ));
+    let SinkConfig::Amqp(config) = amqp.sink else {
+        panic!("an amqp sink expected")
+    };
+    assert_eq!(config.exchange, "trigpoll");
+    assert_eq!(config.routing_key.to_string(), "{object}.{verb}");
+
+    let redis = connector_ok(&format!(
+        "{head}type = \"redis\"\nurl = \"redis://h:6379/0\"\nstream = \"trigpoll:{{object}}\"\nmaxlen = 100000\n"
+    ));
+    let SinkConfig::Redis(config) = redis.sink else {
+        panic!("a redis sink expected")
+    };
+    assert_eq!(
+        config.stream.render("Employee", "Create", "b"),
+        "trigpoll:Employee"
+    );
+    assert_eq!(config.maxlen, Some(100_000));
+}
+
+#[test]
+fn broker_sink_errors_name_file_line_and_key() {
+    let head = "id = \"c\"\nsubscribe = [\"*.*\"]\n[sink]\n";
+    let nats = format!("{head}type = \"nats\"\nurl = \"nats://h\"\n");
+    let amqp = format!("{head}type = \"amqp\"\nurl = \"amqp://h\"\n");
+    let redis = format!("{head}type = \"redis\"\nurl = \"redis://h\"\n");
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{head}type = \"nats\"\nurl = \"\"\nsubject = \"s\"\n"),
+            "DIR/connectors/c.toml:5:7: sink.url: must not be empty",
+        ),
+        (
+            format!("{head}type = \"nats\"\nurl = \"amqp://u:pw@h\"\nsubject = \"s\"\n"),
+            "DIR/connectors/c.toml:5:7: sink.url: must start with nats:// or tls://",
+        ),
+        (
+            format!("{head}type = \"amqp\"\nurl = \"http://u:pw@h\"\nexchange = \"x\"\n"),
+            "DIR/connectors/c.toml:5:7: sink.url: must start with amqp:// or amqps://",
+        ),
+        (
+            format!("{head}type = \"redis\"\nurl = \"nats://u:pw@h\"\nstream = \"s\"\n"),
+            "DIR/connectors/c.toml:5:7: sink.url: must start with redis:// or rediss://",
+        ),
+        (
+            format!("{head}type = \"nats\"\nsubject = \"s\"\n"),
+            "DIR/connectors/c.toml:4:8: sink.url: missing field `url`, required by nats sinks",
+        ),
+        (
+            nats.clone(),
+            "DIR/connectors/c.toml:4:8: sink.subject: missing field `subject`, required by nats sinks",
+        ),
+        (
+            format!("{nats}subject = \"trigpoll.{{object}}.{{action}}\"\n"),
+            "DIR/connectors/c.toml:6:11: sink.subject: unknown placeholder {action} \
+             (placeholders: {object}, {verb}, {connector})",
+        ),
+        (
+            format!("{nats}subject = \"trigpoll.*.{{verb}}\"\n"),
+            "DIR/connectors/c.toml:6:11: sink.subject: `trigpoll.*.{verb}` is not a NATS subject: \
+             wildcards cannot be published to",
+        ),
+        (
+            format!("{nats}subject = \"trigpoll..{{verb}}\"\n"),
+            "DIR/connectors/c.toml:6:11: sink.subject: `trigpoll..{verb}` is not a NATS subject: \
+             a token between dots is empty",
+        ),
+        (
+            format!("{nats}subject = \"trigpoll.obj-{{object}}\"\nstream = \"S\"\n"),
+            "DIR/connectors/c.toml:6:11: sink.subject: with `stream` set, every placeholder of \
+             `trigpoll.obj-{object}` must be a whole token between dots: the stream captures \
+             `trigpoll.obj-*`, and NATS wildcards stand for whole tokens",
+        ),
+        (
+            format!("{nats}subject = \"a.{{object}}\"\nstream = \"my.stream\"\n"),
+            "DIR/connectors/c.toml:7:10: sink.stream: stream name \"my.stream\" must not contain \
+             spaces, `.`, `*`, `>`, `/` or `\\`",
+        ),
+        (
+            format!("{nats}subject = \"a\"\nexchange = \"x\"\n"),
+            "DIR/connectors/c.toml:7:12: sink.exchange: `exchange` is not a key of nats sinks \
+             (their keys: type, url, subject, stream, timeout, max_attempts, backoff)",
+        ),
+        (
+            amqp.clone(),
+            "DIR/connectors/c.toml:4:8: sink.exchange: missing field `exchange`, required by amqp sinks",
+        ),
+        (
+            format!("{amqp}exchange = \"trig poll\"\n"),
+            "DIR/connectors/c.toml:6:12: sink.exchange: exchange name \"trig poll\" must be at most \
+             255 letters, digits, `-`, `_`, `.` and `:`",
+        ),
+        (
+            format!("{amqp}exchange = \"x\"\nrouting_key = \"{{object}}.{{Verb}}\"\n"),
+            "DIR/connectors/c.toml:7:15: sink.routing_key: unknown placeholder {Verb} \
+             (placeholders: {object}, {verb}, {connector})",
+        ),
+        (
+            format!("{amqp}exchange = \"x\"\nstream = \"s\"\n"),
+            "DIR/connectors/c.toml:7:10: sink.stream: `stream` is not a key of amqp sinks \
+             (their keys: type, url, exchange, routing_key, timeout, max_attempts, backoff)",
+        ),
+        (
+            format!("{redis}stream = \"trigpoll:{{object\"\n"),
+            "DIR/connectors/c.toml:6:10: sink.stream: unclosed `{` (write `{{` for a literal \
+             brace; placeholders: {object}, {verb}, {connector})",
+        ),
+        (
+            format!("{redis}stream = \"s\"\nmaxlen = 0\n"),
+            "DIR/connectors/c.toml:7:10: sink.maxlen: 0 is out of range: must be at least 1",
+        ),
+        (
+            format!("{redis}stream = \"s\"\ntimeout = \"0s\"\n"),
+            "DIR/connectors/c.toml:7:11: sink.timeout: must be greater than zero",
+        ),
+        (
+            format!("{head}type = \"http\"\nurl = \"http://h\"\nsecret = \"s\"\nsignature = \"hmac\"\n"),
+            "DIR/connectors/c.toml:7:13: sink.signature: unknown variant `hmac`, expected \
+             `trigpoll` or `standard-webhooks`",
+        ),
+        (
+            format!("{head}type = \"http\"\nurl = \"http://h\"\nsecret = []\n"),
+            "DIR/connectors/c.toml:6:10: sink.secret: must list at least one secret",
+        ),
+        (
+            format!("{head}type = \"http\"\nurl = \"http://h\"\nsecret = \"s\"\nbatch_size = 1001\n"),
+            "DIR/connectors/c.toml:7:14: sink.batch_size: 1001 is out of range: must be between 1 and 1000",
+        ),
+        (
+            format!("{head}type = \"http\"\nurl = \"http://h\"\nsignature = \"standard-webhooks\"\nsecret = \"s3cret\"\n"),
+            "DIR/connectors/c.toml:7:10: sink.secret: not a Standard Webhooks secret: expected \
+             `whsec_` followed by the key in base64",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(connector_err(&text), expected, "for:\n{text}");
+    }
 }
 
 #[test]
@@ -654,7 +853,7 @@ fn connector_errors_name_file_line_and_key() {
         ),
         (
             format!("{head}type = \"kafka\"\n"),
-            "DIR/connectors/c.toml:4:8: sink.type: unknown variant `kafka`, expected one of `stdout`, `file`, `http`",
+            "DIR/connectors/c.toml:4:8: sink.type: unknown variant `kafka`, expected one of `stdout`, `file`, `http`, `nats`, `amqp`, `redis`",
         ),
         (
             format!("{head}path = \"x\"\n"),
@@ -663,12 +862,15 @@ fn connector_errors_name_file_line_and_key() {
         (
             format!("{head}type = \"stdout\"\nretries = 3\n"),
             "DIR/connectors/c.toml:5:1: sink.retries: unknown field `retries`, expected one of `type`, \
-             `path`, `url`, `client_id`, `secret`, `timeout`, `concurrency`, `max_attempts`, `backoff`",
+             `path`, `url`, `client_id`, `secret`, `signature`, `timeout`, `concurrency`, \
+             `batch_size`, `subject`, `stream`, `exchange`, `routing_key`, `maxlen`, \
+             `max_attempts`, `backoff`",
         ),
         (
             format!("{http}path = \"out.ndjson\"\n"),
             "DIR/connectors/c.toml:7:8: sink.path: `path` is not a key of http sinks (their keys: \
-             type, url, client_id, secret, timeout, concurrency, max_attempts, backoff)",
+             type, url, client_id, secret, signature, timeout, concurrency, batch_size, \
+             max_attempts, backoff)",
         ),
         (
             format!("{head}type = \"file\"\npath = \"x\"\nurl = \"http://h\"\n"),
@@ -733,7 +935,23 @@ fn secrets_stay_out_of_messages_and_debug_output() {
     );
     assert_eq!(
         message,
-        "DIR/connectors/c.toml:6:10: sink.secret: invalid type: expected a string (value hidden)"
+        "DIR/connectors/c.toml:6:10: sink.secret: invalid type: expected a string or a list of strings (value hidden)"
+    );
+    let message = connector_err(
+        "id = \"c\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nurl = \"http://h\"\nsecret = [\"a\", 987654321]\n",
+    );
+    assert_eq!(
+        message,
+        "DIR/connectors/c.toml:6:16: sink.secret[1]: invalid type: expected a string (value hidden)"
+    );
+    let message = connector_err(
+        "id = \"c\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nsignature = \"standard-webhooks\"\n\
+         url = \"http://h\"\nsecret = [\"whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD\", \"whsec_987654321!\"]\n",
+    );
+    assert_eq!(
+        message,
+        "DIR/connectors/c.toml:7:53: sink.secret[1]: not a Standard Webhooks secret: expected \
+         `whsec_` followed by the key in base64"
     );
 
     let main = "[database]\nurl = \"postgres://u:db-password@h/db\"\n";
@@ -747,6 +965,17 @@ fn secrets_stay_out_of_messages_and_debug_output() {
     let debug = format!("{:?}", load(&dir).unwrap());
     assert!(!debug.contains("db-password"), "{debug}");
     assert!(!debug.contains("hmac-key"), "{debug}");
+
+    let dir = folder(
+        MAIN,
+        &[(
+            "c.toml",
+            "id = \"c\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"amqp\"\n\
+             url = \"amqp://app:broker-password@h/%2f\"\nexchange = \"x\"\n",
+        )],
+    );
+    let debug = format!("{:?}", load(&dir).unwrap());
+    assert!(!debug.contains("broker-password"), "{debug}");
 }
 
 #[test]
@@ -774,13 +1003,30 @@ fn the_example_configuration_loads() {
         ]
     );
     let connectors: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(connectors, ["audit-file", "hr-sync", "console"]);
+    assert_eq!(
+        connectors,
+        [
+            "events-amqp",
+            "audit-file",
+            "hr-sync",
+            "events-nats",
+            "events-redis",
+            "console"
+        ]
+    );
+    assert!(matches!(config.connectors[0].sink, SinkConfig::Amqp(_)));
     assert!(matches!(
-        &config.connectors[0].sink,
+        &config.connectors[1].sink,
         SinkConfig::File { path } if *path == root.join("connectors/../trigpoll-events.ndjson")
     ));
-    assert!(matches!(config.connectors[1].sink, SinkConfig::Http(_)));
-    assert!(matches!(config.connectors[2].sink, SinkConfig::Stdout));
+    assert!(matches!(config.connectors[2].sink, SinkConfig::Http(_)));
+    assert!(matches!(config.connectors[3].sink, SinkConfig::Nats(_)));
+    assert!(matches!(config.connectors[4].sink, SinkConfig::Redis(_)));
+    assert!(matches!(config.connectors[5].sink, SinkConfig::Stdout));
+    // And they build, without a network.
+    for connector in config.connectors {
+        crate::connector::Connector::new(connector).unwrap();
+    }
 }
 
 #[test]

@@ -149,6 +149,8 @@ mod tests {
         ids.map(|i| Delivery {
             event_id: i,
             key: i as usize,
+            object: "Employee".into(),
+            verb: "Create".into(),
             object_event_id: format!("file_{i}"),
             body: format!("{{\"event_id\":{i},\"text\":\"é\"}}"),
         })

@@ -1,16 +1,38 @@
-//! The HTTP webhook sink: POSTs each business object, signed (docs/payload.md).
+//! The HTTP webhook sink: POSTs business objects, signed (docs/payload.md), one per request or
+//! `batch_size` per request.
+//!
+//! **Sent** means the receiver answered 2xx. Two signature schemes:
+//!
+//! - `trigpoll` (the default): `X-Trigpoll-Timestamp`, `X-Trigpoll-Event-Id`,
+//!   `X-Trigpoll-Client-Id` and `X-Trigpoll-Signature: v1=<hex HMAC-SHA256>` (see [`sign`]).
+//! - `standard-webhooks` ([Standard Webhooks](https://www.standardwebhooks.com/)):
+//!   `webhook-id`, `webhook-timestamp` (Unix seconds of the attempt) and
+//!   `webhook-signature: v1,<base64 HMAC-SHA256(key, id.timestamp.body)>`, the key being the
+//!   base64-decoded part of a `whsec_` secret.
+//!
+//! With several secrets (key rotation) the signature header carries one signature per secret,
+//! separated by spaces; a receiver accepts a request when any of them verifies.
+//!
+//! With `batch_size` above 1 every request carries `{"data": [payload, …]}`, in event order,
+//! and its outcome is every payload's outcome. Its id (`webhook-id`, `X-Trigpoll-Event-Id`) is
+//! `batch_` and the first 32 hex digits of the SHA-256 of the contained `object_event_id`s
+//! joined by newlines: the same batch sent again has the same id. Events that failed may come
+//! back in other company, so a receiver still drops duplicates per payload, by its
+//! `object_event_id`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use super::{Deliver, Delivery, Outcome, SinkError};
-use crate::config::{HttpSinkConfig, Secret};
+use crate::config::{HttpSinkConfig, Secret, Signature};
 
 /// How much of an error response's body is quoted in the reason.
 const EXCERPT_CHARS: usize = 200;
@@ -31,16 +53,55 @@ pub fn sign(secret: &str, timestamp: &str, body: &str) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// POSTs each body as `application/json`, at most `concurrency` requests at once.
+/// The signing key of a Standard Webhooks secret: the base64 after the `whsec_` prefix (the
+/// prefix is optional, as in the reference libraries). The message never repeats the secret.
+pub(crate) fn webhook_key(secret: &Secret) -> Result<Vec<u8>, String> {
+    let encoded = secret.expose();
+    let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
+    match base64::engine::general_purpose::STANDARD.decode(encoded) {
+        Ok(key) if !key.is_empty() => Ok(key),
+        _ => Err(
+            "not a Standard Webhooks secret: expected `whsec_` followed by the key in base64"
+                .into(),
+        ),
+    }
+}
+
+/// One Standard Webhooks signature: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`.
+fn sign_standard_webhooks(key: &[u8], id: &str, timestamp: &str, body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any size");
+    for part in [id, ".", timestamp, ".", body] {
+        mac.update(part.as_bytes());
+    }
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    format!("v1,{signature}")
+}
+
+/// The id of a request carrying several payloads: derived from their ids, so that the same
+/// batch sent again has the same id.
+fn batch_id(deliveries: &[&Delivery]) -> String {
+    let mut hash = Sha256::new();
+    for (i, delivery) in deliveries.iter().enumerate() {
+        if i > 0 {
+            hash.update(b"\n");
+        }
+        hash.update(delivery.object_event_id.as_bytes());
+    }
+    format!("batch_{}", &hex::encode(hash.finalize())[..32])
+}
+
+/// POSTs the bodies as `application/json`, at most `concurrency` requests at once, each
+/// carrying one payload or, with `batch_size` above 1, `{"data": [...]}`.
 ///
 /// Classification (docs/faults.md): 2xx is [`Outcome::Sent`]; 408, 429, 5xx, timeouts and
 /// connection errors are [`Outcome::Retry`], with the receiver's `Retry-After` as `after`; other
 /// 4xx and 3xx (redirects are not followed: a POST must not silently turn into a GET elsewhere)
-/// are [`Outcome::Reject`].
+/// are [`Outcome::Reject`]. A request's outcome is that of every payload in it.
 #[derive(Debug)]
 pub struct HttpSink {
     poster: Arc<Poster>,
     concurrency: usize,
+    batch_size: usize,
     /// Set when the poller is told to stop and the batch in hand has had its time: requests
     /// not yet answered are given up (they are sent again later) instead of waited for.
     abandon: Arc<AtomicBool>,
@@ -52,8 +113,27 @@ struct Poster {
     agent: ureq::Agent,
     url: String,
     client_id: String,
-    secret: Secret,
+    signer: Signer,
     timeout: Duration,
+    /// Requests carry `{"data": [...]}`.
+    batched: bool,
+}
+
+/// The signature scheme with its keys.
+enum Signer {
+    Trigpoll(Vec<Secret>),
+    /// The decoded keys.
+    StandardWebhooks(Vec<Vec<u8>>),
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (scheme, keys) = match self {
+            Signer::Trigpoll(secrets) => ("Trigpoll", secrets.len()),
+            Signer::StandardWebhooks(keys) => ("StandardWebhooks", keys.len()),
+        };
+        write!(f, "{scheme}({keys} secrets, ***)")
+    }
 }
 
 impl HttpSink {
@@ -62,27 +142,45 @@ impl HttpSink {
         if config.client_id.is_empty() {
             return Err(SinkError::EmptyClientId);
         }
-        if config.secret.expose().is_empty() {
+        if config.secrets.is_empty() || config.secrets.iter().any(|s| s.expose().is_empty()) {
             return Err(SinkError::EmptySecret);
         }
         if config.timeout.is_zero() {
-            return Err(SinkError::ZeroTimeout);
+            return Err(SinkError::ZeroTimeout("http"));
         }
         if config.concurrency == 0 {
             return Err(SinkError::ZeroConcurrency);
         }
+        if config.batch_size == 0 {
+            return Err(SinkError::ZeroBatchSize);
+        }
+        let signer = match config.signature {
+            Signature::Trigpoll => Signer::Trigpoll(config.secrets.clone()),
+            Signature::StandardWebhooks => Signer::StandardWebhooks(
+                config
+                    .secrets
+                    .iter()
+                    .map(webhook_key)
+                    .collect::<Result<_, _>>()
+                    .map_err(SinkError::InvalidSecret)?,
+            ),
+        };
         let agent = ureq::AgentBuilder::new()
             .timeout(config.timeout)
             .redirects(0)
             .max_idle_connections_per_host(config.concurrency)
             .user_agent(concat!("trigpoll/", env!("CARGO_PKG_VERSION")))
             .build();
+        let invalid = |reason: String| SinkError::InvalidUrl {
+            sink: "http",
+            reason,
+        };
         let url = agent
             .post(&config.url)
             .request_url()
-            .map_err(|e| SinkError::InvalidUrl(describe_transport_error(&e)))?;
+            .map_err(|e| invalid(describe_transport_error(&e)))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(SinkError::InvalidUrl(format!(
+            return Err(invalid(format!(
                 "scheme {:?} is not http or https",
                 url.scheme()
             )));
@@ -92,10 +190,12 @@ impl HttpSink {
                 agent,
                 url: config.url.clone(),
                 client_id: config.client_id.clone(),
-                secret: config.secret.clone(),
+                signer,
                 timeout: config.timeout,
+                batched: config.batch_size > 1,
             }),
             concurrency: config.concurrency,
+            batch_size: config.batch_size,
             abandon: Arc::default(),
         })
     }
@@ -107,22 +207,53 @@ impl HttpSink {
 }
 
 impl Poster {
-    fn send(&self, delivery: &Delivery) -> Outcome {
+    /// POSTs one request carrying `deliveries` (one, unless batched).
+    fn send(&self, deliveries: &[&Delivery]) -> Outcome {
+        let (id, body) = match self.batched {
+            false => (
+                deliveries[0].object_event_id.clone(),
+                deliveries[0].body.clone(),
+            ),
+            true => {
+                let payloads: Vec<&str> = deliveries.iter().map(|d| d.body.as_str()).collect();
+                (
+                    batch_id(deliveries),
+                    format!("{{\"data\":[{}]}}", payloads.join(",")),
+                )
+            }
+        };
         let timestamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
             .to_string();
-        let signature = sign(self.secret.expose(), &timestamp, &delivery.body);
-        let result = self
+        let request = self
             .agent
             .post(&self.url)
             .set("Content-Type", "application/json")
-            .set("X-Trigpoll-Timestamp", &timestamp)
-            .set("X-Trigpoll-Signature", &signature)
-            .set("X-Trigpoll-Client-Id", &self.client_id)
-            .set("X-Trigpoll-Event-Id", &delivery.object_event_id)
-            .send_bytes(delivery.body.as_bytes());
-        match result {
+            .set("X-Trigpoll-Client-Id", &self.client_id);
+        let request = match &self.signer {
+            Signer::Trigpoll(secrets) => {
+                let signatures: Vec<String> = secrets
+                    .iter()
+                    .map(|secret| sign(secret.expose(), &timestamp, &body))
+                    .collect();
+                request
+                    .set("X-Trigpoll-Timestamp", &timestamp)
+                    .set("X-Trigpoll-Signature", &signatures.join(" "))
+                    .set("X-Trigpoll-Event-Id", &id)
+            }
+            Signer::StandardWebhooks(keys) => {
+                let signatures: Vec<String> = keys
+                    .iter()
+                    .map(|key| sign_standard_webhooks(key, &id, &timestamp, &body))
+                    .collect();
+                request
+                    .set("webhook-id", &id)
+                    .set("webhook-timestamp", &timestamp)
+                    .set("webhook-signature", &signatures.join(" "))
+            }
+        };
+        match request.send_bytes(body.as_bytes()) {
             Ok(response) | Err(ureq::Error::Status(_, response)) => classify_response(response),
             Err(ureq::Error::Transport(error)) => classify_transport(&error, self.timeout),
         }
@@ -133,8 +264,10 @@ impl Poster {
 const ABANDON_CHECK: Duration = Duration::from_millis(50);
 
 impl Deliver for HttpSink {
-    /// Up to `concurrency` keys at once; each key's deliveries one after another, in order,
-    /// stopping at its first retry (the rest of the key is held).
+    /// Up to `concurrency` requests at once, never two of one key: a worker takes whole keys
+    /// (all of a key's deliveries in the batch) until it has `batch_size` deliveries, then sends
+    /// them in batch order, `batch_size` per request, each request once the one before it has
+    /// an answer. After a retry the rest of the keys in that request are held.
     fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut runs: Vec<Vec<usize>> = Vec::new();
         let mut run_of: HashMap<usize, usize> = HashMap::new();
@@ -151,24 +284,23 @@ impl Deliver for HttpSink {
         for _ in 0..workers {
             let (work, sent) = (Arc::clone(&work), sent.clone());
             let (poster, abandon) = (Arc::clone(&self.poster), Arc::clone(&self.abandon));
+            let batch_size = self.batch_size;
             // Not scoped: a request stuck on a slow receiver must not keep the poller from
             // stopping; the thread ends with its request, or with the process.
             std::thread::spawn(move || {
                 let (batch, runs, next) = &*work;
-                while let Some(run) = runs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    let mut held = false;
-                    for &i in run {
-                        if abandon.load(Ordering::Relaxed) {
-                            return;
+                loop {
+                    let mut lane: Vec<usize> = Vec::new();
+                    while lane.len() < batch_size {
+                        match runs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            Some(run) => lane.extend(run),
+                            None => break,
                         }
-                        let outcome = match held {
-                            true => Outcome::Held,
-                            false => poster.send(&batch[i]),
-                        };
-                        held |= matches!(outcome, Outcome::Retry { .. });
-                        if sent.send((i, outcome)).is_err() {
-                            return;
-                        }
+                    }
+                    if lane.is_empty()
+                        || !send_lane(&poster, batch, &lane, batch_size, &abandon, &sent)
+                    {
+                        return;
                     }
                 }
             });
@@ -193,6 +325,53 @@ impl Deliver for HttpSink {
             .map(|o| o.unwrap_or_else(|| Outcome::retry("no answer: the delivery was given up")))
             .collect()
     }
+}
+
+/// Sends one worker's share of the batch (`lane`: the indices of whole keys) in batch order,
+/// `batch_size` deliveries per request, one request after the other, answering every
+/// delivery on `sent`. Returns false when the worker must stop (given up, or nobody listens).
+fn send_lane(
+    poster: &Poster,
+    batch: &[Delivery],
+    lane: &[usize],
+    batch_size: usize,
+    abandon: &AtomicBool,
+    sent: &mpsc::Sender<(usize, Outcome)>,
+) -> bool {
+    let mut lane = lane.to_vec();
+    lane.sort_unstable();
+    let mut held_keys: HashSet<usize> = HashSet::new();
+    let mut pending = lane.into_iter().peekable();
+    while pending.peek().is_some() {
+        if abandon.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut request: Vec<usize> = Vec::with_capacity(batch_size);
+        while request.len() < batch_size {
+            let Some(i) = pending.next() else { break };
+            if held_keys.contains(&batch[i].key) {
+                if sent.send((i, Outcome::Held)).is_err() {
+                    return false;
+                }
+            } else {
+                request.push(i);
+            }
+        }
+        if request.is_empty() {
+            continue;
+        }
+        let deliveries: Vec<&Delivery> = request.iter().map(|&i| &batch[i]).collect();
+        let outcome = poster.send(&deliveries);
+        if matches!(outcome, Outcome::Retry { .. }) {
+            held_keys.extend(deliveries.iter().map(|d| d.key));
+        }
+        for i in request {
+            if sent.send((i, outcome.clone())).is_err() {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 fn classify_response(response: ureq::Response) -> Outcome {
@@ -394,6 +573,61 @@ mod tests {
     }
 
     #[test]
+    fn standard_webhooks_test_vector_verifies() {
+        // The example of the Standard Webhooks specification.
+        let key = webhook_key(&Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")).unwrap();
+        assert_eq!(
+            sign_standard_webhooks(
+                &key,
+                "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+                "1649367553",
+                r#"{"email":"test@example.com","username":"test_user"}"#
+            ),
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw="
+        );
+        // The prefix is optional, as in the reference libraries.
+        assert_eq!(
+            webhook_key(&Secret::new("C2FVsBQIhrscChlQIMV+b5sSYspob7oD")).unwrap(),
+            key
+        );
+    }
+
+    #[test]
+    fn standard_webhooks_secrets_must_decode_and_are_not_echoed() {
+        for bad in ["whsec_", "whsec_!!!", "whsec_abc", "plain text"] {
+            let message = webhook_key(&Secret::new(bad)).unwrap_err();
+            assert!(message.contains("whsec_"), "{message}");
+            assert!(
+                !message.contains("!!!") && !message.contains("plain"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn batch_ids_follow_the_contained_events() {
+        let delivery = |id: &str| Delivery {
+            event_id: 1,
+            key: 0,
+            object: "Employee".into(),
+            verb: "Update".into(),
+            object_event_id: id.into(),
+            body: "{}".into(),
+        };
+        let (a, b, c) = (delivery("hook_1"), delivery("hook_2"), delivery("hook_12"));
+        let ab = batch_id(&[&a, &b]);
+        assert_eq!(ab, batch_id(&[&a, &b]), "stable");
+        assert!(
+            ab.starts_with("batch_") && ab.len() == "batch_".len() + 32,
+            "{ab}"
+        );
+        assert_ne!(ab, batch_id(&[&b, &a]));
+        assert_ne!(ab, batch_id(&[&a]));
+        // The separator keeps "hook_1" + "2…" apart from "hook_12".
+        assert_ne!(batch_id(&[&a, &b]), batch_id(&[&c]));
+    }
+
+    #[test]
     fn retry_after_delta_seconds() {
         let now = SystemTime::now();
         assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
@@ -458,9 +692,11 @@ mod tests {
         let good = HttpSinkConfig {
             url: "https://receiver.invalid/events".into(),
             client_id: "trigpoll".into(),
-            secret: Secret::new("s"),
+            secrets: vec![Secret::new("s")],
+            signature: Signature::Trigpoll,
             timeout: Duration::from_secs(1),
             concurrency: 4,
+            batch_size: 1,
         };
         assert!(HttpSink::from_config(&good).is_ok());
         let bad = |f: fn(&mut HttpSinkConfig)| {
@@ -470,23 +706,35 @@ mod tests {
         };
         assert!(matches!(
             bad(|c| c.url = "/relative".into()),
-            SinkError::InvalidUrl(_)
+            SinkError::InvalidUrl { sink: "http", .. }
         ));
         assert!(matches!(
             bad(|c| c.url = "file:///tmp/x".into()),
-            SinkError::InvalidUrl(_)
+            SinkError::InvalidUrl { sink: "http", .. }
         ));
         assert!(matches!(
             bad(|c| c.client_id.clear()),
             SinkError::EmptyClientId
         ));
         assert!(matches!(
-            bad(|c| c.secret = Secret::new("")),
+            bad(|c| c.secrets = vec![Secret::new("")]),
             SinkError::EmptySecret
         ));
+        assert!(matches!(bad(|c| c.secrets.clear()), SinkError::EmptySecret));
         assert!(matches!(
             bad(|c| c.timeout = Duration::ZERO),
-            SinkError::ZeroTimeout
+            SinkError::ZeroTimeout("http")
+        ));
+        assert!(matches!(
+            bad(|c| c.batch_size = 0),
+            SinkError::ZeroBatchSize
+        ));
+        assert!(matches!(
+            bad(|c| {
+                c.signature = Signature::StandardWebhooks;
+                c.secrets = vec![Secret::new("whsec_not base64!")];
+            }),
+            SinkError::InvalidSecret(_)
         ));
         assert!(matches!(
             bad(|c| c.concurrency = 0),

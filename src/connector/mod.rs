@@ -4,13 +4,18 @@
 //! with one [`Outcome`] per delivery, in the same order. Delivery is at-least-once, so receivers
 //! must tolerate duplicates; `object_event_id` lets them drop them.
 //!
-//! One module per sink kind ([`StdoutSink`], [`FileSink`], [`HttpSink`]), each implementing
-//! [`Deliver`]; [`Sink`] dispatches between them and [`Connector`] adds the connector's identity
-//! and retry policy.
+//! One module per sink kind ([`StdoutSink`], [`FileSink`], [`HttpSink`], and the brokers
+//! [`NatsSink`], [`AmqpSink`], [`RedisSink`]), each implementing [`Deliver`] and saying in its
+//! docs what [`Outcome::Sent`] means for it; [`Sink`] dispatches between them and
+//! [`Connector`] adds the connector's identity and retry policy.
 
+mod amqp;
+mod broker;
 mod file;
 mod http;
+mod nats;
 pub mod probe;
+mod redis;
 mod stdout;
 
 use std::path::PathBuf;
@@ -22,8 +27,13 @@ use rand::Rng;
 
 use crate::config::{ConnectorConfig, SinkConfig};
 
+pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub(crate) use http::webhook_key;
 pub use http::{sign, HttpSink};
+pub(crate) use nats::subject_problem as nats_subject_problem;
+pub use nats::NatsSink;
+pub use redis::RedisSink;
 pub use stdout::StdoutSink;
 
 /// One business object on its way to one connector.
@@ -34,6 +44,10 @@ pub struct Delivery {
     /// The object key this delivery is for, as a number unique within the batch: deliveries
     /// with the same `key` are one key's events, in event-id order.
     pub key: usize,
+    /// The business object's name, e.g. `Employee`.
+    pub object: String,
+    /// `Create`, `Update`, `Delete` or an application's own verb.
+    pub verb: String,
     /// `<connector>_<event_id>`, the receiver's idempotency key.
     pub object_event_id: String,
     /// The serialized JSON payload (docs/payload.md), one line, no trailing newline.
@@ -70,13 +84,17 @@ impl Outcome {
 ///
 /// - `deliver` returns exactly one [`Outcome`] per delivery, in the order of `batch`.
 /// - [`Outcome::Sent`] only once the receiver durably has the object (acknowledged by the HTTP
-///   receiver, flushed to disk for files, written to the pipe for stdout). When in doubt a sink
-///   answers [`Outcome::Retry`]: delivery is at-least-once, and a duplicate is better than a loss.
+///   receiver or the broker, flushed to disk for files, written to the pipe for stdout). When in
+///   doubt a sink answers [`Outcome::Retry`]: delivery is at-least-once, and a duplicate is
+///   better than a loss.
 /// - [`Outcome::Reject`] only when the receiver made clear that resending will not help.
 /// - A batch may hold many deliveries of one key (the same [`Delivery::key`]), in event-id
 ///   order. A sink delivers them one after another, each only once the one before it has an
-///   outcome, so that the receiver gets them in that order; deliveries of different keys may
-///   go at the same time (HTTP with `concurrency` > 1 spreads across keys, never within one).
+///   outcome as far as the receiver can observe order, so that the receiver gets them in that
+///   order; deliveries of different keys may go at the same time (HTTP with `concurrency` > 1
+///   spreads across keys, never within one; an HTTP request with `batch_size` > 1 carries a
+///   key's deliveries in order; a broker sink pipelines on one connection, whose publishes the
+///   broker applies in order).
 /// - Once a delivery of a key comes out [`Outcome::Retry`], the sink attempts none of the later
 ///   ones of that key in the batch: they come out [`Outcome::Held`] and wait behind it.
 ///   [`Outcome::Reject`] does not hold the key.
@@ -91,16 +109,23 @@ pub enum SinkError {
     EmptyPath,
     #[error("file sink: `path` {} is a directory", .0.display())]
     PathIsDirectory(PathBuf),
-    #[error("http sink: invalid `url`: {0}")]
-    InvalidUrl(String),
+    /// The reason never repeats the URL: it may carry credentials.
+    #[error("{sink} sink: invalid `url`: {reason}")]
+    InvalidUrl { sink: &'static str, reason: String },
     #[error("http sink: `client_id` is empty")]
     EmptyClientId,
     #[error("http sink: `secret` is empty")]
     EmptySecret,
-    #[error("http sink: `timeout` must be greater than zero")]
-    ZeroTimeout,
+    #[error("http sink: `secret`: {0}")]
+    InvalidSecret(String),
+    #[error("{0} sink: `timeout` must be greater than zero")]
+    ZeroTimeout(&'static str),
     #[error("http sink: `concurrency` must be at least 1")]
     ZeroConcurrency,
+    #[error("http sink: `batch_size` must be at least 1")]
+    ZeroBatchSize,
+    #[error("invalid `{key}`: {reason}")]
+    InvalidTemplate { key: &'static str, reason: String },
 }
 
 /// A connector that could not be built, naming it and the file it came from.
@@ -118,16 +143,23 @@ pub enum Sink {
     Stdout(StdoutSink),
     File(FileSink),
     Http(HttpSink),
+    Nats(NatsSink),
+    Amqp(AmqpSink),
+    Redis(RedisSink),
 }
 
 impl Sink {
-    /// Checks the configuration, then builds the sink. Nothing is opened or connected here: the
-    /// file is opened on the first delivery, the HTTP receiver is first contacted then too.
-    pub fn from_config(config: &SinkConfig) -> Result<Sink, SinkError> {
+    /// Checks the configuration of connector `id`, then builds the sink. Nothing is opened or
+    /// connected here: the file is opened on the first delivery, receivers and brokers are
+    /// first contacted then too.
+    pub fn from_config(id: &str, config: &SinkConfig) -> Result<Sink, SinkError> {
         Ok(match config {
             SinkConfig::Stdout => Sink::Stdout(StdoutSink::new()),
             SinkConfig::File { path } => Sink::File(FileSink::from_config(path)?),
             SinkConfig::Http(http) => Sink::Http(HttpSink::from_config(http)?),
+            SinkConfig::Nats(nats) => Sink::Nats(NatsSink::from_config(id, nats)?),
+            SinkConfig::Amqp(amqp) => Sink::Amqp(AmqpSink::from_config(id, amqp)?),
+            SinkConfig::Redis(redis) => Sink::Redis(RedisSink::from_config(id, redis)?),
         })
     }
 
@@ -140,6 +172,9 @@ impl Sink {
             Sink::Stdout(sink) => sink.deliver(batch),
             Sink::File(sink) => sink.deliver(batch),
             Sink::Http(sink) => sink.deliver(batch),
+            Sink::Nats(sink) => sink.deliver(batch),
+            Sink::Amqp(sink) => sink.deliver(batch),
+            Sink::Redis(sink) => sink.deliver(batch),
         };
         debug_assert_eq!(outcomes.len(), batch.len());
         hold_after_retry(batch, &mut outcomes);
@@ -148,8 +183,9 @@ impl Sink {
 }
 
 /// Marks every delivery after a key's first [`Outcome::Retry`] as [`Outcome::Held`]. Sinks that
-/// write a batch as a whole (file, stdout) fail the rest of it together: the first failure of
-/// each key is the one to retry, and what follows it waits, its attempt not counted.
+/// write a batch as a whole (file, stdout, an HTTP request of several payloads) fail the rest of
+/// it together: the first failure of each key is the one to retry, and what follows it waits,
+/// its attempt not counted.
 fn hold_after_retry(batch: &[Delivery], outcomes: &mut [Outcome]) {
     let mut retrying = std::collections::HashSet::new();
     for (delivery, outcome) in batch.iter().zip(outcomes.iter_mut()) {
@@ -189,7 +225,7 @@ impl Connector {
     /// Validates the connector's sink configuration and builds the sink, without touching the
     /// network or the file system.
     pub fn new(config: ConnectorConfig) -> Result<Self, ConnectorError> {
-        let sink = Sink::from_config(&config.sink).map_err(|error| ConnectorError {
+        let sink = Sink::from_config(&config.id, &config.sink).map_err(|error| ConnectorError {
             id: config.id.clone(),
             file: config.source.clone(),
             error,
@@ -205,8 +241,12 @@ impl Connector {
     /// [`Outcome::Retry`]) instead of waited for: what a stopping poller needs, so that a slow
     /// receiver cannot hold it.
     pub fn abandon_on(&mut self, abandon: Arc<AtomicBool>) {
-        if let Sink::Http(sink) = &mut self.sink {
-            sink.abandon_on(abandon);
+        match &mut self.sink {
+            Sink::Stdout(_) | Sink::File(_) => {}
+            Sink::Http(sink) => sink.abandon_on(abandon),
+            Sink::Nats(sink) => sink.abandon_on(abandon),
+            Sink::Amqp(sink) => sink.abandon_on(abandon),
+            Sink::Redis(sink) => sink.abandon_on(abandon),
         }
     }
 
@@ -372,16 +412,22 @@ mod tests {
         );
     }
 
+    fn http_config(url: &str) -> crate::config::HttpSinkConfig {
+        crate::config::HttpSinkConfig {
+            url: url.into(),
+            client_id: "trigpoll".into(),
+            secrets: vec![Secret::new("hunter2")],
+            signature: crate::config::Signature::Trigpoll,
+            timeout: Duration::from_secs(1),
+            concurrency: 2,
+            batch_size: 1,
+        }
+    }
+
     #[test]
     fn invalid_http_config_names_the_connector_the_file_and_the_key() {
         let mut config = connector(Duration::from_secs(1)).config;
-        config.sink = SinkConfig::Http(crate::config::HttpSinkConfig {
-            url: "not a url".into(),
-            client_id: "trigpoll".into(),
-            secret: Secret::new("hunter2"),
-            timeout: Duration::from_secs(1),
-            concurrency: 1,
-        });
+        config.sink = SinkConfig::Http(http_config("not a url"));
         let err = Connector::new(config.clone()).unwrap_err().to_string();
         assert!(err.contains("\"test\""), "{err}");
         assert!(err.contains("connectors/test.toml"), "{err}");
@@ -405,17 +451,77 @@ mod tests {
 
     #[test]
     fn sink_debug_never_shows_the_secret() {
-        let sink = Sink::from_config(&SinkConfig::Http(crate::config::HttpSinkConfig {
-            url: "http://127.0.0.1:1/".into(),
-            client_id: "trigpoll".into(),
-            secret: Secret::new("hunter2"),
-            timeout: Duration::from_secs(1),
-            concurrency: 2,
-        }))
-        .unwrap();
+        let sink =
+            Sink::from_config("c", &SinkConfig::Http(http_config("http://127.0.0.1:1/"))).unwrap();
         let shown = format!("{sink:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("trigpoll"), "{shown}");
+
+        let mut webhooks = http_config("http://127.0.0.1:1/");
+        webhooks.signature = crate::config::Signature::StandardWebhooks;
+        webhooks.secrets = vec![Secret::new("whsec_aHVudGVyMg==")];
+        let shown = format!(
+            "{:?}",
+            Sink::from_config("c", &SinkConfig::Http(webhooks)).unwrap()
+        );
+        assert!(!shown.contains("aHVudGVyMg"), "{shown}");
+        assert!(!shown.contains("104, 117"), "the decoded key: {shown}");
+    }
+
+    #[test]
+    fn broker_sinks_mask_their_credentials() {
+        let template = |t: &str| crate::config::Template::parse(t).unwrap();
+        let configs = [
+            SinkConfig::Nats(crate::config::NatsSinkConfig {
+                url: Secret::new("nats://app:hunter2@127.0.0.1:4222"),
+                subject: template("trigpoll.{object}.{verb}"),
+                stream: Some("TRIGPOLL".into()),
+                duplicate_window: Duration::from_secs(3600),
+                timeout: Duration::from_secs(1),
+            }),
+            SinkConfig::Amqp(crate::config::AmqpSinkConfig {
+                url: Secret::new("amqp://app:hunter2@127.0.0.1:5672/%2f"),
+                exchange: "trigpoll".into(),
+                routing_key: template("{object}.{verb}"),
+                timeout: Duration::from_secs(1),
+            }),
+            SinkConfig::Redis(crate::config::RedisSinkConfig {
+                url: Secret::new("redis://app:hunter2@127.0.0.1:6379/0"),
+                stream: template("trigpoll:{object}"),
+                maxlen: Some(1000),
+                timeout: Duration::from_secs(1),
+            }),
+        ];
+        for config in configs {
+            let shown = format!("{:?}", Sink::from_config("c", &config).unwrap());
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(!shown.contains("app:"), "{shown}");
+            assert!(shown.contains("***@127.0.0.1"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn invalid_broker_urls_are_refused_without_echoing_them() {
+        let mut config = connector(Duration::from_secs(1)).config;
+        config.sink = SinkConfig::Amqp(crate::config::AmqpSinkConfig {
+            url: Secret::new("amqp://app:hunter2@127.0.0.1:notaport/%2f"),
+            exchange: "trigpoll".into(),
+            routing_key: crate::config::Template::parse("{object}").unwrap(),
+            timeout: Duration::from_secs(1),
+        });
+        let err = Connector::new(config.clone()).unwrap_err().to_string();
+        assert!(err.contains("amqp sink: invalid `url`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        config.sink = SinkConfig::Redis(crate::config::RedisSinkConfig {
+            url: Secret::new("http://app:hunter2@127.0.0.1/"),
+            stream: crate::config::Template::parse("s").unwrap(),
+            maxlen: None,
+            timeout: Duration::from_secs(1),
+        });
+        let err = Connector::new(config).unwrap_err().to_string();
+        assert!(err.contains("redis sink: invalid `url`"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -425,6 +531,8 @@ mod tests {
             .map(|&(event_id, key)| Delivery {
                 event_id,
                 key,
+                object: "Employee".into(),
+                verb: "Update".into(),
                 object_event_id: format!("c_{event_id}"),
                 body: String::new(),
             })

@@ -38,17 +38,38 @@ impl std::fmt::Display for Endpoint {
 pub fn endpoints(sink: &SinkConfig) -> Result<Vec<Endpoint>, String> {
     match sink {
         SinkConfig::Stdout | SinkConfig::File { .. } => Ok(Vec::new()),
-        SinkConfig::Http(http) => {
-            // The URL is not echoed: it may carry credentials.
-            let url = url::Url::parse(&http.url).map_err(|e| format!("sink.url: {e}"))?;
-            let host = url.host_str().ok_or("sink.url has no host")?;
-            let port = url.port_or_known_default().ok_or("sink.url has no port")?;
-            Ok(vec![Endpoint {
-                host: host.trim_matches(['[', ']']).to_string(),
-                port,
-            }])
-        }
+        SinkConfig::Http(http) => Ok(vec![endpoint(&http.url, "sink.url")?]),
+        // A NATS URL may list several servers: each is checked, a member down is worth knowing.
+        SinkConfig::Nats(nats) => nats
+            .url
+            .expose()
+            .split(',')
+            .map(|url| endpoint(url.trim(), "sink.url"))
+            .collect(),
+        SinkConfig::Amqp(amqp) => Ok(vec![endpoint(amqp.url.expose(), "sink.url")?]),
+        SinkConfig::Redis(redis) => Ok(vec![endpoint(redis.url.expose(), "sink.url")?]),
     }
+}
+
+/// The host and port of a URL, the scheme's usual port when it has none. Errors never echo
+/// the URL: it may carry credentials.
+fn endpoint(url: &str, key: &str) -> Result<Endpoint, String> {
+    let url = url::Url::parse(url).map_err(|e| format!("{key}: {e}"))?;
+    let host = url.host_str().ok_or_else(|| format!("{key} has no host"))?;
+    let port = url
+        .port_or_known_default()
+        .or(match url.scheme() {
+            "nats" | "tls" => Some(4222),
+            "amqp" => Some(5672),
+            "amqps" => Some(5671),
+            "redis" | "rediss" => Some(6379),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{key} has no port"))?;
+    Ok(Endpoint {
+        host: host.trim_matches(['[', ']']).to_string(),
+        port,
+    })
 }
 
 /// Tries to reach a sink's receiver, waiting at most `timeout` per address.
@@ -56,7 +77,9 @@ pub fn probe(sink: &SinkConfig, timeout: Duration) -> Reach {
     if let SinkConfig::File { path } = sink {
         let folder = path.parent().unwrap_or_else(|| Path::new("."));
         // `connectors/../out.ndjson` reads better as the folder it is.
-        let folder = folder.canonicalize().unwrap_or_else(|_| folder.to_path_buf());
+        let folder = folder
+            .canonicalize()
+            .unwrap_or_else(|_| folder.to_path_buf());
         return match folder.is_dir() {
             true => Reach::Ok(format!("folder {} exists", folder.display())),
             false => Reach::Unreachable(format!("folder {} does not exist", folder.display())),
@@ -96,15 +119,17 @@ fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpSinkConfig, Secret};
+    use crate::config::{HttpSinkConfig, RedisSinkConfig, Secret, Signature};
 
     fn http(url: &str) -> SinkConfig {
         SinkConfig::Http(HttpSinkConfig {
             url: url.into(),
             client_id: "c".into(),
-            secret: Secret::new("s"),
+            secrets: vec![Secret::new("s")],
+            signature: Signature::Trigpoll,
             timeout: Duration::from_secs(1),
             concurrency: 1,
+            batch_size: 1,
         })
     }
 
@@ -120,6 +145,35 @@ mod tests {
             "hooks.example.com:80"
         );
         assert_eq!(endpoint("http://[::1]:8080/x"), "[::1]:8080");
+    }
+
+    #[test]
+    fn broker_urls_give_host_and_default_port() {
+        let redis = SinkConfig::Redis(RedisSinkConfig {
+            url: Secret::new("rediss://:pw@cache.example.com/0"),
+            stream: crate::config::Template::parse("s").unwrap(),
+            maxlen: None,
+            timeout: Duration::from_secs(1),
+        });
+        let found: Vec<String> = endpoints(&redis)
+            .unwrap()
+            .iter()
+            .map(Endpoint::to_string)
+            .collect();
+        assert_eq!(found, ["cache.example.com:6379"]);
+        let nats = SinkConfig::Nats(crate::config::NatsSinkConfig {
+            url: Secret::new("nats://u:pw@a.example.com, tls://b.example.com:4333"),
+            subject: crate::config::Template::parse("s").unwrap(),
+            stream: None,
+            duplicate_window: Duration::from_secs(60),
+            timeout: Duration::from_secs(1),
+        });
+        let found: Vec<String> = endpoints(&nats)
+            .unwrap()
+            .iter()
+            .map(Endpoint::to_string)
+            .collect();
+        assert_eq!(found, ["a.example.com:4222", "b.example.com:4333"]);
     }
 
     #[test]

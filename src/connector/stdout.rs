@@ -64,6 +64,8 @@ mod tests {
         Delivery {
             event_id,
             key: event_id as usize,
+            object: "Employee".into(),
+            verb: "Create".into(),
             object_event_id: format!("test_{event_id}"),
             body,
         }

@@ -1,7 +1,8 @@
 //! Test harness: a throwaway database per test, a configuration folder, the real binary.
 //!
 //! Each test gets its own database, named at random and dropped at the end. A test that cannot
-//! reach its database server fails under `CI=true` and is skipped (with a note) otherwise.
+//! reach its database server (or message broker) fails under `CI=true` and is skipped (with a
+//! note) otherwise.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};

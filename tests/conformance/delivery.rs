@@ -287,6 +287,69 @@ pub fn http_retries_transient_failures_then_delivers(backend: Backend) {
     );
 }
 
+/// `signature = "standard-webhooks"` with two secrets and `batch_size`, through the binary: each
+/// request carries `{"data": [...]}` in event order and verifies with both secrets, by a
+/// verifier written from the Standard Webhooks specification.
+pub fn http_standard_webhooks_in_batches(backend: Backend) {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let Some((env, file)) = hr(backend, "") else {
+        return;
+    };
+    let secrets = [
+        "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    ];
+    let receiver = Receiver::start(|_| (200, None));
+    env.connector(
+        "hook",
+        &format!(
+            "subscribe = [\"Department.*\"]\n[sink]\ntype = \"http\"\nurl = \"{}\"\n\
+             signature = \"standard-webhooks\"\nsecret = [\"{}\", \"{}\"]\nbatch_size = 4\n\
+             concurrency = 1",
+            receiver.url, secrets[0], secrets[1]
+        ),
+    );
+    let values: Vec<String> = (1..=10).map(|i| format!("({i}, 'd{i}')")).collect();
+    env.db.execute(&format!(
+        "INSERT INTO department VALUES {}",
+        values.join(", ")
+    ));
+    env.run_ok(&["drain"], 0);
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 3, "10 events, 4 per request");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut event_ids = Vec::new();
+    for request in &requests {
+        let id = request.header("webhook-id").unwrap();
+        assert!(id.starts_with("batch_"), "{id}");
+        let timestamp = request.header("webhook-timestamp").unwrap();
+        let content = format!("{id}.{timestamp}.{}", request.body);
+        let signatures: Vec<&str> = request
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .collect();
+        assert_eq!(signatures.len(), 2);
+        for (secret, signature) in secrets.iter().zip(signatures) {
+            let key = b64.decode(&secret["whsec_".len()..]).unwrap();
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+            mac.update(content.as_bytes());
+            let given = b64.decode(signature.strip_prefix("v1,").unwrap()).unwrap();
+            mac.verify_slice(&given).expect("the signature verifies");
+        }
+        for payload in request.json()["data"].as_array().unwrap() {
+            assert_eq!(payload["object"], "Department");
+            event_ids.push(payload["event_id"].as_i64().unwrap());
+        }
+    }
+    let mut sorted = event_ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(event_ids, sorted, "event order");
+    assert_eq!(event_ids.len(), 10);
+    assert_eq!(lines(&file).len(), 10);
+}
+
 pub fn a_rejected_event_fails_and_replay_sends_it_again(backend: Backend) {
     let Some((env, _)) = hr(backend, "") else {
         return;

@@ -36,6 +36,7 @@ macro_rules! conformance_tests {
             delivery::unsubscribed_malformed_unknown_and_missing_events_are_archived,
             delivery::subscriptions_and_targeted_events,
             delivery::http_retries_transient_failures_then_delivers,
+            delivery::http_standard_webhooks_in_batches,
             delivery::a_rejected_event_fails_and_replay_sends_it_again,
             delivery::exhausted_attempts_end_as_failed,
             delivery::replay_filters_select_archived_events,

@@ -1,0 +1,240 @@
+//! The NATS JetStream sink.
+//!
+//! **Sent** means the JetStream server acknowledged the message (a PubAck): the stream has
+//! stored it (on its replicas, as the stream is configured). A plain NATS publish without a
+//! stream listening would be lost silently, so no acknowledgement, no `sent`.
+//!
+//! Each message carries `Nats-Msg-Id: <object_event_id>`: JetStream drops a message whose id it
+//! already stored within the stream's duplicate window, so an event published again (after a
+//! crash, once its claim expired, or after a retry whose first attempt did arrive) is stored
+//! once. A stream trigpoll creates gets a window of 1 hour, or twice `poll.claim_timeout` when
+//! that is longer; a stream made by someone else keeps its own (trigpoll warns when it is
+//! shorter). Headers `object`, `verb` and `event_id` let consumers filter without parsing.
+//!
+//! Publishing is pipelined and a failure holds the rest of its key: see [`super::broker`].
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::context::{ContextBuilder, PublishErrorKind};
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::Context;
+
+use super::broker::{self, masked_url, redact, BrokerRuntime, Confirm, Publisher};
+use super::{Deliver, Delivery, Outcome, SinkError};
+use crate::config::{NatsSinkConfig, Secret, Template};
+
+/// Publishes each business object to JetStream and waits for its acknowledgement.
+#[derive(Debug)]
+pub struct NatsSink {
+    runtime: BrokerRuntime,
+    nats: Nats,
+    /// Made on the first batch, and again after a batch that broke it.
+    context: Option<Context>,
+}
+
+/// The sink's settings, apart from its runtime and connection so that a batch can borrow all
+/// three.
+struct Nats {
+    connector: String,
+    url: Secret,
+    subject: Template,
+    stream: Option<String>,
+    duplicate_window: Duration,
+    timeout: Duration,
+}
+
+impl fmt::Debug for Nats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nats")
+            .field("connector", &self.connector)
+            .field("url", &masked_url(self.url.expose()))
+            .field("subject", &self.subject.to_string())
+            .field("stream", &self.stream)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl NatsSink {
+    /// Checks the configuration; nothing is contacted yet.
+    pub fn from_config(connector: &str, config: &NatsSinkConfig) -> Result<Self, SinkError> {
+        if config.timeout.is_zero() {
+            return Err(SinkError::ZeroTimeout("nats"));
+        }
+        let url = config.url.expose();
+        let address: async_nats::ServerAddr =
+            url.parse()
+                .map_err(|e: std::io::Error| SinkError::InvalidUrl {
+                    sink: "nats",
+                    reason: redact(&e.to_string(), url),
+                })?;
+        if !matches!(address.into_inner().scheme(), "nats" | "tls") {
+            return Err(SinkError::InvalidUrl {
+                sink: "nats",
+                reason: "the scheme must be nats:// or tls://".into(),
+            });
+        }
+        if let Some(problem) = subject_problem(&config.subject.fill("x")) {
+            return Err(SinkError::InvalidTemplate {
+                key: "subject",
+                reason: problem.into(),
+            });
+        }
+        Ok(NatsSink {
+            runtime: BrokerRuntime::new("trigpoll-nats"),
+            nats: Nats {
+                connector: connector.to_string(),
+                url: config.url.clone(),
+                subject: config.subject.clone(),
+                stream: config.stream.clone(),
+                duplicate_window: config.duplicate_window,
+                timeout: config.timeout,
+            },
+            context: None,
+        })
+    }
+
+    /// Gives up on unconfirmed messages once `abandon` is set.
+    pub fn abandon_on(&mut self, abandon: Arc<AtomicBool>) {
+        self.runtime.abandon_on(abandon);
+    }
+}
+
+impl Nats {
+    async fn connect(&self) -> Result<Context, String> {
+        let url = self.url.expose();
+        let describe = |e: &dyn fmt::Display| redact(&e.to_string(), url);
+        let client = async_nats::ConnectOptions::new()
+            .name("trigpoll")
+            .connection_timeout(self.timeout)
+            .request_timeout(Some(self.timeout))
+            .connect(url)
+            .await
+            .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
+        let context = ContextBuilder::new().timeout(self.timeout).build(client);
+        if let Some(name) = &self.stream {
+            let wanted = StreamConfig {
+                name: name.clone(),
+                subjects: vec![self.subject.fill("*")],
+                storage: StorageType::File,
+                duplicate_window: self.duplicate_window,
+                ..Default::default()
+            };
+            let stream = context
+                .get_or_create_stream(wanted)
+                .await
+                .map_err(|e| format!("cannot find or create stream {name}: {}", describe(&e)))?;
+            let window = stream.cached_info().config.duplicate_window;
+            if window < self.duplicate_window {
+                tracing::warn!(
+                    connector = %self.connector,
+                    stream = %name,
+                    "the stream's duplicate window ({:?}) is shorter than {:?}: an event published again after a crash or a retry may be stored twice",
+                    window,
+                    self.duplicate_window
+                );
+            }
+        }
+        Ok(context)
+    }
+}
+
+/// What is wrong with a subject to publish to, if anything: NATS subjects are dot-separated
+/// tokens, none empty, without whitespace, and a publish cannot go to a wildcard.
+pub(crate) fn subject_problem(subject: &str) -> Option<&'static str> {
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("a subject must not contain whitespace");
+    }
+    subject.split('.').find_map(|token| match token {
+        "" => Some("a token between dots is empty"),
+        "*" | ">" => Some("wildcards cannot be published to"),
+        _ => None,
+    })
+}
+
+/// One batch's publisher on the connection.
+struct JetStream<'a> {
+    sink: &'a Nats,
+    context: &'a Context,
+    /// Set when a message found no stream: with `stream` configured, the stream was deleted
+    /// since it was made, and the next batch connects anew to make it again.
+    no_stream: Arc<AtomicBool>,
+}
+
+impl Publisher for JetStream<'_> {
+    async fn publish(&mut self, delivery: &Delivery) -> Result<Confirm, Outcome> {
+        let subject =
+            self.sink
+                .subject
+                .render(&delivery.object, &delivery.verb, &self.sink.connector);
+        if let Some(problem) = subject_problem(&subject) {
+            return Err(Outcome::Reject {
+                reason: format!("subject {subject:?}: {problem}"),
+            });
+        }
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", delivery.object_event_id.as_str());
+        headers.insert("object", delivery.object.as_str());
+        headers.insert("verb", delivery.verb.as_str());
+        headers.insert("event_id", delivery.event_id.to_string().as_str());
+        let payload = bytes::Bytes::from(delivery.body.clone());
+        let url = self.sink.url.expose();
+        match self
+            .context
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
+        {
+            Ok(ack) => {
+                let url = url.to_string();
+                let no_stream = Arc::clone(&self.no_stream);
+                Ok(Box::pin(async move {
+                    match ack.await {
+                        Ok(_) => Outcome::Sent,
+                        Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                            no_stream.store(true, Ordering::Relaxed);
+                            Outcome::retry(format!("no stream captures subject {subject:?}"))
+                        }
+                        Err(e) => Outcome::retry(redact(&e.to_string(), &url)),
+                    }
+                }))
+            }
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => Err(Outcome::Reject {
+                reason: redact(&e.to_string(), url),
+            }),
+            Err(e) => Err(Outcome::retry(redact(&e.to_string(), url))),
+        }
+    }
+}
+
+impl Deliver for NatsSink {
+    fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
+        let NatsSink {
+            runtime,
+            nats,
+            context,
+        } = self;
+        let mut outcomes = vec![None; batch.len()];
+        let no_stream = Arc::new(AtomicBool::new(false));
+        let ran = runtime.run(async {
+            if context.is_none() {
+                *context = Some(broker::within(nats.timeout, nats.connect()).await?);
+            }
+            let context = context.as_ref().expect("connected above");
+            let mut publisher = JetStream {
+                sink: nats,
+                context,
+                no_stream: Arc::clone(&no_stream),
+            };
+            Ok(broker::publish_pipelined(&mut publisher, batch, nats.timeout, &mut outcomes).await)
+        });
+        let healthy = broker::finish(ran, &mut outcomes);
+        if !healthy || (nats.stream.is_some() && no_stream.load(Ordering::Relaxed)) {
+            *context = None;
+        }
+        broker::settle(batch, outcomes)
+    }
+}
