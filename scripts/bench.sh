@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark of DESIGN.md §8: drain throughput, trigger cost, latency and scale, each next to
-# its reference, written to BENCHMARKS.md. A report, never a test: it does not fail on a number.
+# The benchmark of docs/performance.md: drain throughput, trigger cost, latency and scale, each
+# next to its reference, written to BENCHMARKS.md. A report, never a test: it does not fail on
+# a number.
 #
 #   scripts/bench.sh [--quick] [--runs N] [--only fig1,...,fig9] [--before PATH] [--out FILE]
 #

@@ -1,4 +1,4 @@
-//! Event records and their status codes (DESIGN.md §4).
+//! Event records and their status codes (docs/tables.md).
 
 use std::fmt;
 

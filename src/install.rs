@@ -57,6 +57,19 @@ fn own_tables(config: &Config) -> (TableName, TableName) {
     (table(&db.event_table), table(&db.archive_table))
 }
 
+/// The event and archive tables as the backend names them, for messages: SQLite has no schemas,
+/// so there they are bare table names.
+pub fn own_table_names(backend: &str, config: &Config) -> (String, String) {
+    let db = &config.database;
+    match backend {
+        "sqlite" => (db.event_table.clone(), db.archive_table.clone()),
+        _ => {
+            let (events, archive) = own_tables(config);
+            (events.to_string(), archive.to_string())
+        }
+    }
+}
+
 /// Whether the event and archive tables exist.
 pub fn tables_installed(store: &mut dyn EventStore, config: &Config) -> Result<bool, StoreError> {
     Ok(layout(store, config)? != Layout::Missing)
@@ -146,7 +159,7 @@ pub fn plan_install(
     }
     let installed = store.installed_triggers()?;
     let mut plan = Plan::default();
-    let (event_table, archive_table) = own_tables(config);
+    let (event_table, archive_table) = own_table_names(store.backend(), config);
     match layout(store, config)? {
         Layout::Missing => {
             plan.steps.push(format!(
@@ -223,10 +236,9 @@ pub fn plan_uninstall(
         plan.statements.extend(dialect.drop_capture(&trigger));
     }
     if drop_tables {
-        let db = &config.database;
+        let (event_table, archive_table) = own_table_names(store.backend(), config);
         plan.steps.push(format!(
-            "drop the tables {0}.{1} and {0}.{2} with every event and archive row",
-            db.schema, db.event_table, db.archive_table
+            "drop the tables {event_table} and {archive_table} with every event and archive row"
         ));
         plan.statements.extend(dialect.drop_tables());
     }

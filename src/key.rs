@@ -1,4 +1,4 @@
-//! Object keys: `name=value` pairs joined by a delimiter (DESIGN.md §5).
+//! Object keys: `name=value` pairs joined by a delimiter (docs/payload.md).
 //!
 //! In names and values `%`, `=` and every character of the delimiter are percent-encoded as the
 //! upper-case hex of their UTF-8 bytes; a NULL value is the bare name. The triggers encode keys

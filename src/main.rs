@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod commands;
 
@@ -56,6 +56,61 @@ enum Command {
     Replay(commands::replay::ReplayArgs),
     /// Show the backlog, retries, failures and trigger drift.
     Status(commands::status::StatusArgs),
+    /// Delete archive rows processed before a cut-off (default: sent and unsubscribed ones).
+    Prune(commands::prune::PruneArgs),
+    /// Validate the configuration and connector files (with --database: also the database,
+    /// triggers and connectors' receivers).
+    Check(commands::check::CheckArgs),
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a folder.
+    Man {
+        /// Write trigpoll.1 and a page per subcommand into this folder.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Completions and manual pages need no configuration: they describe the command line.
+fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "trigpoll", &mut script);
+    write_out(&script)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(Cli::command(), &dir)?;
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            write_out(&page)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
+    commands::print(&String::from_utf8_lossy(bytes))
 }
 
 fn init_logging(cli: &Cli) {
@@ -84,6 +139,7 @@ fn init_logging(cli: &Cli) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+
     let ctx = commands::Context {
         config_path: cli.config,
         quiet: cli.quiet,
@@ -95,6 +151,10 @@ fn main() -> ExitCode {
         Command::Drain(args) => commands::drain::run(&ctx, args),
         Command::Replay(args) => commands::replay::run(&ctx, args),
         Command::Status(args) => commands::status::run(&ctx, args),
+        Command::Prune(args) => commands::prune::run(&ctx, args),
+        Command::Check(args) => commands::check::run(&ctx, args),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { dir } => man(dir),
     };
     match result {
         Ok(code) => code,

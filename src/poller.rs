@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
@@ -20,6 +20,7 @@ use crate::connector::{Connector, Delivery, Outcome};
 use crate::dialect::{Capture, ChildCapture};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::key::{self, KeyPair};
+use crate::metrics::{EventLabels, Metrics, Step};
 use crate::payload;
 use crate::store::{EventStore, Fetched, Interrupt, JsonObject, StoreError};
 use crate::subscription::Subscription;
@@ -43,6 +44,9 @@ pub struct Tally {
     /// Events put back untried, behind an earlier event of their key that must be retried
     /// first (not counted in `events`: they come again).
     pub held: u64,
+    /// Events of `events` that this poller had put back for a retry in an earlier batch:
+    /// `events - repeats` counts each event once, however often it was attempted.
+    pub repeats: u64,
 }
 
 impl Tally {
@@ -55,6 +59,12 @@ impl Tally {
         self.not_found += other.not_found;
         self.retrying += other.retrying;
         self.held += other.held;
+        self.repeats += other.repeats;
+    }
+
+    /// Events processed, each counted once however often it was attempted.
+    pub fn distinct_events(&self) -> u64 {
+        self.events - self.repeats
     }
 
     /// Whether the batch claimed anything at all: when not, nothing was ready.
@@ -104,7 +114,14 @@ pub struct Poller {
     held: HashMap<(String, String), i64>,
     /// Events held behind events deleted by hand are released once, before the first claim.
     orphans_released: bool,
+    /// Events this poller put back for a retry: claimed again, they are not new events.
+    retried: std::collections::HashSet<i64>,
+    /// Where batches are measured, once [`Poller::set_metrics`] was called.
+    metrics: Meter,
 }
+
+/// The metrics a poller and its claiming thread record into, when there are any.
+type Meter = Arc<OnceLock<Arc<Metrics>>>;
 
 /// Makes a poller give up what keeps it waiting, from another thread: its statements in flight
 /// are cancelled, its deliveries still waiting for a receiver are given up, and it starts no new
@@ -140,6 +157,7 @@ struct Builder {
     routes: Vec<(String, Vec<Subscription>)>,
     delimiter: String,
     batch_size: usize,
+    metrics: Meter,
 }
 
 /// The configured objects by name, shared by the poller and its builder.
@@ -297,6 +315,7 @@ impl Poller {
             objects.insert(object.name.clone(), bound);
         }
         let objects = Arc::new(objects);
+        let metrics = Meter::default();
         let given_up = Arc::new(AtomicBool::new(false));
         let connectors = config
             .connectors
@@ -318,6 +337,7 @@ impl Poller {
                 .collect(),
             delimiter: config.poll.key_delimiter.clone(),
             batch_size: config.poll.batch_size,
+            metrics: Arc::clone(&metrics),
         };
         let mut interrupters = vec![store.interrupter()];
         let batches = match store.sibling() {
@@ -340,11 +360,19 @@ impl Poller {
             archive_sent: config.poll.archive,
             held: HashMap::new(),
             orphans_released: false,
+            retried: Default::default(),
+            metrics,
         })
     }
 
     pub fn store(&mut self) -> &mut dyn EventStore {
         self.store.as_mut()
+    }
+
+    /// Records what every batch does from now on (events, step and delivery durations) into
+    /// `metrics`; a second call is ignored.
+    pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// What makes this poller give up its batch from another thread.
@@ -412,8 +440,12 @@ impl Poller {
         }
         self.coalesce(&mut work);
         self.stopper.check()?;
+        let started = Instant::now();
         self.fetch(&mut work)?;
+        self.measure(Step::Fetch, started);
+        let started = Instant::now();
         let outcomes = self.deliver(&work);
+        self.measure(Step::Deliver, started);
         // Deliveries given up on a stop have no outcome to record: the batch goes back whole.
         self.stopper.check()?;
         self.settle(work, outcomes)
@@ -455,6 +487,12 @@ impl Poller {
         }
     }
 
+    fn measure(&self, step: Step, started: Instant) {
+        if let Some(m) = self.metrics.get() {
+            m.step(step, started.elapsed());
+        }
+    }
+
     /// Gives back every claim of this poller, the batch claimed ahead included.
     fn release_claims(&mut self) {
         self.cancel_ahead();
@@ -492,7 +530,12 @@ impl Builder {
         if self.given_up.load(Ordering::SeqCst) {
             return Err(StoreError::Stopped);
         }
-        let events = each_key_in_order(store.claim(self.batch_size)?);
+        let started = Instant::now();
+        let claimed = store.claim(self.batch_size)?;
+        if let Some(m) = self.metrics.get() {
+            m.step(Step::Claim, started.elapsed());
+        }
+        let events = each_key_in_order(claimed);
         let mut key_ids: HashMap<(String, String), usize> = HashMap::new();
         Ok(events
             .into_iter()
@@ -810,7 +853,11 @@ impl Poller {
                 if deliveries.is_empty() {
                     return Vec::new();
                 }
+                let started = Instant::now();
                 let outcomes = self.connectors[c].deliver(&deliveries);
+                if let Some(m) = self.metrics.get() {
+                    m.delivery(self.connectors[c].id(), started.elapsed());
+                }
                 indices.into_iter().zip(outcomes).collect()
             })
             .collect()
@@ -855,6 +902,8 @@ impl Poller {
         let mut unsubscribed: std::collections::BTreeMap<(String, String), u64> =
             Default::default();
         let mut held_keys = HashMap::new();
+        // (object, verb, connector, outcome) of every event and connector, for the metrics.
+        let mut outcomes: Vec<(&Event, String, &'static str)> = Vec::new();
         for (w, results) in work.iter().zip(per_event) {
             let e = &w.event;
             let attempt = e.attempts + 1;
@@ -886,6 +935,7 @@ impl Poller {
                         error!(event_id = e.event_id, "{reason}")
                     }
                 }
+                outcomes.push((e, e.connector_id.clone().unwrap_or_default(), status.name()));
                 settlement.archive.push(ArchiveRow {
                     event_id: e.event_id,
                     connector_id: e.connector_id.clone(),
@@ -924,9 +974,11 @@ impl Poller {
                         let delay = connector.backoff_delay(attempt as u32, after);
                         debug!(event_id = e.event_id, connector = %id, attempt, ?delay, "{reason}");
                         pending.push((format!("{id}: {reason}"), delay));
+                        outcomes.push((e, id, "retry"));
                         continue;
                     }
                 };
+                outcomes.push((e, id.clone(), status.name()));
                 if status == Status::Sent {
                     tally.sent += 1;
                 } else {
@@ -995,8 +1047,31 @@ impl Poller {
             hold.behind = hold.behind.filter(|b| !completed.contains(b));
         }
         held_keys.retain(|_, b| !completed.contains(b));
+        let started = Instant::now();
         self.store.finish(&settlement)?;
+        self.measure(Step::Finish, started);
+        if let Some(m) = self.metrics.get() {
+            let mut counts: HashMap<EventLabels, u64> = HashMap::new();
+            for (e, connector, outcome) in outcomes {
+                let labels = EventLabels {
+                    object: e.object_name.clone(),
+                    verb: e.object_verb.clone(),
+                    connector,
+                    outcome: outcome.to_string(),
+                };
+                *counts.entry(labels).or_default() += 1;
+            }
+            m.events(&counts);
+        }
         self.held = held_keys;
+        let attempted = settlement.retry.iter().map(|r| r.event_id);
+        for id in settlement.complete.iter().copied().chain(attempted) {
+            if self.retried.remove(&id) {
+                tally.repeats += 1;
+            }
+        }
+        self.retried
+            .extend(settlement.retry.iter().map(|r| r.event_id));
         for ((object, verb), events) in unsubscribed {
             warn!(
                 events,

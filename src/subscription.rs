@@ -35,6 +35,14 @@ impl FromStr for Subscription {
                 "subscription {s:?} has an empty object or verb; use * for any"
             ));
         }
+        // Names are matched exactly: a `*` inside a name (`Emp*`) would never match anything.
+        if [object, verb].iter().any(|p| *p != "*" && p.contains('*')) {
+            return Err(format!(
+                "subscription {s:?}: `*` must stand alone on its side of the dot (partial \
+                 wildcards such as Emp* are not supported); write Object.Verb, Object.*, \
+                 *.Verb or *.*"
+            ));
+        }
         let side = |p: &str| (p != "*").then(|| p.to_string());
         Ok(Subscription {
             object: side(object),
@@ -82,7 +90,16 @@ mod tests {
 
     #[test]
     fn malformed_patterns_are_refused() {
-        for bad in ["Employee", "Employee.", ".Create", ""] {
+        for bad in [
+            "Employee",
+            "Employee.",
+            ".Create",
+            "",
+            "Emp*.Create",
+            "Employee.Cre*",
+            "*Employee.*",
+            "**.*",
+        ] {
             assert!(bad.parse::<Subscription>().is_err(), "{bad:?} was accepted");
         }
     }

@@ -130,3 +130,39 @@ fn schema_qualified_tables_are_found_in_the_database_file() {
     let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(report["triggers"][0]["state"], "up-to-date", "{report}");
 }
+
+/// SQLite has no schemas: messages and dry-run comments name the tables as SQLite sees them.
+#[test]
+fn messages_name_the_tables_without_a_schema() {
+    let Some(env) = common::Env::new(SQLITE) else {
+        return;
+    };
+    env.db.execute(conformance::HR);
+    env.config("", conformance::HR_OBJECTS);
+    let out = env.run_ok(&["drain"], 2);
+    let text = common::stderr(&out);
+    assert!(
+        text.contains(
+            "the event table trigpoll_event or the archive table trigpoll_archive does not exist"
+        ),
+        "{text}"
+    );
+    let out = env.run_ok(&["install-triggers", "--dry-run"], 0);
+    let script = common::stdout(&out);
+    assert!(
+        script.starts_with(
+            "-- create the event table trigpoll_event and the archive table trigpoll_archive\n"
+        ),
+        "{script}"
+    );
+    env.run_ok(&["install-triggers"], 0);
+    let out = env.run_ok(&["uninstall-triggers", "--drop-tables", "--dry-run"], 0);
+    let script = common::stdout(&out);
+    assert!(
+        script.contains("-- drop the tables trigpoll_event and trigpoll_archive"),
+        "{script}"
+    );
+    for text in [&script, &text] {
+        assert!(!text.contains("trigpoll.trigpoll_"), "{text}");
+    }
+}

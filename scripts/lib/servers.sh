@@ -150,3 +150,85 @@ ensure_rabbitmq() {
   fi
   export TRIGPOLL_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:56729/%2f"
 }
+
+# A throwaway certificate authority and a server certificate for `localhost` (the host name
+# only: a connection to 127.0.0.1 that checks the host name must fail), in $1. Kept across
+# runs, with the servers that use them.
+make_test_certs() {
+  local dir=$1
+  [ -f "$dir/server.pem" ] && return 0
+  command -v openssl >/dev/null || apt_install openssl
+  rm -rf "$dir"; mkdir -p "$dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=trigpoll test CA" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+}
+
+# Copies the server certificate and key into $1 for the OS user $2.
+install_server_cert() {
+  cp "$TRIGPOLL_TEST_TLS_CA" "$1/ca.pem"
+  cp "$(dirname "$TRIGPOLL_TEST_TLS_CA")/server.pem" "$(dirname "$TRIGPOLL_TEST_TLS_CA")/server.key" "$1/"
+  chown "$2:" "$1/ca.pem" "$1/server.pem" "$1/server.key"
+  chmod 600 "$1/server.key"
+}
+
+# Starts, for the TLS tests, a throwaway PostgreSQL on 127.0.0.1:$1 that accepts encrypted
+# connections only (hostssl; hostnossl is rejected), unless one already runs there, and sets
+# TRIGPOLL_TEST_PG_TLS_URL. Needs make_test_certs first. Never touches the shared server.
+ensure_postgres_tls() {
+  local port=$1 dir=/tmp/trigpoll-pg-tls-$1 bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$bin" ]; then
+    apt_install postgresql
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  if ! port_open 127.0.0.1 "$port"; then
+    log "starting a throwaway TLS-only PostgreSQL on port $port"
+    rm -rf "$dir"; mkdir -p "$dir"; chown postgres: "$dir"
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    install_server_cert "$dir" postgres
+    cat >"$dir/data/pg_hba.conf" <<HBA
+hostssl   all all 127.0.0.1/32 trust
+hostssl   all all ::1/128      trust
+hostnossl all all 0.0.0.0/0    reject
+hostnossl all all ::/0         reject
+HBA
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-p $port -k $dir \
+      -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=$dir/server.pem \
+      -c ssl_key_file=$dir/server.key -c fsync=off -c max_connections=100" start >&2
+  fi
+  export TRIGPOLL_TEST_PG_TLS_URL="postgres://postgres@localhost:$port/postgres"
+}
+
+# The same for MariaDB: require_secure_transport, on 127.0.0.1:$1; sets
+# TRIGPOLL_TEST_MYSQL_TLS_URL.
+ensure_mariadb_tls() {
+  local port=$1 dir=/tmp/trigpoll-mariadb-tls-$1
+  if ! command -v mariadb-install-db >/dev/null || [ ! -x /usr/sbin/mariadbd ]; then
+    apt_install mariadb-server
+  fi
+  if ! port_open 127.0.0.1 "$port"; then
+    log "starting a throwaway TLS-only MariaDB on port $port"
+    rm -rf "$dir"; mkdir -p "$dir"; chown mysql: "$dir"
+    mariadb-install-db --no-defaults --user=mysql --datadir="$dir/data" \
+      --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
+      || { cat "$dir/install.log" >&2; return 1; }
+    install_server_cert "$dir" mysql
+    /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$dir/data" --port="$port" \
+      --bind-address=127.0.0.1 --socket="$dir/mariadb.sock" --pid-file="$dir/mariadb.pid" \
+      --ssl-ca="$dir/ca.pem" --ssl-cert="$dir/server.pem" --ssl-key="$dir/server.key" \
+      --require-secure-transport=ON --innodb-flush-log-at-trx-commit=0 >"$dir/log" 2>&1 &
+    local waited=0
+    until port_open 127.0.0.1 "$port"; do
+      if [ "$waited" -ge 60 ]; then
+        log "MariaDB did not start; its log:"; cat "$dir/log" >&2; return 1
+      fi
+      sleep 0.5; waited=$((waited + 1))
+    done
+  fi
+  export TRIGPOLL_TEST_MYSQL_TLS_URL="mysql://root@localhost:$port/mysql"
+}

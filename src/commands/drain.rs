@@ -49,17 +49,20 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     super::show_progress(Some(bar.clone()));
     let mut tally = Tally::default();
     while !stopping(&stop) {
-        if args.max_events.is_some_and(|m| tally.events >= m)
+        if args
+            .max_events
+            .is_some_and(|m| tally.distinct_events() >= m)
             || args.max_time.is_some_and(|m| started.elapsed() >= m)
         {
             break;
         }
-        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30))?;
+        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30), None)?;
         tally.add(batch);
-        if bar.length().is_some_and(|len| tally.events > len) {
-            bar.set_length(tally.events);
+        let done = tally.distinct_events();
+        if bar.length().is_some_and(|len| done > len) {
+            bar.set_length(done);
         }
-        bar.set_position(tally.events);
+        bar.set_position(done);
         if stopping(&stop) {
             break;
         }
@@ -82,11 +85,12 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
         Err(e) => return Err(e.into()),
     };
     let secs = started.elapsed().as_secs_f64();
+    let events = tally.distinct_events();
     eprintln!(
-        "drained {} events in {:.1}s ({:.0} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
-        tally.events,
+        "drained {} events in {:.1}s ({} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
+        events,
         secs,
-        tally.events as f64 / secs.max(1e-9),
+        rate(events as f64 / secs.max(1e-9)),
         tally.sent,
         tally.unsubscribed,
         tally.failed,
@@ -101,6 +105,17 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     })
 }
 
+/// A rate with two significant digits below 10 (`0.52`, `3.4`), whole above: a drain of a few
+/// events over retries should not read "0 events/s".
+fn rate(per_second: f64) -> String {
+    if per_second >= 10.0 || per_second == 0.0 {
+        format!("{per_second:.0}")
+    } else {
+        let decimals = (1.0 - per_second.log10().floor()).max(1.0) as usize;
+        format!("{per_second:.decimals$}")
+    }
+}
+
 fn progress_bar(len: u64) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -108,4 +123,19 @@ fn progress_bar(len: u64) -> ProgressBar {
             .expect("the template is valid"),
     );
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rate;
+
+    #[test]
+    fn rates_keep_two_significant_digits_below_ten() {
+        assert_eq!(rate(3000.4), "3000");
+        assert_eq!(rate(12.6), "13");
+        assert_eq!(rate(3.44), "3.4");
+        assert_eq!(rate(0.52), "0.52");
+        assert_eq!(rate(0.0123), "0.012");
+        assert_eq!(rate(0.0), "0");
+    }
 }

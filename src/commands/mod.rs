@@ -12,9 +12,11 @@ use trigpoll::install::{InstallError, Layout};
 use trigpoll::poller::StartError;
 use trigpoll::store::{self, EventStore, StoreError};
 
+pub mod check;
 pub mod drain;
 pub mod install;
 pub mod poll;
+pub mod prune;
 pub mod replay;
 pub mod status;
 
@@ -77,21 +79,19 @@ pub fn open_store(config: &Config) -> Result<Box<dyn EventStore>> {
 pub fn open_installed_store(config: &Config) -> Result<Box<dyn EventStore>> {
     let mut store = open_store(config)?;
     let layout = trigpoll::install::layout(store.as_mut(), config)?;
-    usable(layout, config)?;
+    usable(layout, config, store.backend())?;
     Ok(store)
 }
 
 /// Whether trigpoll's tables can be used as they are, or what to run first.
-pub fn usable(layout: Layout, config: &Config) -> Result<(), UsageError> {
-    let db = &config.database;
+pub fn usable(layout: Layout, config: &Config, backend: &str) -> Result<(), UsageError> {
+    let (events, archive) = trigpoll::install::own_table_names(backend, config);
     match layout {
         Layout::Missing => Err(UsageError(format!(
-            "the event table {}.{} or the archive table {}.{} does not exist: run `trigpoll install-triggers`",
-            db.schema, db.event_table, db.schema, db.archive_table
+            "the event table {events} or the archive table {archive} does not exist: run `trigpoll install-triggers`"
         ))),
         Layout::Old => Err(UsageError(format!(
-            "the event table {}.{} was made by an earlier trigpoll: run `trigpoll install-triggers` to upgrade it (its events stay)",
-            db.schema, db.event_table
+            "the event table {events} was made by an earlier trigpoll: run `trigpoll install-triggers` to upgrade it (its events stay)"
         ))),
         Layout::Current => Ok(()),
     }
@@ -147,11 +147,12 @@ pub fn give_up_after_grace(stop: &Arc<AtomicBool>, stopper: trigpoll::poller::St
 
 /// Runs one batch, riding out a lost database connection: reconnects with backoff (for at most
 /// `patience`), gives back the claims of the interrupted batch so they are redelivered, and
-/// tries again.
+/// tries again. `health`, when given, learns whether the database answers.
 pub fn batch_with_reconnect(
     poller: &mut trigpoll::poller::Poller,
     stop: &AtomicBool,
     patience: Duration,
+    health: Option<&trigpoll::metrics::Health>,
 ) -> Result<trigpoll::poller::Tally> {
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(500);
@@ -163,6 +164,9 @@ pub fn batch_with_reconnect(
                 return Ok(trigpoll::poller::Tally::default());
             }
             Err(StoreError::Connection(reason)) if !stopping(stop) => {
+                if let Some(h) = health {
+                    h.unreachable();
+                }
                 if started.elapsed() >= patience {
                     anyhow::bail!("database connection lost: {reason}");
                 }
@@ -174,7 +178,13 @@ pub fn batch_with_reconnect(
                     Err(e) => tracing::warn!(error = %e, "reconnect failed"),
                 }
             }
-            other => return Ok(other?),
+            Ok(tally) => {
+                if let Some(h) = health {
+                    h.reachable();
+                }
+                return Ok(tally);
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -6,8 +6,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::Result;
 use clap::Args;
 use tracing::info;
+use trigpoll::config::Config;
 use trigpoll::event::Status;
-use trigpoll::store::ReplayFilter;
+use trigpoll::store::{ReplayFilter, Replayed};
 
 use super::{open_installed_store, print, Context, UsageError};
 
@@ -111,6 +112,12 @@ pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
         limit: args.limit,
     };
     let mut store = open_installed_store(&config)?;
+    if filter.connector.is_none() {
+        // Each row goes back to its own connector: one that is no longer configured would only
+        // fail it again as an error. Look first, enqueue nothing if so.
+        let chosen = store.replay(&filter, true)?;
+        refuse_unconfigured(&chosen, &config)?;
+    }
     let replayed = store.replay(&filter, args.dry_run)?;
     let mut text = String::new();
     for r in &replayed {
@@ -124,6 +131,28 @@ pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
         info!(events = replayed.len(), "replayed");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Refuses a replay whose archive rows belong to connectors that are not configured.
+fn refuse_unconfigured(chosen: &[Replayed], config: &Config) -> Result<(), UsageError> {
+    let mut unknown: Vec<&str> = chosen
+        .iter()
+        .filter_map(|r| r.connector.as_deref())
+        .filter(|id| !config.connectors.iter().any(|c| c.id == *id))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    match unknown.as_slice() {
+        [] => Ok(()),
+        ids => Err(UsageError(format!(
+            "replay refused, nothing was enqueued: archive rows of connector{} {} match, which {} \
+             not configured; narrow the filters, or send them to a configured connector with \
+             --connector ID",
+            if ids.len() > 1 { "s" } else { "" },
+            ids.join(", "),
+            if ids.len() > 1 { "are" } else { "is" },
+        ))),
+    }
 }
 
 #[cfg(test)]

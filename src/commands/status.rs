@@ -35,7 +35,7 @@ pub fn run(ctx: &Context, args: StatusArgs) -> Result<ExitCode> {
     let layout = layout(store.as_mut(), &config)?;
     let triggers = drift(store.as_mut(), &config)?;
     let broken = triggers.iter().any(|t| t.state.is_broken());
-    let usable = usable(layout, &config);
+    let usable = usable(layout, &config, store.backend());
     if let (Err(e), false) = (&usable, broken) {
         return Err(UsageError(e.0.clone()).into());
     }

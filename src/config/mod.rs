@@ -41,6 +41,15 @@ pub struct Config {
     pub poll: PollConfig,
     pub objects: Vec<ObjectConfig>,
     pub connectors: Vec<ConnectorConfig>,
+    pub archive: ArchiveConfig,
+}
+
+/// `[archive]`: how long processed events are kept.
+#[derive(Debug, Clone, Default)]
+pub struct ArchiveConfig {
+    /// Archive rows processed longer ago than this are pruned (by `prune`, and by `poll` when it
+    /// starts and every hour); `None` keeps them until `prune --older-than` removes them.
+    pub retention: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -483,6 +492,9 @@ impl Config {
             poll,
             objects,
             connectors,
+            archive: ArchiveConfig {
+                retention: raw.archive.retention.map(|r| r.0),
+            },
         })
     }
 }

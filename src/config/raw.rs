@@ -23,6 +23,14 @@ pub(super) struct RawConfig {
     pub(super) poll: RawPoll,
     #[serde(default)]
     pub(super) object: Vec<RawObject>,
+    #[serde(default)]
+    pub(super) archive: RawArchive,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawArchive {
+    pub(super) retention: Option<PositiveDuration>,
 }
 
 #[derive(Deserialize)]
@@ -165,7 +173,7 @@ pub(super) struct KeyDelimiter(pub(super) String);
 
 impl<'de> Deserialize<'de> for KeyDelimiter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `=` separates a name from its value and `%` starts an escape (DESIGN.md §5).
+        // `=` separates a name from its value and `%` starts an escape (docs/payload.md).
         d.deserialize_str(StrVisitor("a key delimiter", |v: &str| {
             if v.is_empty() {
                 Err("must not be empty".to_string())

@@ -224,7 +224,7 @@ fn main_file_errors_name_file_line_and_key() {
         ),
         (
             format!("{MAIN}[polling]\n"),
-            "trigpoll.toml:3:2: polling: unknown field `polling`, expected one of `database`, `poll`, `object`",
+            "trigpoll.toml:3:2: polling: unknown field `polling`, expected one of `database`, `poll`, `object`, `archive`",
         ),
         (
             format!("{MAIN}schema = \" \"\n"),
@@ -840,6 +840,10 @@ fn connector_errors_name_file_line_and_key() {
             "DIR/connectors/c.toml:4:3: subscribe[1]: subscription \"Employee\" is not of the form Object.Verb",
         ),
         (
+            "id = \"c\"\nsubscribe = [\"Employee.*\", \"Emp*.Create\"]\n[sink]\ntype = \"stdout\"\n".into(),
+            "DIR/connectors/c.toml:2:28: subscribe[1]: subscription \"Emp*.Create\": `*` must stand alone on its side of the dot (partial wildcards such as Emp* are not supported); write Object.Verb, Object.*, *.Verb or *.*",
+        ),
+        (
             "id = \"c\"\nsubscribe = [\"*.*\"]\n".into(),
             "DIR/connectors/c.toml:1:1: sink: missing field `sink`",
         ),
@@ -1023,4 +1027,22 @@ fn the_example_configuration_loads() {
     for connector in config.connectors {
         crate::connector::Connector::new(connector).unwrap();
     }
+}
+
+#[test]
+fn archive_retention_is_read_and_checked() {
+    let dir = folder(&format!("{MAIN}[archive]\nretention = \"30d\"\n"), &[]);
+    assert_eq!(
+        load(&dir).unwrap().archive.retention,
+        Some(Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(load(&folder(MAIN, &[])).unwrap().archive.retention, None);
+    assert_eq!(
+        err(&format!("{MAIN}[archive]\nretention = \"0s\"\n")),
+        "trigpoll.toml:4:13: archive.retention: must be greater than zero"
+    );
+    assert_eq!(
+        err(&format!("{MAIN}[archive]\nkeep = \"1d\"\n")),
+        "trigpoll.toml:4:1: archive.keep: unknown field `keep`, expected `retention`"
+    );
 }

@@ -1,4 +1,4 @@
-//! The HTTP webhook sink: POSTs business objects, signed (DESIGN.md §7), one per request or
+//! The HTTP webhook sink: POSTs business objects, signed (docs/payload.md), one per request or
 //! `batch_size` per request.
 //!
 //! **Sent** means the receiver answered 2xx. Two signature schemes:
@@ -93,7 +93,7 @@ fn batch_id(deliveries: &[&Delivery]) -> String {
 /// POSTs the bodies as `application/json`, at most `concurrency` requests at once, each
 /// carrying one payload or, with `batch_size` above 1, `{"data": [...]}`.
 ///
-/// Classification (DESIGN.md §6): 2xx is [`Outcome::Sent`]; 408, 429, 5xx, timeouts and
+/// Classification (docs/faults.md): 2xx is [`Outcome::Sent`]; 408, 429, 5xx, timeouts and
 /// connection errors are [`Outcome::Retry`], with the receiver's `Retry-After` as `after`; other
 /// 4xx and 3xx (redirects are not followed: a POST must not silently turn into a GET elsewhere)
 /// are [`Outcome::Reject`]. A request's outcome is that of every payload in it.

@@ -14,6 +14,7 @@ mod broker;
 mod file;
 mod http;
 mod nats;
+pub mod probe;
 mod redis;
 mod stdout;
 
@@ -49,7 +50,7 @@ pub struct Delivery {
     pub verb: String,
     /// `<connector>_<event_id>`, the receiver's idempotency key.
     pub object_event_id: String,
-    /// The serialized JSON payload (DESIGN.md §7), one line, no trailing newline.
+    /// The serialized JSON payload (docs/payload.md), one line, no trailing newline.
     pub body: String,
 }
 

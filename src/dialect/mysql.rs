@@ -21,7 +21,7 @@
 //!
 //! Values and keys:
 //! - Keys are computed in the trigger from `CAST(col AS CHAR)` in utf8mb4, percent-encoded with
-//!   nested `REPLACE` (DESIGN.md §5); binary key columns are written as upper-case hex and
+//!   nested `REPLACE` (docs/payload.md); binary key columns are written as upper-case hex and
 //!   `TIMESTAMP` key columns in UTC, so that keys never depend on the writer's session.
 //! - Row images are `JSON_OBJECT(...)` of every column: binary columns as hex (sent as base64),
 //!   `BIT` as a number, `TIMESTAMP` as Unix seconds (sent as RFC 3339 UTC), spatial columns as

@@ -17,6 +17,7 @@ pub mod claim;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
+pub mod tls;
 
 /// What went wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,7 @@ impl PartialEq for Fetched {
     }
 }
 
-/// Replay filters (DESIGN.md §2). Every set filter must match.
+/// Replay filters (docs/guarantees.md). Every set filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayFilter {
     pub event_ids: Option<(i64, i64)>,
@@ -123,6 +124,14 @@ pub struct RetryBacklog {
     pub events: u64,
     /// How long until the first of them is due.
     pub next_due: Option<Duration>,
+}
+
+/// The events ready to be claimed now, for the metrics gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReadyBacklog {
+    pub events: u64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_age_seconds: Option<f64>,
 }
 
 /// Cancels the statement a store's connection is running, from another thread: what a poller
@@ -226,6 +235,17 @@ pub trait EventStore: Send {
     /// batch can be claimed and fetched while this one is delivered and finished. `None` where
     /// two connections gain nothing (SQLite lets one writer in at a time).
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>>;
+
+    /// Deletes at most `limit` archive rows whose status is one of `statuses` and that were
+    /// processed more than `older_than` ago (by the database's clock), in one short
+    /// transaction; returns how many went. Called again until it returns less than `limit`.
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64>;
+
+    /// How many archive rows [`EventStore::prune`] would delete, all batches together.
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64>;
+
+    /// The ready backlog: one pass over the event table.
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog>;
 }
 
 /// Captured `changes` (`{"col": {"old": …, "new": …}}`, as the trigger wrote them) with each

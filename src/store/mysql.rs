@@ -26,8 +26,8 @@ use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReplayFilter, Replayed,
-    Result, RetryBacklog, StoreError, StoreStatus,
+    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -206,6 +206,12 @@ pub fn check_version(version: &str) -> Result<(), String> {
 }
 
 fn open_conn(url: &str) -> Result<Conn> {
+    let tls = super::tls::TlsUrl::mysql(url)?;
+    if tls.verifies() {
+        // Checks the `ssl-ca` file, so that a bad one is a configuration error.
+        tls.connector()?;
+    }
+    let url = tls.url.as_str();
     let opts = Opts::from_url(url)
         .map_err(|e| StoreError::Invalid(format!("database.url is not a MySQL URL: {e}")))?;
     // The mysql crate reconnects through the server's Unix socket when the host is a loopback
@@ -222,8 +228,22 @@ fn open_conn(url: &str) -> Result<Conn> {
             // they were created with: strict, and backslashes in strings are escapes.
             "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
         ]);
-    let mut conn = Conn::new(opts)
-        .map_err(|e| StoreError::Connection(format!("cannot connect to MySQL: {}", err(e))))?;
+    let connected = match Conn::new(opts.clone().ssl_opts(tls.mysql_ssl_opts())) {
+        // PREFERRED: plaintext when the server has no TLS.
+        Err(mysql::Error::DriverError(mysql::DriverError::TlsNotSupported))
+            if tls.mode == super::tls::Mode::Prefer =>
+        {
+            Conn::new(opts)
+        }
+        other => other,
+    };
+    let mut conn = connected.map_err(|e| {
+        let reason = match err(e) {
+            StoreError::Connection(m) | StoreError::Database(m) | StoreError::Invalid(m) => m,
+            other => other.to_string(),
+        };
+        StoreError::Connection(format!("cannot connect to MySQL: {}", tls.hint(&reason)))
+    })?;
     let version: Option<String> = conn.query_first("SELECT VERSION()").map_err(err)?;
     check_version(version.as_deref().unwrap_or_default()).map_err(StoreError::Invalid)?;
     Ok(conn)
@@ -299,7 +319,7 @@ fn unix_to_rfc3339(seconds: &str) -> Option<String> {
 }
 
 /// Adjusts MySQL's JSON rendering of a row (see [`sql::row_json`]) to the payload's types
-/// (DESIGN.md §7).
+/// (docs/payload.md).
 fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,
@@ -351,8 +371,9 @@ fn is_character_type(base: &str) -> bool {
 impl MysqlStore {
     pub fn connect(config: &Config) -> Result<Self> {
         let db = &config.database;
-        let database = Opts::from_url(db.url.expose())
+        let database = super::tls::TlsUrl::mysql(db.url.expose())
             .ok()
+            .and_then(|tls| Opts::from_url(&tls.url).ok())
             .and_then(|o| o.get_db_name().map(str::to_string))
             .filter(|d| !d.is_empty());
         let conn = open_conn(db.url.expose())?;
@@ -1102,6 +1123,60 @@ impl EventStore for MysqlStore {
                 seen_max: None,
             }) as Box<dyn EventStore>
         }))
+    }
+
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {
+        // Oldest first by the primary key, a few rows per statement: no long locks.
+        let mut params: Vec<Value> = vec![(older_than.as_micros() as u64).into()];
+        params.extend(statuses.iter().map(|s| Value::from(s.code())));
+        params.push((limit as u64).into());
+        self.conn
+            .exec_drop(
+                format!(
+                    "DELETE FROM {} WHERE event_processed < NOW(6) - INTERVAL ? MICROSECOND
+                       AND event_status IN ({}) ORDER BY archive_id LIMIT ?",
+                    self.names.archive,
+                    sql::placeholders(statuses.len())
+                ),
+                params,
+            )
+            .map_err(err)?;
+        Ok(self.conn.affected_rows())
+    }
+
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64> {
+        let mut params: Vec<Value> = vec![(older_than.as_micros() as u64).into()];
+        params.extend(statuses.iter().map(|s| Value::from(s.code())));
+        let count: Option<i64> = self
+            .conn
+            .exec_first(
+                format!(
+                    "SELECT COUNT(*) FROM {} WHERE event_processed < NOW(6) - INTERVAL ? MICROSECOND
+                       AND event_status IN ({})",
+                    self.names.archive,
+                    sql::placeholders(statuses.len())
+                ),
+                params,
+            )
+            .map_err(err)?;
+        Ok(count.unwrap_or(0) as u64)
+    }
+
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog> {
+        let row: Option<(i64, Option<i64>)> = self
+            .conn
+            .query_first(format!(
+                "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(event_time), NOW(6)) FROM {}
+                 WHERE event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
+                   AND waiting_for IS NULL",
+                self.names.event
+            ))
+            .map_err(err)?;
+        let (events, age_us) = row.unwrap_or((0, None));
+        Ok(ReadyBacklog {
+            events: events as u64,
+            oldest_age_seconds: age_us.map(|us| us as f64 / 1e6),
+        })
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use fallible_iterator::FallibleIterator;
 use postgres::types::{Json, ToSql};
-use postgres::{CancelToken, Client, NoTls, Row, Statement};
+use postgres::{CancelToken, Client, Row, Statement};
+use postgres_native_tls::MakeTlsConnector;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -16,8 +17,8 @@ use crate::dialect::postgres::{self as sql, Names};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReplayFilter, Replayed,
-    Result, RetryBacklog, StoreError, StoreStatus,
+    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -37,14 +38,16 @@ pub struct PgStore {
     prepared: HashMap<String, Statement>,
     /// Cancels the statement the connection runs (see [`EventStore::interrupter`]).
     cancel: Arc<Mutex<CancelToken>>,
+    /// TLS as the URL asks for it (`sslmode`, `sslrootcert`): connections and cancels use it.
+    tls: MakeTlsConnector,
 }
 
-struct PgInterrupt(Arc<Mutex<CancelToken>>);
+struct PgInterrupt(Arc<Mutex<CancelToken>>, MakeTlsConnector);
 
 impl Interrupt for PgInterrupt {
     fn interrupt(&self) {
         let token = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if let Err(e) = token.cancel_query(NoTls) {
+        if let Err(e) = token.cancel_query(self.1.clone()) {
             tracing::debug!(error = %e, "could not cancel the statement in flight");
         }
     }
@@ -126,7 +129,7 @@ fn err(e: postgres::Error) -> StoreError {
         || e.code()
             .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57"));
     match e.as_db_error() {
-        _ if lost => StoreError::Connection(e.to_string()),
+        _ if lost => StoreError::Connection(described(&e)),
         Some(db) => {
             let mut msg = db.message().to_string();
             if let Some(detail) = db.detail() {
@@ -134,8 +137,24 @@ fn err(e: postgres::Error) -> StoreError {
             }
             StoreError::Database(msg)
         }
-        None => StoreError::Database(e.to_string()),
+        None => StoreError::Database(described(&e)),
     }
+}
+
+/// The driver's message with its causes: alone it says only, say, that the TLS handshake
+/// failed; the causes say why (a certificate that does not verify, a refused connection).
+fn described(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let said = c.to_string();
+        // TLS errors repeat their own cause in their message.
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn source_is_io(e: &postgres::Error) -> bool {
@@ -147,9 +166,21 @@ fn is_data_exception(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("22"))
 }
 
-fn open_client(url: &str, async_commit: bool) -> Result<Client> {
-    let mut client = Client::connect(url, NoTls)
-        .map_err(|e| StoreError::Connection(format!("cannot connect to PostgreSQL: {}", err(e))))?;
+fn open_client(url: &str, tls: &MakeTlsConnector, async_commit: bool) -> Result<Client> {
+    let settings = super::tls::TlsUrl::postgres(url)?;
+    let mut client = settings
+        .postgres_config()?
+        .connect(tls.clone())
+        .map_err(|e| {
+            let reason = match err(e) {
+                StoreError::Connection(m) | StoreError::Database(m) | StoreError::Invalid(m) => m,
+                other => other.to_string(),
+            };
+            StoreError::Connection(format!(
+                "cannot connect to PostgreSQL: {}",
+                settings.hint(&reason)
+            ))
+        })?;
     client
         .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'trigpoll'; SET client_min_messages = warning")
         .map_err(err)?;
@@ -197,9 +228,12 @@ impl PgStore {
         claim_timeout_secs: f64,
         async_commit: bool,
     ) -> Result<Self> {
-        let client = open_client(url.expose(), async_commit)?;
+        let settings = super::tls::TlsUrl::postgres(url.expose())?;
+        let tls = MakeTlsConnector::new(settings.connector()?);
+        let client = open_client(url.expose(), &tls, async_commit)?;
         Ok(PgStore {
             cancel: Arc::new(Mutex::new(client.cancel_token())),
+            tls,
             client,
             url,
             names,
@@ -375,7 +409,7 @@ impl PgStore {
     }
 }
 
-/// Adjusts PostgreSQL's JSON rendering of a row to the payload's types (DESIGN.md §7).
+/// Adjusts PostgreSQL's JSON rendering of a row to the payload's types (docs/payload.md).
 fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,
@@ -965,7 +999,7 @@ impl EventStore for PgStore {
     }
 
     fn reconnect(&mut self) -> Result<()> {
-        self.client = open_client(self.url.expose(), self.async_commit)?;
+        self.client = open_client(self.url.expose(), &self.tls, self.async_commit)?;
         *self.cancel.lock().unwrap_or_else(|e| e.into_inner()) = self.client.cancel_token();
         self.listening = false;
         self.gate_held = false;
@@ -974,7 +1008,7 @@ impl EventStore for PgStore {
     }
 
     fn interrupter(&self) -> Box<dyn Interrupt> {
-        Box::new(PgInterrupt(Arc::clone(&self.cancel)))
+        Box::new(PgInterrupt(Arc::clone(&self.cancel), self.tls.clone()))
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
@@ -989,5 +1023,59 @@ impl EventStore for PgStore {
             true,
         );
         Some(sibling.map(|s| Box::new(s) as Box<dyn EventStore>))
+    }
+
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {
+        // By ctid: a batch locks only the rows it deletes, for one short statement.
+        let codes: Vec<i16> = statuses.iter().map(|s| s.code()).collect();
+        self.client
+            .execute(
+                &format!(
+                    "DELETE FROM {archive} WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM {archive}
+                        WHERE event_processed < now() - make_interval(secs => $1)
+                          AND event_status = ANY($2)
+                        LIMIT $3))",
+                    archive = self.names.archive
+                ),
+                &[&older_than.as_secs_f64(), &codes, &(limit as i64)],
+            )
+            .map_err(err)
+    }
+
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64> {
+        let codes: Vec<i16> = statuses.iter().map(|s| s.code()).collect();
+        let count: i64 = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE event_processed < now() - make_interval(secs => $1)
+                       AND event_status = ANY($2)",
+                    self.names.archive
+                ),
+                &[&older_than.as_secs_f64(), &codes],
+            )
+            .map_err(err)?
+            .get(0);
+        Ok(count as u64)
+    }
+
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT count(*), extract(epoch FROM now() - min(event_time))::float8 FROM {}
+                     WHERE event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+                       AND waiting_for IS NULL",
+                    self.names.event
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        Ok(ReadyBacklog {
+            events: row.get::<_, i64>(0) as u64,
+            oldest_age_seconds: row.get(1),
+        })
     }
 }

@@ -28,8 +28,8 @@ use crate::dialect::sqlite::{self as sql, Affinity, Names, ValueRule};
 use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
-    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReplayFilter, Replayed,
-    Result, RetryBacklog, StoreError, StoreStatus,
+    BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
+    Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
 use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 
@@ -313,7 +313,7 @@ fn with_scale(number: &str, scale: usize) -> Option<String> {
 }
 
 /// Turns a row image (see [`crate::dialect::sqlite`]) into attributes with the payload's types
-/// (DESIGN.md §7): bytes as base64, and the declared type decides booleans, decimals and
+/// (docs/payload.md): bytes as base64, and the declared type decides booleans, decimals and
 /// timestamps, which SQLite stores as integers, reals and text.
 fn normalize(table: &TableInfo, mut row: Map<String, Value>) -> Map<String, Value> {
     use base64::Engine;
@@ -989,6 +989,82 @@ impl EventStore for SqliteStore {
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
         None
     }
+
+    fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {
+        // By rowid, a few rows per transaction: the application's writers wait only that long.
+        let (condition, mut params) = prunable(older_than, statuses);
+        params.push(SqlValue::Integer(limit as i64));
+        let deleted = self
+            .conn
+            .execute(
+                &format!(
+                    "DELETE FROM {archive} WHERE rowid IN (
+                        SELECT rowid FROM {archive} WHERE {condition} LIMIT ?)",
+                    archive = self.names.archive
+                ),
+                params_from_iter(params),
+            )
+            .map_err(err)?;
+        Ok(deleted as u64)
+    }
+
+    fn count_prunable(&mut self, older_than: Duration, statuses: &[Status]) -> Result<u64> {
+        let (condition, params) = prunable(older_than, statuses);
+        let count: i64 = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {condition}",
+                    self.names.archive
+                ),
+                params_from_iter(params),
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        Ok(count as u64)
+    }
+
+    fn ready_backlog(&mut self) -> Result<ReadyBacklog> {
+        let (events, oldest): (i64, Option<f64>) = self
+            .conn
+            .query_row(
+                &format!(
+                    "SELECT count(*), (julianday('now') - min(julianday(event_time))) * 86400.0
+                     FROM {} WHERE event_status = 0
+                       AND (next_attempt_at IS NULL OR next_attempt_at <= {now})
+                       AND waiting_for IS NULL",
+                    self.names.event,
+                    now = sql::NOW
+                ),
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(err)?;
+        Ok(ReadyBacklog {
+            events: events as u64,
+            oldest_age_seconds: oldest,
+        })
+    }
+}
+
+/// The archive rows `prune` takes: processed before the cut-off (compared as text, which the
+/// fixed-width timestamps allow) with one of the statuses.
+fn prunable(older_than: Duration, statuses: &[Status]) -> (String, Vec<SqlValue>) {
+    let placeholders = vec!["?"; statuses.len()].join(", ");
+    let condition = format!(
+        "event_processed < strftime('%Y-%m-%dT%H:%M:%f000Z', 'now', ?)
+         AND event_status IN ({placeholders})"
+    );
+    let mut params = vec![SqlValue::Text(format!(
+        "-{:.3} seconds",
+        older_than.as_secs_f64()
+    ))];
+    params.extend(
+        statuses
+            .iter()
+            .map(|s| SqlValue::Integer(i64::from(s.code()))),
+    );
+    (condition, params)
 }
 
 #[cfg(test)]

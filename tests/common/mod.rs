@@ -24,7 +24,44 @@ pub struct TestDb {
     admin_url: String,
 }
 
-/// A server a test needs does not answer: fails under `CI=true`, skips (with a note) otherwise.
+/// A PostgreSQL connection for the harness: plaintext, or TLS as the URL's `sslmode` says.
+pub fn pg_connect(url: &str) -> Result<postgres::Client, String> {
+    if url.contains("sslmode=") {
+        trigpoll::store::tls::postgres_client(url).map_err(|e| e.to_string())
+    } else {
+        postgres::Client::connect(url, postgres::NoTls).map_err(|e| e.to_string())
+    }
+}
+
+/// A MySQL connection for the harness: plaintext, or TLS as the URL's `ssl-mode` says.
+pub fn mysql_connect(url: &str) -> Result<mysql::Conn, String> {
+    let opts = match url.contains("ssl-mode=") {
+        true => trigpoll::store::tls::mysql_opts(url).map_err(|e| e.to_string())?,
+        false => mysql::Opts::from_url(url).map_err(|e| e.to_string())?,
+    };
+    mysql::Conn::new(opts).map_err(|e| e.to_string())
+}
+
+/// `url` with its query string replaced by `query` (none when empty).
+pub fn with_query(url: &str, query: &str) -> String {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    match query {
+        "" => base.to_string(),
+        q => format!("{base}?{q}"),
+    }
+}
+
+/// `url` (`scheme://user@host:port/...`) with its host replaced.
+pub fn with_host(url: &str, host: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (user, rest) = rest.split_once('@').map_or(("", rest), |(u, r)| (u, r));
+    let port = rest.split_once(':').map_or(rest, |(_, p)| p);
+    let at = if user.is_empty() { "" } else { "@" };
+    format!("{scheme}://{user}{at}{host}:{port}")
+}
+
+/// What a test needs and cannot reach: a failure under `CI=true`, a skip (with a note)
+/// otherwise.
 pub fn unreachable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is required under CI=true: {err}");
@@ -35,21 +72,42 @@ pub fn unreachable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {
 
 impl TestDb {
     pub fn new(backend: Backend) -> Option<TestDb> {
+        let admin_url = match backend {
+            Backend::Postgres => std::env::var("TRIGPOLL_TEST_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            Backend::Mysql => std::env::var("TRIGPOLL_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into()),
+            Backend::Sqlite => String::new(),
+        };
+        let what = match backend {
+            Backend::Postgres => "PostgreSQL at TRIGPOLL_TEST_PG_URL",
+            _ => "MySQL at TRIGPOLL_TEST_MYSQL_URL",
+        };
+        TestDb::on(backend, admin_url, what)
+    }
+
+    /// A database on the server of `admin_url` (which names its administration database and
+    /// may carry TLS parameters, which the test database's URL keeps); `what` names the server
+    /// when it cannot be reached.
+    pub fn on(backend: Backend, admin_url: String, what: &str) -> Option<TestDb> {
         let name = format!("trigpoll_test_{:016x}", rand::random::<u64>());
         match backend {
             Backend::Postgres => {
-                let admin_url = std::env::var("TRIGPOLL_TEST_PG_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-                let mut admin = match postgres::Client::connect(&admin_url, postgres::NoTls) {
+                let mut admin = match pg_connect(&admin_url) {
                     Ok(c) => c,
-                    Err(e) => return unreachable("PostgreSQL at TRIGPOLL_TEST_PG_URL", e),
+                    Err(e) => return unreachable(what, e),
                 };
                 admin
                     .batch_execute(&format!("CREATE DATABASE {name}"))
                     .expect("create the test database");
-                let url = match admin_url.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => panic!("TRIGPOLL_TEST_PG_URL has no database part"),
+                let (base, options) = admin_url
+                    .split_once('?')
+                    .map_or((admin_url.as_str(), String::new()), |(b, o)| {
+                        (b, format!("?{o}"))
+                    });
+                let url = match base.rsplit_once('/') {
+                    Some((base, _)) => format!("{base}/{name}{options}"),
+                    None => panic!("{what} has no database part"),
                 };
                 Some(TestDb {
                     backend,
@@ -59,11 +117,9 @@ impl TestDb {
                 })
             }
             Backend::Mysql => {
-                let admin_url = std::env::var("TRIGPOLL_TEST_MYSQL_URL")
-                    .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
-                let mut admin = match mysql::Conn::new(admin_url.as_str()) {
+                let mut admin = match mysql_connect(&admin_url) {
                     Ok(c) => c,
-                    Err(e) => return unreachable("MySQL at TRIGPOLL_TEST_MYSQL_URL", e),
+                    Err(e) => return unreachable(what, e),
                 };
                 mysql::prelude::Queryable::query_drop(
                     &mut admin,
@@ -118,7 +174,7 @@ impl TestDb {
         let sql = self.dialect(sql);
         match self.backend {
             Backend::Postgres => {
-                let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                let mut c = pg_connect(&self.url).unwrap();
                 c.batch_execute(&sql).map_err(|e| format!("{e:?}"))
             }
             Backend::Mysql => mysql::prelude::Queryable::query_drop(&mut self.mysql(), &sql)
@@ -135,7 +191,7 @@ impl TestDb {
         let sql = self.dialect(sql);
         match self.backend {
             Backend::Postgres => {
-                let mut c = postgres::Client::connect(&self.url, postgres::NoTls).unwrap();
+                let mut c = pg_connect(&self.url).unwrap();
                 let wrapped = format!("SELECT to_json(q.*)::text FROM ({sql}) q");
                 c.query(&wrapped, &[])
                     .unwrap_or_else(|e| panic!("{sql}\n{e:?}"))
@@ -201,9 +257,7 @@ impl TestDb {
     /// A connection of the application's, for transactions of its own.
     pub fn writer(&self) -> Writer {
         match self.backend {
-            Backend::Postgres => {
-                Writer::Postgres(postgres::Client::connect(&self.url, postgres::NoTls).unwrap())
-            }
+            Backend::Postgres => Writer::Postgres(pg_connect(&self.url).unwrap()),
             Backend::Mysql => Writer::Mysql(self.mysql()),
             Backend::Sqlite => Writer::Sqlite(self.sqlite()),
         }
@@ -211,7 +265,7 @@ impl TestDb {
 
     /// A connection to the MySQL test database.
     fn mysql(&self) -> mysql::Conn {
-        mysql::Conn::new(self.url.as_str()).unwrap()
+        mysql_connect(&self.url).unwrap()
     }
 
     /// MySQL has no schemas within a database: trigpoll's tables go to a second database of the
@@ -321,7 +375,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         match self.backend {
             Backend::Postgres => {
-                if let Ok(mut admin) = postgres::Client::connect(&self.admin_url, postgres::NoTls) {
+                if let Ok(mut admin) = pg_connect(&self.admin_url) {
                     let _ = admin.batch_execute(&format!(
                         "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                         self.name
@@ -329,7 +383,7 @@ impl Drop for TestDb {
                 }
             }
             Backend::Mysql => {
-                if let Ok(mut admin) = mysql::Conn::new(self.admin_url.as_str()) {
+                if let Ok(mut admin) = mysql_connect(&self.admin_url) {
                     for db in [Some(self.name.clone()), self.event_schema()]
                         .into_iter()
                         .flatten()
@@ -358,8 +412,12 @@ pub struct Env {
 
 impl Env {
     pub fn new(backend: Backend) -> Option<Env> {
+        Env::with(TestDb::new(backend)?)
+    }
+
+    pub fn with(db: TestDb) -> Option<Env> {
         Some(Env {
-            db: TestDb::new(backend)?,
+            db,
             dir: tempfile::tempdir().unwrap(),
         })
     }

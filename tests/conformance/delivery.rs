@@ -234,7 +234,10 @@ pub fn http_retries_transient_failures_then_delivers(backend: Backend) {
         "{report}"
     );
     let started = std::time::Instant::now();
-    env.run_ok(&["drain", "--wait"], 0);
+    let waited = stderr(&env.run_ok(&["drain", "--wait"], 0));
+    // Three attempts, one event; a rate below one event a second still shows.
+    assert!(waited.contains("drained 1 events in"), "{waited}");
+    assert!(!waited.contains("(0 events/s)"), "{waited}");
     let requests = receiver.requests();
     assert_eq!(
         requests.iter().map(|r| r.answered).collect::<Vec<_>>(),

@@ -10,6 +10,7 @@ pub mod delivery;
 pub mod faults;
 pub mod hot_keys;
 pub mod install;
+pub mod operations;
 pub mod settings;
 
 /// Declares one `#[test]` per conformance test for a backend: `conformance_tests!(backend);`.
@@ -54,6 +55,10 @@ macro_rules! conformance_tests {
             hot_keys::five_thousand_events_of_one_key_two_pollers_in_order_once,
             hot_keys::a_transient_failure_holds_the_rest_of_its_keys_run,
             hot_keys::coalesce_folds_a_run_and_archives_every_event,
+            operations::prune_deletes_old_rows_in_batches_and_keeps_failures,
+            operations::poll_metrics_count_events_steps_and_backlog,
+            operations::replay_refuses_rows_of_connectors_no_longer_configured,
+            operations::check_reports_tables_drift_and_unreachable_connectors,
             settings::a_no_op_update_makes_no_event,
             settings::track_and_ignore_choose_the_changes_that_matter,
             settings::excluded_attributes_never_leave_the_database,

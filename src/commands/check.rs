@@ -1,0 +1,83 @@
+//! `check`: validate the configuration without changing anything; with `--database`, also
+//! what the configuration needs from the world: the database, trigpoll's tables, the capture
+//! triggers and the connectors' receivers.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use trigpoll::connector::probe::{probe, Reach};
+use trigpoll::install::{drift, layout, own_table_names, DriftState, Layout};
+
+use super::{open_store, print, Context};
+
+/// How long a connector's receiver may take to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Also connect: report missing tables, trigger drift and unreachable connectors (exit 1
+    /// when any).
+    #[arg(long)]
+    database: bool,
+}
+
+pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
+    let config = ctx.config()?;
+    let mut out = format!(
+        "configuration  ok: {} ({} objects, {} connectors)\n",
+        config.path.display(),
+        config.objects.len(),
+        config.connectors.len()
+    );
+    if !args.database {
+        print(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut problems = 0;
+    let mut store = open_store(&config)?;
+    out += &format!("database       reachable ({})\n", store.backend());
+    let (events, archive) = own_table_names(store.backend(), &config);
+    match layout(store.as_mut(), &config)? {
+        Layout::Current => out += &format!("tables         ok: {events}, {archive}\n"),
+        Layout::Missing => {
+            problems += 1;
+            out += &format!(
+                "tables         missing: {events} or {archive} does not exist; run install-triggers\n"
+            );
+        }
+        Layout::Old => {
+            problems += 1;
+            out += &format!(
+                "tables         {events} was made by an earlier trigpoll; run install-triggers\n"
+            );
+        }
+    }
+    for d in drift(store.as_mut(), &config)? {
+        if d.state != DriftState::UpToDate {
+            problems += 1;
+        }
+        let object = if d.object.is_empty() {
+            "(none)"
+        } else {
+            &d.object
+        };
+        out += &format!("trigger        {object} on {}: {}\n", d.table, d.state);
+    }
+    for c in &config.connectors {
+        match probe(&c.sink, CONNECT_TIMEOUT) {
+            Reach::Ok(what) => out += &format!("connector      {}: ok, {what}\n", c.id),
+            Reach::Unreachable(why) => {
+                problems += 1;
+                out += &format!("connector      {}: UNREACHABLE: {why}\n", c.id);
+            }
+        }
+    }
+    print(&out)?;
+    if problems > 0 {
+        tracing::error!(problems, "check found problems");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
