@@ -389,7 +389,7 @@ fn concurrency_is_bounded_and_outcomes_keep_input_order() {
         // Early events take longest, so completion order differs from input order.
         std::thread::sleep(Duration::from_millis(10 + (20 - id) * 4));
         now.fetch_sub(1, Ordering::SeqCst);
-        if id % 3 == 0 {
+        if id.is_multiple_of(3) {
             respond(422, &format!("event {id} refused"))
         } else {
             respond(200, "ok")

@@ -878,7 +878,9 @@ impl KeyType {
                 None => valid_date(value),
             },
             KeyType::Time => valid_time(value.strip_prefix('-').unwrap_or(value), 838),
-            KeyType::Bytes => value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+            KeyType::Bytes => {
+                value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit())
+            }
             KeyType::Text { .. } | KeyType::Other => true,
         };
         if ok {
