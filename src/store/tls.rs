@@ -21,6 +21,8 @@
 //! they do not know). Messages never echo the URL: it may hold a password.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use crate::store::StoreError;
 
@@ -98,7 +100,32 @@ impl TlsUrl {
     }
 
     /// The TLS connector for this mode (for `Disable` too: the driver then never uses it).
+    /// Making one reads the system's certificate bundle, tens of milliseconds, so it is made
+    /// once per process for each mode and root certificate file (as last modified) and shared
+    /// by every connection: the poller's two, and each reconnection.
     pub fn connector(&self) -> Result<native_tls::TlsConnector, StoreError> {
+        type Made = (
+            (Mode, Option<(PathBuf, Option<SystemTime>)>),
+            native_tls::TlsConnector,
+        );
+        static MADE: Mutex<Vec<Made>> = Mutex::new(Vec::new());
+        let file = self.root_cert.as_ref().map(|path| {
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            (path.clone(), modified)
+        });
+        let key = (self.mode, file);
+        let made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, connector)) = made.iter().find(|(k, _)| *k == key) {
+            return Ok(connector.clone());
+        }
+        drop(made);
+        let connector = self.make()?;
+        let mut made = MADE.lock().unwrap_or_else(|e| e.into_inner());
+        made.push((key, connector.clone()));
+        Ok(connector)
+    }
+
+    fn make(&self) -> Result<native_tls::TlsConnector, StoreError> {
         let mut builder = native_tls::TlsConnector::builder();
         match self.mode {
             Mode::Disable | Mode::Prefer | Mode::Require => {
