@@ -254,10 +254,20 @@ impl ObjectConfig {
     /// An object on `table` with every setting at its default.
     pub fn new(name: &str, table: TableName) -> ObjectConfig {
         ObjectConfig {
-            name: name.to_string(),
             table: Some(table),
-            keys: None,
             verbs: vec![Verb::Create, Verb::Update, Verb::Delete],
+            ..ObjectConfig::outbox(name)
+        }
+    }
+
+    /// An object without a table: its events are written by the application (an outbox), and
+    /// no capture setting applies to it.
+    pub fn outbox(name: &str) -> ObjectConfig {
+        ObjectConfig {
+            name: name.to_string(),
+            table: None,
+            keys: None,
+            verbs: Vec::new(),
             priority: 0,
             coalesce: false,
             track: Columns::All,

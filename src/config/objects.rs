@@ -57,20 +57,7 @@ pub(super) fn objects(
 
         let Some(written) = &object.table else {
             outbox_only(source, &object, &at)?;
-            objects.push(ObjectConfig {
-                name,
-                table: None,
-                keys: None,
-                verbs: Vec::new(),
-                priority: 0,
-                coalesce: false,
-                track: Columns::All,
-                attributes: Columns::All,
-                changes: false,
-                ignore_users: Vec::new(),
-                when: When::default(),
-                children: Vec::new(),
-            });
+            objects.push(ObjectConfig::outbox(&name));
             continue;
         };
         let table = table_name(source, written, &at("table"))?;
