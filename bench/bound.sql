@@ -1,4 +1,4 @@
--- The database's own bound on draining (DESIGN.md §8): one statement claims the 1000 oldest ready
+-- The database's own bound on draining (docs/performance.md): one statement claims the 1000 oldest ready
 -- events, joins each to its row and moves them to the archive with the row as JSON. Run in a loop,
 -- one commit per statement, until it moves nothing. Keys are `id=<bigint>`.
 WITH claimed AS (

@@ -1,5 +1,5 @@
 //! Figure 9: the drain through NATS JetStream, RabbitMQ, Redis Streams and batched HTTP, against
-//! the file connector in the same run (DESIGN.md §8 target: each ≥ 50% of the file connector).
+//! the file connector in the same run (target in docs/performance.md: each ≥ 50% of the file connector).
 //!
 //! Each broker gets names of its own, after the throwaway database (a stream, an exchange with
 //! one durable queue bound to every routing key, a stream key), emptied after every run and
