@@ -20,7 +20,7 @@
 # fig9 uses NATS at TRIGPOLL_BENCH_NATS_URL, RabbitMQ at TRIGPOLL_BENCH_AMQP_URL and Redis at
 # TRIGPOLL_BENCH_REDIS_URL (the local services by default), and starts throwaway ones as the tests
 # do when none answers.
-# The default size takes about 8 minutes on 2 cores (plus the build), --quick under 2.
+# The default size takes about 25 minutes on 2 cores (plus the build), --quick about 5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
