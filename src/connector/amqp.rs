@@ -277,6 +277,6 @@ impl Deliver for AmqpSink {
         if !broker::finish(ran, &mut outcomes) {
             *link = None;
         }
-        broker::settle(batch, outcomes)
+        broker::settle(outcomes)
     }
 }

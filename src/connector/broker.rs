@@ -152,29 +152,16 @@ pub(super) fn finish(
     }
 }
 
-/// The outcomes of a pipelined batch: an unanswered message is retried, and after a key's first
-/// [`Outcome::Retry`] every later message of the key is [`Outcome::Held`], confirmed or not
-/// (see the module docs). A [`Outcome::Reject`] stays: it is a verdict on that message alone.
-pub(super) fn settle(batch: &[Delivery], outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
-    let mut failed_keys = HashSet::new();
-    batch
-        .iter()
-        .zip(outcomes)
-        .map(|(delivery, outcome)| {
-            let outcome = outcome.unwrap_or_else(|| {
+/// The outcomes of a pipelined batch: an unanswered message is retried. The later messages of
+/// a key after its first [`Outcome::Retry`] are held by [`Sink::deliver`](super::Sink), confirmed
+/// or not (see the module docs).
+pub(super) fn settle(outcomes: Vec<Option<Outcome>>) -> Vec<Outcome> {
+    outcomes
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| {
                 Outcome::retry("no answer from the broker: the delivery was given up")
-            });
-            if failed_keys.contains(&delivery.key) {
-                match outcome {
-                    Outcome::Sent | Outcome::Retry { .. } => Outcome::Held,
-                    other => other,
-                }
-            } else {
-                if matches!(outcome, Outcome::Retry { .. }) {
-                    failed_keys.insert(delivery.key);
-                }
-                outcome
-            }
+            })
         })
         .collect()
 }
@@ -307,6 +294,7 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connector::hold_after_retry;
 
     fn delivery(event_id: i64, key: usize) -> Delivery {
         Delivery {
@@ -354,7 +342,9 @@ mod tests {
             Duration::from_secs(5),
             &mut outcomes,
         ));
-        (settle(batch, outcomes), publisher.published, healthy)
+        let mut outcomes = settle(outcomes);
+        hold_after_retry(batch, &mut outcomes);
+        (outcomes, publisher.published, healthy)
     }
 
     #[test]
@@ -434,7 +424,8 @@ mod tests {
             .iter()
             .map(|&(e, k)| delivery(e, k))
             .collect();
-        let outcomes = settle(&batch, vec![None, Some(Outcome::Sent), Some(Outcome::Sent)]);
+        let mut outcomes = settle(vec![None, Some(Outcome::Sent), Some(Outcome::Sent)]);
+        hold_after_retry(&batch, &mut outcomes);
         assert!(matches!(outcomes[0], Outcome::Retry { .. }));
         assert_eq!(outcomes[1..], [Outcome::Held, Outcome::Sent]);
     }

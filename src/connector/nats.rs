@@ -235,6 +235,6 @@ impl Deliver for NatsSink {
         if !healthy || (nats.stream.is_some() && no_stream.load(Ordering::Relaxed)) {
             *context = None;
         }
-        broker::settle(batch, outcomes)
+        broker::settle(outcomes)
     }
 }

@@ -213,6 +213,6 @@ impl Deliver for RedisSink {
         if !broker::finish(ran, &mut outcomes) {
             *connection = None;
         }
-        broker::settle(batch, outcomes)
+        broker::settle(outcomes)
     }
 }
