@@ -10,7 +10,7 @@ use clap::Args;
 use tracing::{debug, error, info, warn};
 use trigpoll::metrics::{Health, Metrics};
 use trigpoll::poller::Poller;
-use trigpoll::store::{EventStore, StoreError};
+use trigpoll::store::{EventStore, RetryBacklog, StoreError};
 
 use super::prune::Pruner;
 use super::{
@@ -45,9 +45,10 @@ struct Observed {
 
 impl Observed {
     /// Refreshes the backlog gauges if they are older than `every`.
-    fn refresh(&mut self, store: &mut dyn EventStore, every: Duration) {
+    /// The retry backlog, when it was counted now.
+    fn refresh(&mut self, store: &mut dyn EventStore, every: Duration) -> Option<RetryBacklog> {
         if self.refreshed.is_some_and(|r| r.elapsed() < every) {
-            return;
+            return None;
         }
         self.refreshed = Some(Instant::now());
         let counted = store.ready_backlog().and_then(|ready| {
@@ -55,8 +56,14 @@ impl Observed {
             store.retry_backlog()
         });
         match counted {
-            Ok(retry) => self.metrics.retry_backlog(retry.events),
-            Err(e) => debug!(error = %e, "could not count the backlog"),
+            Ok(retry) => {
+                self.metrics.retry_backlog(retry.events);
+                Some(retry)
+            }
+            Err(e) => {
+                debug!(error = %e, "could not count the backlog");
+                None
+            }
         }
     }
 }
@@ -112,10 +119,13 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
         }
         // Idle: sleep until the interval passes, a retry is due or the database says new
         // events arrived. Errors here are noticed (and reconnected) by the next batch.
-        if let Some(o) = &mut observed {
-            o.refresh(poller.store(), IDLE_REFRESH);
-        }
-        let due = poller.store().retry_backlog().ok().and_then(|b| b.next_due);
+        let counted = observed
+            .as_mut()
+            .and_then(|o| o.refresh(poller.store(), IDLE_REFRESH));
+        let due = match counted {
+            Some(backlog) => backlog.next_due,
+            None => poller.store().retry_backlog().ok().and_then(|b| b.next_due),
+        };
         let idle = due.map_or(interval, |d| d.min(interval));
         let until = Instant::now() + idle;
         while !stopping(&stop) {
