@@ -1,7 +1,7 @@
 //! Planning `install-triggers` and `uninstall-triggers`: every check is made before any
 //! statement runs, so a refused install leaves nothing half-done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::config::{Config, ObjectConfig, TableName, Verb};
 use crate::dialect::{Capture, Dialect};
@@ -99,13 +99,17 @@ pub fn layout(store: &mut dyn EventStore, config: &Config) -> Result<Layout, Sto
     })
 }
 
-/// Describes every table the objects use (their own and their children's).
-fn describe_all(
+/// Describes every table the objects use (their own and their children's), each once.
+pub fn describe_all<'a>(
     store: &mut dyn EventStore,
-    objects: &[&ObjectConfig],
+    objects: impl IntoIterator<Item = &'a ObjectConfig>,
 ) -> Result<HashMap<TableName, TableInfo>, StoreError> {
     let mut tables = HashMap::new();
-    for name in objects.iter().flat_map(|o| Capture::tables(o)) {
+    let mut seen = HashSet::new();
+    for name in objects.into_iter().flat_map(Capture::tables) {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
         if let Some(info) = store.describe_table(&name)? {
             tables.insert(name, info);
         }
@@ -120,7 +124,7 @@ fn resolve(
     config: &Config,
     objects: &[&ObjectConfig],
 ) -> Result<(Vec<Capture>, Vec<String>), StoreError> {
-    let tables = describe_all(store, objects)?;
+    let tables = describe_all(store, objects.iter().copied())?;
     let mut captures = Vec::new();
     let mut problems = Vec::new();
     for object in objects.iter().filter(|o| o.table.is_some()) {
@@ -306,7 +310,7 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
         .iter()
         .filter(|o| o.table.is_some())
         .collect();
-    let tables = describe_all(store, &objects)?;
+    let tables = describe_all(store, objects.iter().copied())?;
     let mut report = Vec::new();
     for object in objects {
         let capture = match Capture::new(object, &tables, &config.poll.key_delimiter) {

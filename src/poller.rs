@@ -297,12 +297,7 @@ impl Work {
 
 impl Poller {
     pub fn new(config: &Config, mut store: Box<dyn EventStore>) -> Result<Self, StartError> {
-        let mut tables = HashMap::new();
-        for name in config.objects.iter().flat_map(Capture::tables) {
-            if let Some(info) = store.describe_table(&name)? {
-                tables.insert(name, info);
-            }
-        }
+        let tables = crate::install::describe_all(store.as_mut(), &config.objects)?;
         let mut objects = HashMap::new();
         for object in &config.objects {
             let bound = match object.table {
