@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             settings::changes_carry_old_and_new_values_with_their_types,
             settings::when_conditions_decide_per_verb,
             settings::a_wrong_when_condition_is_refused_before_anything_is_installed,
+            settings::missing_setting_columns_are_refused_before_anything_is_installed,
             settings::ignored_users_and_the_session_switch_make_no_event,
             settings::children_travel_with_their_object,
             settings::outbox_objects_deliver_their_payload,

@@ -258,6 +258,44 @@ pub fn a_wrong_when_condition_is_refused_before_anything_is_installed(backend: B
     );
 }
 
+/// A `track`, `attributes` or `parent_keys` column that the table does not have: install
+/// refuses (exit 2) naming the object, the setting and the column, and installs nothing.
+pub fn missing_setting_columns_are_refused_before_anything_is_installed(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute(SHOP);
+    env.config(
+        "",
+        r#"
+[[object]]
+name = "Order"
+table = "orders"
+track = ["no_track"]
+attributes = ["status", "no_attribute"]
+
+[[object.child]]
+name = "lines"
+table = "order_line"
+parent_keys = ["no_parent"]
+"#,
+    );
+    env.file_connector("out");
+    let out = env.run_ok(&["install-triggers"], 2);
+    let message = stderr(&out);
+    for expected in [
+        "object Order: `track` column \"no_track\" does not exist",
+        "object Order: `attributes` column \"no_attribute\" does not exist",
+        "object Order, child lines: `parent_keys` column \"no_parent\" does not exist",
+    ] {
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    env.db.execute("INSERT INTO orders VALUES (1, 'new')");
+    let events_table = env.db.try_execute("SELECT count(*) FROM {events}");
+    assert!(
+        events_table.is_err() || env.db.count("SELECT count(*) FROM {events}") == 0,
+        "something was installed"
+    );
+}
+
 /// Ping-pong: changes made by an ignored database user, or by a session that switched capture
 /// off, make no event. SQLite has neither users nor session variables: `ignore_users` is a
 /// configuration error there.
