@@ -249,23 +249,31 @@ pub trait EventStore: Send {
 }
 
 /// Captured `changes` (`{"col": {"old": …, "new": …}}`, as the trigger wrote them) with each
-/// value adjusted to the payload's JSON types.
+/// value adjusted to the payload's JSON types: the old values, then the new ones, each as one
+/// row through [`EventStore::json_types`].
 pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<Box<RawValue>> {
+    const SIDES: [&str; 2] = ["old", "new"];
     let mut changes = json_object(text)?;
+    let mut rows = [JsonObject::new(), JsonObject::new()];
+    let mut taken = Vec::new();
     for (column, change) in changes.iter_mut() {
         let Some(change) = change.as_object_mut() else {
             continue;
         };
-        for side in ["old", "new"] {
-            if let Some(value) = change.remove(side) {
-                let mut one = JsonObject::new();
-                one.insert(column.clone(), value);
-                let adjusted = store
-                    .json_types(table, one)
-                    .remove(column)
-                    .unwrap_or(serde_json::Value::Null);
-                change.insert(side.to_string(), adjusted);
+        for (side, row) in rows.iter_mut().enumerate() {
+            if let Some(value) = change.remove(SIDES[side]) {
+                row.insert(column.clone(), value);
+                taken.push((column.clone(), side));
             }
+        }
+    }
+    let mut rows = rows.map(|row| store.json_types(table, row));
+    for (column, side) in taken {
+        let value = rows[side]
+            .remove(&column)
+            .unwrap_or(serde_json::Value::Null);
+        if let Some(change) = changes.get_mut(&column).and_then(|c| c.as_object_mut()) {
+            change.insert(SIDES[side].to_string(), value);
         }
     }
     Ok(attributes(&changes))
