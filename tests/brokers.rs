@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{lines, stderr, unreachable, Backend, Env};
+use common::{lines, stderr, stdout, unreachable, Backend, Env};
 
 const OBJECTS: &str = "[[object]]\nname = \"Item\"\ntable = \"item\"\n";
 
@@ -402,6 +402,58 @@ fn nats_makes_its_stream_again_when_it_was_deleted() {
             .count("SELECT count(*) FROM {archive} WHERE event_status = 1"),
         5
     );
+}
+
+/// `check --database` warns (exit 0: deliveries work) when a connector's stream exists with a
+/// duplicate window shorter than the connector's, and creates nothing for one that does not
+/// exist.
+#[test]
+fn check_warns_about_a_stream_whose_duplicate_window_is_too_short() {
+    let Some(mut nats) = Nats::connect() else {
+        return;
+    };
+    let Some(env) = env("") else {
+        return;
+    };
+    let s = suffix();
+    let (short, absent) = (format!("TRIGPOLL_SHORT_{s}"), format!("TRIGPOLL_NONE_{s}"));
+    nats.streams.extend([short.clone(), absent.clone()]);
+    nats.runtime
+        .block_on(
+            nats.jetstream
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: short.clone(),
+                    subjects: vec![format!("short{s}.>")],
+                    duplicate_window: Duration::from_secs(1),
+                    ..Default::default()
+                }),
+        )
+        .unwrap();
+    nats_connector(
+        &env,
+        "short",
+        &nats.url,
+        &format!("short{s}.{{object}}"),
+        &format!("stream = \"{short}\""),
+    );
+    nats_connector(
+        &env,
+        "absent",
+        &nats.url,
+        &format!("none{s}.{{object}}"),
+        &format!("stream = \"{absent}\""),
+    );
+    let out = env.run_ok(&["check", "--database"], 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "connector      short: warning: stream {short}: the stream's duplicate window (1s) is shorter than 3600s"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("absent: warning"), "{text}");
+    let exists = nats.runtime.block_on(nats.jetstream.get_stream(&absent));
+    assert!(exists.is_err(), "check created stream {absent}");
 }
 
 #[test]

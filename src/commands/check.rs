@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use trigpoll::config::{ConnectorConfig, SinkConfig};
 use trigpoll::connector::probe::{probe, Reach};
+use trigpoll::connector::NatsSink;
 use trigpoll::install::{drift, layout, own_table_names, DriftState, Layout};
 
 use super::{open_store, print, Context};
@@ -67,7 +69,12 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
     }
     for c in &config.connectors {
         match probe(&c.sink, CONNECT_TIMEOUT) {
-            Reach::Ok(what) => out += &format!("connector      {}: ok, {what}\n", c.id),
+            Reach::Ok(what) => {
+                out += &format!("connector      {}: ok, {what}\n", c.id);
+                if let Some(warning) = stream_warning(c) {
+                    out += &format!("connector      {}: warning: {warning}\n", c.id);
+                }
+            }
             Reach::Unreachable(why) => {
                 problems += 1;
                 out += &format!("connector      {}: UNREACHABLE: {why}\n", c.id);
@@ -80,4 +87,17 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a reachable connector's broker holds that works against it, for a warning (not a
+/// problem: deliveries work). Only NATS has such a thing: a stream whose duplicate window is
+/// shorter than the connector's.
+fn stream_warning(connector: &ConnectorConfig) -> Option<String> {
+    let SinkConfig::Nats(config) = &connector.sink else {
+        return None;
+    };
+    match NatsSink::from_config(&connector.id, config) {
+        Ok(mut sink) => sink.stream_warning().unwrap_or_else(Some),
+        Err(e) => Some(e.to_string()),
+    }
 }

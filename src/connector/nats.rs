@@ -18,9 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::context::{ContextBuilder, PublishErrorKind};
+use async_nats::jetstream::context::{ContextBuilder, GetStreamErrorKind, PublishErrorKind};
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::Context;
+use async_nats::jetstream::ErrorCode;
 
 use super::broker::{self, masked_url, redact, BrokerRuntime, Confirm, Publisher};
 use super::{Deliver, Delivery, Outcome, SinkError};
@@ -102,20 +103,56 @@ impl NatsSink {
     pub fn abandon_on(&mut self, abandon: Arc<AtomicBool>) {
         self.runtime.abandon_on(abandon);
     }
+
+    /// For `check --database`: a warning when the named stream exists with a duplicate window
+    /// shorter than the connector's. Nothing is created or changed; a stream that does not
+    /// exist yet is made with the right window on the first publish.
+    pub fn stream_warning(&mut self) -> Result<Option<String>, String> {
+        let Some(name) = self.nats.stream.clone() else {
+            return Ok(None);
+        };
+        let nats = &self.nats;
+        let found = self.runtime.run(async {
+            let context = nats.context().await?;
+            match context.get_stream(&name).await {
+                Ok(stream) => Ok(nats.short_window(stream.cached_info().config.duplicate_window)),
+                Err(e) => match e.kind() {
+                    GetStreamErrorKind::JetStream(e)
+                        if e.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    _ => Err(format!("cannot read stream {name}: {}", nats.describe(&e))),
+                },
+            }
+        })?;
+        Ok(found
+            .transpose()?
+            .flatten()
+            .map(|warning| format!("stream {name}: {warning}")))
+    }
 }
 
 impl Nats {
-    async fn connect(&self) -> Result<Context, String> {
-        let url = self.url.expose();
-        let describe = |e: &dyn fmt::Display| redact(&e.to_string(), url);
+    fn describe(&self, e: &dyn fmt::Display) -> String {
+        redact(&e.to_string(), self.url.expose())
+    }
+
+    /// A JetStream context on a new connection.
+    async fn context(&self) -> Result<Context, String> {
         let client = async_nats::ConnectOptions::new()
             .name("trigpoll")
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))
-            .connect(url)
+            .connect(self.url.expose())
             .await
-            .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
-        let context = ContextBuilder::new().timeout(self.timeout).build(client);
+            .map_err(|e| format!("cannot connect: {}", self.describe(&e)))?;
+        Ok(ContextBuilder::new().timeout(self.timeout).build(client))
+    }
+
+    /// A context for publishing: the stream, when one is named, found or created.
+    async fn connect(&self) -> Result<Context, String> {
+        let context = self.context().await?;
         if let Some(name) = &self.stream {
             let wanted = StreamConfig {
                 name: name.clone(),
@@ -124,22 +161,24 @@ impl Nats {
                 duplicate_window: self.duplicate_window,
                 ..Default::default()
             };
-            let stream = context
-                .get_or_create_stream(wanted)
-                .await
-                .map_err(|e| format!("cannot find or create stream {name}: {}", describe(&e)))?;
-            let window = stream.cached_info().config.duplicate_window;
-            if window < self.duplicate_window {
-                tracing::warn!(
-                    connector = %self.connector,
-                    stream = %name,
-                    "the stream's duplicate window ({:?}) is shorter than {:?}: an event published again after a crash or a retry may be stored twice",
-                    window,
-                    self.duplicate_window
-                );
+            let stream = context.get_or_create_stream(wanted).await.map_err(|e| {
+                format!("cannot find or create stream {name}: {}", self.describe(&e))
+            })?;
+            if let Some(warning) = self.short_window(stream.cached_info().config.duplicate_window) {
+                tracing::warn!(connector = %self.connector, stream = %name, "{warning}");
             }
         }
         Ok(context)
+    }
+
+    /// The warning for a stream whose duplicate window is shorter than the connector's.
+    fn short_window(&self, window: Duration) -> Option<String> {
+        (window < self.duplicate_window).then(|| {
+            format!(
+                "the stream's duplicate window ({window:?}) is shorter than {:?}: an event published again after a crash or a retry may be stored twice",
+                self.duplicate_window
+            )
+        })
     }
 }
 
