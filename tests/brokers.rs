@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{lines, stderr, stdout, unreachable, Backend, Env};
+use common::{lines, stderr, stdout, unreachable, Backend, ClosedPort, Env};
 
 const OBJECTS: &str = "[[object]]\nname = \"Item\"\ntable = \"item\"\n";
 
@@ -54,15 +54,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A port nothing listens on: a broker that is down.
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Checks what a broker holds, in its order, as (idempotency key, payload) pairs: every event
@@ -856,10 +847,11 @@ fn brokers_that_are_down_fail_after_retries_while_a_file_connector_gets_everythi
     };
     let retries = "max_attempts = 3\nbackoff = \"10ms\"\ntimeout = \"2s\"";
     let password = "pw-8c1e5a";
+    let (nats, amqp, redis) = (ClosedPort::new(), ClosedPort::new(), ClosedPort::new());
     nats_connector(
         &env,
         "js",
-        &format!("nats://app:{password}@127.0.0.1:{}", closed_port()),
+        &format!("nats://app:{password}@127.0.0.1:{}", nats.port()),
         "tp.{object}",
         &format!("stream = \"TP\"\n{retries}"),
     );
@@ -868,13 +860,13 @@ fn brokers_that_are_down_fail_after_retries_while_a_file_connector_gets_everythi
         &format!(
             "subscribe = [\"*.*\"]\n[sink]\ntype = \"amqp\"\n\
              url = \"amqp://app:{password}@127.0.0.1:{}/%2f\"\nexchange = \"x\"\n{retries}",
-            closed_port()
+            amqp.port()
         ),
     );
     redis_connector(
         &env,
         "rs",
-        &format!("redis://app:{password}@127.0.0.1:{}/0", closed_port()),
+        &format!("redis://app:{password}@127.0.0.1:{}/0", redis.port()),
         "tp:{object}",
         retries,
     );

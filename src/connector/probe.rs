@@ -180,13 +180,24 @@ mod tests {
     fn a_listening_port_is_reachable_and_a_closed_one_is_not() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let url = format!("http://127.0.0.1:{port}/hook");
         assert!(matches!(
-            probe(&http(&url), Duration::from_secs(2)),
+            probe(
+                &http(&format!("http://127.0.0.1:{port}/hook")),
+                Duration::from_secs(2)
+            ),
             Reach::Ok(_)
         ));
-        drop(listener);
-        match probe(&http(&url), Duration::from_secs(2)) {
+        // A socket bound to a port but not listening holds it closed: no other test can take
+        // the port while this one probes it, and a connection to it is refused.
+        let closed =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        closed.bind(&any.into()).unwrap();
+        let port = closed.local_addr().unwrap().as_socket().unwrap().port();
+        match probe(
+            &http(&format!("http://127.0.0.1:{port}/hook")),
+            Duration::from_secs(2),
+        ) {
             Reach::Unreachable(reason) => {
                 assert!(
                     reason.starts_with(&format!("cannot connect to 127.0.0.1:{port}")),

@@ -60,6 +60,24 @@ pub fn with_host(url: &str, host: &str) -> String {
     format!("{scheme}://{user}{at}{host}:{port}")
 }
 
+/// A loopback port that refuses connections for as long as the value lives: a socket bound to
+/// it and not listening holds it, so a test running beside this one cannot take it.
+pub struct ClosedPort(socket2::Socket);
+
+impl ClosedPort {
+    pub fn new() -> ClosedPort {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any.into()).unwrap();
+        ClosedPort(socket)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.local_addr().unwrap().as_socket().unwrap().port()
+    }
+}
+
 /// What a test needs and cannot reach: a failure under `CI=true`, a skip (with a note)
 /// otherwise.
 pub fn unreachable<T>(what: &str, err: impl std::fmt::Display) -> Option<T> {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::receiver::Receiver;
-use crate::common::{lines, stderr, stdout, Backend, Env};
+use crate::common::{lines, stderr, stdout, Backend, ClosedPort, Env};
 use crate::conformance::{eventually, hr};
 
 /// Makes every archive row look processed two days ago.
@@ -330,7 +330,8 @@ pub fn check_reports_tables_drift_and_unreachable_connectors(backend: Backend) {
     env.db.execute(crate::conformance::HR);
     env.config("", crate::conformance::HR_OBJECTS);
     env.file_connector("out");
-    let closed = free_port();
+    let closed_port = ClosedPort::new();
+    let closed = closed_port.port();
     env.connector(
         "hook",
         &format!(
