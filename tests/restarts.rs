@@ -16,14 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{lines, Backend, Env, TestDb};
+use common::{free_port, lines, Backend, Env, TestDb};
 use conformance::eventually;
 use conformance::operations::health;
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 fn port_open(port: u16) -> bool {
     std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -455,7 +450,7 @@ fn health_follows_the_database() {
     let port = free_port();
     let metrics = format!("127.0.0.1:{port}");
     let mut poll = env.spawn(&["poll", "--interval", "100ms", "--metrics", &metrics]);
-    assert!(eventually(Duration::from_secs(10), || health(port) == Some(200)));
+    assert!(eventually(Duration::from_secs(60), || health(port) == Some(200)));
     // Counted from before the stop: the server refuses connections as soon as it begins, and a
     // fast shutdown's checkpoint can take long on a busy machine. The last good answer came at
     // most one idle pass (100 ms and a claim) before that.

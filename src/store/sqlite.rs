@@ -1336,7 +1336,8 @@ mod tests {
         });
         let started = Instant::now();
         assert!(store.wait_for_events(Duration::from_secs(5)).unwrap());
-        assert!(started.elapsed() < Duration::from_secs(1));
+        // Woken by the commit, not by the end of the wait.
+        assert!(started.elapsed() < Duration::from_secs(4));
         writer.join().unwrap();
         assert_eq!(store.claim(10).unwrap().len(), 1);
     }

@@ -60,6 +60,18 @@ pub fn with_host(url: &str, host: &str) -> String {
     format!("{scheme}://{user}{at}{host}:{port}")
 }
 
+/// A loopback port that is free now, for a server a test starts later. It is drawn from below
+/// the system's ephemeral range (32768 and up on Linux), where no `bind` to port 0 of a test
+/// running beside this one can land while the port waits for its server.
+pub fn free_port() -> u16 {
+    loop {
+        let port = rand::random::<u16>() % 12_000 + 20_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A loopback port that refuses connections for as long as the value lives: a socket bound to
 /// it and not listening holds it, so a test running beside this one cannot take it.
 pub struct ClosedPort(socket2::Socket);

@@ -274,7 +274,7 @@ pub fn sigterm_gives_up_a_batch_stuck_on_a_slow_receiver(backend: Backend) {
     );
     env.db.execute("INSERT INTO department VALUES (1, 'a')");
     let mut drain = env.spawn(&["drain"]);
-    assert!(eventually(Duration::from_secs(10), || receiver
+    assert!(eventually(Duration::from_secs(60), || receiver
         .requests()
         .len()
         == 1));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::common::receiver::Receiver;
-use crate::common::{lines, stderr, stdout, Backend, ClosedPort, Env};
+use crate::common::{free_port, lines, stderr, stdout, Backend, ClosedPort, Env};
 use crate::conformance::{eventually, hr};
 
 /// Makes every archive row look processed two days ago.
@@ -117,12 +117,6 @@ fn stop(child: &mut crate::common::Spawned) {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
-/// A free port on the loopback interface.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Scrapes `/metrics` and parses it with a Prometheus text parser.
 pub fn scrape(port: u16) -> Option<(String, prometheus_parse::Scrape)> {
     let text = ureq::get(&format!("http://127.0.0.1:{port}/metrics"))
@@ -189,13 +183,13 @@ pub fn poll_metrics_count_events_steps_and_backlog(backend: Backend) {
         &format!("127.0.0.1:{port}"),
     ]);
     assert!(
-        eventually(Duration::from_secs(10), || health(port) == Some(200)),
+        eventually(Duration::from_secs(60), || health(port) == Some(200)),
         "/healthz did not answer 200"
     );
     env.db
         .execute("INSERT INTO department VALUES (1, 'a'), (2, 'b')");
     env.db.execute("INSERT INTO employee (emp_id) VALUES (7)");
-    assert!(eventually(Duration::from_secs(10), || lines(&out).len() == 3));
+    assert!(eventually(Duration::from_secs(60), || lines(&out).len() == 3));
     let department = [
         ("object", "Department"),
         ("verb", "Create"),
