@@ -249,6 +249,29 @@ fn image(table: &TableInfo, attributes: &[Column], row: &str) -> String {
     }
 }
 
+/// An `Update`'s `changes` as the trigger stores them: the columns' values before and after,
+/// `[{"col": old, …}, {"col": new, …}]`, two JSON objects built in one expression. The poller
+/// keeps the columns whose values differ ([`crate::store::changes`]): comparing column by column
+/// in PL/pgSQL cost the writer about twice as much (BENCHMARKS.md, round 4).
+fn images(columns: &[Column]) -> String {
+    let object = |row: &str| {
+        let cells = columns.iter().map(|c| format!("{row}.{}", ident(&c.name)));
+        // json_build_object takes at most 100 arguments (a name and a value per column).
+        if columns.len() <= 50 {
+            let pairs: Vec<String> = columns
+                .iter()
+                .zip(cells)
+                .map(|(c, cell)| format!("{}, {cell}", literal(&c.name)))
+                .collect();
+            format!("json_build_object({})", pairs.join(", "))
+        } else {
+            let cells: Vec<String> = cells.collect();
+            format!("to_json((SELECT x FROM (SELECT {}) x))", cells.join(", "))
+        }
+    };
+    format!("json_build_array({}, {})", object("OLD"), object("NEW"))
+}
+
 /// The first statement of every capture routine: changes made by the sessions that switched
 /// capture off (`SET trigpoll.capture = 'off'`) or by the ignored users make no event.
 fn guard(ignore_users: &[String]) -> String {
@@ -334,10 +357,10 @@ fn triggers(
 }
 
 /// The routine body: the guard, one branch per captured operation, the wake-up notification.
-fn routine_body(n: &Names, guard: &str, branches: &[String], declare: &str) -> String {
+fn routine_body(n: &Names, guard: &str, branches: &[String]) -> String {
     format!(
         "
-{declare}BEGIN
+BEGIN
     {guard}
     {}
     END IF;
@@ -396,7 +419,6 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         )
     };
     let mut branches = Vec::new();
-    let mut declare = String::new();
     if c.captures(Verb::Create) {
         branches.push(format!(
             "IF TG_OP = 'INSERT' THEN\n        {}",
@@ -408,32 +430,16 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         let when = condition(Verb::Update, "NEW", "OLD")
             .map(|w| format!("\n            IF NOT COALESCE(({w}), false) THEN\n                RETURN NULL;\n            END IF;"))
             .unwrap_or_default();
-        let (collect, payload) = match c.changes.is_empty() {
-            true => (String::new(), "NULL"),
-            false => {
-                declare = "DECLARE\n    changes jsonb := '{}';\n".to_string();
-                let steps: Vec<String> = c
-                    .changes
-                    .iter()
-                    .map(|col| {
-                        let cell = |row: &str| format!("{row}.{}", ident(&col.name));
-                        format!(
-                            "\n            IF NOT (ROW({new})::record *= ROW({old})::record) THEN\n                changes := changes || jsonb_build_object({}, jsonb_build_object('old', {old}, 'new', {new}));\n            END IF;",
-                            literal(&col.name),
-                            new = cell("NEW"),
-                            old = cell("OLD"),
-                        )
-                    })
-                    .collect();
-                (steps.concat(), "changes::json")
-            }
+        let payload = match c.changes.is_empty() {
+            true => "NULL".to_string(),
+            false => images(&c.changes),
         };
         branches.push(format!(
             "IF TG_OP = 'UPDATE' THEN
         IF {} IS NOT DISTINCT FROM {} THEN
             IF {} THEN
                 RETURN NULL;
-            END IF;{when}{collect}
+            END IF;{when}
             {target} {};
         ELSE{when}
             -- the key changed: the old object is gone and a new one exists
@@ -442,7 +448,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             keys("NEW"),
             keys("OLD"),
             unchanged(c.detect.as_deref()),
-            event(Verb::Update, "NEW", payload),
+            event(Verb::Update, "NEW", &payload),
             event(Verb::Delete, "OLD", &image(&c.table, &c.attributes, "OLD")),
             event(Verb::Create, "NEW", "NULL")
         ));
@@ -458,7 +464,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             )
         ));
     }
-    let body = routine_body(n, &guard(&c.object.ignore_users), &branches, &declare);
+    let body = routine_body(n, &guard(&c.object.ignore_users), &branches);
     let triggers = triggers(
         &c.table.name,
         &routine,
@@ -528,7 +534,7 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
             from_transition("o", "trigpoll_old")
         ),
     ];
-    let body = routine_body(n, &guard(&c.object.ignore_users), &branches, "");
+    let body = routine_body(n, &guard(&c.object.ignore_users), &branches);
     let triggers = triggers(&child.table.name, &routine, true, true, true);
     let about = format!("{} (its child {})", c.object.name, child.path);
     table_ddl(&child.table.name, &routine, &about, body, triggers)

@@ -248,33 +248,71 @@ pub trait EventStore: Send {
     fn ready_backlog(&mut self) -> Result<ReadyBacklog>;
 }
 
-/// Captured `changes` (`{"col": {"old": …, "new": …}}`, as the trigger wrote them) with each
-/// value adjusted to the payload's JSON types: the old values, then the new ones, each as one
-/// row through [`EventStore::json_types`].
+/// Captured `changes` as the payload carries them, `{"col": {"old": …, "new": …}}` for each
+/// changed column, with each value adjusted to the payload's JSON types: the old values, then
+/// the new ones, each as one row through [`EventStore::json_types`].
+///
+/// The event table holds them in one of two forms (docs/tables.md): the changed columns in
+/// that same shape (the MySQL and SQLite triggers, an application's own events), or the tracked
+/// columns' values before and after, `[{"col": old, …}, {"col": new, …}]` (the PostgreSQL
+/// trigger), of which the columns whose values differ are kept.
 pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<Box<RawValue>> {
+    use serde_json::Value;
     const SIDES: [&str; 2] = ["old", "new"];
-    let mut changes = json_object(text)?;
+    let malformed = |why: &str| {
+        StoreError::Database(format!(
+            "captured changes are neither changed columns nor two row images: {why}"
+        ))
+    };
+    // Each column in order, with the sides it has; a change that is not an object is kept as
+    // it was written.
+    let mut columns: Vec<(String, [bool; 2], Option<Value>)> = Vec::new();
     let mut rows = [JsonObject::new(), JsonObject::new()];
-    let mut taken = Vec::new();
-    for (column, change) in changes.iter_mut() {
-        let Some(change) = change.as_object_mut() else {
-            continue;
-        };
-        for (side, row) in rows.iter_mut().enumerate() {
-            if let Some(value) = change.remove(SIDES[side]) {
-                row.insert(column.clone(), value);
-                taken.push((column.clone(), side));
+    match serde_json::from_str::<Value>(text).map_err(|e| malformed(&e.to_string()))? {
+        Value::Object(changes) => {
+            for (column, change) in changes {
+                let Value::Object(mut change) = change else {
+                    columns.push((column, [false; 2], Some(change)));
+                    continue;
+                };
+                let mut has = [false; 2];
+                for (side, row) in rows.iter_mut().enumerate() {
+                    if let Some(value) = change.remove(SIDES[side]) {
+                        row.insert(column.clone(), value);
+                        has[side] = true;
+                    }
+                }
+                columns.push((column, has, None));
             }
         }
+        Value::Array(images) => {
+            let Ok([Value::Object(mut old), Value::Object(new)]) = <[Value; 2]>::try_from(images)
+            else {
+                return Err(malformed("an array that is not two JSON objects"));
+            };
+            for (column, after) in new {
+                let before = old.remove(&column).unwrap_or(Value::Null);
+                if before != after {
+                    rows[0].insert(column.clone(), before);
+                    rows[1].insert(column.clone(), after);
+                    columns.push((column, [true; 2], None));
+                }
+            }
+        }
+        _ => return Err(malformed("not a JSON object or array")),
     }
     let mut rows = rows.map(|row| store.json_types(table, row));
-    for (column, side) in taken {
-        let value = rows[side]
-            .remove(&column)
-            .unwrap_or(serde_json::Value::Null);
-        if let Some(change) = changes.get_mut(&column).and_then(|c| c.as_object_mut()) {
-            change.insert(SIDES[side].to_string(), value);
-        }
+    let mut changes = JsonObject::new();
+    for (column, has, written) in columns {
+        let change = written.unwrap_or_else(|| {
+            let mut change = JsonObject::new();
+            for side in (0..2).filter(|&side| has[side]) {
+                let value = rows[side].remove(&column).unwrap_or(Value::Null);
+                change.insert(SIDES[side].to_string(), value);
+            }
+            Value::Object(change)
+        });
+        changes.insert(column, change);
     }
     Ok(attributes(&changes))
 }

@@ -1468,6 +1468,34 @@ mod tests {
     }
 
     #[test]
+    fn changes_in_either_stored_form_give_the_changed_columns_with_their_types() {
+        let (_dir, mut store) = installed(ITEM, ITEM_OBJECT);
+        let t = table(&mut store, "item");
+        let expected = r#"{"amount":{"old":12.50,"new":null},"ok":{"old":true,"new":false}}"#;
+        // The changed columns, as the MySQL and SQLite triggers write them.
+        let columns = r#"{"amount": {"old": 12.5, "new": null}, "ok": {"old": 1, "new": 0}}"#;
+        let got = crate::store::changes(&store, &t, columns).unwrap();
+        assert_eq!(got.get(), expected);
+        // Two images, as the PostgreSQL trigger writes them: only what differs is kept, and a
+        // number's digits are part of its value (as the trigger's image comparison has it).
+        let images = r#"[{"name": "a", "amount": 12.5, "ok": 1, "price": 2.50},
+                         {"name": "a", "amount": null, "ok": 0, "price": 2.50}]"#;
+        let got = crate::store::changes(&store, &t, images).unwrap();
+        assert_eq!(got.get(), expected);
+        let scale = r#"[{"price": 2.5}, {"price": 2.50}]"#;
+        let got = crate::store::changes(&store, &t, scale).unwrap();
+        assert_eq!(got.get(), r#"{"price":{"old":2.5,"new":2.50}}"#);
+        for wrong in [r#"[{"a": 1}]"#, r#"[{"a": 1}, 2]"#, "7", "not json"] {
+            let e = crate::store::changes(&store, &t, wrong).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("neither changed columns nor two row images"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn decimals_get_their_scale() {
         assert_eq!(with_scale("1234.5", 2).as_deref(), Some("1234.50"));
         assert_eq!(with_scale("-7", 2).as_deref(), Some("-7.00"));

@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             settings::track_and_ignore_choose_the_changes_that_matter,
             settings::excluded_attributes_never_leave_the_database,
             settings::changes_carry_old_and_new_values_with_their_types,
+            settings::changes_of_a_table_with_many_columns,
             settings::when_conditions_decide_per_verb,
             settings::a_wrong_when_condition_is_refused_before_anything_is_installed,
             settings::missing_setting_columns_are_refused_before_anything_is_installed,

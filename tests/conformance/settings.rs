@@ -188,6 +188,38 @@ pub fn changes_carry_old_and_new_values_with_their_types(backend: Backend) {
     assert!(text.contains("\"old\":1234.50"), "{text}");
 }
 
+/// `changes = true` on a table wider than a JSON function takes arguments (PostgreSQL's
+/// `json_build_object` takes 100, a name and a value per column): the changed columns, and
+/// only those, arrive.
+pub fn changes_of_a_table_with_many_columns(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    let columns: Vec<String> = (1..=70)
+        .map(|i| format!("c{i} int NOT NULL DEFAULT 0"))
+        .collect();
+    env.db.execute(&format!(
+        "CREATE TABLE wide (wide_id int PRIMARY KEY, {})",
+        columns.join(", ")
+    ));
+    env.config(
+        "",
+        "[[object]]\nname = \"Wide\"\ntable = \"wide\"\nchanges = true\n",
+    );
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute("INSERT INTO wide (wide_id) VALUES (1)");
+    env.db
+        .execute("UPDATE wide SET c7 = 1, c70 = 2, c33 = 0 WHERE wide_id = 1");
+    env.run_ok(&["drain"], 0);
+    let got = delivered(&out);
+    assert_eq!(
+        got[1]["changes"],
+        json!({"c7": {"old": 0, "new": 1}, "c70": {"old": 0, "new": 2}}),
+        "{}",
+        got[1]
+    );
+    assert_eq!(got[1]["attributes"]["c70"], json!(2));
+}
+
 /// `[object.when]`: a condition per verb over `NEW.`/`OLD.`, the same text on every backend.
 pub fn when_conditions_decide_per_verb(backend: Backend) {
     let Some((env, _)) = staff(
