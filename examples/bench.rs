@@ -1812,7 +1812,9 @@ impl Bench {
             md,
             "The UPDATE figures are `pgbench -n -c 2 -j 2 -T {}` with the script of figure 2 (one \
              random row of 100,000: `qty = qty + 1, updated = now()`), so every variant makes one \
-             event per update; `changes` stores both columns' old and new values. The drain queues \
+             event per update; `changes` stores both columns' values before and after (the `--before` \
+             binary's trigger compared them column by column and stored the changed ones). The \
+             drain queues \
              {} `Update` events of `item` and drains them with the file connector, once bound as \
              a flat object and once with `[[object.child]]` on `item_part`.\n",
             self.sizes.pgbench_secs,
