@@ -241,32 +241,85 @@ fn image(table: &TableInfo, attributes: &[Column], row: &str) -> String {
     if attributes.len() == table.columns.len() {
         format!("to_json({row}.*)")
     } else {
-        let list: Vec<String> = attributes
+        let cells: Vec<String> = attributes
             .iter()
             .map(|c| format!("{row}.{}", ident(&c.name)))
             .collect();
-        format!("to_json((SELECT x FROM (SELECT {}) x))", list.join(", "))
+        row_json(&cells)
     }
 }
 
+/// A JSON object of named cells (`expression AS name`, or a `row.column` that names itself),
+/// whatever their number. `x.*` is the whole row even when a column is named `x`.
+fn row_json(cells: &[String]) -> String {
+    format!(
+        "(SELECT to_json(trigpoll_row.*) FROM (SELECT {}) trigpoll_row)",
+        cells.join(", ")
+    )
+}
+
+/// Types whose values are a few bytes (as `format_type` names them without modifiers): cheaper
+/// to write into an image than to compare first. Any other value (text, bytea, json, arrays…)
+/// may be large, and goes into the `changes` images only when it changed.
+fn is_small(sql_type: &str) -> bool {
+    matches!(
+        sql_type,
+        "smallint"
+            | "integer"
+            | "bigint"
+            | "real"
+            | "double precision"
+            | "numeric"
+            | "boolean"
+            | "date"
+            | "time without time zone"
+            | "time with time zone"
+            | "timestamp without time zone"
+            | "timestamp with time zone"
+            | "interval"
+            | "uuid"
+            | "money"
+            | "oid"
+    )
+}
+
 /// An `Update`'s `changes` as the trigger stores them: the columns' values before and after,
-/// `[{"col": old, …}, {"col": new, …}]`, two JSON objects built in one expression. The poller
-/// keeps the columns whose values differ ([`crate::store::changes`]): comparing column by column
-/// in PL/pgSQL cost the writer about twice as much (BENCHMARKS.md, round 4).
+/// `[{"col": old, …}, {"col": new, …}]`, two JSON objects built in one expression. A column of a
+/// type that may be large is `null` on both sides unless it changed (compared by image, `*=`).
+/// The poller keeps the columns whose values differ ([`crate::store::changes`]): comparing every
+/// column one by one in PL/pgSQL cost the writer about twice as much, and writing every large
+/// value twice far more (BENCHMARKS.md, round 4).
 fn images(columns: &[Column]) -> String {
     let object = |row: &str| {
-        let cells = columns.iter().map(|c| format!("{row}.{}", ident(&c.name)));
+        let cells: Vec<(String, String)> = columns
+            .iter()
+            .map(|c| {
+                let cell = |row: &str| format!("{row}.{}", ident(&c.name));
+                let value = match is_small(&c.sql_type) {
+                    true => cell(row),
+                    false => format!(
+                        "CASE WHEN ROW({})::record *= ROW({})::record THEN NULL ELSE {} END",
+                        cell("NEW"),
+                        cell("OLD"),
+                        cell(row)
+                    ),
+                };
+                (c.name.clone(), value)
+            })
+            .collect();
         // json_build_object takes at most 100 arguments (a name and a value per column).
-        if columns.len() <= 50 {
-            let pairs: Vec<String> = columns
+        if cells.len() <= 50 {
+            let pairs: Vec<String> = cells
                 .iter()
-                .zip(cells)
-                .map(|(c, cell)| format!("{}, {cell}", literal(&c.name)))
+                .map(|(name, value)| format!("{}, {value}", literal(name)))
                 .collect();
             format!("json_build_object({})", pairs.join(", "))
         } else {
-            let cells: Vec<String> = cells.collect();
-            format!("to_json((SELECT x FROM (SELECT {}) x))", cells.join(", "))
+            let named: Vec<String> = cells
+                .iter()
+                .map(|(name, value)| format!("{value} AS {}", ident(name)))
+                .collect();
+            row_json(&named)
         }
     };
     format!("json_build_array({}, {})", object("OLD"), object("NEW"))
@@ -751,10 +804,16 @@ fn fetch_sql(
             format!("t.{} {op} u.k{i}", ident(&col.name))
         })
         .collect();
-    let mut select = vec![
-        "u.i".to_string(),
-        format!("{}::text", image(t, columns, "t")),
-    ];
+    // A key with no row gets NULL: `to_json(t.*)` is NULL there by itself, an image of chosen
+    // columns is an object of NULLs unless asked whether the row is there.
+    let found = match columns.len() == t.columns.len() {
+        true => image(t, columns, "t"),
+        false => format!(
+            "CASE WHEN t.ctid IS NULL THEN NULL ELSE {} END",
+            image(t, columns, "t")
+        ),
+    };
+    let mut select = vec!["u.i".to_string(), format!("{found}::text")];
     select.extend(aliases.iter().map(|a| format!("u.{a}")));
     select.extend(carry.iter().map(|c| format!("t.{}::text", ident(&c.name))));
     let order = match order_by.is_empty() {

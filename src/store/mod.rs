@@ -255,7 +255,7 @@ pub trait EventStore: Send {
 /// The event table holds them in one of two forms (docs/tables.md): the changed columns in
 /// that same shape (the MySQL and SQLite triggers, an application's own events), or the tracked
 /// columns' values before and after, `[{"col": old, …}, {"col": new, …}]` (the PostgreSQL
-/// trigger), of which the columns whose values differ are kept.
+/// trigger), of which the columns whose values differ, as text, are kept.
 pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<Box<RawValue>> {
     use serde_json::Value;
     const SIDES: [&str; 2] = ["old", "new"];
@@ -290,9 +290,15 @@ pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<
             else {
                 return Err(malformed("an array that is not two JSON objects"));
             };
+            // A value differs when its text does, as the trigger's image comparison has it:
+            // `1.0` is not `1.00`, and a `json` value rewritten with other spacing changed.
+            type Raw = std::collections::BTreeMap<String, Box<RawValue>>;
+            let raw: [Raw; 2] =
+                serde_json::from_str(text).map_err(|e| malformed(&e.to_string()))?;
+            let text_of = |side: usize, column: &str| raw[side].get(column).map(|v| v.get());
             for (column, after) in new {
                 let before = old.remove(&column).unwrap_or(Value::Null);
-                if before != after {
+                if text_of(0, &column) != text_of(1, &column) {
                     rows[0].insert(column.clone(), before);
                     rows[1].insert(column.clone(), after);
                     columns.push((column, [true; 2], None));

@@ -1485,6 +1485,14 @@ mod tests {
         let scale = r#"[{"price": 2.5}, {"price": 2.50}]"#;
         let got = crate::store::changes(&store, &t, scale).unwrap();
         assert_eq!(got.get(), r#"{"price":{"old":2.5,"new":2.50}}"#);
+        // A JSON document rewritten with its keys in another order changed, as its stored
+        // image did.
+        let json = r#"[{"note": {"a": 1, "b": 2}}, {"note": {"b": 2, "a": 1}}]"#;
+        let got = crate::store::changes(&store, &t, json).unwrap();
+        assert_eq!(
+            got.get(),
+            r#"{"note":{"old":{"a":1,"b":2},"new":{"b":2,"a":1}}}"#
+        );
         for wrong in [r#"[{"a": 1}]"#, r#"[{"a": 1}, 2]"#, "7", "not json"] {
             let e = crate::store::changes(&store, &t, wrong).unwrap_err();
             assert!(

@@ -189,35 +189,71 @@ pub fn changes_carry_old_and_new_values_with_their_types(backend: Backend) {
 }
 
 /// `changes = true` on a table wider than a JSON function takes arguments (PostgreSQL's
-/// `json_build_object` takes 100, a name and a value per column): the changed columns, and
-/// only those, arrive.
+/// `json_build_object` takes 100, a name and a value per column), with a column named `x` and a
+/// long text left as it was: the changed columns, and only those, arrive; on PostgreSQL the
+/// unchanged text is not written into the event. A row gone before its update is delivered is
+/// not found, and its delete's image of the chosen attributes holds `x` too.
 pub fn changes_of_a_table_with_many_columns(backend: Backend) {
     let Some(env) = Env::new(backend) else { return };
     let columns: Vec<String> = (1..=70)
         .map(|i| format!("c{i} int NOT NULL DEFAULT 0"))
         .collect();
     env.db.execute(&format!(
-        "CREATE TABLE wide (wide_id int PRIMARY KEY, {})",
+        "CREATE TABLE wide (wide_id int PRIMARY KEY, {}, x int, label {{text}}, doc {{text}},
+             secret int)",
         columns.join(", ")
     ));
     env.config(
         "",
-        "[[object]]\nname = \"Wide\"\ntable = \"wide\"\nchanges = true\n",
+        "[[object]]\nname = \"Wide\"\ntable = \"wide\"\nchanges = true\nexclude_attributes = [\"secret\"]\n",
     );
     let out = env.file_connector("out");
     env.run_ok(&["install-triggers"], 0);
-    env.db.execute("INSERT INTO wide (wide_id) VALUES (1)");
-    env.db
-        .execute("UPDATE wide SET c7 = 1, c70 = 2, c33 = 0 WHERE wide_id = 1");
+    let doc = "d".repeat(150);
+    env.db.execute(&format!(
+        "INSERT INTO wide (wide_id, x, doc) VALUES (1, 5, '{doc}')"
+    ));
+    env.db.execute(
+        "UPDATE wide SET c7 = 1, c70 = 2, c33 = 0, x = 6, label = 'new' WHERE wide_id = 1",
+    );
+    if backend == Backend::Postgres {
+        let stored = env
+            .db
+            .scalar("SELECT payload::text FROM {events} WHERE object_verb = 'Update'")
+            .unwrap();
+        assert!(!stored.contains(&doc), "{stored}");
+    }
     env.run_ok(&["drain"], 0);
+    // An update of a row that is gone when it is delivered finds nothing, though the
+    // object carries only some of the columns.
+    env.db.execute("UPDATE wide SET c1 = 1 WHERE wide_id = 1");
+    env.db.execute("DELETE FROM wide WHERE wide_id = 1");
+    env.run_ok(&["drain"], 0);
+    assert_eq!(
+        env.db.query(
+            "SELECT object_verb, event_status FROM {archive} WHERE event_id > 2 ORDER BY event_id"
+        ),
+        [
+            [Some("Update".to_string()), Some("-3".to_string())],
+            [Some("Delete".to_string()), Some("1".to_string())],
+        ]
+    );
     let got = delivered(&out);
     assert_eq!(
         got[1]["changes"],
-        json!({"c7": {"old": 0, "new": 1}, "c70": {"old": 0, "new": 2}}),
+        json!({
+            "c7": {"old": 0, "new": 1},
+            "c70": {"old": 0, "new": 2},
+            "x": {"old": 5, "new": 6},
+            "label": {"old": null, "new": "new"},
+        }),
         "{}",
         got[1]
     );
-    assert_eq!(got[1]["attributes"]["c70"], json!(2));
+    assert_eq!(got[2]["verb"], "Delete");
+    assert_eq!(got[2]["attributes"]["x"], json!(6), "{}", got[2]);
+    assert_eq!(got[2]["attributes"]["doc"], json!(doc));
+    assert!(got[2]["attributes"].get("secret").is_none(), "{}", got[2]);
 }
 
 /// `[object.when]`: a condition per verb over `NEW.`/`OLD.`, the same text on every backend.
