@@ -264,15 +264,15 @@ pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<
             "captured changes are neither changed columns nor two row images: {why}"
         ))
     };
-    // Each column in order, with the sides it has; a change that is not an object is kept as
-    // it was written.
-    let mut columns: Vec<(String, [bool; 2], Option<Value>)> = Vec::new();
+    // Each column in order, with the sides it has and what else its change holds (kept as it
+    // was written, as is a change that is not an object).
+    let mut columns: Vec<(String, [bool; 2], Value)> = Vec::new();
     let mut rows = [JsonObject::new(), JsonObject::new()];
     match serde_json::from_str::<Value>(text).map_err(|e| malformed(&e.to_string()))? {
         Value::Object(changes) => {
             for (column, change) in changes {
                 let Value::Object(mut change) = change else {
-                    columns.push((column, [false; 2], Some(change)));
+                    columns.push((column, [false; 2], change));
                     continue;
                 };
                 let mut has = [false; 2];
@@ -282,7 +282,7 @@ pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<
                         has[side] = true;
                     }
                 }
-                columns.push((column, has, None));
+                columns.push((column, has, Value::Object(change)));
             }
         }
         Value::Array(images) => {
@@ -301,7 +301,7 @@ pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<
                 if text_of(0, &column) != text_of(1, &column) {
                     rows[0].insert(column.clone(), before);
                     rows[1].insert(column.clone(), after);
-                    columns.push((column, [true; 2], None));
+                    columns.push((column, [true; 2], Value::Object(JsonObject::new())));
                 }
             }
         }
@@ -309,15 +309,19 @@ pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<
     }
     let mut rows = rows.map(|row| store.json_types(table, row));
     let mut changes = JsonObject::new();
-    for (column, has, written) in columns {
-        let change = written.unwrap_or_else(|| {
-            let mut change = JsonObject::new();
-            for side in (0..2).filter(|&side| has[side]) {
-                let value = rows[side].remove(&column).unwrap_or(Value::Null);
-                change.insert(SIDES[side].to_string(), value);
+    for (column, has, rest) in columns {
+        let change = match rest {
+            Value::Object(rest) => {
+                let mut change = JsonObject::new();
+                for side in (0..2).filter(|&side| has[side]) {
+                    let value = rows[side].remove(&column).unwrap_or(Value::Null);
+                    change.insert(SIDES[side].to_string(), value);
+                }
+                change.extend(rest);
+                Value::Object(change)
             }
-            Value::Object(change)
-        });
+            written => written,
+        };
         changes.insert(column, change);
     }
     Ok(attributes(&changes))

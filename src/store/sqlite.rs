@@ -1476,6 +1476,13 @@ mod tests {
         let columns = r#"{"amount": {"old": 12.5, "new": null}, "ok": {"old": 1, "new": 0}}"#;
         let got = crate::store::changes(&store, &t, columns).unwrap();
         assert_eq!(got.get(), expected);
+        // What else an application's own event says of a change goes with it.
+        let noted = r#"{"ok": {"old": 1, "new": 0, "why": "x"}, "name": "as written"}"#;
+        let got = crate::store::changes(&store, &t, noted).unwrap();
+        assert_eq!(
+            got.get(),
+            r#"{"ok":{"old":true,"new":false,"why":"x"},"name":"as written"}"#
+        );
         // Two images, as the PostgreSQL trigger writes them: only what differs is kept, and a
         // number's digits are part of its value (as the trigger's image comparison has it).
         let images = r#"[{"name": "a", "amount": 12.5, "ok": 1, "price": 2.50},
