@@ -230,16 +230,10 @@ pub fn plan_uninstall(
     config: &Config,
     drop_tables: bool,
 ) -> Result<Plan, InstallError> {
-    let dialect = Dialect::new(store.backend(), config);
-    let mut plan = Plan::default();
-    for trigger in store.installed_triggers()? {
-        plan.steps.push(format!(
-            "remove the trigger {} on {}",
-            trigger.name, trigger.table
-        ));
-        plan.statements.extend(dialect.drop_capture(&trigger));
-    }
+    let installed = store.installed_triggers()?;
+    let mut plan = drop_triggers(store, config, installed);
     if drop_tables {
+        let dialect = Dialect::new(store.backend(), config);
         let (event_table, archive_table) = own_table_names(store.backend(), config);
         plan.steps.push(format!(
             "drop the tables {event_table} and {archive_table} with every event and archive row"
@@ -247,6 +241,42 @@ pub fn plan_uninstall(
         plan.statements.extend(dialect.drop_tables());
     }
     Ok(plan)
+}
+
+/// Removes only the triggers of tables that no configured object captures, as [`drift`]
+/// reports them: what is left after an object was taken out of the configuration.
+pub fn plan_uninstall_unconfigured(
+    store: &mut dyn EventStore,
+    config: &Config,
+) -> Result<Plan, InstallError> {
+    let unowned: Vec<String> = drift(store, config)?
+        .into_iter()
+        .filter(|d| d.object.is_empty())
+        .map(|d| d.table)
+        .collect();
+    let installed = store
+        .installed_triggers()?
+        .into_iter()
+        .filter(|t| unowned.contains(&t.table.to_string()))
+        .collect();
+    Ok(drop_triggers(store, config, installed))
+}
+
+fn drop_triggers(
+    store: &dyn EventStore,
+    config: &Config,
+    triggers: Vec<crate::table::InstalledTrigger>,
+) -> Plan {
+    let dialect = Dialect::new(store.backend(), config);
+    let mut plan = Plan::default();
+    for trigger in triggers {
+        plan.steps.push(format!(
+            "remove the trigger {} on {}",
+            trigger.name, trigger.table
+        ));
+        plan.statements.extend(dialect.drop_capture(&trigger));
+    }
+    plan
 }
 
 /// How an object's installed trigger compares with the configuration.
@@ -288,7 +318,7 @@ impl std::fmt::Display for DriftState {
                 f.write_str("stale: differs from the configuration, run install-triggers")
             }
             DriftState::Unconfigured => {
-                f.write_str("not in the configuration: run uninstall-triggers")
+                f.write_str("not in the configuration: run uninstall-triggers --unconfigured")
             }
             DriftState::Invalid(reason) => write!(f, "invalid: {reason}"),
             DriftState::Broken(reason) => write!(

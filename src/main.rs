@@ -58,7 +58,7 @@ enum Command {
     Poll(commands::poll::PollArgs),
     /// Process until no event is ready, then exit (for cron).
     Drain(commands::drain::DrainArgs),
-    /// Re-enqueue archived events.
+    /// Re-enqueue archived events (without filters: the whole archive; try --dry-run first).
     Replay(commands::replay::ReplayArgs),
     /// Show the backlog, retries, failures and trigger drift.
     Status(commands::status::StatusArgs),
@@ -132,9 +132,13 @@ fn init_logging(cli: &Cli) {
     // broker returns with the whole payload in it, and trigpoll reports those as retries itself.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,lapin=error,trigpoll={level}")));
+    // Colours only for a person at a terminal: not in cron mail, journals or log files.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(commands::LogLine::default)
+        .with_ansi(colours)
         .with_target(false);
     match cli.log_format {
         LogFormat::Text => builder.init(),

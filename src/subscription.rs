@@ -11,6 +11,16 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The object it names, `None` for `*`.
+    pub fn object(&self) -> Option<&str> {
+        self.object.as_deref()
+    }
+
+    /// The verb it names, `None` for `*`.
+    pub fn verb(&self) -> Option<&str> {
+        self.verb.as_deref()
+    }
+
     pub fn matches(&self, object: &str, verb: &str) -> bool {
         self.object.as_deref().is_none_or(|o| o == object)
             && self.verb.as_deref().is_none_or(|v| v == verb)

@@ -166,3 +166,33 @@ fn messages_name_the_tables_without_a_schema() {
         assert!(!text.contains("trigpoll.trigpoll_"), "{text}");
     }
 }
+
+/// `check` warns of subscriptions that can never match: an object no `[[object]]` has, a
+/// capture verb in another case. It still passes: they are not errors of the file.
+#[test]
+fn check_warns_of_subscriptions_that_never_match() {
+    let Some(env) = common::Env::new(SQLITE) else {
+        return;
+    };
+    env.db.execute(conformance::HR);
+    env.config("", conformance::HR_OBJECTS);
+    env.connector(
+        "hook",
+        "subscribe = [\"Employe.*\", \"Employee.create\", \"Department.Create\", \"*.Archived\"]\n\
+         [sink]\ntype = \"file\"\npath = \"hook.ndjson\"",
+    );
+    let out = env.run_ok(&["check"], 0);
+    let text = common::stdout(&out);
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("subscription"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "subscription   warning: connector hook: \"Employe.*\" names no configured object; it never matches",
+            "subscription   warning: connector hook: \"Employee.create\" never matches the triggers' verb Create (verbs are case-sensitive)",
+        ],
+        "{text}"
+    );
+}

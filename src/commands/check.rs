@@ -33,6 +33,9 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
         config.objects.len(),
         config.connectors.len()
     );
+    for warning in subscription_warnings(&config) {
+        out += &format!("subscription   warning: {warning}\n");
+    }
     if !args.database {
         print(&out)?;
         return Ok(ExitCode::SUCCESS);
@@ -87,6 +90,38 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Subscriptions that can never match what the configuration captures: a pattern naming an
+/// object no `[[object]]` has, or one of the capture verbs spelt in another case. (Other verbs
+/// are left alone: applications may write events with verbs of their own.)
+fn subscription_warnings(config: &trigpoll::config::Config) -> Vec<String> {
+    const VERBS: [&str; 3] = ["Create", "Update", "Delete"];
+    let mut warnings = Vec::new();
+    for c in &config.connectors {
+        for s in &c.subscribe {
+            if let Some(object) = s.object() {
+                if !config.objects.iter().any(|o| o.name == object) {
+                    warnings.push(format!(
+                        "connector {}: \"{s}\" names no configured object; it never matches",
+                        c.id
+                    ));
+                }
+            }
+            if let Some(verb) = s.verb() {
+                if let Some(meant) = VERBS
+                    .iter()
+                    .find(|v| v.eq_ignore_ascii_case(verb) && **v != verb)
+                {
+                    warnings.push(format!(
+                        "connector {}: \"{s}\" never matches the triggers' verb {meant} (verbs are case-sensitive)",
+                        c.id
+                    ));
+                }
+            }
+        }
+    }
+    warnings
 }
 
 /// What a reachable connector's broker holds that works against it, for a warning (not a

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use trigpoll::poller::{Poller, Tally};
 
 use super::{
-    batch_with_reconnect, open_installed_store, shutdown_flag, sleep_unless_stopped, stopping,
+    batch_with_reconnect, open_store_for_delivery, shutdown_flag, sleep_unless_stopped, stopping,
     Context,
 };
 
@@ -30,7 +30,7 @@ pub struct DrainArgs {
 pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let stop = shutdown_flag()?;
-    let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
+    let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
     super::give_up_after_grace(&stop, poller.stopper());
     let started = Instant::now();
     let bar = if ctx.quiet || !std::io::stderr().is_terminal() {

@@ -7,7 +7,7 @@ use clap::Args;
 use tracing::info;
 use trigpoll::config::Config;
 use trigpoll::dialect::Dialect;
-use trigpoll::install::{plan_install, plan_uninstall, Plan};
+use trigpoll::install::{plan_install, plan_uninstall, plan_uninstall_unconfigured, Plan};
 
 use super::{open_store, print, Context};
 
@@ -27,8 +27,12 @@ pub struct UninstallArgs {
     #[arg(long)]
     dry_run: bool,
     /// Also drop the event and archive tables, with their rows.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "unconfigured")]
     drop_tables: bool,
+    /// Only the triggers of tables no configured object captures (`status`: "not in the
+    /// configuration"); the configured ones keep capturing.
+    #[arg(long)]
+    unconfigured: bool,
 }
 
 pub fn install(ctx: &Context, args: InstallArgs) -> Result<ExitCode> {
@@ -44,7 +48,10 @@ pub fn install(ctx: &Context, args: InstallArgs) -> Result<ExitCode> {
 pub fn uninstall(ctx: &Context, args: UninstallArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let mut store = open_store(&config)?;
-    let plan = plan_uninstall(store.as_mut(), &config, args.drop_tables)?;
+    let plan = match args.unconfigured {
+        true => plan_uninstall_unconfigured(store.as_mut(), &config)?,
+        false => plan_uninstall(store.as_mut(), &config, args.drop_tables)?,
+    };
     apply(store.as_mut(), &config, plan, args.dry_run)
 }
 

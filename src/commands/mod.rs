@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use trigpoll::config::{Config, ConfigError};
-use trigpoll::install::{InstallError, Layout};
+use trigpoll::install::{DriftState, InstallError, Layout};
 use trigpoll::poller::StartError;
 use trigpoll::store::{self, EventStore, StoreError};
 
@@ -80,6 +80,24 @@ pub fn open_installed_store(config: &Config) -> Result<Box<dyn EventStore>> {
     let mut store = open_store(config)?;
     let layout = trigpoll::install::layout(store.as_mut(), config)?;
     usable(layout, config, store.backend())?;
+    Ok(store)
+}
+
+/// Opens the store a run delivers from ([`open_installed_store`]) and warns of every table whose
+/// capture trigger is missing, stale or left over from an object no longer configured: its
+/// changes are not captured as configured, and nothing else would say so while the run works.
+pub fn open_store_for_delivery(config: &Config) -> Result<Box<dyn EventStore>> {
+    let mut store = open_installed_store(config)?;
+    match trigpoll::install::drift(store.as_mut(), config) {
+        Ok(report) => {
+            for d in report.iter().filter(|d| d.state != DriftState::UpToDate) {
+                tracing::warn!(object = %d.object, table = %d.table, state = %d.state, "capture trigger");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not compare the capture triggers with the configuration")
+        }
+    }
     Ok(store)
 }
 

@@ -14,7 +14,7 @@ use trigpoll::store::{EventStore, RetryBacklog, StoreError};
 
 use super::prune::Pruner;
 use super::{
-    batch_with_reconnect, open_installed_store, shutdown_flag, sleep_unless_stopped, stopping,
+    batch_with_reconnect, open_store_for_delivery, shutdown_flag, sleep_unless_stopped, stopping,
     Context,
 };
 
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let interval = args.interval.unwrap_or(config.poll.interval);
     let stop = shutdown_flag()?;
-    let mut poller = Poller::new(&config, open_installed_store(&config)?)?;
+    let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
     super::give_up_after_grace(&stop, poller.stopper());
     let mut observed = match args.metrics {
         Some(addr) => {

@@ -46,12 +46,13 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<ExitCode> {
         })?;
     let statuses = statuses(&args.status)?;
     let names: Vec<&str> = statuses.iter().map(|s| s.name()).collect();
-    let age = humantime::format_duration(older_than);
+    let age = age(older_than);
     let mut store = open_installed_store(&config)?;
     if args.dry_run {
         let count = store.count_prunable(older_than, &statuses)?;
         print(&format!(
-            "would prune {count} archive rows ({}) processed more than {age} ago\n",
+            "would prune {count} archive {} ({}) processed more than {age} ago\n",
+            if count == 1 { "row" } else { "rows" },
             names.join(", ")
         ))?;
         return Ok(ExitCode::SUCCESS);
@@ -67,11 +68,28 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<ExitCode> {
         }
     }
     eprintln!(
-        "pruned {deleted} archive rows ({}) processed more than {age} ago, in {:.1}s",
+        "pruned {deleted} archive {} ({}) processed more than {age} ago, in {:.1}s",
+        if deleted == 1 { "row" } else { "rows" },
         names.join(", "),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration as people write it: `30 days`, `12h`, `1 day 6h` (humantime writes `30days`).
+fn age(duration: Duration) -> String {
+    humantime::format_duration(duration)
+        .to_string()
+        .split(' ')
+        .map(|part| {
+            let unit = part.trim_start_matches(|c: char| c.is_ascii_digit());
+            match unit.len() > 2 {
+                true => format!("{} {unit}", &part[..part.len() - unit.len()]),
+                false => part.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `--status` values: archive statuses only.
@@ -135,7 +153,7 @@ impl Pruner {
             if self.deleted > 0 {
                 info!(
                     rows = self.deleted,
-                    retention = %humantime::format_duration(self.retention),
+                    retention = %age(self.retention),
                     "pruned the archive"
                 );
             }

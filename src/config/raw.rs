@@ -36,7 +36,7 @@ pub(super) struct RawArchive {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDatabase {
-    pub(super) url: RawSecret,
+    pub(super) url: RawDatabaseUrl,
     #[serde(default = "default_schema")]
     pub(super) schema: NonBlank,
     #[serde(default = "default_event_table")]
@@ -352,5 +352,22 @@ impl<'de, const MIN: i64, const MAX: i64> Deserialize<'de> for Ranged<MIN, MAX> 
             }
         }
         d.deserialize_i64(V::<MIN, MAX>)
+    }
+}
+
+/// `database.url`: a secret whose scheme names the backend, checked with the rest of the file
+/// (by `check` too) and never echoed: a typo in the scheme must not print the password.
+pub(super) struct RawDatabaseUrl(pub(super) Secret);
+
+impl<'de> Deserialize<'de> for RawDatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const SCHEMES: [&str; 4] = ["postgres://", "postgresql://", "mysql://", "sqlite://"];
+        let RawSecret(url) = RawSecret::deserialize(d)?;
+        match SCHEMES.iter().any(|s| url.expose().starts_with(s)) {
+            true => Ok(RawDatabaseUrl(url)),
+            false => Err(de::Error::custom(
+                "must start with postgres://, postgresql://, mysql:// or sqlite:// (value hidden)",
+            )),
+        }
     }
 }

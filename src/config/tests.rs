@@ -247,6 +247,10 @@ fn main_file_errors_name_file_line_and_key() {
             "trigpoll.toml:2:7: database.url: invalid type: expected a string (value hidden)",
         ),
         (
+            "[database]\nurl = \"postgres//app:s3cret@db/app\"\n".to_string(),
+            "trigpoll.toml:2:7: database.url: must start with postgres://, postgresql://, mysql:// or sqlite:// (value hidden)",
+        ),
+        (
             format!("{MAIN}[poll]\nbatch_size = 5 5\n"),
             "trigpoll.toml:4:16: expected newline, `#`",
         ),

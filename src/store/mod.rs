@@ -348,9 +348,10 @@ pub fn open(config: &Config) -> Result<Box<dyn EventStore>> {
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Box::new(sqlite::SqliteStore::connect(config, path)?))
     } else {
-        Err(StoreError::Invalid(format!(
-            "database.url: unsupported scheme in {:?}; use postgres://, mysql:// or sqlite://",
-            url.split("://").next().unwrap_or(url)
-        )))
+        // Refused with the configuration already; the URL is never echoed (its password).
+        Err(StoreError::Invalid(
+            "database.url must start with postgres://, postgresql://, mysql:// or sqlite://"
+                .to_string(),
+        ))
     }
 }

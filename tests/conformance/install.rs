@@ -1,6 +1,6 @@
 //! install-triggers and uninstall-triggers.
 
-use crate::common::{stderr, Backend, Env};
+use crate::common::{stderr, stdout, Backend, Env};
 use crate::conformance::{hr, HR, HR_OBJECTS};
 
 fn events(env: &Env) -> i64 {
@@ -91,6 +91,45 @@ pub fn uninstall_reverses_the_install(backend: Backend) {
         Some(0),
         "status works without the event table?"
     );
+}
+
+/// An object taken out of the configuration leaves its trigger: `status` names it, and
+/// `uninstall-triggers --unconfigured` removes that one while the configured ones capture on.
+pub fn unconfigured_triggers_are_removed_alone(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let without_orders = HR_OBJECTS.replace(
+        "[[object]]\nname = \"OrderLine\"\ntable = \"order_line\"\n",
+        "",
+    );
+    assert_ne!(without_orders, HR_OBJECTS);
+    env.config("", &without_orders);
+    let status = stdout(&env.run_ok(&["status"], 0));
+    assert!(
+        status.contains("not in the configuration: run uninstall-triggers --unconfigured"),
+        "{status}"
+    );
+    let dry = stdout(&env.run_ok(&["uninstall-triggers", "--unconfigured", "--dry-run"], 0));
+    assert!(
+        dry.contains("order_line") && !dry.contains("employee"),
+        "{dry}"
+    );
+    env.run_ok(&["uninstall-triggers", "--unconfigured"], 0);
+    env.db.execute(
+        "INSERT INTO order_line VALUES (1, 'a', 1);
+         INSERT INTO department VALUES (1, 'Sales');
+         INSERT INTO employee (emp_id) VALUES (1)",
+    );
+    let captured: Vec<String> = env
+        .db
+        .query("SELECT object_name FROM {events} ORDER BY event_id")
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    assert_eq!(captured, ["Department", "Employee"]);
+    let status = stdout(&env.run_ok(&["status"], 0));
+    assert!(!status.contains("not in the configuration"), "{status}");
 }
 
 pub fn awkward_identifiers_are_quoted(backend: Backend) {

@@ -22,6 +22,7 @@ macro_rules! conformance_tests {
             install::a_second_install_changes_nothing,
             install::object_flag_limits_the_install,
             install::uninstall_reverses_the_install,
+            install::unconfigured_triggers_are_removed_alone,
             install::awkward_identifiers_are_quoted,
             install::a_table_without_primary_key_needs_keys,
             install::missing_tables_and_key_columns_are_named,

@@ -74,7 +74,7 @@ pub fn prune_deletes_old_rows_in_batches_and_keeps_failures(backend: Backend) {
     let out = env.run_ok(&["prune", "--older-than", "1d", "--dry-run"], 0);
     assert_eq!(
         stdout(&out),
-        "would prune 2500 archive rows (sent, unsubscribed) processed more than 1day ago\n"
+        "would prune 2500 archive rows (sent, unsubscribed) processed more than 1 day ago\n"
     );
     assert_eq!(archived(&env, 1), 2500, "a dry run deletes nothing");
 
