@@ -196,3 +196,30 @@ fn check_warns_of_subscriptions_that_never_match() {
         "{text}"
     );
 }
+
+/// A database file that does not exist is never created: the message names the file, with
+/// the directory a relative path was taken from.
+#[test]
+fn a_missing_database_file_is_named_and_not_created() {
+    let Some(env) = common::Env::new(SQLITE) else {
+        return;
+    };
+    env.config_with_url("sqlite://no-such-app.db", "", conformance::HR_OBJECTS);
+    env.file_connector("out");
+    let out = env
+        .command(&["status"])
+        .current_dir(env.path(""))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = common::stderr(&out);
+    let absolute = env.path("no-such-app.db");
+    assert!(
+        message.contains(&format!(
+            "cannot connect to the SQLite database no-such-app.db ({}): the file does not exist",
+            absolute.display()
+        )),
+        "{message}"
+    );
+    assert!(!absolute.exists());
+}

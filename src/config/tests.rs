@@ -456,7 +456,7 @@ fn malformed_references_are_refused() {
 
 #[test]
 fn values_are_escaped_for_basic_strings() {
-    let value = "p\"a\\ss\nword\t\u{1}";
+    let value = "sqlite://p\"a\\ss\nword\t\u{1}";
     std::env::set_var("TRIGPOLL_TEST_ESCAPED_URL", value);
     let text = "[database]\nurl = \"${TRIGPOLL_TEST_ESCAPED_URL}\"\n[poll]\nbatch_size = 0\n";
     let message = err(text);

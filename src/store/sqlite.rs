@@ -75,10 +75,21 @@ fn err(e: rusqlite::Error) -> StoreError {
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
+    // A relative path is taken from the current directory (not the configuration's folder):
+    // say which file that was.
+    let shown = match (path.is_relative(), std::env::current_dir()) {
+        (true, Ok(dir)) => format!("{} ({})", path.display(), dir.join(path).display()),
+        _ => path.display().to_string(),
+    };
+    if !path.exists() {
+        return Err(StoreError::Connection(format!(
+            "cannot connect to the SQLite database {shown}: the file does not exist \
+             (trigpoll never creates the application's database)"
+        )));
+    }
     let cannot = |e: rusqlite::Error| {
         StoreError::Connection(format!(
-            "cannot connect to the SQLite database {}: {e}",
-            path.display()
+            "cannot connect to the SQLite database {shown}: {e}"
         ))
     };
     // No SQLITE_OPEN_CREATE: a mistyped path must not become a new, empty database.
