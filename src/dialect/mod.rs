@@ -30,14 +30,16 @@ pub fn parse_fingerprint(text: &str) -> Option<(String, usize)> {
 /// functions, a type that is not boolean. It reads no row.
 pub fn condition_check(table: &str, verb: crate::config::Verb, condition: &str) -> String {
     use crate::config::Verb;
+    // Aliased `new` and `old`, so that the database's message names the rows as the condition
+    // does (`column new.stauts does not exist`, `missing FROM-clause entry for table "old"`).
     let rows = match verb {
-        Verb::Create => format!("{table} AS n"),
-        Verb::Update => format!("{table} AS n, {table} AS o"),
-        Verb::Delete => format!("{table} AS o"),
+        Verb::Create => format!("{table} AS new"),
+        Verb::Update => format!("{table} AS new, {table} AS old"),
+        Verb::Delete => format!("{table} AS old"),
     };
     format!(
         "SELECT 1 FROM {rows} WHERE ({}) LIMIT 0",
-        rewrite_rows(condition, "n", "o")
+        rewrite_rows(condition, "new", "old")
     )
 }
 

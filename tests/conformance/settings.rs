@@ -304,7 +304,7 @@ pub fn a_wrong_when_condition_is_refused_before_anything_is_installed(backend: B
     let out = env.run_ok(&["install-triggers"], 2);
     let message = stderr(&out);
     assert!(
-        message.contains("object Staff: when.update") && message.contains("no_such_column"),
+        message.contains("object Staff: when.update") && message.contains("new.no_such_column"),
         "{message}"
     );
     env.db.execute("INSERT INTO other VALUES (1, 1)");
