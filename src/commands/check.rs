@@ -28,10 +28,10 @@ pub struct CheckArgs {
 pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let mut out = format!(
-        "configuration  ok: {} ({} objects, {} connectors)\n",
+        "configuration  ok: {} ({}, {})\n",
         config.path.display(),
-        config.objects.len(),
-        config.connectors.len()
+        super::counted(config.objects.len() as u64, "object", "objects"),
+        super::counted(config.connectors.len() as u64, "connector", "connectors")
     );
     for warning in subscription_warnings(&config) {
         out += &format!("subscription   warning: {warning}\n");

@@ -87,8 +87,8 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let secs = started.elapsed().as_secs_f64();
     let events = tally.distinct_events();
     eprintln!(
-        "drained {} events in {:.1}s ({} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
-        events,
+        "drained {} in {:.1}s ({} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
+        super::counted(events, "event", "events"),
         secs,
         rate(events as f64 / secs.max(1e-9)),
         tally.sent,

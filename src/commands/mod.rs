@@ -101,6 +101,12 @@ pub fn open_store_for_delivery(config: &Config) -> Result<Box<dyn EventStore>> {
     Ok(store)
 }
 
+/// `1 event`, `2 events`: a count with its noun.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Whether trigpoll's tables can be used as they are, or what to run first.
 pub fn usable(layout: Layout, config: &Config, backend: &str) -> Result<(), UsageError> {
     let (events, archive) = trigpoll::install::own_table_names(backend, config);

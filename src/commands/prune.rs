@@ -51,8 +51,8 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<ExitCode> {
     if args.dry_run {
         let count = store.count_prunable(older_than, &statuses)?;
         print(&format!(
-            "would prune {count} archive {} ({}) processed more than {age} ago\n",
-            if count == 1 { "row" } else { "rows" },
+            "would prune {} ({}) processed more than {age} ago\n",
+            super::counted(count, "archive row", "archive rows"),
             names.join(", ")
         ))?;
         return Ok(ExitCode::SUCCESS);
@@ -68,8 +68,8 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<ExitCode> {
         }
     }
     eprintln!(
-        "pruned {deleted} archive {} ({}) processed more than {age} ago, in {:.1}s",
-        if deleted == 1 { "row" } else { "rows" },
+        "pruned {} ({}) processed more than {age} ago, in {:.1}s",
+        super::counted(deleted, "archive row", "archive rows"),
         names.join(", "),
         started.elapsed().as_secs_f64()
     );

@@ -239,7 +239,7 @@ pub fn http_retries_transient_failures_then_delivers(backend: Backend) {
     let started = std::time::Instant::now();
     let waited = stderr(&env.run_ok(&["drain", "--wait"], 0));
     // Three attempts, one event; a rate below one event a second still shows.
-    assert!(waited.contains("drained 1 events in"), "{waited}");
+    assert!(waited.contains("drained 1 event in"), "{waited}");
     assert!(!waited.contains("(0 events/s)"), "{waited}");
     let requests = receiver.requests();
     assert_eq!(
