@@ -346,6 +346,10 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
         let capture = match Capture::new(object, &tables, &config.poll.key_delimiter) {
             Ok(capture) => capture,
             Err(problems) => {
+                // Its own table's trigger is still this object's, not one left unowned.
+                if let Some(table) = &object.table {
+                    installed.retain(|t| !same_table(t, table));
+                }
                 report.push(Drift {
                     object: object.name.clone(),
                     table: object

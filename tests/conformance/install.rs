@@ -94,7 +94,8 @@ pub fn uninstall_reverses_the_install(backend: Backend) {
 }
 
 /// An object taken out of the configuration leaves its trigger: `status` names it, and
-/// `uninstall-triggers --unconfigured` removes that one while the configured ones capture on.
+/// `uninstall-triggers --unconfigured` removes that one while the configured ones capture on,
+/// also one whose settings no longer fit its table.
 pub fn unconfigured_triggers_are_removed_alone(backend: Backend) {
     let Some((env, _)) = hr(backend, "") else {
         return;
@@ -104,6 +105,20 @@ pub fn unconfigured_triggers_are_removed_alone(backend: Backend) {
         "",
     );
     assert_ne!(without_orders, HR_OBJECTS);
+    // An object whose settings no longer fit its table still owns its trigger.
+    let invalid_employee = without_orders.replace(
+        "table = \"employee\"\n",
+        "table = \"employee\"\ntrack = [\"no_such_column\"]\n",
+    );
+    assert_ne!(invalid_employee, without_orders);
+    env.config("", &invalid_employee);
+    let status = stdout(&env.run(&["status"]));
+    assert!(status.contains("no_such_column"), "{status}");
+    let dry = stdout(&env.run_ok(&["uninstall-triggers", "--unconfigured", "--dry-run"], 0));
+    assert!(
+        dry.contains("order_line") && !dry.contains("employee"),
+        "{dry}"
+    );
     env.config("", &without_orders);
     let status = stdout(&env.run_ok(&["status"], 0));
     assert!(
