@@ -346,10 +346,15 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
         let capture = match Capture::new(object, &tables, &config.poll.key_delimiter) {
             Ok(capture) => capture,
             Err(problems) => {
-                // Its own table's trigger is still this object's, not one left unowned.
-                if let Some(table) = &object.table {
-                    installed.retain(|t| !same_table(t, table));
+                // Its tables' triggers are still this object's, not ones left unowned.
+                let mut tables: Vec<&TableName> = object.table.iter().collect();
+                let mut children: Vec<&crate::config::ChildConfig> =
+                    object.children.iter().collect();
+                while let Some(child) = children.pop() {
+                    tables.push(&child.table);
+                    children.extend(&child.children);
                 }
+                installed.retain(|t| !tables.iter().any(|table| same_table(t, table)));
                 report.push(Drift {
                     object: object.name.clone(),
                     table: object

@@ -962,7 +962,10 @@ impl Poller {
                     {
                         (
                             Status::Failed,
-                            Some(format!("gave up after {attempt} attempts: {reason}")),
+                            Some(format!(
+                                "gave up after {attempt} attempt{}: {reason}",
+                                if attempt == 1 { "" } else { "s" }
+                            )),
                         )
                     }
                     Outcome::Retry { reason, after } => {

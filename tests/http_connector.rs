@@ -1,5 +1,7 @@
 //! The HTTP connector against a real HTTP server (tiny_http on 127.0.0.1).
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -342,12 +344,8 @@ fn bad_request_is_rejected_with_the_body() {
 
 #[test]
 fn unreachable_receiver_is_retried() {
-    // A socket bound and not listening holds the port closed: a server started by a test
-    // running beside this one cannot take it.
-    let closed = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
-    closed.bind(&any.into()).unwrap();
-    let port = closed.local_addr().unwrap().as_socket().unwrap().port();
+    let closed = common::ClosedPort::new();
+    let port = closed.port();
     let mut c = connector(
         &format!("http://127.0.0.1:{port}/events"),
         Duration::from_secs(5),

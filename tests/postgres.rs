@@ -22,10 +22,25 @@ fn poll_survives_a_lost_connection() {
     assert!(conformance::eventually(Duration::from_secs(60), || {
         common::lines(&out).len() == 1 && env.db.count("SELECT count(*) FROM {events}") == 0
     }));
-    env.db.execute(
-        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
-         WHERE application_name = 'trigpoll' AND datname = current_database()",
-    );
+    let pids: Vec<String> = env
+        .db
+        .query(
+            "SELECT pid FROM pg_stat_activity
+             WHERE application_name = 'trigpoll' AND datname = current_database()",
+        )
+        .into_iter()
+        .map(|r| r[0].clone().unwrap())
+        .collect();
+    let pids = pids.join(", ");
+    env.db.execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ({pids})"
+    ));
+    // Gone before the next change is written.
+    assert!(conformance::eventually(Duration::from_secs(60), || {
+        env.db.count(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid IN ({pids})"
+        )) == 0
+    }));
     env.db.execute("INSERT INTO department VALUES (2, 'b')");
     if !conformance::eventually(Duration::from_secs(20), || common::lines(&out).len() >= 2) {
         poller.kill().unwrap();

@@ -93,8 +93,8 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
 }
 
 /// Subscriptions that can never match what the configuration captures: a pattern naming an
-/// object no `[[object]]` has, or one of the capture verbs spelt in another case. (Other verbs
-/// are left alone: applications may write events with verbs of their own.)
+/// object no `[[object]]` has, or for a table's object one of the capture verbs spelt in another
+/// case. (Other verbs are left alone: applications may write events with verbs of their own.)
 fn subscription_warnings(config: &trigpoll::config::Config) -> Vec<String> {
     const VERBS: [&str; 3] = ["Create", "Update", "Delete"];
     let mut warnings = Vec::new();
@@ -108,7 +108,14 @@ fn subscription_warnings(config: &trigpoll::config::Config) -> Vec<String> {
                     ));
                 }
             }
-            if let Some(verb) = s.verb() {
+            // An outbox object's events carry the application's own verbs.
+            let captured = s.object().is_none_or(|object| {
+                config
+                    .objects
+                    .iter()
+                    .any(|o| o.name == object && o.table.is_some())
+            });
+            if let Some(verb) = s.verb().filter(|_| captured) {
                 if let Some(meant) = VERBS
                     .iter()
                     .find(|v| v.eq_ignore_ascii_case(verb) && **v != verb)

@@ -81,11 +81,19 @@ fn open_connection(path: &Path) -> Result<Connection> {
         (true, Ok(dir)) => format!("{} ({})", path.display(), dir.join(path).display()),
         _ => path.display().to_string(),
     };
-    if !path.exists() {
-        return Err(StoreError::Connection(format!(
-            "cannot connect to the SQLite database {shown}: the file does not exist \
-             (trigpoll never creates the application's database)"
-        )));
+    match path.try_exists() {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(StoreError::Connection(format!(
+                "cannot connect to the SQLite database {shown}: the file does not exist \
+                 (trigpoll never creates the application's database)"
+            )))
+        }
+        Err(e) => {
+            return Err(StoreError::Connection(format!(
+                "cannot connect to the SQLite database {shown}: {e}"
+            )))
+        }
     }
     let cannot = |e: rusqlite::Error| {
         StoreError::Connection(format!(

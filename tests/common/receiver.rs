@@ -10,6 +10,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// The status the receiver answered with.
     pub answered: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -120,6 +122,7 @@ fn serve(stream: std::net::TcpStream, received: &Mutex<Vec<Received>>, script: &
             body: String::from_utf8(body).unwrap(),
             headers,
             answered: status,
+            at: std::time::Instant::now(),
         });
         drop(log);
         if status == 0 {
