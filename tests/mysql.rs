@@ -356,6 +356,52 @@ fn an_application_account_with_table_privileges_only_keeps_writing() {
     assert_eq!(lines(&out).len(), 3);
 }
 
+/// A poller's account without the TRIGGER privilege sees no trigger: `drain` says so once
+/// instead of warning that every trigger is missing, and delivers.
+#[test]
+fn a_poller_that_cannot_see_triggers_says_so_once() {
+    let Some(env) = Env::new(MY) else { return };
+    let accounts = Accounts::new(&env, &["poller"]);
+    let poller = &accounts.names[0];
+    let schema = env.db.event_schema().unwrap();
+    env.db.execute(&format!(
+        "CREATE TABLE item (item_id int PRIMARY KEY, name {{text}});
+         CREATE TABLE other (other_id int PRIMARY KEY);
+         GRANT SELECT ON {db}.item TO '{poller}'@'%';
+         GRANT SELECT ON {db}.other TO '{poller}'@'%'",
+        db = env.db.name
+    ));
+    let objects = format!("{ITEMS}\n[[object]]\nname = \"Other\"\ntable = \"other\"\n");
+    env.config("", &objects);
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(&format!(
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON {schema}.* TO '{poller}'@'%';
+         INSERT INTO item VALUES (1, 'a')"
+    ));
+    env.config_with_url(&accounts.url(poller), "", &objects);
+    let drained = env
+        .command(&["drain"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert_eq!(
+        drained.status.code(),
+        Some(0),
+        "{}",
+        common::stderr(&drained)
+    );
+    let log = common::stderr(&drained);
+    assert_eq!(
+        log.matches("no capture trigger is visible to this account")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(!log.contains("not as configured"), "{log}");
+    assert_eq!(lines(&out).len(), 1);
+}
+
 /// A trigger whose definer was dropped makes every write to its table fail (error 1449):
 /// `status` names the definer and exits 1, and install-triggers, run by an account that
 /// exists, replaces the triggers so that writes work again.
