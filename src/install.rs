@@ -134,7 +134,7 @@ fn resolve(
         }
     }
     for capture in &captures {
-        for verb in [Verb::Create, Verb::Update, Verb::Delete] {
+        for verb in Verb::ALL {
             let Some(condition) = capture.object.when.get(verb) else {
                 continue;
             };
@@ -249,24 +249,11 @@ pub fn plan_uninstall_unconfigured(
     store: &mut dyn EventStore,
     config: &Config,
 ) -> Result<Plan, InstallError> {
-    let unowned: Vec<String> = drift(store, config)?
-        .into_iter()
-        .filter(|d| d.object.is_empty())
-        .map(|d| d.table)
-        .collect();
-    let installed = store
-        .installed_triggers()?
-        .into_iter()
-        .filter(|t| unowned.contains(&t.table.to_string()))
-        .collect();
-    Ok(drop_triggers(store, config, installed))
+    let (_, unowned) = compare(store, config)?;
+    Ok(drop_triggers(store, config, unowned))
 }
 
-fn drop_triggers(
-    store: &dyn EventStore,
-    config: &Config,
-    triggers: Vec<crate::table::InstalledTrigger>,
-) -> Plan {
+fn drop_triggers(store: &dyn EventStore, config: &Config, triggers: Vec<InstalledTrigger>) -> Plan {
     let dialect = Dialect::new(store.backend(), config);
     let mut plan = Plan::default();
     for trigger in triggers {
@@ -333,6 +320,25 @@ impl std::fmt::Display for DriftState {
 /// Compares the installed triggers with what the configuration would install: one entry per
 /// table an object captures (its own and its children's).
 pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, InstallError> {
+    let (mut report, unowned) = compare(store, config)?;
+    report.extend(unowned.into_iter().map(|t| {
+        Drift {
+            object: String::new(),
+            table: t.table.to_string(),
+            state: t
+                .failure
+                .map_or(DriftState::Unconfigured, DriftState::Broken),
+        }
+    }));
+    Ok(report)
+}
+
+/// The drift of each configured object's tables, and the installed triggers no configured
+/// object owns.
+fn compare(
+    store: &mut dyn EventStore,
+    config: &Config,
+) -> Result<(Vec<Drift>, Vec<InstalledTrigger>), InstallError> {
     let dialect = Dialect::new(store.backend(), config);
     let mut installed = store.installed_triggers()?;
     let objects: Vec<&ObjectConfig> = config
@@ -347,13 +353,7 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
             Ok(capture) => capture,
             Err(problems) => {
                 // Its tables' triggers are still this object's, not ones left unowned.
-                let mut tables: Vec<&TableName> = object.table.iter().collect();
-                let mut children: Vec<&crate::config::ChildConfig> =
-                    object.children.iter().collect();
-                while let Some(child) = children.pop() {
-                    tables.push(&child.table);
-                    children.extend(&child.children);
-                }
+                let tables = Capture::tables(object);
                 installed.retain(|t| !tables.iter().any(|table| same_table(t, table)));
                 report.push(Drift {
                     object: object.name.clone(),
@@ -388,14 +388,5 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
             });
         }
     }
-    report.extend(installed.into_iter().map(|t| {
-        Drift {
-            object: String::new(),
-            table: t.table.to_string(),
-            state: t
-                .failure
-                .map_or(DriftState::Unconfigured, DriftState::Broken),
-        }
-    }));
-    Ok(report)
+    Ok((report, installed))
 }

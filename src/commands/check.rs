@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use trigpoll::config::{ConnectorConfig, SinkConfig};
+use trigpoll::config::{ConnectorConfig, SinkConfig, Verb};
 use trigpoll::connector::probe::{probe, Reach};
 use trigpoll::connector::NatsSink;
 use trigpoll::install::{drift, layout, own_table_names, DriftState, Layout};
@@ -96,29 +96,25 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
 /// object no `[[object]]` has, or for a table's object one of the capture verbs spelt in another
 /// case. (Other verbs are left alone: applications may write events with verbs of their own.)
 fn subscription_warnings(config: &trigpoll::config::Config) -> Vec<String> {
-    const VERBS: [&str; 3] = ["Create", "Update", "Delete"];
     let mut warnings = Vec::new();
     for c in &config.connectors {
         for s in &c.subscribe {
-            if let Some(object) = s.object() {
-                if !config.objects.iter().any(|o| o.name == object) {
-                    warnings.push(format!(
-                        "connector {}: \"{s}\" names no configured object; it never matches",
-                        c.id
-                    ));
-                }
+            let object = s
+                .object()
+                .map(|name| config.objects.iter().find(|o| o.name == name));
+            if matches!(object, Some(None)) {
+                warnings.push(format!(
+                    "connector {}: \"{s}\" names no configured object; it never matches",
+                    c.id
+                ));
             }
             // An outbox object's events carry the application's own verbs.
-            let captured = s.object().is_none_or(|object| {
-                config
-                    .objects
-                    .iter()
-                    .any(|o| o.name == object && o.table.is_some())
-            });
+            let captured = object.is_none_or(|o| o.is_some_and(|o| o.table.is_some()));
             if let Some(verb) = s.verb().filter(|_| captured) {
-                if let Some(meant) = VERBS
-                    .iter()
-                    .find(|v| v.eq_ignore_ascii_case(verb) && **v != verb)
+                if let Some(meant) = Verb::ALL
+                    .map(Verb::as_str)
+                    .into_iter()
+                    .find(|v| v.eq_ignore_ascii_case(verb) && *v != verb)
                 {
                     warnings.push(format!(
                         "connector {}: \"{s}\" never matches the triggers' verb {meant} (verbs are case-sensitive)",

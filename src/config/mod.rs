@@ -81,6 +81,9 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// Every verb, in this order.
+    pub const ALL: [Verb; 3] = [Verb::Create, Verb::Update, Verb::Delete];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Create => "Create",
@@ -255,7 +258,7 @@ impl ObjectConfig {
     pub fn new(name: &str, table: TableName) -> ObjectConfig {
         ObjectConfig {
             table: Some(table),
-            verbs: vec![Verb::Create, Verb::Update, Verb::Delete],
+            verbs: Verb::ALL.to_vec(),
             ..ObjectConfig::outbox(name)
         }
     }

@@ -70,7 +70,7 @@ pub(super) fn objects(
             "must list at least one column; leave it out to use the primary key",
         )?;
         let verbs = match object.verbs {
-            None => vec![Verb::Create, Verb::Update, Verb::Delete],
+            None => Verb::ALL.to_vec(),
             Some(list) => distinct(
                 source,
                 list,

@@ -294,14 +294,12 @@ fn images(columns: &[Column]) -> String {
         let cells: Vec<(String, String)> = columns
             .iter()
             .map(|c| {
-                let cell = |row: &str| format!("{row}.{}", ident(&c.name));
+                let cell = format!("{row}.{}", ident(&c.name));
                 let value = match is_small(&c.sql_type) {
-                    true => cell(row),
+                    true => cell,
                     false => format!(
-                        "CASE WHEN ROW({})::record *= ROW({})::record THEN NULL ELSE {} END",
-                        cell("NEW"),
-                        cell("OLD"),
-                        cell(row)
+                        "CASE WHEN {} THEN NULL ELSE {cell} END",
+                        unchanged(Some(std::slice::from_ref(c)))
                     ),
                 };
                 (c.name.clone(), value)
