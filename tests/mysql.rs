@@ -18,15 +18,11 @@ fn events(env: &Env) -> Vec<Vec<Option<String>>> {
 }
 
 fn trigger_names(env: &Env, table: &str) -> Vec<String> {
-    env.db
-        .query(&format!(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
-             WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = '{table}'
-             ORDER BY ACTION_ORDER"
-        ))
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect()
+    env.db.column(&format!(
+        "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
+         WHERE TRIGGER_SCHEMA = DATABASE() AND EVENT_OBJECT_TABLE = '{table}'
+         ORDER BY ACTION_ORDER"
+    ))
 }
 
 #[test]

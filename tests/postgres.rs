@@ -22,16 +22,13 @@ fn poll_survives_a_lost_connection() {
     assert!(conformance::eventually(Duration::from_secs(60), || {
         common::lines(&out).len() == 1 && env.db.count("SELECT count(*) FROM {events}") == 0
     }));
-    let pids: Vec<String> = env
+    let pids = env
         .db
-        .query(
+        .column(
             "SELECT pid FROM pg_stat_activity
              WHERE application_name = 'trigpoll' AND datname = current_database()",
         )
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect();
-    let pids = pids.join(", ");
+        .join(", ");
     env.db.execute(&format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ({pids})"
     ));

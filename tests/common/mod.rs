@@ -216,6 +216,14 @@ impl TestDb {
         }
     }
 
+    /// The first column of a query's rows, none of them NULL.
+    pub fn column(&self, sql: &str) -> Vec<String> {
+        self.query(sql)
+            .into_iter()
+            .map(|r| r[0].clone().unwrap_or_else(|| panic!("NULL in {sql}")))
+            .collect()
+    }
+
     /// Rows as text (NULL as None).
     pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         let sql = self.dialect(sql);

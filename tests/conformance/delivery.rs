@@ -126,10 +126,9 @@ pub fn unsubscribed_malformed_unknown_and_missing_events_are_archived(backend: B
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
-    let reasons = env
-        .db
-        .query("SELECT event_description FROM {archive} WHERE event_status = -1 ORDER BY event_id");
-    let reasons: Vec<String> = reasons.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    let reasons = env.db.column(
+        "SELECT event_description FROM {archive} WHERE event_status = -1 ORDER BY event_id",
+    );
     assert!(reasons[0].contains("escape"), "{reasons:?}");
     assert!(reasons[1].contains("abc"), "{reasons:?}");
     assert!(reasons[2].contains("wrong_col"), "{reasons:?}");

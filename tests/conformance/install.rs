@@ -146,12 +146,9 @@ pub fn unconfigured_triggers_are_removed_alone(backend: Backend) {
          INSERT INTO department VALUES (1, 'Sales');
          INSERT INTO employee (emp_id) VALUES (1)",
     );
-    let captured: Vec<String> = env
+    let captured = env
         .db
-        .query("SELECT object_name FROM {events} ORDER BY event_id")
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect();
+        .column("SELECT object_name FROM {events} ORDER BY event_id");
     assert_eq!(captured, ["Department", "Employee"]);
     let status = stdout(&env.run_ok(&["status"], 0));
     assert!(!status.contains("not in the configuration"), "{status}");

@@ -104,12 +104,9 @@ pub fn excluded_attributes_never_leave_the_database(backend: Backend) {
     );
     env.run_ok(&["drain"], 0);
     env.db.execute("DELETE FROM staff");
-    let payloads: Vec<String> = env
+    let payloads = env
         .db
-        .query("SELECT payload FROM {archive} WHERE payload IS NOT NULL UNION ALL SELECT payload FROM {events}")
-        .into_iter()
-        .map(|r| r[0].clone().unwrap())
-        .collect();
+        .column("SELECT payload FROM {archive} WHERE payload IS NOT NULL UNION ALL SELECT payload FROM {events}");
     assert_eq!(
         payloads.len(),
         2,
