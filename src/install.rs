@@ -157,7 +157,8 @@ pub fn plan_install(
 ) -> Result<Plan, InstallError> {
     let dialect = Dialect::new(store.backend(), config);
     let objects = selected(config, only)?;
-    let (captures, problems) = resolve(store, config, &objects)?;
+    let (captures, mut problems) = resolve(store, config, &objects)?;
+    problems.extend(hidden(store, objects.iter().copied())?);
     if !problems.is_empty() {
         return Err(InstallError::Refused(problems));
     }
@@ -218,6 +219,27 @@ pub fn plan_install(
     Ok(plan)
 }
 
+/// The tables of `objects` whose triggers this account cannot see, as problems: it can neither
+/// tell what is installed there nor change it.
+fn hidden<'a>(
+    store: &mut dyn EventStore,
+    objects: impl IntoIterator<Item = &'a ObjectConfig>,
+) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    for table in objects.into_iter().flat_map(Capture::tables) {
+        if !seen.insert(table.clone()) {
+            continue;
+        }
+        if let Some(reason) = store.triggers_hidden(&table)? {
+            problems.push(format!(
+                "this account cannot see the triggers of {table}: {reason}; run it as the account that installs the triggers"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
 /// A trigger's table as found in the catalog against a configured table name, which may leave
 /// the schema to the search path.
 fn same_table(trigger: &InstalledTrigger, table: &TableName) -> bool {
@@ -230,6 +252,10 @@ pub fn plan_uninstall(
     config: &Config,
     drop_tables: bool,
 ) -> Result<Plan, InstallError> {
+    let hidden = hidden(store, &config.objects)?;
+    if !hidden.is_empty() {
+        return Err(InstallError::Refused(hidden));
+    }
     let installed = store.installed_triggers()?;
     let mut plan = drop_triggers(store, config, installed);
     if drop_tables {
@@ -249,6 +275,10 @@ pub fn plan_uninstall_unconfigured(
     store: &mut dyn EventStore,
     config: &Config,
 ) -> Result<Plan, InstallError> {
+    let hidden = hidden(store, &config.objects)?;
+    if !hidden.is_empty() {
+        return Err(InstallError::Refused(hidden));
+    }
     let (_, unowned) = compare(store, config)?;
     Ok(drop_triggers(store, config, unowned))
 }
@@ -288,11 +318,20 @@ pub enum DriftState {
     Invalid(String),
     /// Installed, and every write the application makes to the table fails because of it.
     Broken(String),
+    /// This account cannot see the table's triggers (MySQL shows them only to accounts with
+    /// the TRIGGER privilege on the table): nothing can be said of them.
+    NotVisible(String),
 }
 
 impl DriftState {
     pub fn is_broken(&self) -> bool {
         matches!(self, DriftState::Broken(_))
+    }
+
+    /// Whether someone should act: anything but up to date, or triggers this account cannot
+    /// see (a poller's account has no use for seeing them).
+    pub fn needs_attention(&self) -> bool {
+        !matches!(self, DriftState::UpToDate | DriftState::NotVisible(_))
     }
 }
 
@@ -308,6 +347,10 @@ impl std::fmt::Display for DriftState {
                 f.write_str("not in the configuration: run uninstall-triggers --unconfigured")
             }
             DriftState::Invalid(reason) => write!(f, "invalid: {reason}"),
+            DriftState::NotVisible(reason) => write!(
+                f,
+                "not visible to this account ({reason}); run `trigpoll status` as the installing account to compare them"
+            ),
             DriftState::Broken(reason) => write!(
                 f,
                 "BROKEN: the application's writes to this table fail: {reason}; \
@@ -369,7 +412,10 @@ fn compare(
         };
         for ddl in dialect.capture(&capture) {
             let state = match installed.iter().position(|t| same_table(t, &ddl.table)) {
-                None => DriftState::Missing,
+                None => match store.triggers_hidden(&ddl.table)? {
+                    Some(reason) => DriftState::NotVisible(reason),
+                    None => DriftState::Missing,
+                },
                 Some(i) => {
                     let found = installed.remove(i);
                     if let Some(reason) = found.failure {

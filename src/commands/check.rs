@@ -10,7 +10,7 @@ use clap::Args;
 use trigpoll::config::{ConnectorConfig, SinkConfig, Verb};
 use trigpoll::connector::probe::{probe, Reach};
 use trigpoll::connector::NatsSink;
-use trigpoll::install::{drift, layout, own_table_names, DriftState, Layout};
+use trigpoll::install::{drift, layout, own_table_names, Layout};
 
 use super::{open_store, print, Context};
 
@@ -60,7 +60,7 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
         }
     }
     for d in drift(store.as_mut(), &config)? {
-        if d.state != DriftState::UpToDate {
+        if d.state.needs_attention() {
             problems += 1;
         }
         let object = if d.object.is_empty() {

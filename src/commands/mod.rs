@@ -96,19 +96,15 @@ pub fn open_store_for_delivery(config: &Config) -> Result<Box<dyn EventStore>> {
             return Ok(store);
         }
     };
-    // MySQL shows a trigger only to accounts with the TRIGGER privilege on its table, which a
-    // poller's account has no use for: with trigpoll's tables there, "every trigger missing"
-    // is most likely that.
-    let none_visible = !report.is_empty() && report.iter().all(|d| d.state == DriftState::Missing);
-    if none_visible && store.backend() == "mysql" {
-        tracing::info!(
-            "no capture trigger is visible to this account (MySQL shows triggers only to accounts \
-             with the TRIGGER privilege on their tables); `trigpoll status` run as the installing \
-             account compares them with the configuration"
-        );
-        return Ok(store);
+    // A poller's account has no use for seeing the triggers (MySQL shows them only to accounts
+    // with the TRIGGER privilege): one line says so, as status and check do.
+    let hidden = report
+        .iter()
+        .find(|d| matches!(d.state, DriftState::NotVisible(_)));
+    if let Some(d) = hidden {
+        tracing::info!("capture triggers: {}", d.state);
     }
-    for d in report.iter().filter(|d| d.state != DriftState::UpToDate) {
+    for d in report.iter().filter(|d| d.state.needs_attention()) {
         let object = (!d.object.is_empty()).then_some(d.object.as_str());
         tracing::warn!(object, table = %d.table, state = %d.state, "capture trigger not as configured");
     }

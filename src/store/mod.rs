@@ -151,6 +151,12 @@ pub trait EventStore: Send {
     /// The triggers trigpoll installed (found by their naming convention).
     fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>>;
 
+    /// Why this account cannot see the capture triggers of `table`, when it cannot (MySQL shows
+    /// triggers only to accounts with the TRIGGER privilege on their table); `None` when it can.
+    fn triggers_hidden(&mut self, _table: &TableName) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Runs DDL statements, in one transaction where the database allows it.
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
 

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use mysql::prelude::Queryable;
-use mysql::{Conn, Opts, OptsBuilder, Row, TxOpts, Value};
+use mysql::prelude::{AsStatement, FromRow, Queryable};
+use mysql::{Conn, Opts, OptsBuilder, Params, Row, TxOpts, Value};
 
 use crate::config::{Config, Secret, TableName, Verb};
 use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
@@ -88,8 +88,72 @@ fn err(e: mysql::Error) -> StoreError {
             | DriverError::UnexpectedPacket
             | DriverError::Timeout,
         ) => StoreError::Connection(e.to_string()),
+        Error::FromRowError(row) => StoreError::Database(unreadable(row)),
         other => StoreError::Database(other.to_string()),
     }
+}
+
+/// Typed results, converted without panicking. The driver's typed `query`/`exec` panic on a row
+/// that does not fit the type asked for, and catalogs do return such rows: MariaDB lists
+/// triggers with NULL bodies and definers to accounts without the TRIGGER privilege. Here such
+/// a row is an error with a message.
+trait TypedRows: Queryable {
+    fn query_rows<T: FromRow>(&mut self, query: impl AsRef<str>) -> Result<Vec<T>, mysql::Error> {
+        let rows: Vec<Row> = self.query(query)?;
+        rows.into_iter().map(converted).collect()
+    }
+
+    fn exec_rows<T: FromRow>(
+        &mut self,
+        statement: impl AsStatement,
+        params: impl Into<Params>,
+    ) -> Result<Vec<T>, mysql::Error> {
+        let rows: Vec<Row> = self.exec(statement, params)?;
+        rows.into_iter().map(converted).collect()
+    }
+
+    fn query_one<T: FromRow>(&mut self, query: impl AsRef<str>) -> Result<Option<T>, mysql::Error> {
+        Ok(self.query_rows(query)?.into_iter().next())
+    }
+
+    fn exec_one<T: FromRow>(
+        &mut self,
+        statement: impl AsStatement,
+        params: impl Into<Params>,
+    ) -> Result<Option<T>, mysql::Error> {
+        Ok(self.exec_rows(statement, params)?.into_iter().next())
+    }
+}
+
+impl<Q: Queryable> TypedRows for Q {}
+
+fn converted<T: FromRow>(row: Row) -> Result<T, mysql::Error> {
+    T::from_row_opt(row).map_err(mysql::Error::from)
+}
+
+/// A row that did not convert, named by its columns and which of them were NULL (its values
+/// may be anything, a secret too).
+fn unreadable(row: Row) -> String {
+    let names: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    let nulls: Vec<&str> = names
+        .iter()
+        .zip(row.unwrap_raw())
+        .filter(|(_, v)| matches!(v, None | Some(Value::NULL)))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    format!(
+        "the database returned a row trigpoll cannot read (columns {}; NULL: {})",
+        names.join(", "),
+        if nulls.is_empty() {
+            "none".to_string()
+        } else {
+            nulls.join(", ")
+        }
+    )
 }
 
 fn is_lock_conflict(e: &mysql::Error) -> bool {
@@ -136,7 +200,7 @@ fn plan_claim(
     params.extend([token.into(), timeout_us.into()]);
     params.extend(events.iter().map(|e| Value::from(e.event_id)));
     let query = sql::claim_neighbours(names, keys.ranges.len(), events.len());
-    let rows: Vec<(i64, i64, i64, Option<i64>)> = tx.exec(query, params)?;
+    let rows: Vec<(i64, i64, i64, Option<i64>)> = tx.exec_rows(query, params)?;
     let mut found = Vec::new();
     let mut waiters = Vec::new();
     for (kind, a, b, waiting) in rows {
@@ -168,7 +232,7 @@ fn hold(
     blockers.dedup();
     let mut params: Vec<Value> = blockers.iter().map(|&b| Value::from(b)).collect();
     params.push(token.into());
-    let there: Vec<i64> = tx.exec(sql::lock_blockers(names, blockers.len()), params)?;
+    let there: Vec<i64> = tx.exec_rows(sql::lock_blockers(names, blockers.len()), params)?;
     let holds: Vec<&(i64, i64)> = holds.iter().filter(|h| there.contains(&h.1)).collect();
     for chunk in holds.chunks(CHUNK) {
         let params: Vec<Value> = chunk
@@ -244,7 +308,7 @@ fn open_conn(url: &str) -> Result<Conn> {
         };
         StoreError::Connection(format!("cannot connect to MySQL: {}", tls.hint(&reason)))
     })?;
-    let version: Option<String> = conn.query_first("SELECT VERSION()").map_err(err)?;
+    let version: Option<String> = conn.query_one("SELECT VERSION()").map_err(err)?;
     check_version(version.as_deref().unwrap_or_default()).map_err(StoreError::Invalid)?;
     Ok(conn)
 }
@@ -402,7 +466,7 @@ impl MysqlStore {
         };
         let found: Vec<(String, String)> = self
             .conn
-            .exec(
+            .exec_rows(
                 "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
                 (&schema, &name.name),
@@ -449,14 +513,11 @@ impl MysqlStore {
     /// exists; `None` when this session may not look (no `SELECT` on `mysql.user`).
     fn definer_exists(&mut self, definer: &str) -> Result<Option<bool>> {
         let (user, host) = definer.rsplit_once('@').unwrap_or((definer, "%"));
-        let current: Option<String> = self
-            .conn
-            .query_first("SELECT CURRENT_USER()")
-            .map_err(err)?;
+        let current: Option<String> = self.conn.query_one("SELECT CURRENT_USER()").map_err(err)?;
         if current.as_deref() == Some(definer) {
             return Ok(Some(true));
         }
-        match self.conn.exec_first::<i64, _, _>(
+        match self.conn.exec_one::<i64>(
             "SELECT count(*) FROM mysql.user WHERE User = ? AND Host = ?",
             (user, host),
         ) {
@@ -483,7 +544,7 @@ impl EventStore for MysqlStore {
         let same = |s: &String, t: &String| *s == schema && *t == table;
         let rows: Vec<Row> = self
             .conn
-            .exec(
+            .exec_rows(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE,
                         CHARACTER_SET_NAME, COLLATION_NAME
                  FROM information_schema.COLUMNS
@@ -525,7 +586,7 @@ impl EventStore for MysqlStore {
         }
         let keys: Vec<(String, String, String)> = self
             .conn
-            .exec(
+            .exec_rows(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'
                  ORDER BY SEQ_IN_INDEX",
@@ -548,9 +609,12 @@ impl EventStore for MysqlStore {
     }
 
     fn installed_triggers(&mut self) -> Result<Vec<InstalledTrigger>> {
-        let rows: Vec<(String, String, String, String, String)> = self
+        // An account without the TRIGGER privilege on a table sees its triggers with NULL bodies
+        // and definers (MariaDB) or not at all (MySQL): those are left to `triggers_hidden`.
+        type Listed = (String, String, String, Option<String>, Option<String>);
+        let rows: Vec<Listed> = self
             .conn
-            .query(format!(
+            .query_rows(format!(
                 "SELECT TRIGGER_SCHEMA, EVENT_OBJECT_TABLE, TRIGGER_NAME, ACTION_STATEMENT, DEFINER
                  FROM information_schema.TRIGGERS
                  WHERE TRIGGER_NAME LIKE '{}%' ESCAPE '!'
@@ -565,6 +629,9 @@ impl EventStore for MysqlStore {
         type Found = (String, String, String);
         let mut tables: BTreeMap<(String, String), Vec<Found>> = BTreeMap::new();
         for (schema, table, name, body, definer) in rows {
+            let (Some(body), Some(definer)) = (body, definer) else {
+                continue;
+            };
             if body.contains(&writes_here) {
                 tables
                     .entry((schema, table))
@@ -626,6 +693,45 @@ impl EventStore for MysqlStore {
             });
         }
         Ok(installed)
+    }
+
+    fn triggers_hidden(&mut self, table: &TableName) -> Result<Option<String>> {
+        let Some((schema, name)) = self.resolve(table)? else {
+            return Ok(None);
+        };
+        // The account's own grants and those of its roles, as the privilege views name them:
+        // `'user'@'host'`, a role `'role'` (MariaDB) or `'role'@'host'` (MySQL). A schema
+        // grant's name may hold LIKE wildcards.
+        let granted = self.conn.exec_one::<i64>(
+            r#"SELECT count(*) FROM (
+                   SELECT GRANTEE, TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLE_PRIVILEGES
+                   WHERE PRIVILEGE_TYPE = 'TRIGGER'
+                   UNION ALL SELECT GRANTEE, TABLE_SCHEMA, NULL FROM information_schema.SCHEMA_PRIVILEGES
+                   WHERE PRIVILEGE_TYPE = 'TRIGGER'
+                   UNION ALL SELECT GRANTEE, NULL, NULL FROM information_schema.USER_PRIVILEGES
+                   WHERE PRIVILEGE_TYPE = 'TRIGGER'
+               ) g
+               WHERE (g.TABLE_SCHEMA IS NULL OR ? LIKE g.TABLE_SCHEMA)
+                 AND (g.TABLE_NAME IS NULL OR g.TABLE_NAME = ?)
+                 AND (g.GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''',
+                                         SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')
+                      OR EXISTS (SELECT 1 FROM information_schema.APPLICABLE_ROLES r
+                                 WHERE g.GRANTEE = CONCAT('''', r.ROLE_NAME, '''')
+                                    OR g.GRANTEE LIKE CONCAT('''', r.ROLE_NAME, '''@%')))"#,
+            (&schema, &name),
+        );
+        match granted {
+            Ok(Some(0)) => Ok(Some(format!(
+                "it lacks the TRIGGER privilege on {schema}.{name}, and MySQL shows triggers only to accounts with it"
+            ))),
+            Ok(_) => Ok(None),
+            // A server without one of these views: nothing to say.
+            Err(mysql::Error::MySqlError(e)) => {
+                tracing::debug!(error = %e.message, "cannot read the account's privileges");
+                Ok(None)
+            }
+            Err(e) => Err(err(e)),
+        }
     }
 
     fn check_condition(
@@ -711,7 +817,8 @@ impl EventStore for MysqlStore {
                 .iter()
                 .flat_map(|&i| keys[i].iter().map(|v| text(v.as_deref())))
                 .collect();
-            let rows: Vec<(u64, Option<String>)> = self.conn.exec(query, params).map_err(err)?;
+            let rows: Vec<(u64, Option<String>)> =
+                self.conn.exec_rows(query, params).map_err(err)?;
             for (position, image) in rows {
                 let i = chunk[position as usize];
                 match image {
@@ -806,7 +913,7 @@ impl EventStore for MysqlStore {
             for chunk in ids.chunks(CHUNK) {
                 let mut params: Vec<Value> = vec![token.into()];
                 params.extend(chunk.iter().map(|&id| Value::from(id)));
-                let found: Vec<i64> = tx.exec(
+                let found: Vec<i64> = tx.exec_rows(
                     format!(
                         "SELECT event_id FROM {} FORCE INDEX (PRIMARY)
                          WHERE claimed_by = ? AND event_id IN ({}) FOR UPDATE",
@@ -904,7 +1011,7 @@ impl EventStore for MysqlStore {
     fn retry_backlog(&mut self) -> Result<RetryBacklog> {
         let row: Option<(i64, Option<i64>)> = self
             .conn
-            .query_first(format!(
+            .query_one(format!(
                 "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, NOW(6),
                         MIN(CASE WHEN next_attempt_at > NOW(6) THEN next_attempt_at END))
                  FROM {} WHERE event_status = 0
@@ -975,7 +1082,7 @@ impl EventStore for MysqlStore {
             },
         );
         let chosen: Vec<(i64, String, String, String, Option<String>)> =
-            self.conn.exec(query, params).map_err(err)?;
+            self.conn.exec_rows(query, params).map_err(err)?;
         let archived_connectors: Vec<Option<String>> = chosen.iter().map(|c| c.4.clone()).collect();
         let mut replayed: Vec<Replayed> = chosen
             .into_iter()
@@ -1042,7 +1149,7 @@ impl EventStore for MysqlStore {
             .collect();
         let counts: Option<(Option<i64>, i64, i64, i64)> = self
             .conn
-            .query_first(format!(
+            .query_one(format!(
                 "SELECT TIMESTAMPDIFF(MICROSECOND, MIN(CASE WHEN {ready} THEN event_time END), NOW(6)),
                     CAST(COALESCE(SUM(event_status = 3), 0) AS SIGNED),
                     CAST(COALESCE(SUM(event_status = 0 AND next_attempt_at > NOW(6)), 0) AS SIGNED),
@@ -1054,7 +1161,7 @@ impl EventStore for MysqlStore {
         let (age_us, in_progress, retrying, held) = counts.unwrap_or((None, 0, 0, 0));
         let archived: Vec<(i16, i64)> = self
             .conn
-            .query(format!(
+            .query_rows(format!(
                 "SELECT event_status, COUNT(*) FROM {} WHERE event_status < 0 GROUP BY event_status",
                 n.archive
             ))
@@ -1081,7 +1188,7 @@ impl EventStore for MysqlStore {
         let deadline = Instant::now() + timeout;
         let query = format!("SELECT MAX(event_id) FROM {}", self.names.event);
         loop {
-            let max: Option<Option<i64>> = self.conn.query_first(&query).map_err(err)?;
+            let max: Option<Option<i64>> = self.conn.query_one(&query).map_err(err)?;
             let max = max.flatten().unwrap_or(0);
             // The first look has nothing to compare with: say yes once, a claim is cheap.
             if self.seen_max.is_none_or(|seen| max > seen) {
@@ -1149,7 +1256,7 @@ impl EventStore for MysqlStore {
         params.extend(statuses.iter().map(|s| Value::from(s.code())));
         let count: Option<i64> = self
             .conn
-            .exec_first(
+            .exec_one(
                 format!(
                     "SELECT COUNT(*) FROM {} WHERE event_processed < NOW(6) - INTERVAL ? MICROSECOND
                        AND event_status IN ({})",
@@ -1165,7 +1272,7 @@ impl EventStore for MysqlStore {
     fn ready_backlog(&mut self) -> Result<ReadyBacklog> {
         let row: Option<(i64, Option<i64>)> = self
             .conn
-            .query_first(format!(
+            .query_one(format!(
                 "SELECT COUNT(*), TIMESTAMPDIFF(MICROSECOND, MIN(event_time), NOW(6)) FROM {}
                  WHERE event_status = 0 AND (next_attempt_at IS NULL OR next_attempt_at <= NOW(6))
                    AND waiting_for IS NULL",
