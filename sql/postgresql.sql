@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS "trigpoll"."trigpoll_event" (
 
 CREATE INDEX IF NOT EXISTS "trigpoll_event_ready" ON "trigpoll"."trigpoll_event" (event_priority, event_id) WHERE waiting_for IS NULL;
 
-CREATE INDEX IF NOT EXISTS "trigpoll_event_key_run" ON "trigpoll"."trigpoll_event" (object_name, object_key, event_id) WHERE waiting_for IS NULL;
+CREATE INDEX IF NOT EXISTS "trigpoll_event_key_hash" ON "trigpoll"."trigpoll_event" (object_name, hashtextextended(object_key, 0), event_id) WHERE waiting_for IS NULL;
 
 CREATE INDEX IF NOT EXISTS "trigpoll_event_waiting" ON "trigpoll"."trigpoll_event" (waiting_for) WHERE waiting_for IS NOT NULL;
 
@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS "trigpoll"."trigpoll_archive" (
 CREATE UNIQUE INDEX IF NOT EXISTS "trigpoll_archive_event" ON "trigpoll"."trigpoll_archive" (event_id, connector_id);
 
 CREATE INDEX IF NOT EXISTS "trigpoll_archive_failures" ON "trigpoll"."trigpoll_archive" (event_status) WHERE event_status < 0;
+
+CREATE OR REPLACE FUNCTION "trigpoll"."pinned_json"(anyelement) RETURNS json LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex' AS 'SELECT pg_catalog.to_json($1)';
+
+CREATE OR REPLACE FUNCTION "trigpoll"."pinned_text"(anyelement) RETURNS text LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY' SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex' AS 'SELECT $1::pg_catalog.text';
+
+REVOKE ALL ON FUNCTION "trigpoll"."pinned_json"(anyelement), "trigpoll"."pinned_text"(anyelement) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION "trigpoll"."capture_Employee_14014e"() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $trigpoll$
@@ -99,6 +107,8 @@ DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "employee";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_delete ON "employee";
 
+DROP TRIGGER IF EXISTS trigpoll_capture_truncate ON "employee";
+
 CREATE TRIGGER trigpoll_capture_insert AFTER INSERT ON "employee" REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION "trigpoll"."capture_Employee_14014e"();
 
 CREATE TRIGGER trigpoll_capture AFTER UPDATE ON "employee" FOR EACH ROW EXECUTE FUNCTION "trigpoll"."capture_Employee_14014e"();
@@ -136,6 +146,8 @@ DROP TRIGGER IF EXISTS trigpoll_capture ON "department";
 DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "department";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_delete ON "department";
+
+DROP TRIGGER IF EXISTS trigpoll_capture_truncate ON "department";
 
 CREATE TRIGGER trigpoll_capture_insert AFTER INSERT ON "department" REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION "trigpoll"."capture_Department_5304ab"();
 
@@ -182,6 +194,8 @@ DROP TRIGGER IF EXISTS trigpoll_capture ON "order_line";
 DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "order_line";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_delete ON "order_line";
+
+DROP TRIGGER IF EXISTS trigpoll_capture_truncate ON "order_line";
 
 CREATE TRIGGER trigpoll_capture_insert AFTER INSERT ON "order_line" REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION "trigpoll"."capture_OrderLine_d48489"();
 
@@ -231,6 +245,8 @@ DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "Orders";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_delete ON "Orders";
 
+DROP TRIGGER IF EXISTS trigpoll_capture_truncate ON "Orders";
+
 CREATE TRIGGER trigpoll_capture_insert AFTER INSERT ON "Orders" REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION "trigpoll"."capture_Order_6be090"();
 
 CREATE TRIGGER trigpoll_capture AFTER UPDATE ON "Orders" FOR EACH ROW EXECUTE FUNCTION "trigpoll"."capture_Order_6be090"();
@@ -279,6 +295,8 @@ DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "order_item";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_delete ON "order_item";
 
+DROP TRIGGER IF EXISTS trigpoll_capture_truncate ON "order_item";
+
 CREATE TRIGGER trigpoll_capture_insert AFTER INSERT ON "order_item" REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION "trigpoll"."capture_Order_items_a7857d"();
 
 CREATE TRIGGER trigpoll_capture AFTER UPDATE ON "order_item" FOR EACH ROW EXECUTE FUNCTION "trigpoll"."capture_Order_items_a7857d"();
@@ -326,6 +344,8 @@ DROP TRIGGER IF EXISTS trigpoll_capture ON "order_item_note";
 DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "order_item_note";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_delete ON "order_item_note";
+
+DROP TRIGGER IF EXISTS trigpoll_capture_truncate ON "order_item_note";
 
 CREATE TRIGGER trigpoll_capture_insert AFTER INSERT ON "order_item_note" REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION "trigpoll"."capture_Order_items_notes_cfe28c"();
 

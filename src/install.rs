@@ -178,8 +178,14 @@ pub fn plan_install(
             ));
             plan.statements.extend(dialect.upgrade_tables());
         }
-        Layout::Current => {}
+        Layout::Current => {
+            for (step, statements) in store.table_upgrades()? {
+                plan.steps.push(step);
+                plan.statements.extend(statements);
+            }
+        }
     }
+    let mut support = dialect.support_functions();
     for capture in &captures {
         let mut changed = false;
         for ddl in dialect.capture(capture) {
@@ -210,6 +216,7 @@ pub fn plan_install(
                 },
                 ddl.table
             ));
+            plan.statements.append(&mut support);
             plan.statements.extend(ddl.statements);
         }
         if !changed {

@@ -609,6 +609,14 @@ impl Builder {
             .into_iter()
             .filter(|&i| !e.done_connectors.iter().any(|d| *d == self.routes[i].0))
             .collect();
+        // A TRUNCATE of the object's table: no key, no row, `"attributes": null`.
+        if matches!(bound, Bound::Table(_))
+            && e.object_verb == "Truncate"
+            && e.object_key.is_empty()
+        {
+            w.attributes = Some(RawValue::from_string("null".to_string()).expect("JSON null"));
+            return w;
+        }
         let pairs = match key::decode(&e.object_key, &self.delimiter) {
             Ok(pairs) => pairs,
             Err(reason) => {

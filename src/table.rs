@@ -33,6 +33,20 @@ pub struct TableInfo {
     pub name: TableName,
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
+    pub partitioning: Partitioning,
+}
+
+/// How a table takes part in PostgreSQL's declarative partitioning (MySQL's partitions are not
+/// tables of their own, SQLite has none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Partitioning {
+    #[default]
+    None,
+    /// Its rows live in its partitions. `columns`: every column that chooses a row's partition,
+    /// at any level of sub-partitioning; `None` when an expression takes part in choosing.
+    Partitioned { columns: Option<Vec<String>> },
+    /// A partition (at any depth) of this partitioned table.
+    PartitionOf(TableName),
 }
 
 impl TableInfo {

@@ -80,6 +80,7 @@ fn table(name: &str, columns: &[Spec], primary_key: &[&str]) -> TableInfo {
             })
             .collect(),
         primary_key: primary_key.iter().map(|k| k.to_string()).collect(),
+        partitioning: Default::default(),
     }
 }
 
@@ -170,6 +171,7 @@ fn script(backend: &str, types: [&str; 5]) -> String {
         .map(|t| (t.name.clone(), t))
         .collect();
     let mut statements = dialect.create_tables();
+    statements.extend(dialect.support_functions());
     for object in config.objects.iter().filter(|o| o.table.is_some()) {
         let capture = Capture::new(object, &tables, &config.poll.key_delimiter).unwrap();
         for ddl in dialect.capture(&capture) {

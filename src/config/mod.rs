@@ -72,16 +72,18 @@ pub struct PollConfig {
     pub connectors_dir: PathBuf,
 }
 
-/// The three verbs the triggers emit. Applications may write other verbs into the event table.
+/// The verbs the triggers emit. Applications may write other verbs into the event table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 pub enum Verb {
     Create,
     Update,
     Delete,
+    /// A TRUNCATE of the object's table (PostgreSQL): one event with an empty key.
+    Truncate,
 }
 
 impl Verb {
-    /// Every verb, in this order.
+    /// The verbs of a row's changes, in this order: what an object captures by default.
     pub const ALL: [Verb; 3] = [Verb::Create, Verb::Update, Verb::Delete];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +91,7 @@ impl Verb {
             Verb::Create => "Create",
             Verb::Update => "Update",
             Verb::Delete => "Delete",
+            Verb::Truncate => "Truncate",
         }
     }
 }
@@ -221,6 +224,7 @@ impl When {
             Verb::Create => self.create.as_deref(),
             Verb::Update => self.update.as_deref(),
             Verb::Delete => self.delete.as_deref(),
+            Verb::Truncate => None,
         }
     }
 }
@@ -495,8 +499,13 @@ impl Config {
             claim_timeout: raw.poll.claim_timeout.0,
             connectors_dir,
         };
-        let sqlite = database.url.expose().starts_with("sqlite://");
-        let objects = objects(&source, raw.object, sqlite)?;
+        let url = database.url.expose();
+        let backend = match () {
+            _ if url.starts_with("sqlite://") => objects::Backend::Sqlite,
+            _ if url.starts_with("mysql://") => objects::Backend::Mysql,
+            _ => objects::Backend::Postgres,
+        };
+        let objects = objects(&source, raw.object, backend)?;
         let dir_span = raw.poll.connectors_dir.as_ref().map(Spanned::span);
         let connectors = connectors(&source, &poll, dir_span)?;
         Ok(Config {

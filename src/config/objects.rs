@@ -35,11 +35,20 @@ pub(super) fn distinct<T: PartialEq>(
     Ok(items)
 }
 
+/// The backend of the database URL: some capture settings exist on some backends only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Backend {
+    Postgres,
+    Mysql,
+    Sqlite,
+}
+
 pub(super) fn objects(
     source: &Source,
     raw: Vec<RawObject>,
-    sqlite: bool,
+    backend: Backend,
 ) -> Result<Vec<ObjectConfig>, ConfigError> {
+    let sqlite = backend == Backend::Sqlite;
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut tables: HashMap<TableName, String> = HashMap::new();
     let mut objects = Vec::with_capacity(raw.len());
@@ -69,6 +78,27 @@ pub(super) fn objects(
             &at("keys"),
             "must list at least one column; leave it out to use the primary key",
         )?;
+        if let Some(list) = &object.verbs {
+            let truncate = list
+                .get_ref()
+                .iter()
+                .enumerate()
+                .find(|(_, v)| *v.get_ref() == Verb::Truncate);
+            let refused = match backend {
+                Backend::Postgres => None,
+                Backend::Mysql => Some("MySQL and MariaDB fire no trigger on TRUNCATE"),
+                Backend::Sqlite => Some(
+                    "SQLite has no TRUNCATE: its `DELETE FROM` a whole table is captured as the Delete of each row",
+                ),
+            };
+            if let (Some((i, verb)), Some(reason)) = (truncate, refused) {
+                return Err(source.error(
+                    Some(verb.span()),
+                    Some(format!("{}[{i}]", at("verbs"))),
+                    format!("verb Truncate is captured on PostgreSQL only: {reason}"),
+                ));
+            }
+        }
         let verbs = match object.verbs {
             None => Verb::ALL.to_vec(),
             Some(list) => distinct(

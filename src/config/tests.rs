@@ -284,6 +284,12 @@ fn main_file_errors_name_file_line_and_key() {
              cannot be told apart by who made them",
         ),
         (
+            object("name = \"A\"\ntable = \"t\"\nverbs = [\"Create\", \"Truncate\"]\n"),
+            "trigpoll.toml:6:20: object[0].verbs[1]: verb Truncate is captured on PostgreSQL only: \
+             SQLite has no TRUNCATE: its `DELETE FROM` a whole table is captured as the Delete of \
+             each row",
+        ),
+        (
             object(
                 "name = \"A\"\ntable = \"t\"\nverbs = [\"Create\"]\n[object.when]\ndelete = \"OLD.a > 0\"\n",
             ),
@@ -355,7 +361,7 @@ fn main_file_errors_name_file_line_and_key() {
         (
             object("name = \"A\"\ntable = \"t\"\nverbs = [\"Create\",\n  \"create\"]\n"),
             "trigpoll.toml:7:3: object[0].verbs[1]: unknown variant `create`, expected one of \
-             `Create`, `Update`, `Delete`",
+             `Create`, `Update`, `Delete`, `Truncate`",
         ),
         (
             object("name = \"A\"\ntable = \"t\"\nverbs = [\"Delete\", \"Delete\"]\n"),

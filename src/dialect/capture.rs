@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::config::{ChildConfig, Columns, ObjectConfig, TableName, Verb};
 use crate::key;
-use crate::table::{Column, ColumnKind, TableInfo};
+use crate::table::{Column, ColumnKind, Partitioning, TableInfo};
 
 /// What the triggers of one object are generated from, and what its business object carries.
 #[derive(Debug, Clone)]
@@ -72,6 +72,7 @@ impl Capture {
             return Err(vec![format!("{who}: table {name} does not exist")]);
         };
         let mut problems = Vec::new();
+        not_a_partition(table, &who, &mut problems);
         let key_names = match &object.keys {
             Some(keys) => keys.clone(),
             None if table.primary_key.is_empty() => {
@@ -188,6 +189,7 @@ impl ChildCapture {
             problems.push(format!("{who}: table {} does not exist", config.table));
             return None;
         };
+        not_a_partition(table, &who, problems);
         let found = columns_named(
             table,
             &config.parent_keys,
@@ -252,6 +254,18 @@ impl ChildCapture {
             attributes,
             children,
         })
+    }
+}
+
+/// A partition is captured through its partitioned table, whose triggers PostgreSQL clones onto
+/// every partition (also those attached later); triggers of a partition's own would miss the
+/// rows written through the partitioned table.
+fn not_a_partition(table: &TableInfo, who: &str, problems: &mut Vec<String>) {
+    if let Partitioning::PartitionOf(root) = &table.partitioning {
+        problems.push(format!(
+            "{who}: table {} is a partition of {root}: bind it to {root}, whose capture covers every partition",
+            table.name
+        ));
     }
 }
 
@@ -355,13 +369,13 @@ pub fn root_key(
 }
 
 /// How a dialect spells the parts of the object-key expression.
-pub struct KeySyntax {
+pub struct KeySyntax<'a> {
     pub ident: fn(&str) -> String,
     pub literal: fn(&str) -> String,
     /// Joins text expressions (`a || b`, `CONCAT(a, b)`); a single one stays as it is.
     pub concat: fn(&[String]) -> String,
     /// A key column's value in a row, as text.
-    pub text: fn(&Column, &str) -> String,
+    pub text: &'a dyn Fn(&Column, &str) -> String,
     /// The string replace function's name.
     pub replace: &'static str,
 }

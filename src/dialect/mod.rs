@@ -33,7 +33,7 @@ pub fn condition_check(table: &str, verb: crate::config::Verb, condition: &str) 
     // Aliased `new` and `old`, so that the database's message names the rows as the condition
     // does (`column new.stauts does not exist`, `missing FROM-clause entry for table "old"`).
     let rows = match verb {
-        Verb::Create => format!("{table} AS new"),
+        Verb::Create | Verb::Truncate => format!("{table} AS new"),
         Verb::Update => format!("{table} AS new, {table} AS old"),
         Verb::Delete => format!("{table} AS old"),
     };
@@ -156,6 +156,14 @@ impl Dialect {
         }
     }
 
+    /// What capture routines call besides the event table, created before them.
+    pub fn support_functions(&self) -> Vec<String> {
+        match self {
+            Dialect::Postgres(n) => postgres::support_functions(n),
+            Dialect::Mysql(_) | Dialect::Sqlite(_) => Vec::new(),
+        }
+    }
+
     /// The capture of an object's table and of each of its child tables.
     pub fn capture(&self, capture: &Capture) -> Vec<TriggerDdl> {
         match self {
@@ -230,7 +238,7 @@ mod script_tests {
                 ident: postgres::ident,
                 literal: postgres::literal,
                 concat: concat_pipes,
-                text: |col, row| format!("{row}.{}::text", postgres::ident(&col.name)),
+                text: &|col, row| format!("{row}.{}::text", postgres::ident(&col.name)),
                 replace: "replace",
             },
             delimiter,

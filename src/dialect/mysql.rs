@@ -243,14 +243,14 @@ fn key_text(col: &Column, row: &str) -> String {
 }
 
 /// How MySQL spells an object key's parts.
-const KEY_SYNTAX: KeySyntax = KeySyntax {
+const KEY_SYNTAX: KeySyntax<'static> = KeySyntax {
     ident,
     literal,
     concat: |parts| match parts {
         [one] => one.clone(),
         _ => format!("CONCAT({})", parts.join(", ")),
     },
-    text: key_text,
+    text: &key_text,
     replace: "REPLACE",
 };
 
@@ -1052,6 +1052,7 @@ mod tests {
                 col("at", "timestamp(6)", true),
             ],
             primary_key: vec!["contract_id".into(), "header_id".into()],
+            partitioning: Default::default(),
         }
     }
 

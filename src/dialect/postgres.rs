@@ -5,7 +5,7 @@ use crate::dialect::{
     concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
     KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
 };
-use crate::table::{Column, TableInfo};
+use crate::table::{Column, Partitioning, TableInfo};
 
 /// The name of the capture trigger on its table: the row trigger of updates.
 pub const TRIGGER_NAME: &str = "trigpoll_capture";
@@ -14,8 +14,14 @@ pub const TRIGGER_NAME: &str = "trigpoll_capture";
 /// PostgreSQL allows one event per trigger with transition tables, hence one trigger per verb.
 pub const INSERT_TRIGGER_NAME: &str = "trigpoll_capture_insert";
 pub const DELETE_TRIGGER_NAME: &str = "trigpoll_capture_delete";
+pub const TRUNCATE_TRIGGER_NAME: &str = "trigpoll_capture_truncate";
 /// Every name a capture trigger may have, for catalog lookups and removal.
-pub const TRIGGER_NAMES: [&str; 3] = [TRIGGER_NAME, INSERT_TRIGGER_NAME, DELETE_TRIGGER_NAME];
+pub const TRIGGER_NAMES: [&str; 4] = [
+    TRIGGER_NAME,
+    INSERT_TRIGGER_NAME,
+    DELETE_TRIGGER_NAME,
+    TRUNCATE_TRIGGER_NAME,
+];
 /// Prefix of the capture routines in trigpoll's schema.
 pub const ROUTINE_PREFIX: &str = "capture_";
 /// The search path every capture routine runs with: the system catalog, and temporary objects
@@ -150,9 +156,11 @@ pub fn create_tables(n: &Names) -> Vec<String> {
 /// The event table's indexes besides its primary key. Events held behind a retry
 /// (`waiting_for` set) are in neither of the first two, so that claims never read them:
 /// - the claim order, (priority, event id);
-/// - each key's order, (object, key, event id): a claim reads a key's events from its first
-///   one and stops at the first it cannot take (a B-tree, so that the read is ordered and
-///   stops, whatever the number of events behind);
+/// - each key's order, (object, hash of the key, event id): a claim reads a key's events from
+///   its first one and stops at the first it cannot take (a B-tree, so that the read is ordered
+///   and stops, whatever the number of events behind). The key's hash, not the key: a B-tree
+///   entry holds at most about 2.7 kB, and a key may be as long as the application's values
+///   (its percent-encoding up to three times longer);
 /// - the events held behind each event, to release them when it is done.
 fn event_indexes(n: &Names) -> Vec<String> {
     let idx = |suffix: &str| ident(&format!("{}_{suffix}", n.event_raw));
@@ -163,8 +171,8 @@ fn event_indexes(n: &Names) -> Vec<String> {
             n.event
         ),
         format!(
-            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, object_key, event_id) WHERE waiting_for IS NULL",
-            idx("key_run"),
+            "CREATE INDEX IF NOT EXISTS {} ON {} (object_name, hashtextextended(object_key, 0), event_id) WHERE waiting_for IS NULL",
+            idx(KEY_INDEX),
             n.event
         ),
         format!(
@@ -173,6 +181,23 @@ fn event_indexes(n: &Names) -> Vec<String> {
             n.event
         ),
     ]
+}
+
+/// The suffix of the event table's index of each key's events.
+pub const KEY_INDEX: &str = "key_hash";
+/// The suffix of that index before it was on the key's hash.
+pub const TEXT_KEY_INDEX: &str = "key_run";
+
+/// Replaces the index of each key's events on the key's text (which fails the application's
+/// write of a key longer than an index entry may be) with the one on its hash.
+pub fn upgrade_key_index(n: &Names) -> Vec<String> {
+    let mut statements = event_indexes(n);
+    statements.push(format!(
+        "DROP INDEX IF EXISTS {}.{}",
+        n.schema,
+        ident(&format!("{}_{TEXT_KEY_INDEX}", n.event_raw))
+    ));
+    statements
 }
 
 /// Brings an event table made by trigpoll 0.1 (no `waiting_for`, a claim index over every
@@ -192,6 +217,7 @@ pub fn upgrade_tables(n: &Names) -> Vec<String> {
         ),
         format!("DROP INDEX IF EXISTS {}", old("claim")),
         format!("DROP INDEX IF EXISTS {}", old("key_order")),
+        format!("DROP INDEX IF EXISTS {}", old(TEXT_KEY_INDEX)),
     ];
     statements.extend(event_indexes(n));
     statements
@@ -204,14 +230,82 @@ pub fn drop_tables(n: &Names) -> Vec<String> {
     ]
 }
 
-/// How PostgreSQL spells an object key's parts.
-const KEY_SYNTAX: KeySyntax = KeySyntax {
-    ident,
-    literal,
-    concat: concat_pipes,
-    text: |col, row| format!("{row}.{}::text", ident(&col.name)),
-    replace: "replace",
-};
+/// The session settings that change how a value of the type (as `format_type` names it, without
+/// modifiers) is written as JSON (`json`) or as text, each as the condition that it is as the
+/// poller's own session has it: the text trigpoll builds in a trigger must not depend on the
+/// writer's session (docs/payload.md). Types it does not know may depend on any of them.
+fn session_dependent(sql_type: &str, json: bool) -> &'static [&'static str] {
+    const TIME_ZONE: &str = "current_setting('TimeZone') IN ('UTC', 'Etc/UTC')";
+    const DATE_STYLE: &str = "current_setting('DateStyle') LIKE 'ISO,%'";
+    const INTERVAL_STYLE: &str = "current_setting('IntervalStyle') = 'postgres'";
+    const FLOAT_DIGITS: &str = "current_setting('extra_float_digits') IN ('1', '2', '3')";
+    const BYTEA_OUTPUT: &str = "current_setting('bytea_output') = 'hex'";
+    const ALL: &[&str] = &[
+        TIME_ZONE,
+        DATE_STYLE,
+        INTERVAL_STYLE,
+        FLOAT_DIGITS,
+        BYTEA_OUTPUT,
+    ];
+    let base = sql_type.trim_end_matches("[]");
+    match base {
+        "smallint" | "integer" | "bigint" | "numeric" | "text" | "character varying"
+        | "character" | "\"char\"" | "name" | "boolean" | "uuid" | "json" | "jsonb" | "inet"
+        | "cidr" | "macaddr" | "macaddr8" | "oid" | "bit" | "bit varying" | "xml" | "money"
+        | "int4range" | "int8range" | "numrange" | "tsvector" | "tsquery" => &[],
+        // JSON writes dates and timestamps in ISO 8601 whatever the DateStyle.
+        "date" | "timestamp without time zone" | "daterange" | "tsrange" if json => &[],
+        "date" | "timestamp without time zone" | "daterange" | "tsrange" => &[DATE_STYLE],
+        "timestamp with time zone" | "tstzrange" if json => &[TIME_ZONE],
+        "timestamp with time zone" | "tstzrange" => &[TIME_ZONE, DATE_STYLE],
+        "time without time zone" | "time with time zone" => &[DATE_STYLE],
+        "interval" => &[INTERVAL_STYLE],
+        "real" | "double precision" | "point" | "line" | "lseg" | "box" | "path" | "polygon"
+        | "circle" => &[FLOAT_DIGITS],
+        "bytea" => &[BYTEA_OUTPUT],
+        _ => ALL,
+    }
+}
+
+/// The condition that the session writes `columns` as the poller's session does, or `None` when
+/// no setting matters for them.
+fn as_poller_writes(columns: &[&Column], json: bool) -> Option<String> {
+    let mut conditions: Vec<&str> = Vec::new();
+    for c in columns {
+        for &condition in session_dependent(&c.sql_type, json) {
+            if !conditions.contains(&condition) {
+                conditions.push(condition);
+            }
+        }
+    }
+    (!conditions.is_empty()).then(|| conditions.join(" AND "))
+}
+
+/// The functions that write a value as JSON or text with the poller's session settings, for the
+/// capture routines of writers whose session has others.
+pub fn support_functions(n: &Names) -> Vec<String> {
+    let options = format!(
+        "SET search_path = {PINNED_SEARCH_PATH} SET TimeZone = 'UTC' SET DateStyle = 'ISO, MDY' \
+         SET IntervalStyle = 'postgres' SET extra_float_digits = 1 SET bytea_output = 'hex'"
+    );
+    let (json, text) = (routine(n, PINNED_JSON), routine(n, PINNED_TEXT));
+    vec![
+        format!(
+            "CREATE OR REPLACE FUNCTION {json}(anyelement) RETURNS json LANGUAGE sql STABLE
+    {options} AS 'SELECT pg_catalog.to_json($1)'"
+        ),
+        format!(
+            "CREATE OR REPLACE FUNCTION {text}(anyelement) RETURNS text LANGUAGE sql STABLE
+    {options} AS 'SELECT $1::pg_catalog.text'"
+        ),
+        // Only the capture routines call them, as their owner.
+        format!("REVOKE ALL ON FUNCTION {json}(anyelement), {text}(anyelement) FROM PUBLIC"),
+    ]
+}
+
+/// The names of [`support_functions`].
+pub const PINNED_JSON: &str = "pinned_json";
+pub const PINNED_TEXT: &str = "pinned_text";
 
 /// `ROW(<row>.a, <row>.b)` over the given columns.
 fn row_of(columns: &[Column], row: &str) -> String {
@@ -222,40 +316,153 @@ fn row_of(columns: &[Column], row: &str) -> String {
     format!("ROW({})", list.join(", "))
 }
 
-/// True when `columns` (or, for `None`, the whole row) are the same in `NEW` and `OLD`, byte
-/// for byte: the record image comparison (`*=`) needs no equality operator, so it also works for
-/// `json`, geometric and other types without one.
-fn unchanged(columns: Option<&[Column]>) -> String {
-    match columns {
-        None => "NEW *= OLD".to_string(),
-        Some(columns) => format!(
-            "({})::record *= ({})::record",
-            row_of(columns, "NEW"),
-            row_of(columns, "OLD")
-        ),
-    }
+/// The parts of a capture routine that depend on where trigpoll's tables live and on the table:
+/// how a key is written, and how rows are written as JSON.
+struct Writer<'a> {
+    names: &'a Names,
+    table: &'a TableInfo,
 }
 
-/// A row's attributes as JSON: the whole row, or the chosen columns in table order.
-fn image(table: &TableInfo, attributes: &[Column], row: &str) -> String {
-    if attributes.len() == table.columns.len() {
-        format!("to_json({row}.*)")
-    } else {
-        let cells: Vec<String> = attributes
-            .iter()
-            .map(|c| format!("{row}.{}", ident(&c.name)))
-            .collect();
-        row_json(&cells)
+impl Writer<'_> {
+    /// A key column's value in `row` as text, as the poller's session writes it.
+    fn key_text(&self, col: &Column, row: &str) -> String {
+        let cell = format!("{row}.{}", ident(&col.name));
+        match as_poller_writes(&[col], false) {
+            None => format!("{cell}::text"),
+            Some(condition) => format!(
+                "CASE WHEN {condition} THEN {cell}::text ELSE {}({cell}) END",
+                routine(self.names, PINNED_TEXT)
+            ),
+        }
     }
-}
 
-/// A JSON object of named cells (`expression AS name`, or a `row.column` that names itself),
-/// whatever their number. `x.*` is the whole row even when a column is named `x`.
-fn row_json(cells: &[String]) -> String {
-    format!(
-        "(SELECT to_json(trigpoll_row.*) FROM (SELECT {}) trigpoll_row)",
-        cells.join(", ")
-    )
+    /// The object key of `row` for `c`, as SQL.
+    fn key(&self, c: &Capture, row: &str) -> String {
+        self.with_syntax(|s| c.key_sql(s, row))
+    }
+
+    /// The parent object's key of a child row, as SQL ([`root_key`]).
+    fn root_key(&self, c: &Capture, chain: &[&ChildCapture], row: &str) -> String {
+        self.with_syntax(|s| root_key(c, chain, row, s, table))
+    }
+
+    fn with_syntax<R>(&self, f: impl FnOnce(&KeySyntax) -> R) -> R {
+        let text = |col: &Column, row: &str| self.key_text(col, row);
+        f(&KeySyntax {
+            ident,
+            literal,
+            concat: concat_pipes,
+            text: &text,
+            replace: "replace",
+        })
+    }
+
+    /// True when `columns` (or, for `None`, the whole row) are the same in `new` and `old`, byte
+    /// for byte: the record image comparison (`*=`) needs no equality operator, so it also works
+    /// for `json`, geometric and other types without one. The rows of two partitions may differ
+    /// in column order: theirs are compared column by column.
+    fn unchanged(&self, columns: Option<&[Column]>, new: &str, old: &str) -> String {
+        match columns {
+            None if !self.partitioned() => format!("{new} *= {old}"),
+            None => self.unchanged(Some(&self.table.columns), new, old),
+            Some(columns) => format!(
+                "({})::record *= ({})::record",
+                row_of(columns, new),
+                row_of(columns, old)
+            ),
+        }
+    }
+
+    fn partitioned(&self) -> bool {
+        matches!(self.table.partitioning, Partitioning::Partitioned { .. })
+    }
+
+    /// A row's attributes as JSON, as the poller's session writes them: the whole row, or the
+    /// chosen columns in table order (always by name on a partitioned table, whose partitions
+    /// may order their columns otherwise).
+    fn image(&self, attributes: &[Column], row: &str) -> String {
+        let chosen: Vec<&Column> = attributes.iter().collect();
+        let json = |record: &str| match as_poller_writes(&chosen, true) {
+            None => format!("to_json({record})"),
+            Some(condition) => format!(
+                "CASE WHEN {condition} THEN to_json({record}) ELSE {}({record}) END",
+                routine(self.names, PINNED_JSON)
+            ),
+        };
+        if attributes.len() == self.table.columns.len() && !self.partitioned() {
+            json(&format!("{row}.*"))
+        } else {
+            let cells: Vec<String> = attributes
+                .iter()
+                .map(|c| format!("{row}.{}", ident(&c.name)))
+                .collect();
+            format!(
+                "(SELECT {} FROM (SELECT {}) trigpoll_row)",
+                json("trigpoll_row.*"),
+                cells.join(", ")
+            )
+        }
+    }
+
+    /// An `Update`'s `changes` as the trigger stores them: the columns' values before and after,
+    /// `[{"col": old, …}, {"col": new, …}]`, two JSON objects built in one expression. A column
+    /// of a type that may be large is `null` on both sides unless it changed (compared by image,
+    /// `*=`). The poller keeps the columns whose values differ ([`crate::store::changes`]):
+    /// comparing every column one by one in PL/pgSQL cost the writer about twice as much, and
+    /// writing every large value twice far more (BENCHMARKS.md, round 4).
+    fn changes(&self, columns: &[Column], new: &str, old: &str) -> String {
+        let cells = |row: &str| -> Vec<(String, String)> {
+            columns
+                .iter()
+                .map(|c| {
+                    let cell = format!("{row}.{}", ident(&c.name));
+                    let value = match is_small(&c.sql_type) {
+                        true => cell,
+                        false => format!(
+                            "CASE WHEN {} THEN NULL ELSE {cell} END",
+                            self.unchanged(Some(std::slice::from_ref(c)), new, old)
+                        ),
+                    };
+                    (c.name.clone(), value)
+                })
+                .collect()
+        };
+        let named = |row: &str| -> String {
+            cells(row)
+                .iter()
+                .map(|(name, value)| format!("{value} AS {}", ident(name)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        // json_build_object takes at most 100 arguments (a name and a value per column).
+        let object = |row: &str| {
+            let cells = cells(row);
+            if cells.len() <= 50 {
+                let pairs: Vec<String> = cells
+                    .iter()
+                    .map(|(name, value)| format!("{}, {value}", literal(name)))
+                    .collect();
+                format!("json_build_object({})", pairs.join(", "))
+            } else {
+                format!(
+                    "(SELECT to_json(trigpoll_row.*) FROM (SELECT {}) trigpoll_row)",
+                    named(row)
+                )
+            }
+        };
+        let built = format!("json_build_array({}, {})", object(old), object(new));
+        let chosen: Vec<&Column> = columns.iter().collect();
+        match as_poller_writes(&chosen, true) {
+            None => built,
+            Some(condition) => format!(
+                "CASE WHEN {condition} THEN {built} ELSE (SELECT json_build_array({pinned}(trigpoll_before.*), {pinned}(trigpoll_after.*)) \
+                 FROM (SELECT {}) trigpoll_before, (SELECT {}) trigpoll_after) END",
+                named(old),
+                named(new),
+                pinned = routine(self.names, PINNED_JSON),
+            ),
+        }
+    }
 }
 
 /// Types whose values are a few bytes (as `format_type` names them without modifiers): cheaper
@@ -281,46 +488,6 @@ fn is_small(sql_type: &str) -> bool {
             | "money"
             | "oid"
     )
-}
-
-/// An `Update`'s `changes` as the trigger stores them: the columns' values before and after,
-/// `[{"col": old, …}, {"col": new, …}]`, two JSON objects built in one expression. A column of a
-/// type that may be large is `null` on both sides unless it changed (compared by image, `*=`).
-/// The poller keeps the columns whose values differ ([`crate::store::changes`]): comparing every
-/// column one by one in PL/pgSQL cost the writer about twice as much, and writing every large
-/// value twice far more (BENCHMARKS.md, round 4).
-fn images(columns: &[Column]) -> String {
-    let object = |row: &str| {
-        let cells: Vec<(String, String)> = columns
-            .iter()
-            .map(|c| {
-                let cell = format!("{row}.{}", ident(&c.name));
-                let value = match is_small(&c.sql_type) {
-                    true => cell,
-                    false => format!(
-                        "CASE WHEN {} THEN NULL ELSE {cell} END",
-                        unchanged(Some(std::slice::from_ref(c)))
-                    ),
-                };
-                (c.name.clone(), value)
-            })
-            .collect();
-        // json_build_object takes at most 100 arguments (a name and a value per column).
-        if cells.len() <= 50 {
-            let pairs: Vec<String> = cells
-                .iter()
-                .map(|(name, value)| format!("{}, {value}", literal(name)))
-                .collect();
-            format!("json_build_object({})", pairs.join(", "))
-        } else {
-            let named: Vec<String> = cells
-                .iter()
-                .map(|(name, value)| format!("{value} AS {}", ident(name)))
-                .collect();
-            row_json(&named)
-        }
-    };
-    format!("json_build_array({}, {})", object("OLD"), object("NEW"))
 }
 
 /// The first statement of every capture routine: changes made by the sessions that switched
@@ -376,42 +543,78 @@ fn table_ddl(
     }
 }
 
-/// The three triggers of a table, for the verbs given: inserts and deletes by statement, with
-/// transition tables (one set-based INSERT per statement: a 200k-row INSERT … SELECT costs about
-/// a third), updates by row (it pairs each old row with its new one, and for the common
-/// single-row UPDATE it costs no more than a statement trigger would).
-fn triggers(
-    on: &TableName,
-    routine: &str,
+/// Which triggers a table gets, and how they fire.
+#[derive(Debug, Clone, Copy, Default)]
+struct Firing {
     insert: bool,
     update: bool,
     delete: bool,
-) -> Vec<String> {
+    truncate: bool,
+    /// Inserts and deletes by row: on a partitioned table, whose row triggers PostgreSQL clones
+    /// onto every partition, also those attached later, and fires for rows written to a
+    /// partition directly and for rows an UPDATE moves to another partition (as the delete and
+    /// insert it runs). Its statement triggers fire only for statements on the table itself.
+    by_row: bool,
+}
+
+/// The triggers of a table, for the verbs given: inserts and deletes by statement, with
+/// transition tables (one set-based INSERT per statement: a 200k-row INSERT … SELECT costs about
+/// a third), or by row on a partitioned table ([`Firing::by_row`]); updates by row (it pairs each
+/// old row with its new one, and for the common single-row UPDATE it costs no more than a
+/// statement trigger would); TRUNCATE by statement.
+fn triggers(on: &TableName, routine: &str, firing: Firing) -> Vec<String> {
     let table_name = table(on);
     let mut triggers = Vec::new();
-    if insert {
+    let by_statement = |event: &str, transition: &str| match firing.by_row {
+        true => format!("AFTER {event} ON {table_name} FOR EACH ROW"),
+        false => {
+            format!("AFTER {event} ON {table_name} REFERENCING {transition} FOR EACH STATEMENT")
+        }
+    };
+    if firing.insert {
         triggers.push(format!(
-            "CREATE TRIGGER {INSERT_TRIGGER_NAME} AFTER INSERT ON {table_name} REFERENCING NEW TABLE AS trigpoll_new FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
+            "CREATE TRIGGER {INSERT_TRIGGER_NAME} {} EXECUTE FUNCTION {routine}()",
+            by_statement("INSERT", "NEW TABLE AS trigpoll_new")
         ));
     }
-    if update {
+    if firing.update {
         triggers.push(format!(
             "CREATE TRIGGER {TRIGGER_NAME} AFTER UPDATE ON {table_name} FOR EACH ROW EXECUTE FUNCTION {routine}()"
         ));
     }
-    if delete {
+    if firing.delete {
         triggers.push(format!(
-            "CREATE TRIGGER {DELETE_TRIGGER_NAME} AFTER DELETE ON {table_name} REFERENCING OLD TABLE AS trigpoll_old FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
+            "CREATE TRIGGER {DELETE_TRIGGER_NAME} {} EXECUTE FUNCTION {routine}()",
+            by_statement("DELETE", "OLD TABLE AS trigpoll_old")
+        ));
+    }
+    if firing.truncate {
+        triggers.push(format!(
+            "CREATE TRIGGER {TRUNCATE_TRIGGER_NAME} AFTER TRUNCATE ON {table_name} FOR EACH STATEMENT EXECUTE FUNCTION {routine}()"
         ));
     }
     triggers
 }
 
-/// The routine body: the guard, one branch per captured operation, the wake-up notification.
-fn routine_body(n: &Names, guard: &str, branches: &[String]) -> String {
+/// The routine body: its variables, the guard, one branch per captured operation (`TG_OP` and
+/// its statements), the wake-up notification.
+fn routine_body(n: &Names, declare: &str, guard: &str, branches: &[(&str, String)]) -> String {
+    let declare = match declare {
+        "" => String::new(),
+        d => format!("DECLARE\n    {d}\n"),
+    };
+    let branches: Vec<String> = branches
+        .iter()
+        .map(|(op, statements)| {
+            format!(
+                "IF TG_OP = '{op}' THEN\n        {}",
+                block("        ", std::slice::from_ref(statements))
+            )
+        })
+        .collect();
     format!(
         "
-BEGIN
+{declare}BEGIN
     {guard}
     {}
     END IF;
@@ -435,11 +638,37 @@ pub fn capture_trigger(n: &Names, c: &Capture) -> Vec<TriggerDdl> {
     ddl
 }
 
+/// Whether a row an UPDATE moves to another partition may keep its object key: then the delete
+/// PostgreSQL runs for it must be told from a real one (by the row that has the key now).
+fn moves_keep_keys(c: &Capture) -> bool {
+    match &c.table.partitioning {
+        Partitioning::Partitioned {
+            columns: Some(columns),
+        } => !columns.iter().all(|p| c.keys.iter().any(|k| &k.name == p)),
+        Partitioning::Partitioned { columns: None } => true,
+        _ => false,
+    }
+}
+
+/// Statements one under the other, each line indented by `indent` but the first; empty ones
+/// left out.
+fn block(indent: &str, parts: &[String]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .flat_map(|p| p.lines())
+        .collect::<Vec<_>>()
+        .join(&format!("\n{indent}"))
+}
+
 fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
-    let routine = routine(
-        n,
-        &format!("{ROUTINE_PREFIX}{}", object_tag(&c.object.name)),
-    );
+    let tag = object_tag(&c.object.name);
+    let routine = routine(n, &format!("{ROUTINE_PREFIX}{tag}"));
+    let w = Writer {
+        names: n,
+        table: &c.table,
+    };
+    let by_row = w.partitioned();
     let columns = "(object_name, object_verb, object_key, event_priority, payload)";
     let target = format!("INSERT INTO {} {columns} VALUES", n.event);
     let object = literal(&c.object.name);
@@ -448,7 +677,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         format!(
             "{object}, {}, {}, {priority}, {payload}",
             literal(verb.as_str()),
-            c.key_sql(&KEY_SYNTAX, row),
+            w.key(c, row),
         )
     };
     let event = |verb: Verb, row: &str, payload: &str| format!("({})", values(verb, row, payload));
@@ -458,71 +687,171 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             .get(verb)
             .map(|w| rewrite_rows(w, new_row, old_row))
     };
+    // Returns from the routine unless the `when` condition of `verb` holds.
+    let unless_when = |verb: Verb, new_row: &str, old_row: &str| {
+        condition(verb, new_row, old_row)
+            .map(|w| format!("IF NOT COALESCE(({w}), false) THEN\n    RETURN NULL;\nEND IF;"))
+            .unwrap_or_default()
+    };
     // Transition tables keep the order in which rows were changed, so event ids follow it.
     let from_transition = |verb: Verb, alias: &str, transition: &str, payload: &str| {
         let filter = condition(verb, alias, alias)
-            .map(|w| format!("\n        WHERE ({w})"))
+            .map(|w| format!("\nWHERE ({w})"))
             .unwrap_or_default();
         format!(
-            "INSERT INTO {} {columns}\n        SELECT {}\n        FROM {transition} {alias}{filter};",
+            "INSERT INTO {} {columns}\nSELECT {}\nFROM {transition} {alias}{filter};",
             n.event,
             values(verb, alias, payload)
         )
     };
+    // An Update of `new` over `old`, whose keys are the same.
+    let update = |new: &str, old: &str| {
+        let payload = match c.changes.is_empty() {
+            true => "NULL".to_string(),
+            false => w.changes(&c.changes, new, old),
+        };
+        block(
+            "",
+            &[
+                format!(
+                    "IF {} THEN\n    RETURN NULL;\nEND IF;",
+                    w.unchanged(c.detect.as_deref(), new, old)
+                ),
+                unless_when(Verb::Update, new, old),
+                format!("{target} {};", event(Verb::Update, new, &payload)),
+            ],
+        )
+    };
+    // A moved row's delete, seen by the row that has its key now, is an Update of it
+    // ([`moves_keep_keys`]); the insert that follows for the same row makes no event.
+    let moved = moves_keep_keys(c) && (c.captures(Verb::Update) || c.captures(Verb::Delete));
+    let marker = literal(&format!("trigpoll.moved_{}", tag.to_ascii_lowercase()));
     let mut branches = Vec::new();
     if c.captures(Verb::Create) {
-        branches.push(format!(
-            "IF TG_OP = 'INSERT' THEN\n        {}",
-            from_transition(Verb::Create, "n", "trigpoll_new", "NULL")
-        ));
+        let insert = match by_row {
+            false => from_transition(Verb::Create, "n", "trigpoll_new", "NULL"),
+            true => block(
+                "",
+                &[
+                    match moved {
+                        false => String::new(),
+                        true => format!(
+                            "IF current_setting({marker}, true) = {} THEN
+    PERFORM set_config({marker}, '', true);
+    RETURN NULL;
+END IF;",
+                            w.key(c, "NEW")
+                        ),
+                    },
+                    unless_when(Verb::Create, "NEW", "OLD"),
+                    format!("{target} {};", event(Verb::Create, "NEW", "NULL")),
+                ],
+            ),
+        };
+        branches.push(("INSERT", insert));
     }
     if c.captures(Verb::Update) {
         let keys = |row: &str| row_of(&c.keys, row);
-        let when = condition(Verb::Update, "NEW", "OLD")
-            .map(|w| format!("\n            IF NOT COALESCE(({w}), false) THEN\n                RETURN NULL;\n            END IF;"))
-            .unwrap_or_default();
-        let payload = match c.changes.is_empty() {
-            true => "NULL".to_string(),
-            false => images(&c.changes),
-        };
-        branches.push(format!(
-            "IF TG_OP = 'UPDATE' THEN
-        IF {} IS NOT DISTINCT FROM {} THEN
-            IF {} THEN
-                RETURN NULL;
-            END IF;{when}
-            {target} {};
-        ELSE{when}
-            -- the key changed: the old object is gone and a new one exists
-            {target} {}, {};
-        END IF;",
-            keys("NEW"),
-            keys("OLD"),
-            unchanged(c.detect.as_deref()),
-            event(Verb::Update, "NEW", &payload),
-            event(Verb::Delete, "OLD", &image(&c.table, &c.attributes, "OLD")),
-            event(Verb::Create, "NEW", "NULL")
+        branches.push((
+            "UPDATE",
+            format!(
+                "IF {} IS NOT DISTINCT FROM {} THEN
+    {}
+ELSE
+    {}
+END IF;",
+                keys("NEW"),
+                keys("OLD"),
+                block("    ", &[update("NEW", "OLD")]),
+                block(
+                    "    ",
+                    &[
+                        unless_when(Verb::Update, "NEW", "OLD"),
+                        "-- the key changed: the old object is gone and a new one exists".into(),
+                        format!(
+                            "{target} {}, {};",
+                            event(Verb::Delete, "OLD", &w.image(&c.attributes, "OLD")),
+                            event(Verb::Create, "NEW", "NULL")
+                        ),
+                    ]
+                ),
+            ),
         ));
     }
-    if c.captures(Verb::Delete) {
-        branches.push(format!(
-            "IF TG_OP = 'DELETE' THEN\n        {}",
-            from_transition(
+    let mut declare = String::new();
+    if c.captures(Verb::Delete) || moved {
+        let mut delete = Vec::new();
+        if !by_row {
+            delete.push(from_transition(
                 Verb::Delete,
                 "o",
                 "trigpoll_old",
-                &image(&c.table, &c.attributes, "o")
-            )
+                &w.image(&c.attributes, "o"),
+            ));
+        }
+        if moved {
+            declare = "trigpoll_moved record;".to_string();
+            let matches: Vec<String> = c
+                .keys
+                .iter()
+                .map(|k| {
+                    let op = if k.nullable {
+                        "IS NOT DISTINCT FROM"
+                    } else {
+                        "="
+                    };
+                    format!("t.{col} {op} OLD.{col}", col = ident(&k.name))
+                })
+                .collect();
+            let as_update = match c.captures(Verb::Update) {
+                true => update("trigpoll_moved", "OLD"),
+                false => String::new(),
+            };
+            delete.push(format!(
+                "SELECT t.* INTO trigpoll_moved FROM {} t WHERE {} LIMIT 1;
+IF FOUND THEN
+    -- the row moved to another partition, its key kept
+    {}
+END IF;",
+                table(&c.table.name),
+                matches.join(" AND "),
+                block(
+                    "    ",
+                    &[
+                        format!("PERFORM set_config({marker}, {}, true);", w.key(c, "OLD")),
+                        as_update,
+                        "RETURN NULL;".into(),
+                    ]
+                ),
+            ));
+        }
+        if by_row && c.captures(Verb::Delete) {
+            delete.push(unless_when(Verb::Delete, "NEW", "OLD"));
+            delete.push(format!(
+                "{target} {};",
+                event(Verb::Delete, "OLD", &w.image(&c.attributes, "OLD"))
+            ));
+        }
+        branches.push(("DELETE", block("", &delete)));
+    }
+    if c.captures(Verb::Truncate) {
+        branches.push((
+            "TRUNCATE",
+            format!(
+                "INSERT INTO {} (object_name, object_verb, object_key, event_priority)\nVALUES ({object}, 'Truncate', '', {priority});",
+                n.event
+            ),
         ));
     }
-    let body = routine_body(n, &guard(&c.object.ignore_users), &branches);
-    let triggers = triggers(
-        &c.table.name,
-        &routine,
-        c.captures(Verb::Create),
-        c.captures(Verb::Update),
-        c.captures(Verb::Delete),
-    );
+    let body = routine_body(n, &declare, &guard(&c.object.ignore_users), &branches);
+    let firing = Firing {
+        insert: c.captures(Verb::Create),
+        update: c.captures(Verb::Update),
+        delete: c.captures(Verb::Delete) || moved,
+        truncate: c.captures(Verb::Truncate),
+        by_row,
+    };
+    let triggers = triggers(&c.table.name, &routine, firing);
     table_ddl(&c.table.name, &routine, &c.object.name, body, triggers)
 }
 
@@ -537,20 +866,32 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
             object_tag(&format!("{}.{}", c.object.name, child.path))
         ),
     );
+    let w = Writer {
+        names: n,
+        table: &child.table,
+    };
     let columns = "(object_name, object_verb, object_key, event_priority)";
     let object = literal(&c.object.name);
     let priority = c.object.priority;
-    let parent_event = |row: &str| {
+    let from_transition = |alias: &str, transition: &str| {
+        let key = w.root_key(c, chain, alias);
         format!(
-            "{object}, 'Update', {}, {priority}",
-            root_key(c, chain, row, &KEY_SYNTAX, table)
+            "INSERT INTO {ev} {columns}\nSELECT {object}, 'Update', {key}, {priority}\nFROM {transition} {alias}\nWHERE {key} IS NOT NULL;",
+            ev = n.event,
         )
     };
-    let from_transition = |alias: &str, transition: &str| {
+    // The parents of the rows given, each once.
+    let parents = |rows: &[&str]| {
+        let keys: Vec<String> = rows
+            .iter()
+            .map(|row| format!("({})", w.root_key(c, chain, row)))
+            .collect();
         format!(
-            "INSERT INTO {ev} {columns}\n        SELECT {}\n        FROM {transition} {alias}\n        WHERE {} IS NOT NULL;",
-            parent_event(alias),
-            root_key(c, chain, alias, &KEY_SYNTAX, table),
+            "INSERT INTO {ev} {columns}
+SELECT DISTINCT {object}, 'Update', k, {priority}
+FROM (VALUES {}) AS parents(k)
+WHERE k IS NOT NULL;",
+            keys.join(", "),
             ev = n.event,
         )
     };
@@ -561,32 +902,40 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         child.attributes.clone()
     };
     let detect = (!watched.is_empty()).then_some(watched.as_slice());
+    let by_row = w.partitioned();
     let branches = vec![
-        format!(
-            "IF TG_OP = 'INSERT' THEN\n        {}",
-            from_transition("n", "trigpoll_new")
+        (
+            "INSERT",
+            match by_row {
+                false => from_transition("n", "trigpoll_new"),
+                true => parents(&["NEW"]),
+            },
         ),
-        format!(
-            "IF TG_OP = 'UPDATE' THEN
-        IF {} THEN
-            RETURN NULL;
-        END IF;
-        INSERT INTO {ev} {columns}
-        SELECT DISTINCT {object}, 'Update', k, {priority}
-        FROM (VALUES ({}), ({})) AS parents(k)
-        WHERE k IS NOT NULL;",
-            unchanged(detect),
-            root_key(c, chain, "OLD", &KEY_SYNTAX, table),
-            root_key(c, chain, "NEW", &KEY_SYNTAX, table),
-            ev = n.event,
+        (
+            "UPDATE",
+            format!(
+                "IF {} THEN\n    RETURN NULL;\nEND IF;\n{}",
+                w.unchanged(detect, "NEW", "OLD"),
+                parents(&["OLD", "NEW"]),
+            ),
         ),
-        format!(
-            "IF TG_OP = 'DELETE' THEN\n        {}",
-            from_transition("o", "trigpoll_old")
+        (
+            "DELETE",
+            match by_row {
+                false => from_transition("o", "trigpoll_old"),
+                true => parents(&["OLD"]),
+            },
         ),
     ];
-    let body = routine_body(n, &guard(&c.object.ignore_users), &branches);
-    let triggers = triggers(&child.table.name, &routine, true, true, true);
+    let body = routine_body(n, "", &guard(&c.object.ignore_users), &branches);
+    let firing = Firing {
+        insert: true,
+        update: true,
+        delete: true,
+        truncate: false,
+        by_row,
+    };
+    let triggers = triggers(&child.table.name, &routine, firing);
     let about = format!("{} (its child {})", c.object.name, child.path);
     table_ddl(&child.table.name, &routine, &about, body, triggers)
 }
@@ -641,7 +990,9 @@ pub fn claim_neighbours(n: &Names, timeout_secs: f64) -> String {
     format!(
         "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > now()
 FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS k(name, key, last, i)
-JOIN {ev} p ON p.object_name = k.name COLLATE \"C\" AND p.object_key = k.key COLLATE \"C\"
+JOIN {ev} p ON p.object_name = k.name COLLATE \"C\"
+    AND hashtextextended(p.object_key, 0) = hashtextextended(k.key, 0)
+    AND p.object_key = k.key COLLATE \"C\"
     AND p.event_id <= k.last AND p.waiting_for IS NULL
 WHERE NOT (p.event_status = 3 AND p.claimed_by = $4
            AND p.claimed_at >= now() - {timeout_secs}::float8 * interval '1 second')
@@ -804,12 +1155,19 @@ fn fetch_sql(
         .collect();
     // A key with no row gets NULL: `to_json(t.*)` is NULL there by itself, an image of chosen
     // columns is an object of NULLs unless asked whether the row is there.
+    // The poller's session writes JSON as the capture routines do (see `Writer::image`).
     let found = match columns.len() == t.columns.len() {
-        true => image(t, columns, "t"),
-        false => format!(
-            "CASE WHEN t.ctid IS NULL THEN NULL ELSE {} END",
-            image(t, columns, "t")
-        ),
+        true => "to_json(t.*)".to_string(),
+        false => {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| format!("t.{}", ident(&c.name)))
+                .collect();
+            format!(
+                "CASE WHEN t.ctid IS NULL THEN NULL ELSE (SELECT to_json(trigpoll_row.*) FROM (SELECT {}) trigpoll_row) END",
+                cells.join(", ")
+            )
+        }
     };
     let mut select = vec!["u.i".to_string(), format!("{found}::text")];
     select.extend(aliases.iter().map(|a| format!("u.{a}")));

@@ -205,11 +205,11 @@ pub fn trigger_name(table: &str, op: Op) -> String {
 }
 
 /// How SQLite spells an object key's parts.
-const KEY_SYNTAX: KeySyntax = KeySyntax {
+const KEY_SYNTAX: KeySyntax<'static> = KeySyntax {
     ident,
     literal,
     concat: concat_pipes,
-    text: key_text,
+    text: &key_text,
     replace: "replace",
 };
 
@@ -759,6 +759,7 @@ mod tests {
                 column("name", "TEXT", true),
             ],
             primary_key: vec!["dept_id".into()],
+            partitioning: Default::default(),
         }
     }
 
@@ -855,6 +856,7 @@ END",
                 column("header_id", "TEXT", true),
             ],
             primary_key: vec!["contract_id".into(), "header_id".into()],
+            partitioning: Default::default(),
         };
         let keys: Vec<&Column> = table.columns.iter().collect();
         insta::assert_snapshot!(fetch(&table, &keys, &table.columns), @r#"

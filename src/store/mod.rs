@@ -157,6 +157,12 @@ pub trait EventStore: Send {
         Ok(None)
     }
 
+    /// What `install-triggers` should change in trigpoll's own tables made by an earlier version
+    /// that still work as they are: each step's description and its statements.
+    fn table_upgrades(&mut self) -> Result<Vec<(String, Vec<String>)>> {
+        Ok(Vec::new())
+    }
+
     /// Runs DDL statements, in one transaction where the database allows it.
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
 

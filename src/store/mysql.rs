@@ -605,6 +605,7 @@ impl EventStore for MysqlStore {
             },
             columns,
             primary_key,
+            partitioning: Default::default(),
         }))
     }
 
@@ -1356,6 +1357,7 @@ mod tests {
                 col("gone", "datetime", ColumnKind::NaiveTimestamp),
             ],
             primary_key: vec![],
+            partitioning: Default::default(),
         };
         let row = serde_json::from_str(
             r#"{"photo": "0102FF", "hired": "2026-11-22 10:00:00.123456",

@@ -20,7 +20,7 @@ use crate::store::{
     BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
     Replayed, Result, RetryBacklog, StoreError, StoreStatus,
 };
-use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
+use crate::table::{Column, ColumnKind, InstalledTrigger, Partitioning, TableInfo};
 
 pub struct PgStore {
     client: Client,
@@ -166,6 +166,12 @@ fn is_data_exception(e: &postgres::Error) -> bool {
     e.code().is_some_and(|c| c.code().starts_with("22"))
 }
 
+/// The poller's session: rows are written as JSON and keys as text the way the capture routines
+/// write them whatever the writer's session (`dialect::postgres::support_functions`).
+const SESSION: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; \
+    SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'; \
+    SET application_name = 'trigpoll'; SET client_min_messages = warning";
+
 fn open_client(url: &str, tls: &MakeTlsConnector, async_commit: bool) -> Result<Client> {
     let settings = super::tls::TlsUrl::postgres(url)?;
     let mut client = settings
@@ -181,9 +187,7 @@ fn open_client(url: &str, tls: &MakeTlsConnector, async_commit: bool) -> Result<
                 settings.hint(&reason)
             ))
         })?;
-    client
-        .batch_execute("SET TimeZone = 'UTC'; SET application_name = 'trigpoll'; SET client_min_messages = warning")
-        .map_err(err)?;
+    client.batch_execute(SESSION).map_err(err)?;
     if async_commit {
         client
             .batch_execute("SET synchronous_commit = off")
@@ -389,6 +393,50 @@ impl PgStore {
         }
     }
 
+    /// Where the table `oid` stands in a partition tree: a partition (of its root), the root
+    /// of one (with every column that chooses a row's partition at any level), or neither.
+    fn partitioning(&mut self, oid: u32) -> Result<Partitioning> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT c.relkind = 'p', c.relispartition, rn.nspname::text, r.relname::text
+                 FROM pg_class c
+                 LEFT JOIN pg_class r ON c.relispartition AND r.oid = pg_partition_root(c.oid)
+                 LEFT JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                 WHERE c.oid = $1",
+                &[&oid],
+            )
+            .map_err(err)?;
+        let (partitioned, partition): (bool, bool) = (row.get(0), row.get(1));
+        if partition {
+            return Ok(Partitioning::PartitionOf(TableName {
+                schema: row.get(2),
+                name: row.get::<_, Option<String>>(3).unwrap_or_default(),
+            }));
+        }
+        if !partitioned {
+            return Ok(Partitioning::None);
+        }
+        // A column number 0 is an expression.
+        let row = self
+            .client
+            .query_one(
+                "SELECT coalesce(bool_or(k.attnum = 0), false),
+                        coalesce(array_agg(DISTINCT a.attname::text)
+                                 FILTER (WHERE a.attname IS NOT NULL), '{}')
+                 FROM pg_partition_tree($1::oid::regclass) t
+                 JOIN pg_partitioned_table p ON p.partrelid = t.relid
+                 CROSS JOIN LATERAL unnest(p.partattrs::int2[]) AS k(attnum)
+                 LEFT JOIN pg_attribute a ON a.attrelid = t.relid AND a.attnum = k.attnum",
+                &[&oid],
+            )
+            .map_err(err)?;
+        let by_expression: bool = row.get(0);
+        Ok(Partitioning::Partitioned {
+            columns: (!by_expression).then(|| row.get(1)),
+        })
+    }
+
     fn fetch_one(
         &mut self,
         query: &str,
@@ -500,10 +548,12 @@ impl EventStore for PgStore {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        let partitioning = self.partitioning(oid)?;
         Ok(Some(TableInfo {
             name: resolved,
             columns,
             primary_key,
+            partitioning,
         }))
     }
 
@@ -526,6 +576,8 @@ impl EventStore for PgStore {
                             WHEN NOT p.prosecdef THEN
                                 'the trigger function runs with the writer''s rights: roles without '
                                 || 'INSERT on ' || $4 || ' cannot write to this table'
+                            WHEN p.prosrc LIKE '%' || $5 || '%' AND to_regprocedure($5 || '(anyelement)') IS NULL THEN
+                                'the function ' || $5 || ' it calls does not exist'
                         END
                  FROM pg_trigger t
                  JOIN pg_class c ON c.oid = t.tgrelid
@@ -533,6 +585,9 @@ impl EventStore for PgStore {
                  JOIN pg_proc p ON p.oid = t.tgfoid
                  JOIN pg_namespace pn ON pn.oid = p.pronamespace
                  WHERE NOT t.tgisinternal AND pn.nspname = $1 AND t.tgname = ANY($2)
+                   -- a partition's clone of its partitioned table's trigger (PostgreSQL 13 and
+                   -- later; 12 marks clones internal)
+                   AND coalesce((to_jsonb(t) ->> 'tgparentid')::oid, 0) = 0
                  GROUP BY n.nspname, c.relname, p.oid, pn.oid
                  ORDER BY 1, 2, 3",
                 &[
@@ -540,6 +595,7 @@ impl EventStore for PgStore {
                     &&sql::TRIGGER_NAMES[..],
                     &sql::PINNED_SEARCH_PATH,
                     &self.names.event,
+                    &format!("{}.{}", self.names.schema, sql::ident(sql::PINNED_TEXT)),
                 ],
             )
             .map_err(err)?;
@@ -571,6 +627,29 @@ impl EventStore for PgStore {
             }
         }
         Ok(installed)
+    }
+
+    fn table_upgrades(&mut self) -> Result<Vec<(String, Vec<String>)>> {
+        let old = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_indexes WHERE schemaname = $1 AND indexname = $2",
+                &[
+                    &self.names.schema_raw,
+                    &format!("{}_{}", self.names.event_raw, sql::TEXT_KEY_INDEX),
+                ],
+            )
+            .map_err(err)?;
+        Ok(match old {
+            None => Vec::new(),
+            Some(_) => vec![(
+                format!(
+                    "index the keys of {} by their hash: an index of their text fails the writes of keys longer than about 2.7 kB",
+                    self.names.event
+                ),
+                sql::upgrade_key_index(&self.names),
+            )],
+        })
     }
 
     /// Checked on the search path the capture routines run with: the condition is part of one.

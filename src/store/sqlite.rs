@@ -473,6 +473,7 @@ impl EventStore for SqliteStore {
             },
             columns,
             primary_key: primary_key.into_iter().map(|(_, name)| name).collect(),
+            partitioning: Default::default(),
         }))
     }
 
