@@ -47,6 +47,17 @@ CREATE TABLE IF NOT EXISTS `trigpoll`.`trigpoll_archive` (
     UNIQUE KEY `trigpoll_archive_event` (event_id, connector_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin //
 
+CREATE FUNCTION IF NOT EXISTS `trigpoll`.`key_value_f0dedea4`(v LONGBLOB) RETURNS LONGBLOB DETERMINISTIC NO SQL
+BEGIN
+    DECLARE encoded LONGBLOB DEFAULT '';
+    DECLARE i INT DEFAULT 1;
+    WHILE i <= LENGTH(v) DO
+        SET encoded = CONCAT(encoded, REPLACE(REPLACE(REPLACE(SUBSTRING(v, i, 512), '%', '%25'), '=', '%3D'), ':', '%3A'));
+        SET i = i + 512;
+    END WHILE;
+    RETURN encoded;
+END //
+
 LOCK TABLES `employee` WRITE //
 
 DROP TRIGGER IF EXISTS `trigpoll_insert_employee_2fdc01` //

@@ -185,7 +185,7 @@ pub fn plan_install(
             }
         }
     }
-    let mut support = dialect.support_functions();
+    let mut support = dialect.support_functions(&config.poll.key_delimiter);
     for capture in &captures {
         let mut changed = false;
         for ddl in dialect.capture(capture) {

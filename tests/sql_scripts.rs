@@ -171,7 +171,7 @@ fn script(backend: &str, types: [&str; 5]) -> String {
         .map(|t| (t.name.clone(), t))
         .collect();
     let mut statements = dialect.create_tables();
-    statements.extend(dialect.support_functions());
+    statements.extend(dialect.support_functions(&config.poll.key_delimiter));
     for object in config.objects.iter().filter(|o| o.table.is_some()) {
         let capture = Capture::new(object, &tables, &config.poll.key_delimiter).unwrap();
         for ddl in dialect.capture(&capture) {

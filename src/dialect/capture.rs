@@ -378,6 +378,10 @@ pub struct KeySyntax<'a> {
     pub text: &'a dyn Fn(&Column, &str) -> String,
     /// The string replace function's name.
     pub replace: &'static str,
+    /// Where `replace` takes time quadratic in a value's length (MySQL, MariaDB): given a key
+    /// column, its value's text and that text escaped by `replace`, the expression that escapes
+    /// it in linear time when it is long.
+    pub long_values: Option<&'a dyn Fn(&Column, &str, String) -> String>,
 }
 
 /// An object key as a SQL expression over `row` (`NEW`, `OLD` or a row alias): each pair is
@@ -397,12 +401,17 @@ pub fn key_sql(s: &KeySyntax, delimiter: &str, pairs: &[(&str, &Column)], row: &
         }
         // An integer's text is a sign and digits: only those reserved characters can be in
         // it. Each replace() left out is a function call less in every captured change.
+        let text = (s.text)(col, row);
         let value = escapes
             .iter()
             .filter(|(ch, _)| col.kind != ColumnKind::Integer || ch.is_ascii_digit() || *ch == '-')
-            .fold((s.text)(col, row), |v, (ch, esc)| {
+            .fold(text.clone(), |v, (ch, esc)| {
                 format!("{}({v}, {}, {})", s.replace, lit(&ch.to_string()), lit(esc))
             });
+        let value = match s.long_values {
+            Some(long) if col.kind != ColumnKind::Integer => long(col, &text, value),
+            _ => value,
+        };
         let pair = (s.concat)(&[lit(&format!("{name}=")), value]);
         parts.push(if col.nullable {
             format!(

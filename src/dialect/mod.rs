@@ -156,11 +156,13 @@ impl Dialect {
         }
     }
 
-    /// What capture routines call besides the event table, created before them.
-    pub fn support_functions(&self) -> Vec<String> {
+    /// What capture routines call besides the event table, created before them, for keys
+    /// joined by `delimiter`.
+    pub fn support_functions(&self, delimiter: &str) -> Vec<String> {
         match self {
             Dialect::Postgres(n) => postgres::support_functions(n),
-            Dialect::Mysql(_) | Dialect::Sqlite(_) => Vec::new(),
+            Dialect::Mysql(n) => mysql::support_functions(n, delimiter),
+            Dialect::Sqlite(_) => Vec::new(),
         }
     }
 
@@ -240,6 +242,7 @@ mod script_tests {
                 concat: concat_pipes,
                 text: &|col, row| format!("{row}.{}::text", postgres::ident(&col.name)),
                 replace: "replace",
+                long_values: None,
             },
             delimiter,
             &[("id", &column)],

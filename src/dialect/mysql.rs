@@ -242,17 +242,88 @@ fn key_text(col: &Column, row: &str) -> String {
     format!("CAST({text} AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin")
 }
 
-/// How MySQL spells an object key's parts.
-const KEY_SYNTAX: KeySyntax<'static> = KeySyntax {
-    ident,
-    literal,
-    concat: |parts| match parts {
-        [one] => one.clone(),
-        _ => format!("CONCAT({})", parts.join(", ")),
-    },
-    text: &key_text,
-    replace: "REPLACE",
-};
+/// Key values longer than this many bytes are escaped by [`support_functions`]' function.
+const LONG_VALUE: usize = 512;
+
+/// The function that escapes a long key value (see [`support_functions`]).
+fn escape_function(n: &Names, delimiter: &str) -> String {
+    let reserved: String = crate::key::reserved_chars(delimiter).into_iter().collect();
+    format!(
+        "{}.{}",
+        n.schema,
+        ident(&format!("key_value_{}", &fingerprint(&reserved)[..8]))
+    )
+}
+
+/// What capture triggers call besides the event table: a function that escapes a key value's
+/// reserved characters in linear time. MySQL's and MariaDB's REPLACE moves the rest of the
+/// string at each replacement (a 1 MB value full of delimiters took minutes in a trigger, the
+/// application's write waiting); the function replaces in slices of a few hundred bytes. It works
+/// on bytes: the reserved characters are ASCII, which no byte of a longer UTF-8 character is.
+pub fn support_functions(n: &Names, delimiter: &str) -> Vec<String> {
+    let chain = crate::key::reserved_chars(delimiter).into_iter().fold(
+        format!("SUBSTRING(v, i, {LONG_VALUE})"),
+        |v, ch| {
+            format!(
+                "REPLACE({v}, {}, {})",
+                literal(&ch.to_string()),
+                literal(&crate::key::percent(ch))
+            )
+        },
+    );
+    vec![format!(
+        "CREATE FUNCTION IF NOT EXISTS {}(v LONGBLOB) RETURNS LONGBLOB DETERMINISTIC NO SQL
+BEGIN
+    DECLARE encoded LONGBLOB DEFAULT '';
+    DECLARE i INT DEFAULT 1;
+    WHILE i <= LENGTH(v) DO
+        SET encoded = CONCAT(encoded, {chain});
+        SET i = i + {LONG_VALUE};
+    END WHILE;
+    RETURN encoded;
+END",
+        escape_function(n, delimiter)
+    )]
+}
+
+/// How many bytes a value of a `CHAR(n)`/`VARCHAR(n)` column may hold as utf8mb4 text; `None`
+/// for other types.
+fn max_bytes(col: &Column) -> Option<usize> {
+    let ty = col.sql_type.to_ascii_lowercase();
+    let chars = ty
+        .strip_prefix("varchar(")
+        .or_else(|| ty.strip_prefix("char("))?
+        .split(')')
+        .next()?
+        .parse::<usize>()
+        .ok()?;
+    Some(chars * 4)
+}
+
+/// Runs `f` with how MySQL spells an object key's parts, for triggers writing into `n`'s event
+/// table.
+fn with_syntax<R>(n: &Names, delimiter: &str, f: impl FnOnce(&KeySyntax) -> R) -> R {
+    let function = escape_function(n, delimiter);
+    let long = |col: &Column, text: &str, replaced: String| {
+        match max_bytes(col) {
+        Some(bytes) if bytes <= LONG_VALUE => replaced,
+        _ => format!(
+            "CASE WHEN LENGTH({text}) > {LONG_VALUE} THEN CONVERT({function}({text}) USING utf8mb4) COLLATE utf8mb4_bin ELSE {replaced} END"
+        ),
+    }
+    };
+    f(&KeySyntax {
+        ident,
+        literal,
+        concat: |parts| match parts {
+            [one] => one.clone(),
+            _ => format!("CONCAT({})", parts.join(", ")),
+        },
+        text: &key_text,
+        replace: "REPLACE",
+        long_values: Some(&long),
+    })
+}
 
 /// True when the given columns are the same in `NEW` and `OLD`: text byte for byte (so that
 /// `a` → `A` under a case-insensitive collation is a change, as the text says), the rest by
@@ -387,7 +458,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         format!(
             "({object}, {}, {}, {priority}, {payload})",
             literal(verb.as_str()),
-            c.key_sql(&KEY_SYNTAX, row),
+            with_syntax(n, &c.delimiter, |s| c.key_sql(s, row)),
         )
     };
     let when = |verb: Verb| {
@@ -506,7 +577,9 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         (
             EVENTS[0],
             String::new(),
-            insert(&[root_key(c, chain, "NEW", &KEY_SYNTAX, table)]),
+            insert(&[with_syntax(n, &c.delimiter, |s| {
+                root_key(c, chain, "NEW", s, table)
+            })]),
         ),
         (
             EVENTS[1],
@@ -515,15 +588,17 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
                 "IF NOT ({}) THEN\n        {}\n    END IF;",
                 same(&child.attributes),
                 insert(&[
-                    root_key(c, chain, "OLD", &KEY_SYNTAX, table),
-                    root_key(c, chain, "NEW", &KEY_SYNTAX, table)
+                    with_syntax(n, &c.delimiter, |s| root_key(c, chain, "OLD", s, table)),
+                    with_syntax(n, &c.delimiter, |s| root_key(c, chain, "NEW", s, table))
                 ])
             ),
         ),
         (
             EVENTS[2],
             String::new(),
-            insert(&[root_key(c, chain, "OLD", &KEY_SYNTAX, table)]),
+            insert(&[with_syntax(n, &c.delimiter, |s| {
+                root_key(c, chain, "OLD", s, table)
+            })]),
         ),
     ];
     let about = format!("{} (its child {})", c.object.name, child.path);

@@ -354,6 +354,7 @@ impl Writer<'_> {
             concat: concat_pipes,
             text: &text,
             replace: "replace",
+            long_values: None,
         })
     }
 

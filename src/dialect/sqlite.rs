@@ -211,6 +211,7 @@ const KEY_SYNTAX: KeySyntax<'static> = KeySyntax {
     concat: concat_pipes,
     text: &key_text,
     replace: "replace",
+    long_values: None,
 };
 
 /// A key column's value as text. SQLite writes a real with 15 digits, which may not read back

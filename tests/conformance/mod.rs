@@ -12,6 +12,7 @@ pub mod hot_keys;
 pub mod install;
 pub mod operations;
 pub mod settings;
+pub mod shapes;
 
 /// Declares one `#[test]` per conformance test for a backend: `conformance_tests!(backend);`.
 #[macro_export]
@@ -73,6 +74,10 @@ macro_rules! conformance_tests {
             settings::outbox_objects_deliver_their_payload,
             settings::quoted_table_names_are_found,
             settings::a_changed_setting_is_drift_until_installed,
+            shapes::images_are_the_fetched_rows_whatever_the_writers_session,
+            shapes::generated_columns_travel_and_count_in_track,
+            shapes::columns_named_like_the_triggers_own_are_captured,
+            shapes::keys_of_any_length_never_fail_a_write,
         );
     };
     (@each $backend:expr; $($module:ident :: $name:ident),* $(,)?) => {
