@@ -368,6 +368,9 @@ pub fn root_key(
     }
 }
 
+/// See [`KeySyntax::long_values`].
+pub type LongValues<'a> = dyn Fn(&Column, &str, String) -> String + 'a;
+
 /// How a dialect spells the parts of the object-key expression.
 pub struct KeySyntax<'a> {
     pub ident: fn(&str) -> String,
@@ -381,7 +384,7 @@ pub struct KeySyntax<'a> {
     /// Where `replace` takes time quadratic in a value's length (MySQL, MariaDB): given a key
     /// column, its value's text and that text escaped by `replace`, the expression that escapes
     /// it in linear time when it is long.
-    pub long_values: Option<&'a dyn Fn(&Column, &str, String) -> String>,
+    pub long_values: Option<&'a LongValues<'a>>,
 }
 
 /// An object key as a SQL expression over `row` (`NEW`, `OLD` or a row alias): each pair is

@@ -242,8 +242,11 @@ fn key_text(col: &Column, row: &str) -> String {
     format!("CAST({text} AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin")
 }
 
-/// Key values longer than this many bytes are escaped by [`support_functions`]' function.
-const LONG_VALUE: usize = 512;
+/// Key values longer than this many bytes are escaped by [`support_functions`]' function: up to
+/// here REPLACE takes a few milliseconds at worst.
+const LONG_VALUE: usize = 4096;
+/// The slices that function escapes one by one.
+const SLICE: usize = 512;
 
 /// The function that escapes a long key value (see [`support_functions`]).
 fn escape_function(n: &Names, delimiter: &str) -> String {
@@ -257,12 +260,12 @@ fn escape_function(n: &Names, delimiter: &str) -> String {
 
 /// What capture triggers call besides the event table: a function that escapes a key value's
 /// reserved characters in linear time. MySQL's and MariaDB's REPLACE moves the rest of the
-/// string at each replacement (a 1 MB value full of delimiters took minutes in a trigger, the
+/// string at each replacement (a 786 kB value full of delimiters took minutes in a trigger, the
 /// application's write waiting); the function replaces in slices of a few hundred bytes. It works
 /// on bytes: the reserved characters are ASCII, which no byte of a longer UTF-8 character is.
 pub fn support_functions(n: &Names, delimiter: &str) -> Vec<String> {
     let chain = crate::key::reserved_chars(delimiter).into_iter().fold(
-        format!("SUBSTRING(v, i, {LONG_VALUE})"),
+        format!("SUBSTRING(v, i, {SLICE})"),
         |v, ch| {
             format!(
                 "REPLACE({v}, {}, {})",
@@ -278,7 +281,7 @@ BEGIN
     DECLARE i INT DEFAULT 1;
     WHILE i <= LENGTH(v) DO
         SET encoded = CONCAT(encoded, {chain});
-        SET i = i + {LONG_VALUE};
+        SET i = i + {SLICE};
     END WHILE;
     RETURN encoded;
 END",
@@ -286,18 +289,21 @@ END",
     )]
 }
 
-/// How many bytes a value of a `CHAR(n)`/`VARCHAR(n)` column may hold as utf8mb4 text; `None`
-/// for other types.
-fn max_bytes(col: &Column) -> Option<usize> {
-    let ty = col.sql_type.to_ascii_lowercase();
-    let chars = ty
-        .strip_prefix("varchar(")
-        .or_else(|| ty.strip_prefix("char("))?
-        .split(')')
-        .next()?
-        .parse::<usize>()
-        .ok()?;
-    Some(chars * 4)
+/// Whether a key value of the column may be longer than [`LONG_VALUE`] bytes as text: text,
+/// blobs (as hex) and JSON, and the character and binary types declared that long.
+fn may_be_long(col: &Column) -> bool {
+    let declared = || {
+        col.sql_type
+            .split_once('(')
+            .and_then(|(_, n)| n.split(')').next()?.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    };
+    match base_type(&col.sql_type).as_str() {
+        "varchar" | "char" => declared().saturating_mul(4) > LONG_VALUE,
+        "varbinary" | "binary" => declared().saturating_mul(2) > LONG_VALUE,
+        "text" | "mediumtext" | "longtext" | "blob" | "mediumblob" | "longblob" | "json" => true,
+        _ => false,
+    }
 }
 
 /// Runs `f` with how MySQL spells an object key's parts, for triggers writing into `n`'s event
@@ -305,9 +311,9 @@ fn max_bytes(col: &Column) -> Option<usize> {
 fn with_syntax<R>(n: &Names, delimiter: &str, f: impl FnOnce(&KeySyntax) -> R) -> R {
     let function = escape_function(n, delimiter);
     let long = |col: &Column, text: &str, replaced: String| {
-        match max_bytes(col) {
-        Some(bytes) if bytes <= LONG_VALUE => replaced,
-        _ => format!(
+        match may_be_long(col) {
+        false => replaced,
+        true => format!(
             "CASE WHEN LENGTH({text}) > {LONG_VALUE} THEN CONVERT({function}({text}) USING utf8mb4) COLLATE utf8mb4_bin ELSE {replaced} END"
         ),
     }
@@ -1242,9 +1248,11 @@ BEGIN
             6,
             "lock, three drops, one create, unlock"
         );
-        assert!(ddl.statements[4].contains(
-            "CONCAT(CASE WHEN NEW.`photo` IS NULL THEN 'photo' ELSE CONCAT('photo=', REPLACE(REPLACE(REPLACE(HEX(NEW.`photo`), '%', '%25'), '=', '%3D'), '|', '%7C')) END, '|', CASE WHEN NEW.`at` IS NULL THEN 'at' ELSE CONCAT('at=', REPLACE(REPLACE(REPLACE(CAST(CONVERT_TZ(NEW.`at`, @@session.time_zone, '+00:00') AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), '|', '%7C')) END)"
-        ), "{}", ddl.statements[4]);
+        // A blob's hex may be long: escaped by the function when it is.
+        let escape = escape_function(&names("tp", "ev", "ar"), "|");
+        assert!(ddl.statements[4].contains(&format!(
+            "CONCAT(CASE WHEN NEW.`photo` IS NULL THEN 'photo' ELSE CONCAT('photo=', CASE WHEN LENGTH(HEX(NEW.`photo`)) > 4096 THEN CONVERT({escape}(HEX(NEW.`photo`)) USING utf8mb4) COLLATE utf8mb4_bin ELSE REPLACE(REPLACE(REPLACE(HEX(NEW.`photo`), '%', '%25'), '=', '%3D'), '|', '%7C') END) END, '|', CASE WHEN NEW.`at` IS NULL THEN 'at' ELSE CONCAT('at=', REPLACE(REPLACE(REPLACE(CAST(CONVERT_TZ(NEW.`at`, @@session.time_zone, '+00:00') AS CHAR CHARACTER SET utf8mb4) COLLATE utf8mb4_bin, '%', '%25'), '=', '%3D'), '|', '%7C')) END)"
+        )), "{}", ddl.statements[4]);
         assert!(ddl.statements[4].contains("(1 of 1 triggers)"));
         let other = &capture_trigger(
             &names("tp", "ev", "ar"),
