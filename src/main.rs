@@ -32,10 +32,11 @@ struct Cli {
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
-    /// Only warnings and errors; no progress bar.
+    /// Only warnings and errors (drain's summary only when it exits 3); no progress bar.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Log line format on stderr.
+    /// Log line format on stderr; with json, drain's summary, prune's result and a fatal error
+    /// are JSON lines too.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -150,9 +151,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
 
+    let json = matches!(cli.log_format, LogFormat::Json);
     let ctx = commands::Context {
         config_path: cli.config,
         quiet: cli.quiet,
+        json,
     };
     let result = match cli.command {
         Command::InstallTriggers(args) => commands::install::install(&ctx, args),
@@ -169,8 +172,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("trigpoll: {e:#}");
-            ExitCode::from(commands::exit_code(&e))
+            let code = commands::exit_code(&e);
+            // A log pipeline reading JSON gets the reason as one more JSON line.
+            match json {
+                true => tracing::error!(exit_code = code, "{e:#}"),
+                false => eprintln!("trigpoll: {e:#}"),
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -86,7 +86,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     };
     let secs = started.elapsed().as_secs_f64();
     let events = tally.distinct_events();
-    eprintln!(
+    let line = format!(
         "drained {} in {:.1}s ({} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
         super::counted(events, "event", "events"),
         secs,
@@ -98,7 +98,33 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
         tally.not_found,
         waiting
     );
-    Ok(if tally.failed > 0 || tally.errors > 0 {
+    // What exit code 3 reports: under -q the summary is only for a run that ended with it.
+    let attention = tally.failed > 0 || tally.errors > 0;
+    if ctx.json {
+        macro_rules! summary {
+            ($level:ident) => {
+                tracing::$level!(
+                    events,
+                    seconds = secs,
+                    sent = tally.sent,
+                    unsubscribed = tally.unsubscribed,
+                    failed = tally.failed,
+                    error = tally.errors,
+                    not_found = tally.not_found,
+                    waiting_for_retry = waiting,
+                    "{line}"
+                )
+            };
+        }
+        // A warning when it needs attention: -q (warnings only) shows it then.
+        match attention {
+            true => summary!(warn),
+            false => summary!(info),
+        }
+    } else if attention || !ctx.quiet {
+        eprintln!("{line}");
+    }
+    Ok(if attention {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS

@@ -22,7 +22,10 @@ pub mod status;
 
 pub struct Context {
     pub config_path: PathBuf,
+    /// `-q`: say nothing unless something needs attention.
     pub quiet: bool,
+    /// `--log-format json`: what a command reports on stderr is a JSON log line too.
+    pub json: bool,
 }
 
 impl Context {

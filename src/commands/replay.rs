@@ -25,7 +25,7 @@ pub struct ReplayArgs {
     verb: Vec<String>,
     /// Only this archive status: sent, unsubscribed, error, failed, not-found or a code
     /// (repeatable).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     status: Vec<String>,
     /// Processed at or after: RFC 3339 (`2026-11-22T10:00:00Z`) or a duration ago (`2h`).
     #[arg(long)]
