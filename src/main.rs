@@ -29,7 +29,8 @@ struct Cli {
         default_value = "trigpoll.toml"
     )]
     config: PathBuf,
-    /// More logging (-v debug, -vv trace).
+    /// More logging (-v debug: each batch, each retry or rejection; -vv trace: also each
+    /// delivery).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
     /// Only warnings and errors (drain's summary only when it exits 3); no progress bar.
@@ -102,19 +103,51 @@ fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
 }
 
 fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // `trigpoll help` needs no page of its own: every command has one.
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let mut page = Vec::new();
+    main_page(&clap_mangen::Man::new(cli.clone()), &mut page)?;
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
-            clap_mangen::generate_to(Cli::command(), &dir)?;
+            std::fs::write(dir.join("trigpoll.1"), page)?;
+            for command in cli.get_subcommands() {
+                clap_mangen::Man::new(command.clone()).generate_to(&dir)?;
+            }
         }
-        None => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            write_out(&page)?;
-        }
+        None => write_out(&page)?,
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What clap_mangen writes for a command, with an EXIT STATUS section (man-pages(7)) before the
+/// version.
+fn main_page(man: &clap_mangen::Man, out: &mut Vec<u8>) -> std::io::Result<()> {
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    out.extend_from_slice(EXIT_STATUS.as_bytes());
+    man.render_version_section(out)
+}
+
+const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Success.
+.TP
+\fB1\fR
+A runtime failure: the database unreachable, a BROKEN trigger in \fBstatus\fR, problems found by \fBcheck \-\-database\fR.
+.TP
+\fB2\fR
+A usage or configuration error: nothing was changed.
+.TP
+\fB3\fR
+\fBdrain\fR finished, but some events ended failed or error.
+"#;
 
 fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
     commands::print(&String::from_utf8_lossy(bytes))

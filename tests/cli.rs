@@ -66,11 +66,36 @@ fn man_pages_describe_the_commands() {
         let entry = format!("trigpoll\\-{}(1)", sub.replace('-', "\\-"));
         assert!(page.contains(&entry), "{entry} missing from the page");
     }
+    assert!(page.contains(".SH \"EXIT STATUS\""), "{page}");
+    for code in ["0", "1", "2", "3"] {
+        assert!(
+            page.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "{code}: {page}"
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     ok(&["man", "--dir", dir.path().to_str().unwrap()]);
     let prune = std::fs::read_to_string(dir.path().join("trigpoll-prune.1")).unwrap();
     assert!(prune.contains("older\\-than"), "{prune}");
-    assert!(dir.path().join("trigpoll.1").exists());
+    let main = std::fs::read_to_string(dir.path().join("trigpoll.1")).unwrap();
+    assert_eq!(main, page, "the page printed is the page written");
+    // Every page the main page names is written, and no other.
+    let named: Vec<String> = page
+        .split("trigpoll\\-")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("(1)"))
+        .map(|(name, _)| format!("trigpoll-{}.1", name.replace("\\-", "-")))
+        .collect();
+    let mut written: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "trigpoll.1")
+        .collect();
+    written.sort();
+    let mut expected = named.clone();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(written, expected, "named: {named:?}");
 }
 
 /// A SQLite database with one captured table, its triggers installed, and a file connector
@@ -240,4 +265,85 @@ fn json_logs_carry_summaries_and_fatal_errors() {
         "{lines:?}"
     );
     assert_eq!(lines[0]["fields"]["exit_code"], 2);
+}
+
+/// `-v` shows each batch and each failed delivery, `-vv` also one line per delivery.
+#[test]
+fn each_verbosity_adds_lines() {
+    let Some(env) = installed() else {
+        return;
+    };
+    let said = |args: &[&str]| {
+        env.db.execute(
+            "INSERT INTO department SELECT coalesce(max(dept_id), 0) + 1, 'x' FROM department",
+        );
+        let out = run_own_logging(&env, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+    let delivered = "delivered connector=out event_id=";
+    let normal = said(&["drain"]);
+    assert!(!normal.contains("batch done"), "{normal}");
+    let verbose = said(&["-v", "drain"]);
+    assert!(verbose.contains("batch done"), "{verbose}");
+    assert!(!verbose.contains(delivered), "{verbose}");
+    let very = said(&["-vv", "drain"]);
+    assert!(very.contains(delivered), "{very}");
+}
+
+/// `replay` says how many archived events it sends again and how many archive rows (one new
+/// event each): an event delivered to two connectors has two.
+#[test]
+fn replay_counts_events_and_archive_rows() {
+    let Some(env) = installed() else {
+        return;
+    };
+    env.file_connector("copy");
+    env.db
+        .execute("INSERT INTO department VALUES (1, 'a'), (2, 'b')");
+    env.run_ok(&["drain"], 0);
+    let dry = run_own_logging(&env, &["replay", "--dry-run"]);
+    assert_eq!(stdout(&dry).lines().count(), 4);
+    assert!(
+        stderr(&dry).contains(
+            "dry run: would replay 2 archived events: 4 archive rows, one new event each"
+        ),
+        "{}",
+        stderr(&dry)
+    );
+    let done = run_own_logging(&env, &["replay"]);
+    assert!(
+        stderr(&done).contains("replayed 2 archived events: 4 archive rows, one new event each"),
+        "{}",
+        stderr(&done)
+    );
+    assert_eq!(env.db.count("SELECT count(*) FROM trigpoll_event"), 4);
+}
+
+/// `poll --metrics` takes a host name (resolved when it starts) as well as an address; an
+/// address without a port is a usage error.
+#[test]
+fn metrics_listen_on_a_host_name() {
+    let Some(env) = installed() else {
+        return;
+    };
+    let port = common::free_port();
+    let mut poll = env.spawn(&["poll", "--metrics", &format!("localhost:{port}")]);
+    let url = format!("http://localhost:{port}/healthz");
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(response) = ureq::get(&url).call() {
+            answer = Some(response.status());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(answer, Some(200));
+    Command::new("kill")
+        .args(["-TERM", &poll.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(poll.wait().unwrap().code(), Some(0));
+    let out = env.run_ok(&["poll", "--metrics", "localhost"], 2);
+    assert!(stderr(&out).contains("HOST:PORT"), "{}", stderr(&out));
 }

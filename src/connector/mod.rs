@@ -251,7 +251,19 @@ impl Connector {
         let outcomes = self.sink.deliver(batch);
         for (delivery, outcome) in batch.iter().zip(&outcomes) {
             match outcome {
-                Outcome::Sent | Outcome::Held => {}
+                Outcome::Sent => tracing::trace!(
+                    connector = %self.config.id,
+                    event_id = delivery.event_id,
+                    object = %delivery.object,
+                    verb = %delivery.verb,
+                    object_event_id = %delivery.object_event_id,
+                    "delivered"
+                ),
+                Outcome::Held => tracing::trace!(
+                    connector = %self.config.id,
+                    event_id = delivery.event_id,
+                    "held behind an earlier event of its key"
+                ),
                 Outcome::Retry { reason, after } => tracing::debug!(
                     connector = %self.config.id,
                     event_id = delivery.event_id,

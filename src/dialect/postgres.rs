@@ -3,7 +3,7 @@
 use crate::config::{TableName, Verb};
 use crate::dialect::{
     concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
-    KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    KeySyntax, Quoting, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
 };
 use crate::table::{Column, TableInfo};
 
@@ -456,7 +456,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         c.object
             .when
             .get(verb)
-            .map(|w| rewrite_rows(w, new_row, old_row))
+            .map(|w| rewrite_rows(w, new_row, old_row, Quoting::Postgres))
     };
     // Transition tables keep the order in which rows were changed, so event ids follow it.
     let from_transition = |verb: Verb, alias: &str, transition: &str, payload: &str| {

@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             settings::changes_carry_old_and_new_values_with_their_types,
             settings::changes_of_a_table_with_many_columns,
             settings::when_conditions_decide_per_verb,
+            settings::when_conditions_keep_the_backends_quoted_strings,
             settings::a_wrong_when_condition_is_refused_before_anything_is_installed,
             settings::missing_setting_columns_are_refused_before_anything_is_installed,
             settings::ignored_users_and_the_session_switch_make_no_event,
