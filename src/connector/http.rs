@@ -31,6 +31,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use super::tls::Roots;
 use super::{Deliver, Delivery, Outcome, SinkError};
 use crate::config::{HttpSinkConfig, Secret, Signature};
 
@@ -165,12 +166,21 @@ impl HttpSink {
                     .map_err(SinkError::InvalidSecret)?,
             ),
         };
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout(config.timeout)
             .redirects(0)
             .max_idle_connections_per_host(config.concurrency)
-            .user_agent(concat!("trigpoll/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("trigpoll/", env!("CARGO_PKG_VERSION")));
+        // Redirects are not followed: only an https URL ever makes a TLS connection.
+        if config.url.starts_with("https://") {
+            let roots =
+                Roots::load(config.ca_file.as_deref()).map_err(|reason| SinkError::CaFile {
+                    sink: "http",
+                    reason,
+                })?;
+            agent = agent.tls_config(roots.client_config());
+        }
+        let agent = agent.build();
         let invalid = |reason: String| SinkError::InvalidUrl {
             sink: "http",
             reason,
@@ -656,6 +666,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             concurrency: 4,
             batch_size: 1,
+            ca_file: None,
         };
         assert!(HttpSink::from_config(&good).is_ok());
         let bad = |f: fn(&mut HttpSinkConfig)| {
