@@ -7,8 +7,8 @@
 # TRIGPOLL_TEST_AMQP_URL (default 127.0.0.1:5672, guest) and Redis at TRIGPOLL_TEST_REDIS_URL
 # (default 127.0.0.1:6379). When one does not answer, installs it from the OS packages (as root)
 # and starts a throwaway server for this run. The TLS tests get a TLS-only PostgreSQL and
-# MariaDB of their own (throwaway, on ports 54339 and 33079), and the restart tests start and
-# restart database servers of their own.
+# MariaDB of their own (throwaway, on ports 54339 and 33079), the connector TLS tests a TLS
+# nats-server, and the restart tests start and restart database servers of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/servers.sh
@@ -29,6 +29,8 @@ export TRIGPOLL_TEST_TLS_CA=/tmp/trigpoll-test-tls/ca.pem
 make_test_certs /tmp/trigpoll-test-tls
 ensure_postgres_tls 54339
 ensure_mariadb_tls 33079
+# tests/connector_tls.rs starts a nats-server with TLS of its own.
+command -v nats-server >/dev/null || apt_install nats-server
 
 # TLS to the databases builds on the system's OpenSSL (native-tls).
 pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config

@@ -29,13 +29,15 @@ struct Cli {
         default_value = "trigpoll.toml"
     )]
     config: PathBuf,
-    /// More logging (-v debug, -vv trace).
+    /// More logging (-v debug: each batch, each retry or rejection; -vv trace: also each
+    /// delivery).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
-    /// Only warnings and errors; no progress bar.
+    /// Only warnings and errors (drain's summary only when it exits 3); no progress bar.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Log line format on stderr.
+    /// Log line format on stderr; with json, drain's summary, prune's result and a fatal error
+    /// are JSON lines too.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -101,19 +103,51 @@ fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
 }
 
 fn man(dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    // `trigpoll help` needs no page of its own: every command has one.
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let mut page = Vec::new();
+    main_page(&clap_mangen::Man::new(cli.clone()), &mut page)?;
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
-            clap_mangen::generate_to(Cli::command(), &dir)?;
+            std::fs::write(dir.join("trigpoll.1"), page)?;
+            for command in cli.get_subcommands() {
+                clap_mangen::Man::new(command.clone()).generate_to(&dir)?;
+            }
         }
-        None => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
-            write_out(&page)?;
-        }
+        None => write_out(&page)?,
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What clap_mangen writes for a command, with an EXIT STATUS section (man-pages(7)) before the
+/// version.
+fn main_page(man: &clap_mangen::Man, out: &mut Vec<u8>) -> std::io::Result<()> {
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    man.render_options_section(out)?;
+    man.render_subcommands_section(out)?;
+    out.extend_from_slice(EXIT_STATUS.as_bytes());
+    man.render_version_section(out)
+}
+
+const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Success.
+.TP
+\fB1\fR
+A runtime failure: the database unreachable, a BROKEN trigger in \fBstatus\fR, problems found by \fBcheck \-\-database\fR.
+.TP
+\fB2\fR
+A usage or configuration error: nothing was changed.
+.TP
+\fB3\fR
+\fBdrain\fR finished, but some events ended failed or error.
+"#;
 
 fn write_out(bytes: &[u8]) -> anyhow::Result<()> {
     commands::print(&String::from_utf8_lossy(bytes))
@@ -150,9 +184,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
 
+    let json = matches!(cli.log_format, LogFormat::Json);
     let ctx = commands::Context {
         config_path: cli.config,
         quiet: cli.quiet,
+        json,
     };
     let result = match cli.command {
         Command::InstallTriggers(args) => commands::install::install(&ctx, args),
@@ -169,8 +205,13 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("trigpoll: {e:#}");
-            ExitCode::from(commands::exit_code(&e))
+            let code = commands::exit_code(&e);
+            // A log pipeline reading JSON gets the reason as one more JSON line.
+            match json {
+                true => tracing::error!(exit_code = code, "{e:#}"),
+                false => eprintln!("trigpoll: {e:#}"),
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -241,25 +241,31 @@ impl Health {
 #[derive(Debug, thiserror::Error)]
 #[error("--metrics {addr}: cannot listen: {reason}")]
 pub struct ServeError {
-    pub addr: SocketAddr,
+    pub addr: String,
     pub reason: String,
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` from a thread of its own, for the life of the
-/// process. Returns the address it listens on (the port chosen when `addr` asked for 0).
+/// Serves `/metrics` and `/healthz` on `addr` (`HOST:PORT`, the host a name or an IP address)
+/// from a thread of its own, for the life of the process: on the first of the host's addresses
+/// it can listen on, in the resolver's order. Returns that address (with the port chosen when
+/// `addr` asked for 0).
 pub fn serve(
-    addr: SocketAddr,
+    addr: &str,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
 ) -> Result<SocketAddr, ServeError> {
-    let server = tiny_http::Server::http(addr).map_err(|e| ServeError {
-        addr,
-        reason: e.to_string(),
-    })?;
-    let bound = server.server_addr().to_ip().ok_or_else(|| ServeError {
-        addr,
-        reason: "not an IP address".into(),
-    })?;
+    let failed = |reason: String| ServeError {
+        addr: addr.to_string(),
+        reason,
+    };
+    let resolved: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .map_err(|e| failed(format!("cannot resolve the host: {e}")))?
+        .collect();
+    let server = tiny_http::Server::http(&resolved[..]).map_err(|e| failed(e.to_string()))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| failed("not an IP address".into()))?;
     let spawned = std::thread::Builder::new()
         .name("trigpoll-metrics".into())
         .spawn(move || {
@@ -270,10 +276,7 @@ pub fn serve(
                 }
             }
         });
-    spawned.map_err(|e| ServeError {
-        addr,
-        reason: e.to_string(),
-    })?;
+    spawned.map_err(|e| failed(e.to_string()))?;
     Ok(bound)
 }
 

@@ -6,7 +6,7 @@
 //! delivered and finished, so that the database works on both at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -118,6 +118,8 @@ pub struct Poller {
     retried: std::collections::HashSet<i64>,
     /// Where batches are measured, once [`Poller::set_metrics`] was called.
     metrics: Meter,
+    /// How many more events the builder may claim ([`Poller::limit_claims`]).
+    claims_left: Arc<AtomicU64>,
 }
 
 /// The metrics a poller and its claiming thread record into, when there are any.
@@ -158,6 +160,7 @@ struct Builder {
     delimiter: String,
     batch_size: usize,
     metrics: Meter,
+    claims_left: Arc<AtomicU64>,
 }
 
 /// The configured objects by name, shared by the poller and its builder.
@@ -312,6 +315,7 @@ impl Poller {
         let objects = Arc::new(objects);
         let metrics = Meter::default();
         let given_up = Arc::new(AtomicBool::new(false));
+        let claims_left = Arc::new(AtomicU64::new(u64::MAX));
         let connectors = config
             .connectors
             .iter()
@@ -333,6 +337,7 @@ impl Poller {
             delimiter: config.poll.key_delimiter.clone(),
             batch_size: config.poll.batch_size,
             metrics: Arc::clone(&metrics),
+            claims_left: Arc::clone(&claims_left),
         };
         let mut interrupters = vec![store.interrupter()];
         let batches = match store.sibling() {
@@ -357,6 +362,7 @@ impl Poller {
             orphans_released: false,
             retried: Default::default(),
             metrics,
+            claims_left,
         })
     }
 
@@ -368,6 +374,18 @@ impl Poller {
     /// `metrics`; a second call is ignored.
     pub fn set_metrics(&mut self, metrics: Arc<Metrics>) {
         let _ = self.metrics.set(metrics);
+    }
+
+    /// Claims no more than `events` events from now on, all batches together (the one claimed
+    /// ahead too; an event claimed again after a retry counts again): a run that is to stop
+    /// after that many claims only what it will process.
+    pub fn limit_claims(&mut self, events: u64) {
+        self.claims_left.store(events, Ordering::SeqCst);
+    }
+
+    /// Whether [`Poller::limit_claims`] allows no more claims.
+    pub fn claim_limit_reached(&self) -> bool {
+        self.claims_left.load(Ordering::SeqCst) == 0
     }
 
     /// What makes this poller give up its batch from another thread.
@@ -525,8 +543,20 @@ impl Builder {
         if self.given_up.load(Ordering::SeqCst) {
             return Err(StoreError::Stopped);
         }
+        let allowed = self.claims_left.load(Ordering::SeqCst);
+        if allowed == 0 {
+            return Ok(Vec::new());
+        }
         let started = Instant::now();
-        let claimed = store.claim(self.batch_size)?;
+        let claimed = store.claim(
+            self.batch_size
+                .min(allowed.try_into().unwrap_or(usize::MAX)),
+        )?;
+        // Only this thread claims: nothing else lowers the count meanwhile.
+        self.claims_left.store(
+            allowed.saturating_sub(claimed.len() as u64),
+            Ordering::SeqCst,
+        );
         if let Some(m) = self.metrics.get() {
             m.step(Step::Claim, started.elapsed());
         }

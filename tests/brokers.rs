@@ -255,6 +255,7 @@ fn nats_a_batch_delivered_again_is_stored_once() {
             stream: Some(stream.clone()),
             duplicate_window: Duration::from_secs(3600),
             timeout: Duration::from_secs(10),
+            ca_file: None,
         }),
         max_attempts: 3,
         backoff: Duration::from_secs(1),

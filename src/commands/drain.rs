@@ -2,6 +2,8 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -16,10 +18,11 @@ use super::{
 
 #[derive(Args)]
 pub struct DrainArgs {
-    /// Stop after about this many events.
+    /// Claim at most this many events (an event retried within the run counts again).
     #[arg(long)]
     max_events: Option<u64>,
-    /// Stop after this long (e.g. 10m).
+    /// Stop after this long (e.g. 4m): no new batch is claimed, and the batch in hand gets 5
+    /// seconds to finish before it is given back, as on SIGTERM.
     #[arg(long, value_parser = humantime::parse_duration)]
     max_time: Option<Duration>,
     /// Wait for events held back for a retry instead of leaving them for the next run.
@@ -33,6 +36,12 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
     super::give_up_after_grace(&stop, poller.stopper());
     let started = Instant::now();
+    if let Some(limit) = args.max_time {
+        stop_at_time_limit(&stop, limit);
+    }
+    if let Some(events) = args.max_events {
+        poller.limit_claims(events);
+    }
     let bar = if ctx.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -49,13 +58,6 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     super::show_progress(Some(bar.clone()));
     let mut tally = Tally::default();
     while !stopping(&stop) {
-        if args
-            .max_events
-            .is_some_and(|m| tally.distinct_events() >= m)
-            || args.max_time.is_some_and(|m| started.elapsed() >= m)
-        {
-            break;
-        }
         let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30), None)?;
         tally.add(batch);
         let done = tally.distinct_events();
@@ -67,6 +69,9 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
             break;
         }
         if !batch.claimed_any() {
+            if poller.claim_limit_reached() {
+                break;
+            }
             let backlog = poller.store().retry_backlog()?;
             match backlog.next_due {
                 Some(due) if args.wait => {
@@ -86,7 +91,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     };
     let secs = started.elapsed().as_secs_f64();
     let events = tally.distinct_events();
-    eprintln!(
+    let line = format!(
         "drained {} in {:.1}s ({} events/s): {} sent, {} unsubscribed, {} failed, {} error, {} not found, {} waiting for retry",
         super::counted(events, "event", "events"),
         secs,
@@ -98,11 +103,51 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
         tally.not_found,
         waiting
     );
-    Ok(if tally.failed > 0 || tally.errors > 0 {
+    // What exit code 3 reports: under -q the summary is only for a run that ended with it.
+    let attention = tally.failed > 0 || tally.errors > 0;
+    if ctx.json {
+        macro_rules! summary {
+            ($level:ident) => {
+                tracing::$level!(
+                    events,
+                    seconds = secs,
+                    sent = tally.sent,
+                    unsubscribed = tally.unsubscribed,
+                    failed = tally.failed,
+                    error = tally.errors,
+                    not_found = tally.not_found,
+                    waiting_for_retry = waiting,
+                    "{line}"
+                )
+            };
+        }
+        // A warning when it needs attention: -q (warnings only) shows it then.
+        match attention {
+            true => summary!(warn),
+            false => summary!(info),
+        }
+    } else if attention || !ctx.quiet {
+        eprintln!("{line}");
+    }
+    Ok(if attention {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// At the time limit, stops the run as the first SIGTERM does: no new batch, and the batch in
+/// hand has [`super::STOP_GRACE`] before it is given up (`give_up_after_grace`), so the run ends
+/// a few seconds after the limit whatever its receivers do.
+fn stop_at_time_limit(stop: &Arc<AtomicBool>, limit: Duration) {
+    let stop = Arc::clone(stop);
+    std::thread::spawn(move || {
+        sleep_unless_stopped(&stop, limit);
+        if !stopping(&stop) {
+            tracing::info!(limit = ?limit, "time limit reached: stopping");
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
 }
 
 /// A rate with two significant digits below 10 (`0.52`, `3.4`), whole above: a drain of a few

@@ -22,7 +22,10 @@ pub mod status;
 
 pub struct Context {
     pub config_path: PathBuf,
+    /// `-q`: say nothing unless something needs attention.
     pub quiet: bool,
+    /// `--log-format json`: what a command reports on stderr is a JSON log line too.
+    pub json: bool,
 }
 
 impl Context {
@@ -131,13 +134,18 @@ pub fn usable(layout: Layout, config: &Config, backend: &str) -> Result<(), Usag
     }
 }
 
-/// Set by the first SIGINT or SIGTERM; a second one ends the process at once.
+/// Set by the first SIGINT or SIGTERM (or by the command itself, at `drain --max-time`); a
+/// second signal ends the process at once.
 pub fn shutdown_flag() -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook::flag;
     let stop = Arc::new(AtomicBool::new(false));
+    // Apart from `stop`: a stop the command made itself does not make the first signal the
+    // second one.
+    let signalled = Arc::new(AtomicBool::new(false));
     for signal in [SIGINT, SIGTERM] {
-        flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
+        flag::register_conditional_shutdown(signal, 130, Arc::clone(&signalled))?;
+        flag::register(signal, Arc::clone(&signalled))?;
         flag::register(signal, Arc::clone(&stop))?;
     }
     Ok(stop)

@@ -1,6 +1,5 @@
 //! `poll`: run until SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +24,20 @@ pub struct PollArgs {
     #[arg(long, value_parser = humantime::parse_duration)]
     interval: Option<Duration>,
     /// Serve Prometheus metrics at http://ADDR/metrics and the health at /healthz
-    /// (e.g. 127.0.0.1:9464).
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
+    /// (HOST:PORT, e.g. 127.0.0.1:9464 or localhost:9464).
+    #[arg(long, value_name = "ADDR", value_parser = listen_address)]
+    metrics: Option<String>,
+}
+
+/// `HOST:PORT`, the host a name or an IP address (`[::1]:9464`): its form is checked here, the
+/// host resolved when the server starts.
+fn listen_address(text: &str) -> Result<String, String> {
+    let expected = "expected HOST:PORT, e.g. 127.0.0.1:9464";
+    let (host, port) = text.rsplit_once(':').ok_or(expected)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(expected.into());
+    }
+    Ok(text.to_string())
 }
 
 /// How often the backlog gauges are refreshed while the poller is busy: counting the ready
@@ -79,7 +89,7 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
             let metrics = Arc::new(Metrics::new());
             // Unhealthy once the database has been unreachable for about ten intervals.
             let health = Arc::new(Health::new((interval * 10).max(Duration::from_secs(1))));
-            let bound = trigpoll::metrics::serve(addr, Arc::clone(&metrics), Arc::clone(&health))?;
+            let bound = trigpoll::metrics::serve(&addr, Arc::clone(&metrics), Arc::clone(&health))?;
             info!(address = %bound, "serving /metrics and /healthz");
             poller.set_metrics(Arc::clone(&metrics));
             Some(Observed {

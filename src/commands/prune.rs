@@ -25,7 +25,7 @@ pub struct PruneArgs {
     older_than: Option<Duration>,
     /// Only rows with this archive status: sent, unsubscribed, error, failed, not-found or a
     /// code (repeatable; default sent and unsubscribed).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", allow_negative_numbers = true)]
     status: Vec<String>,
     /// Print how many rows would be deleted and delete nothing.
     #[arg(long)]
@@ -67,12 +67,17 @@ pub fn run(ctx: &Context, args: PruneArgs) -> Result<ExitCode> {
             break;
         }
     }
-    eprintln!(
-        "pruned {} ({}) processed more than {age} ago, in {:.1}s",
+    let seconds = started.elapsed().as_secs_f64();
+    let line = format!(
+        "pruned {} ({}) processed more than {age} ago, in {seconds:.1}s",
         super::counted(deleted, "archive row", "archive rows"),
         names.join(", "),
-        started.elapsed().as_secs_f64()
     );
+    if ctx.json {
+        info!(rows = deleted, statuses = %names.join(","), older_than = %age, seconds, "{line}");
+    } else if !ctx.quiet {
+        eprintln!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,7 +25,7 @@ pub struct ReplayArgs {
     verb: Vec<String>,
     /// Only this archive status: sent, unsubscribed, error, failed, not-found or a code
     /// (repeatable).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     status: Vec<String>,
     /// Processed at or after: RFC 3339 (`2026-11-22T10:00:00Z`) or a duration ago (`2h`).
     #[arg(long)]
@@ -125,10 +125,21 @@ pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
         text.push('\n');
     }
     print(&text)?;
-    if args.dry_run {
-        info!(events = replayed.len(), "dry run: would replay");
-    } else {
-        info!(events = replayed.len(), "replayed");
+    // An archived event has an archive row per connector, and each row becomes a new event.
+    let events = replayed
+        .iter()
+        .map(|r| r.replay_of)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let rows = replayed.len();
+    let what = format!(
+        "{}: {}, one new event each",
+        super::counted(events as u64, "archived event", "archived events"),
+        super::counted(rows as u64, "archive row", "archive rows")
+    );
+    match args.dry_run {
+        true => info!(events, archive_rows = rows, "dry run: would replay {what}"),
+        false => info!(events, archive_rows = rows, "replayed {what}"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -127,6 +128,7 @@ pub(super) fn connector(
         ("exchange", sink.exchange.as_ref().map(Spanned::span)),
         ("routing_key", sink.routing_key.as_ref().map(Spanned::span)),
         ("maxlen", sink.maxlen.as_ref().map(Spanned::span)),
+        ("ca_file", sink.ca_file.as_ref().map(Spanned::span)),
     ];
     let foreign = present
         .into_iter()
@@ -157,11 +159,26 @@ pub(super) fn connector(
     let timeout = |t: Option<Spanned<PositiveDuration>>| {
         t.map_or(Duration::from_secs(10), |t| t.into_inner().0)
     };
+    let dir = file.parent().unwrap_or_else(|| Path::new(""));
+    // Read now, so that `check` and every command refuse a CA file that cannot be used.
+    let ca_file = match sink.ca_file {
+        Some(ca_file) => {
+            let path = dir.join(&ca_file.get_ref().0);
+            if let Err(problem) = read_ca_file(&path) {
+                return Err(source.error(
+                    Some(ca_file.span()),
+                    Some("sink.ca_file".into()),
+                    problem,
+                ));
+            }
+            Some(path)
+        }
+        None => None,
+    };
     let sink_config = match kind {
         SinkKind::Stdout => SinkConfig::Stdout,
         SinkKind::File => {
             let path = PathBuf::from(sink.path.ok_or_else(|| missing("path"))?.into_inner().0);
-            let dir = file.parent().unwrap_or_else(|| Path::new(""));
             SinkConfig::File {
                 path: dir.join(path),
             }
@@ -187,6 +204,7 @@ pub(super) fn connector(
                 timeout: timeout(sink.timeout),
                 concurrency: sink.concurrency.map_or(8, |c| c.into_inner().get()),
                 batch_size: sink.batch_size.map_or(1, |b| b.into_inner().get()),
+                ca_file,
             })
         }
         SinkKind::Nats => {
@@ -238,6 +256,7 @@ pub(super) fn connector(
                     .saturating_mul(2)
                     .max(Duration::from_secs(3600)),
                 timeout: timeout(sink.timeout),
+                ca_file,
             })
         }
         SinkKind::Amqp => {
@@ -265,6 +284,7 @@ pub(super) fn connector(
                 exchange: exchange.into_inner().0,
                 routing_key,
                 timeout: timeout(sink.timeout),
+                ca_file,
             })
         }
         SinkKind::Redis => {
@@ -276,6 +296,7 @@ pub(super) fn connector(
                 stream: template(source, "stream", stream)?,
                 maxlen: sink.maxlen.map(|m| m.into_inner().get()),
                 timeout: timeout(sink.timeout),
+                ca_file,
             })
         }
     };
@@ -290,6 +311,22 @@ pub(super) fn connector(
         source: file.to_path_buf(),
     };
     Ok((connector, id_span))
+}
+
+/// The certificates of a PEM file of certificate authorities (a `ca_file`), or why it cannot be
+/// used. The message names the file, never its content.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+    let shown = path.display();
+    let pem =
+        std::fs::read(path).map_err(|e| format!("cannot read {shown}: {}", io_message(&e)))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown} is not PEM certificates: {e}"))?;
+    match certs.is_empty() {
+        true => Err(format!("{shown} holds no PEM certificate")),
+        false => Ok(certs),
+    }
 }
 
 /// Refuses a URL whose scheme is not one of `schemes`. The URL is not echoed: it may carry
@@ -381,6 +418,7 @@ pub(super) struct RawSink {
     pub(super) exchange: Option<Spanned<NonBlank>>,
     pub(super) routing_key: Option<Spanned<NonBlank>>,
     pub(super) maxlen: Option<Spanned<Ranged<1, { i64::MAX }>>>,
+    pub(super) ca_file: Option<Spanned<NonBlank>>,
     #[serde(default = "default_max_attempts")]
     pub(super) max_attempts: Ranged<1, { u32::MAX as i64 }>,
     #[serde(default = "default_backoff")]
@@ -419,10 +457,11 @@ impl SinkKind {
                 "timeout",
                 "concurrency",
                 "batch_size",
+                "ca_file",
             ],
-            SinkKind::Nats => &["url", "subject", "stream", "timeout"],
-            SinkKind::Amqp => &["url", "exchange", "routing_key", "timeout"],
-            SinkKind::Redis => &["url", "stream", "maxlen", "timeout"],
+            SinkKind::Nats => &["url", "subject", "stream", "timeout", "ca_file"],
+            SinkKind::Amqp => &["url", "exchange", "routing_key", "timeout", "ca_file"],
+            SinkKind::Redis => &["url", "stream", "maxlen", "timeout", "ca_file"],
         }
     }
 }

@@ -15,6 +15,7 @@ mod template;
 #[cfg(test)]
 mod tests;
 
+pub use connectors::read_ca_file;
 pub use template::Template;
 
 use connectors::connectors;
@@ -337,6 +338,8 @@ pub struct HttpSinkConfig {
     pub concurrency: usize,
     /// Business objects per request; above 1 every request carries `{"data": [...]}`.
     pub batch_size: usize,
+    /// Certificate authorities (PEM) to trust instead of the system's, for TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How HTTP requests are signed.
@@ -363,6 +366,8 @@ pub struct NatsSinkConfig {
     pub duplicate_window: Duration,
     /// Time allowed to connect, and for the server to acknowledge the oldest message waiting.
     pub timeout: Duration,
+    /// Certificate authorities (PEM) to trust instead of the system's, for TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// RabbitMQ or another AMQP 0-9-1 broker.
@@ -375,6 +380,8 @@ pub struct AmqpSinkConfig {
     pub routing_key: Template,
     /// Time allowed to connect, and for the broker to confirm the oldest message waiting.
     pub timeout: Duration,
+    /// Certificate authorities (PEM) to trust instead of the system's, for TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Redis Streams.
@@ -388,6 +395,8 @@ pub struct RedisSinkConfig {
     pub maxlen: Option<u64>,
     /// Time allowed to connect, and for the server to answer a pipeline.
     pub timeout: Duration,
+    /// Certificate authorities (PEM) to trust instead of the system's, for TLS.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A value that must never reach a log: its Debug form is masked.

@@ -585,6 +585,49 @@ fn file_sink_paths_are_relative_to_the_connector_file() {
     assert_eq!(path, absolute);
 }
 
+/// `ca_file` is taken from the connector file's folder and read when the configuration is
+/// loaded: a file that cannot be used is a configuration error naming file, line and key.
+#[test]
+fn ca_files_are_relative_to_the_connector_file_and_read_at_once() {
+    let ca = "-----BEGIN CERTIFICATE-----\n\
+        MIIBeTCCAR+gAwIBAgIUYjVr0R3ZbH8sHk0XoH6Yb5VfR2QwCgYIKoZIzj0EAwIw\n\
+        -----END CERTIFICATE-----\n";
+    let head = "id = \"c\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\n\
+                url = \"https://h/e\"\nsecret = \"s\"\n";
+    let dir = folder(
+        MAIN,
+        &[("c.toml", &format!("{head}ca_file = \"../ca.pem\"\n"))],
+    );
+    std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
+    let config = load(&dir).unwrap();
+    let SinkConfig::Http(http) = &config.connectors[0].sink else {
+        panic!("an http sink expected")
+    };
+    assert_eq!(
+        http.ca_file.as_deref(),
+        Some(dir.path().join("connectors").join("../ca.pem").as_path())
+    );
+    assert_eq!(
+        connector_err(&format!("{head}ca_file = \"missing.pem\"\n")),
+        "DIR/connectors/c.toml:7:11: sink.ca_file: cannot read DIR/connectors/missing.pem: \
+         No such file or directory"
+    );
+    let dir = folder(
+        MAIN,
+        &[("c.toml", &format!("{head}ca_file = \"../ca.pem\"\n"))],
+    );
+    std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+    let message = load(&dir).unwrap_err().to_string();
+    assert!(
+        message.contains("sink.ca_file: ") && message.contains("holds no PEM certificate"),
+        "{message}"
+    );
+    assert!(
+        connector_err("id = \"c\"\nsubscribe = [\"*.*\"]\n[sink]\ntype = \"file\"\npath = \"x\"\nca_file = \"ca.pem\"\n")
+            .contains("`ca_file` is not a key of file sinks"),
+    );
+}
+
 #[test]
 fn http_sinks_have_defaults() {
     let connector = connector_ok(
@@ -754,7 +797,7 @@ fn broker_sink_errors_name_file_line_and_key() {
         (
             format!("{nats}subject = \"a\"\nexchange = \"x\"\n"),
             "DIR/connectors/c.toml:7:12: sink.exchange: `exchange` is not a key of nats sinks \
-             (their keys: type, url, subject, stream, timeout, max_attempts, backoff)",
+             (their keys: type, url, subject, stream, timeout, ca_file, max_attempts, backoff)",
         ),
         (
             amqp.clone(),
@@ -773,7 +816,8 @@ fn broker_sink_errors_name_file_line_and_key() {
         (
             format!("{amqp}exchange = \"x\"\nstream = \"s\"\n"),
             "DIR/connectors/c.toml:7:10: sink.stream: `stream` is not a key of amqp sinks \
-             (their keys: type, url, exchange, routing_key, timeout, max_attempts, backoff)",
+             (their keys: type, url, exchange, routing_key, timeout, ca_file, max_attempts, \
+             backoff)",
         ),
         (
             format!("{redis}stream = \"trigpoll:{{object\"\n"),
@@ -873,13 +917,13 @@ fn connector_errors_name_file_line_and_key() {
             format!("{head}type = \"stdout\"\nretries = 3\n"),
             "DIR/connectors/c.toml:5:1: sink.retries: unknown field `retries`, expected one of `type`, \
              `path`, `url`, `client_id`, `secret`, `signature`, `timeout`, `concurrency`, \
-             `batch_size`, `subject`, `stream`, `exchange`, `routing_key`, `maxlen`, \
+             `batch_size`, `subject`, `stream`, `exchange`, `routing_key`, `maxlen`, `ca_file`, \
              `max_attempts`, `backoff`",
         ),
         (
             format!("{http}path = \"out.ndjson\"\n"),
             "DIR/connectors/c.toml:7:8: sink.path: `path` is not a key of http sinks (their keys: \
-             type, url, client_id, secret, signature, timeout, concurrency, batch_size, \
+             type, url, client_id, secret, signature, timeout, concurrency, batch_size, ca_file, \
              max_attempts, backoff)",
         ),
         (

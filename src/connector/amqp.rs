@@ -19,13 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::tcp::{AMQPUriTcpExt, RustlsConnector};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::uri::AMQPUri;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
 
 use super::broker::{self, masked_url, redact, BrokerRuntime, Confirm, Publisher};
+use super::tls::Roots;
 use super::{Deliver, Delivery, Outcome, SinkError};
 use crate::config::{AmqpSinkConfig, Secret, Template};
 
@@ -55,6 +57,8 @@ struct Amqp {
     exchange: String,
     routing_key: Template,
     timeout: Duration,
+    /// For `amqps://`: TLS with trigpoll's roots ([`super::tls`]).
+    tls: Option<Arc<RustlsConnector>>,
 }
 
 impl fmt::Debug for Amqp {
@@ -101,6 +105,17 @@ impl AmqpSink {
             sink: "amqp",
             reason: redact(&e, url),
         })?;
+        let tls = match uri.scheme {
+            AMQPScheme::AMQP => None,
+            AMQPScheme::AMQPS => {
+                let roots =
+                    Roots::load(config.ca_file.as_deref()).map_err(|reason| SinkError::CaFile {
+                        sink: "amqp",
+                        reason,
+                    })?;
+                Some(Arc::new(RustlsConnector::from(roots.client_config())))
+            }
+        };
         Ok(AmqpSink {
             runtime: BrokerRuntime::new("trigpoll-amqp"),
             amqp: Arc::new(Amqp {
@@ -110,6 +125,7 @@ impl AmqpSink {
                 exchange: config.exchange.clone(),
                 routing_key: config.routing_key.clone(),
                 timeout: config.timeout,
+                tls,
             }),
             link: None,
             connecting: None,
@@ -122,6 +138,25 @@ impl AmqpSink {
     }
 }
 
+/// Connects to an `amqps://` broker with `tls`: lapin chooses its roots when it is built, so the
+/// TLS handshake is made here, on the TCP connection lapin opens, as lapin makes it (also when
+/// it reconnects).
+async fn connect_tls(
+    uri: AMQPUri,
+    tls: Arc<RustlsConnector>,
+    properties: ConnectionProperties,
+) -> lapin::Result<Connection> {
+    let runtime = lapin::runtime::default_runtime()?;
+    let handshake = async move |uri: AMQPUri, runtime| {
+        let host = uri.authority.host.clone();
+        let mut tcp = uri;
+        tcp.scheme = AMQPScheme::AMQP;
+        let stream = tcp.connect_async(&runtime).await?;
+        Ok(stream.into_rustls(&tls, &host).await?)
+    };
+    Connection::connector(uri, runtime, handshake, properties).await
+}
+
 impl Amqp {
     fn describe(&self, error: &lapin::Error) -> String {
         redact(&error.to_string(), self.url.expose())
@@ -130,9 +165,12 @@ impl Amqp {
     /// Connects, opens a channel, declares the exchange and turns confirms on. Owns its
     /// settings: it runs as a task of its own (see [`AmqpSink::connecting`]).
     async fn connect(self: Arc<Self>) -> Result<Link, String> {
-        let connection = Connection::connect_uri(self.uri.clone(), ConnectionProperties::default())
-            .await
-            .map_err(|e| format!("cannot connect: {}", self.describe(&e)))?;
+        let properties = ConnectionProperties::default();
+        let connected = match &self.tls {
+            None => Connection::connect_uri(self.uri.clone(), properties).await,
+            Some(tls) => connect_tls(self.uri.clone(), Arc::clone(tls), properties).await,
+        };
+        let connection = connected.map_err(|e| format!("cannot connect: {}", self.describe(&e)))?;
         let channel = connection
             .create_channel()
             .await

@@ -31,6 +31,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use super::tls::Roots;
 use super::{Deliver, Delivery, Outcome, SinkError};
 use crate::config::{HttpSinkConfig, Secret, Signature};
 
@@ -165,12 +166,21 @@ impl HttpSink {
                     .map_err(SinkError::InvalidSecret)?,
             ),
         };
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout(config.timeout)
             .redirects(0)
             .max_idle_connections_per_host(config.concurrency)
-            .user_agent(concat!("trigpoll/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("trigpoll/", env!("CARGO_PKG_VERSION")));
+        // Redirects are not followed: only an https URL ever makes a TLS connection.
+        if config.url.starts_with("https://") {
+            let roots =
+                Roots::load(config.ca_file.as_deref()).map_err(|reason| SinkError::CaFile {
+                    sink: "http",
+                    reason,
+                })?;
+            agent = agent.tls_config(roots.client_config());
+        }
+        let agent = agent.build();
         let invalid = |reason: String| SinkError::InvalidUrl {
             sink: "http",
             reason,
@@ -481,67 +491,17 @@ fn describe_transport_error(error: &ureq::Error) -> String {
     }
 }
 
-/// A `Retry-After` value: delta-seconds, or an HTTP-date (IMF-fixdate) measured from `now`.
-/// A date in the past means "now"; an unparsable value is ignored.
+/// A `Retry-After` value: delta-seconds, or an HTTP-date measured from `now`, in any of the three
+/// formats RFC 9110 has recipients accept (IMF-fixdate `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 850
+/// `Sunday, 06-Nov-94 08:49:37 GMT`, asctime `Sun Nov  6 08:49:37 1994`). A date in the past means
+/// "now"; an unparsable value is ignored.
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
     }
-    let at = parse_http_date(value)?;
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT`, the only HTTP-date form senders may generate (RFC 9110).
-fn parse_http_date(value: &str) -> Option<SystemTime> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let parts: [&str; 6] = value
-        .split_ascii_whitespace()
-        .collect::<Vec<_>>()
-        .try_into()
-        .ok()?;
-    let [weekday, day, month, year, time, "GMT"] = parts else {
-        return None;
-    };
-    if weekday.len() != 4 || !weekday.ends_with(',') {
-        return None;
-    }
-    let number = |s: &str, len: usize| -> Option<i64> {
-        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    let day = number(day, 2)?;
-    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
-    let year = number(year, 4)?;
-    let [h, m, s] = time.split(':').collect::<Vec<_>>().try_into().ok()?;
-    let (h, m, s) = (number(h, 2)?, number(m, 2)?, number(s, 2)?);
-    if day < 1 || day > days_in_month(year, month) || h > 23 || m > 59 || s > 60 {
-        return None;
-    }
-    let seconds = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -647,9 +607,21 @@ mod tests {
         // python3: calendar.timegm(email.utils.parsedate("Wed, 21 Oct 2015 07:28:00 GMT"))
         let date = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
         let now = date - Duration::from_secs(90);
+        // The three formats of RFC 9110, section 5.6.7.
+        for value in [
+            "Wed, 21 Oct 2015 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2015",
+        ] {
+            assert_eq!(
+                parse_retry_after(value, now),
+                Some(Duration::from_secs(90)),
+                "{value}"
+            );
+        }
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(90))
+            parse_retry_after("Sun Nov  6 08:49:37 1994", UNIX_EPOCH),
+            Some(Duration::from_secs(784_111_777))
         );
         // Already past: retry now.
         assert_eq!(
@@ -660,12 +632,8 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(UNIX_EPOCH + Duration::from_secs(784_111_777))
-        );
-        assert_eq!(
-            parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT"),
-            Some(UNIX_EPOCH + Duration::from_secs(1_709_251_199))
+            parse_retry_after("Thu, 29 Feb 2024 23:59:59 GMT", UNIX_EPOCH),
+            Some(Duration::from_secs(1_709_251_199))
         );
     }
 
@@ -681,7 +649,8 @@ mod tests {
             "Wed, 30 Feb 2015 07:28:00 GMT",
             "Wed, 21 Foo 2015 07:28:00 GMT",
             "Wed, 21 Oct 2015 25:28:00 GMT",
-            "Wednesday, 21-Oct-15 07:28:00 GMT",
+            "Wednesday, 21-Oct-15 07:28:00 UTC",
+            "Wed Oct 21 07:28:00 2015 GMT",
         ] {
             assert_eq!(parse_retry_after(value, now), None, "{value:?}");
         }
@@ -697,6 +666,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             concurrency: 4,
             batch_size: 1,
+            ca_file: None,
         };
         assert!(HttpSink::from_config(&good).is_ok());
         let bad = |f: fn(&mut HttpSinkConfig)| {

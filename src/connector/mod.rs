@@ -17,6 +17,7 @@ mod nats;
 pub mod probe;
 mod redis;
 mod stdout;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -126,6 +127,8 @@ pub enum SinkError {
     ZeroBatchSize,
     #[error("invalid `{key}`: {reason}")]
     InvalidTemplate { key: &'static str, reason: String },
+    #[error("{sink} sink: `ca_file`: {reason}")]
+    CaFile { sink: &'static str, reason: String },
 }
 
 /// A connector that could not be built, naming it and the file it came from.
@@ -251,7 +254,19 @@ impl Connector {
         let outcomes = self.sink.deliver(batch);
         for (delivery, outcome) in batch.iter().zip(&outcomes) {
             match outcome {
-                Outcome::Sent | Outcome::Held => {}
+                Outcome::Sent => tracing::trace!(
+                    connector = %self.config.id,
+                    event_id = delivery.event_id,
+                    object = %delivery.object,
+                    verb = %delivery.verb,
+                    object_event_id = %delivery.object_event_id,
+                    "delivered"
+                ),
+                Outcome::Held => tracing::trace!(
+                    connector = %self.config.id,
+                    event_id = delivery.event_id,
+                    "held behind an earlier event of its key"
+                ),
                 Outcome::Retry { reason, after } => tracing::debug!(
                     connector = %self.config.id,
                     event_id = delivery.event_id,
@@ -417,6 +432,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             concurrency: 2,
             batch_size: 1,
+            ca_file: None,
         }
     }
 
@@ -474,18 +490,21 @@ mod tests {
                 stream: Some("TRIGPOLL".into()),
                 duplicate_window: Duration::from_secs(3600),
                 timeout: Duration::from_secs(1),
+                ca_file: None,
             }),
             SinkConfig::Amqp(crate::config::AmqpSinkConfig {
                 url: Secret::new("amqp://app:hunter2@127.0.0.1:5672/%2f"),
                 exchange: "trigpoll".into(),
                 routing_key: template("{object}.{verb}"),
                 timeout: Duration::from_secs(1),
+                ca_file: None,
             }),
             SinkConfig::Redis(crate::config::RedisSinkConfig {
                 url: Secret::new("redis://app:hunter2@127.0.0.1:6379/0"),
                 stream: template("trigpoll:{object}"),
                 maxlen: Some(1000),
                 timeout: Duration::from_secs(1),
+                ca_file: None,
             }),
         ];
         for config in configs {
@@ -504,6 +523,7 @@ mod tests {
             exchange: "trigpoll".into(),
             routing_key: crate::config::Template::parse("{object}").unwrap(),
             timeout: Duration::from_secs(1),
+            ca_file: None,
         });
         let err = Connector::new(config.clone()).unwrap_err().to_string();
         assert!(err.contains("amqp sink: invalid `url`"), "{err}");
@@ -514,6 +534,7 @@ mod tests {
             stream: crate::config::Template::parse("s").unwrap(),
             maxlen: None,
             timeout: Duration::from_secs(1),
+            ca_file: None,
         });
         let err = Connector::new(config).unwrap_err().to_string();
         assert!(err.contains("redis sink: invalid `url`"), "{err}");

@@ -14,6 +14,7 @@
 //! Publishing is pipelined and a failure holds the rest of its key: see [`super::broker`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use async_nats::jetstream::Context;
 use async_nats::jetstream::ErrorCode;
 
 use super::broker::{self, masked_url, redact, BrokerRuntime, Confirm, Publisher};
+use super::tls::Roots;
 use super::{Deliver, Delivery, Outcome, SinkError};
 use crate::config::{NatsSinkConfig, Secret, Template};
 
@@ -45,6 +47,8 @@ struct Nats {
     stream: Option<String>,
     duplicate_window: Duration,
     timeout: Duration,
+    /// The certificate authorities to trust when the server speaks TLS.
+    ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Nats {
@@ -85,6 +89,12 @@ impl NatsSink {
                 reason: problem.into(),
             });
         }
+        if let Some(path) = &config.ca_file {
+            Roots::load(Some(path)).map_err(|reason| SinkError::CaFile {
+                sink: "nats",
+                reason,
+            })?;
+        }
         Ok(NatsSink {
             runtime: BrokerRuntime::new("trigpoll-nats"),
             nats: Nats {
@@ -94,6 +104,7 @@ impl NatsSink {
                 stream: config.stream.clone(),
                 duplicate_window: config.duplicate_window,
                 timeout: config.timeout,
+                ca_file: config.ca_file.clone(),
             },
             context: None,
         })
@@ -140,7 +151,11 @@ impl Nats {
 
     /// A JetStream context on a new connection.
     async fn context(&self) -> Result<Context, String> {
+        // A nats:// server may ask for TLS too: the roots are there for whichever URL.
+        let roots = Roots::load(self.ca_file.as_deref())
+            .map_err(|reason| format!("cannot connect: `ca_file`: {reason}"))?;
         let client = async_nats::ConnectOptions::new()
+            .tls_client_config((*roots.client_config()).clone())
             .name("trigpoll")
             .connection_timeout(self.timeout)
             .request_timeout(Some(self.timeout))

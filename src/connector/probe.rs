@@ -130,6 +130,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             concurrency: 1,
             batch_size: 1,
+            ca_file: None,
         })
     }
 
@@ -154,6 +155,7 @@ mod tests {
             stream: crate::config::Template::parse("s").unwrap(),
             maxlen: None,
             timeout: Duration::from_secs(1),
+            ca_file: None,
         });
         let found: Vec<String> = endpoints(&redis)
             .unwrap()
@@ -167,6 +169,7 @@ mod tests {
             stream: None,
             duplicate_window: Duration::from_secs(60),
             timeout: Duration::from_secs(1),
+            ca_file: None,
         });
         let found: Vec<String> = endpoints(&nats)
             .unwrap()

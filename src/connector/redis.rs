@@ -21,6 +21,7 @@ use ::redis::aio::MultiplexedConnection;
 use ::redis::{AsyncConnectionConfig, Client, RedisResult, Value};
 
 use super::broker::{self, masked_url, redact, BrokerRuntime, WINDOW};
+use super::tls::Roots;
 use super::{Deliver, Delivery, Outcome, SinkError};
 use crate::config::{RedisSinkConfig, Secret, Template};
 
@@ -69,7 +70,22 @@ impl RedisSink {
                 reason: "the scheme must be redis:// or rediss://".into(),
             });
         }
-        let client = Client::open(url).map_err(|e| SinkError::InvalidUrl {
+        let client = match url.starts_with("rediss://") {
+            true => {
+                let roots =
+                    Roots::load(config.ca_file.as_deref()).map_err(|reason| SinkError::CaFile {
+                        sink: "redis",
+                        reason,
+                    })?;
+                let certificates = ::redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots.pem()),
+                };
+                Client::build_with_tls(url, certificates)
+            }
+            false => Client::open(url),
+        };
+        let client = client.map_err(|e| SinkError::InvalidUrl {
             sink: "redis",
             reason: redact(&e.to_string(), url),
         })?;

@@ -429,37 +429,39 @@ pub fn key_sql(s: &KeySyntax, delimiter: &str, pairs: &[(&str, &Column)], row: &
     (s.concat)(&parts)
 }
 
-/// A `when` condition with `NEW.` and `OLD.` (any case, outside quoted strings and identifiers)
-/// written as `new_row.` and `old_row.`: for statements over transition tables, and for the
-/// checks `install-triggers` makes before it installs anything.
-pub fn rewrite_rows(condition: &str, new_row: &str, old_row: &str) -> String {
+/// How a backend's SQL quotes text, for [`rewrite_rows`]: where a string or a quoted identifier
+/// ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quoting {
+    /// `'…'` with `''` inside and no backslash escapes (`standard_conforming_strings`, on since
+    /// PostgreSQL 9.1); `E'…'` with backslash escapes; `$$…$$` and `$tag$…$tag$`; `"…"`
+    /// identifiers.
+    Postgres,
+    /// `'…'` and `"…"` strings with backslash escapes (trigpoll's sessions and triggers run
+    /// without `NO_BACKSLASH_ESCAPES` and `ANSI_QUOTES`); `` `…` `` identifiers.
+    Mysql,
+    /// `'…'`, `"…"`, `` `…` `` and `[…]`, a doubled quote inside; no backslash escapes.
+    Sqlite,
+}
+
+/// A `when` condition with `NEW.` and `OLD.` (any case, outside quoted strings and identifiers
+/// as `quoting` writes them) written as `new_row.` and `old_row.`: for statements over
+/// transition tables, and for the checks `install-triggers` makes before it installs anything.
+pub fn rewrite_rows(condition: &str, new_row: &str, old_row: &str, quoting: Quoting) -> String {
     let mut out = String::with_capacity(condition.len());
     let chars: Vec<char> = condition.chars().collect();
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
     let mut i = 0;
     let mut previous: Option<char> = None;
     while i < chars.len() {
-        let c = chars[i];
-        if c == '\'' || c == '"' || c == '`' {
-            // Copy the quoted text whole; a doubled quote stays inside it.
-            out.push(c);
-            i += 1;
-            while i < chars.len() {
-                out.push(chars[i]);
-                if chars[i] == c {
-                    if chars.get(i + 1) == Some(&c) {
-                        out.push(c);
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                i += 1;
-            }
-            i += 1;
-            previous = Some(c);
+        if let Some(end) = quoted_end(&chars, i, quoting) {
+            out.extend(&chars[i..end]);
+            previous = Some(chars[end - 1]);
+            i = end;
             continue;
         }
-        let starts_word = previous.is_none_or(|p| !(p.is_alphanumeric() || p == '_' || p == '$'));
+        let c = chars[i];
+        let starts_word = previous.is_none_or(|p| !word(p));
         let rest: String = chars[i..chars.len().min(i + 4)].iter().collect();
         let upper = rest.to_ascii_uppercase();
         let replacement = if starts_word && upper == "NEW." {
@@ -486,23 +488,148 @@ pub fn rewrite_rows(condition: &str, new_row: &str, old_row: &str) -> String {
     out
 }
 
+/// Where the quoted text that starts at `i` ends (just after its closing quote; the end of the
+/// text when it is not closed), or `None` when none starts there.
+fn quoted_end(chars: &[char], i: usize, quoting: Quoting) -> Option<usize> {
+    let word = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    let after_word = i > 0 && word(chars[i - 1]);
+    // Up to the closing `quote`; a doubled one stays inside, and with `backslash` so does an
+    // escaped one.
+    let until = |quote: char, backslash: bool| {
+        let mut j = i + 1;
+        while j < chars.len() {
+            match chars[j] {
+                '\\' if backslash => j += 2,
+                c if c == quote && chars.get(j + 1) == Some(&quote) => j += 2,
+                c if c == quote => return j + 1,
+                _ => j += 1,
+            }
+        }
+        chars.len()
+    };
+    match (quoting, chars[i]) {
+        (Quoting::Postgres, '\'') => {
+            // E'…' (or e'…'), the E standing alone: an escape string.
+            let escape =
+                i > 0 && matches!(chars[i - 1], 'E' | 'e') && (i < 2 || !word(chars[i - 2]));
+            Some(until('\'', escape))
+        }
+        (Quoting::Postgres, '"') => Some(until('"', false)),
+        (Quoting::Postgres, '$') if !after_word => {
+            // $tag$…$tag$, the tag empty or an identifier not starting with a digit.
+            let tag_len = chars[i + 1..]
+                .iter()
+                .take_while(|c| c.is_alphanumeric() || **c == '_')
+                .count();
+            let closes = chars.get(i + 1 + tag_len) == Some(&'$');
+            let starts_well = chars.get(i + 1).is_none_or(|c| !c.is_ascii_digit());
+            if !closes || !starts_well {
+                return None;
+            }
+            let tag = &chars[i..i + tag_len + 2];
+            let body = i + tag.len();
+            let end = (body..=chars.len().saturating_sub(tag.len()))
+                .find(|&j| &chars[j..j + tag.len()] == tag)
+                .map_or(chars.len(), |j| j + tag.len());
+            Some(end)
+        }
+        (Quoting::Mysql, quote @ ('\'' | '"')) => Some(until(quote, true)),
+        (Quoting::Mysql, '`') => Some(until('`', false)),
+        (Quoting::Sqlite, quote @ ('\'' | '"' | '`')) => Some(until(quote, false)),
+        (Quoting::Sqlite, '[') => Some(
+            chars[i..]
+                .iter()
+                .position(|&c| c == ']')
+                .map_or(chars.len(), |p| i + p + 1),
+        ),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rows_are_rewritten_outside_quotes_only() {
+        for quoting in [Quoting::Postgres, Quoting::Mysql, Quoting::Sqlite] {
+            assert_eq!(
+                rewrite_rows(
+                    "NEW.status <> 'NEW.x' AND old.Qty > 0 AND renew.x = 1",
+                    "n",
+                    "o",
+                    quoting
+                ),
+                "n.status <> 'NEW.x' AND o.Qty > 0 AND renew.x = 1"
+            );
+            assert_eq!(
+                rewrite_rows("(New.a = 'it''s NEW.')", "n", "o", quoting),
+                "(n.a = 'it''s NEW.')"
+            );
+        }
         assert_eq!(
             rewrite_rows(
-                "NEW.status <> 'NEW.x' AND old.\"Qty\" > 0 AND renew.x = \"OLD.y\"",
+                "old.\"Qty\" > 0 AND \"OLD.y\" = 1",
                 "n",
-                "o"
+                "o",
+                Quoting::Postgres
             ),
-            "n.status <> 'NEW.x' AND o.\"Qty\" > 0 AND renew.x = \"OLD.y\""
+            "o.\"Qty\" > 0 AND \"OLD.y\" = 1"
+        );
+    }
+
+    #[test]
+    fn mysql_strings_take_backslash_escapes() {
+        assert_eq!(
+            rewrite_rows(
+                r#"NEW.a = 'it\'s NEW.x' AND OLD.b = "say \"OLD.\"" AND `NEW.c` = OLD.d"#,
+                "n",
+                "o",
+                Quoting::Mysql
+            ),
+            r#"n.a = 'it\'s NEW.x' AND o.b = "say \"OLD.\"" AND `NEW.c` = o.d"#
         );
         assert_eq!(
-            rewrite_rows("(New.a = 'it''s NEW.')", "n", "o"),
-            "(n.a = 'it''s NEW.')"
+            rewrite_rows(r"NEW.a = 'C:\\' AND NEW.b = 1", "n", "o", Quoting::Mysql),
+            r"n.a = 'C:\\' AND n.b = 1"
+        );
+    }
+
+    #[test]
+    fn postgres_dollar_quotes_and_escape_strings() {
+        assert_eq!(
+            rewrite_rows(
+                "NEW.a = $$NEW.x$$ AND NEW.b = $t$ it's OLD.y $t$ AND OLD.c = E'it\\'s NEW.z' \
+                 AND NEW.d = 'a\\' AND old.e = e'\\\\' AND OLD.f = 1",
+                "n",
+                "o",
+                Quoting::Postgres
+            ),
+            "n.a = $$NEW.x$$ AND n.b = $t$ it's OLD.y $t$ AND o.c = E'it\\'s NEW.z' \
+             AND n.d = 'a\\' AND o.e = e'\\\\' AND o.f = 1"
+        );
+        // Not a dollar quote: `$` inside an identifier, a positional parameter.
+        assert_eq!(
+            rewrite_rows("a$b$ = NEW.x AND $1 = OLD.y", "n", "o", Quoting::Postgres),
+            "a$b$ = n.x AND $1 = o.y"
+        );
+        // `note'…'` is no escape string: its E ends a word.
+        assert_eq!(
+            rewrite_rows("NEW.note'x\\' AND OLD.y = 1", "n", "o", Quoting::Postgres),
+            "n.note'x\\' AND o.y = 1"
+        );
+    }
+
+    #[test]
+    fn sqlite_has_no_backslash_escapes() {
+        assert_eq!(
+            rewrite_rows(
+                r"NEW.a = 'x\' AND [NEW.b] = OLD.c",
+                "n",
+                "o",
+                Quoting::Sqlite
+            ),
+            r"n.a = 'x\' AND [NEW.b] = o.c"
         );
     }
 }

@@ -8,7 +8,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-pub use capture::{key_sql, rewrite_rows, root_key, Capture, ChildCapture, KeySyntax};
+pub use capture::{key_sql, rewrite_rows, root_key, Capture, ChildCapture, KeySyntax, Quoting};
 
 /// The marker trigpoll writes into every trigger body it installs, followed by a fingerprint of
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.
@@ -28,7 +28,12 @@ pub fn parse_fingerprint(text: &str) -> Option<(String, usize)> {
 /// A statement that fails, with the database's own message, where a `when` condition for
 /// `verb` would fail in a trigger on `table` (an SQL table reference): unknown columns or
 /// functions, a type that is not boolean. It reads no row.
-pub fn condition_check(table: &str, verb: crate::config::Verb, condition: &str) -> String {
+pub fn condition_check(
+    table: &str,
+    verb: crate::config::Verb,
+    condition: &str,
+    quoting: Quoting,
+) -> String {
     use crate::config::Verb;
     // Aliased `new` and `old`, so that the database's message names the rows as the condition
     // does (`column new.stauts does not exist`, `missing FROM-clause entry for table "old"`).
@@ -39,7 +44,7 @@ pub fn condition_check(table: &str, verb: crate::config::Verb, condition: &str) 
     };
     format!(
         "SELECT 1 FROM {rows} WHERE ({}) LIMIT 0",
-        rewrite_rows(condition, "new", "old")
+        rewrite_rows(condition, "new", "old", quoting)
     )
 }
 

@@ -3,7 +3,7 @@
 use crate::config::{TableName, Verb};
 use crate::dialect::{
     concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
-    KeySyntax, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    KeySyntax, Quoting, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
 };
 use crate::table::{Column, Partitioning, TableInfo};
 
@@ -686,7 +686,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         c.object
             .when
             .get(verb)
-            .map(|w| rewrite_rows(w, new_row, old_row))
+            .map(|w| rewrite_rows(w, new_row, old_row, Quoting::Postgres))
     };
     // Returns from the routine unless the `when` condition of `verb` holds.
     let unless_when = |verb: Verb, new_row: &str, old_row: &str| {

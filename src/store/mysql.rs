@@ -80,16 +80,30 @@ fn err(e: mysql::Error) -> StoreError {
             StoreError::Connection(m.message)
         }
         Error::MySqlError(m) => StoreError::Database(format!("{} (error {})", m.message, m.code)),
-        Error::IoError(_) | Error::CodecError(_) => StoreError::Connection(e.to_string()),
+        Error::IoError(_) | Error::CodecError(_) => StoreError::Connection(message(&e)),
         Error::DriverError(
             DriverError::ConnectTimeout
             | DriverError::CouldNotConnect(_)
             | DriverError::PacketOutOfSync
             | DriverError::UnexpectedPacket
             | DriverError::Timeout,
-        ) => StoreError::Connection(e.to_string()),
+        ) => StoreError::Connection(message(&e)),
         Error::FromRowError(row) => StoreError::Database(unreadable(row)),
-        other => StoreError::Database(other.to_string()),
+        other => StoreError::Database(message(&other)),
+    }
+}
+
+/// The driver's message without the wrapping its `Display` adds (`DriverError { … }`).
+fn message(e: &mysql::Error) -> String {
+    use mysql::Error;
+    match e {
+        Error::IoError(e) => e.to_string(),
+        Error::CodecError(e) => e.to_string(),
+        Error::MySqlError(e) => e.to_string(),
+        Error::DriverError(e) => e.to_string(),
+        Error::UrlError(e) => e.to_string(),
+        Error::TlsError(e) => e.to_string(),
+        other => other.to_string(),
     }
 }
 
@@ -741,7 +755,12 @@ impl EventStore for MysqlStore {
         verb: Verb,
         condition: &str,
     ) -> Result<Option<String>> {
-        let check = crate::dialect::condition_check(&sql::table(&t.name), verb, condition);
+        let check = crate::dialect::condition_check(
+            &sql::table(&t.name),
+            verb,
+            condition,
+            crate::dialect::Quoting::Mysql,
+        );
         match self.conn.query_drop(check) {
             Ok(()) => Ok(None),
             Err(mysql::Error::MySqlError(e)) => Ok(Some(e.message)),

@@ -671,7 +671,12 @@ impl EventStore for PgStore {
         let Some(qualified) = qualified else {
             return Ok(Some(format!("table {} does not exist", t.name)));
         };
-        let check = crate::dialect::condition_check(&qualified, verb, condition);
+        let check = crate::dialect::condition_check(
+            &qualified,
+            verb,
+            condition,
+            crate::dialect::Quoting::Postgres,
+        );
         let mut tx = self.client.transaction().map_err(err)?;
         tx.batch_execute(&format!(
             "SET LOCAL search_path = {}",

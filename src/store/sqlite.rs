@@ -546,7 +546,12 @@ impl EventStore for SqliteStore {
         verb: Verb,
         condition: &str,
     ) -> Result<Option<String>> {
-        let check = crate::dialect::condition_check(&sql::ident(&t.name.name), verb, condition);
+        let check = crate::dialect::condition_check(
+            &sql::ident(&t.name.name),
+            verb,
+            condition,
+            crate::dialect::Quoting::Sqlite,
+        );
         match self.conn.prepare(&check) {
             Ok(_) => Ok(None),
             Err(rusqlite::Error::SqliteFailure(_, Some(message)))

@@ -236,27 +236,24 @@ fn take_params(url: &str, names: &[&str]) -> Result<(String, Vec<Option<String>>
     Ok((url, found))
 }
 
+/// Decodes `%XX` escapes only, as libpq and the MySQL client do: a `+` stays a `+` (it means a
+/// space in HTML forms, not in URLs), so `sslrootcert=/etc/ssl/a+b.pem` names that file. `None`
+/// for a `%` without two hex digits after it, or text that is not UTF-8 once decoded.
 fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&b, tail)) = rest.split_first() {
-        match b {
-            b'%' => {
-                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
-                bytes.push(u8::from_str_radix(hex, 16).ok()?);
-                rest = &tail[2..];
-            }
-            b'+' => {
-                bytes.push(b' ');
-                rest = tail;
-            }
-            _ => {
-                bytes.push(b);
-                rest = tail;
-            }
-        }
+    let bytes = text.as_bytes();
+    let escapes_whole = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_whole {
+        return None;
     }
-    String::from_utf8(bytes).ok()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(|decoded| decoded.into_owned())
 }
 
 /// A PostgreSQL client for `url`, honouring its TLS parameters; also for tests and tools that
@@ -371,6 +368,22 @@ mod tests {
         assert_eq!(TlsUrl::mysql("mysql://h/db").unwrap().mode, Mode::Prefer);
         let ca_only = TlsUrl::mysql("mysql://h/db?ssl-ca=/ca.pem").unwrap();
         assert_eq!(ca_only.mode, Mode::VerifyCa, "as the MySQL client");
+    }
+
+    #[test]
+    fn only_percent_escapes_are_decoded() {
+        let tls = TlsUrl::postgres("postgres://h/db?sslrootcert=/etc/ssl/a+b%20c%2B.pem").unwrap();
+        assert_eq!(tls.root_cert, Some(PathBuf::from("/etc/ssl/a+b c+.pem")));
+        let tls = TlsUrl::mysql("mysql://h/db?ssl-ca=/etc/ssl/a+b.pem").unwrap();
+        assert_eq!(tls.root_cert, Some(PathBuf::from("/etc/ssl/a+b.pem")));
+        for bad in ["%2", "%zz", "a%", "%ff"] {
+            let url = format!("postgres://h/db?sslrootcert={bad}");
+            let message = TlsUrl::postgres(&url).unwrap_err().to_string();
+            assert!(
+                message.contains("not valid percent-encoding"),
+                "{bad}: {message}"
+            );
+        }
     }
 
     #[test]

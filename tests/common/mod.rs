@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub mod receiver;
+pub mod tls;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -74,6 +74,11 @@ impl Receiver {
         }
     }
 
+    /// Where it listens, for a TLS front ([`super::tls::TlsFront`]).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }

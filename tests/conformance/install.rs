@@ -78,12 +78,38 @@ pub fn uninstall_reverses_the_install(backend: Backend) {
     env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
     assert_eq!(events(&env), 0, "a trigger survived uninstall");
     env.run_ok(&["install-triggers"], 0);
-    env.db.execute("INSERT INTO department VALUES (2, 'Ops')");
-    assert_eq!(events(&env), 1);
+    env.db
+        .execute("INSERT INTO department VALUES (2, 'Ops'), (4, 'IT')");
+    assert_eq!(events(&env), 2);
+    // One of them claimed by a poller that is delivering it.
+    env.db
+        .execute("UPDATE {events} SET event_status = 3 WHERE object_key = 'dept_id=4'");
+    // Undelivered events are named, and dropped only with --force.
     let dry = env.run_ok(&["uninstall-triggers", "--drop-tables", "--dry-run"], 0);
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("DROP TABLE"));
-    assert_eq!(events(&env), 1, "the dry run dropped something");
-    env.run_ok(&["uninstall-triggers", "--drop-tables"], 0);
+    let script = stdout(&dry);
+    assert!(script.contains("DROP TABLE"), "{script}");
+    assert!(
+        script.starts_with("-- the event table ")
+            && script.contains(" holds 1 ready event and 1 in progress\n"),
+        "{script}"
+    );
+    assert_eq!(events(&env), 2, "the dry run dropped something");
+    let refused = env.run_ok(&["uninstall-triggers", "--drop-tables"], 2);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("refused, nothing was changed")
+            && said.contains(" holds 1 ready event and 1 in progress;")
+            && said.contains("--force"),
+        "{said}"
+    );
+    env.db.execute("INSERT INTO department VALUES (5, 'HR')");
+    assert_eq!(events(&env), 3, "the refused uninstall removed a trigger");
+    let forced = env.run_ok(&["uninstall-triggers", "--drop-tables", "--force"], 0);
+    assert!(
+        stderr(&forced).contains("holds 2 ready events and 1 in progress"),
+        "{}",
+        stderr(&forced)
+    );
     env.db.execute("INSERT INTO department VALUES (3, 'Legal')");
     let out = env.run(&["status"]);
     assert_ne!(
@@ -91,6 +117,9 @@ pub fn uninstall_reverses_the_install(backend: Backend) {
         Some(0),
         "status works without the event table?"
     );
+    // An empty event table needs no --force.
+    env.run_ok(&["install-triggers"], 0);
+    env.run_ok(&["uninstall-triggers", "--drop-tables"], 0);
 }
 
 /// An object taken out of the configuration leaves its trigger: `status` names it, and

@@ -283,6 +283,27 @@ delete = \"OLD.name <> 'keep quiet'\"",
     );
 }
 
+/// A `when` may hold the backend's own quoted strings, `NEW.` and `OLD.` inside them being text:
+/// MySQL's backslash escapes, PostgreSQL's `E'…'` and dollar quotes, SQLite's doubled quotes.
+pub fn when_conditions_keep_the_backends_quoted_strings(backend: Backend) {
+    let condition = match backend {
+        Backend::Postgres => r"NEW.name <> E'it\'s NEW.x' AND NEW.name <> $q$ OLD.y $q$",
+        Backend::Mysql => r#"NEW.name <> 'it\'s NEW.x' AND NEW.name <> " OLD.y ""#,
+        Backend::Sqlite => "NEW.name <> 'it''s NEW.x' AND NEW.name <> ' OLD.y '",
+    };
+    let Some((env, _)) = staff(
+        backend,
+        &format!("[object.when]\ncreate = '''{condition} AND NEW.dept <> 0'''"),
+    ) else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO staff (staff_id, name, dept) VALUES
+            (1, 'it''s NEW.x', 1), (2, ' OLD.y ', 1), (3, 'a', 0), (4, 'a', 1)",
+    );
+    assert_eq!(events(&env), pairs(&[("Create", "staff_id=4")]));
+}
+
 /// A `when` the database refuses makes `install-triggers` exit 2 naming the object and the
 /// verb, with nothing installed; one that works afterwards installs.
 pub fn a_wrong_when_condition_is_refused_before_anything_is_installed(backend: Backend) {
