@@ -31,7 +31,8 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let stop = shutdown_flag()?;
     let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
-    super::give_up_after_grace(&stop, poller.stopper());
+    let stopper = poller.stopper();
+    super::give_up_after_grace(&stop, || {}, move || stopper.give_up());
     let started = Instant::now();
     let bar = if ctx.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
@@ -56,7 +57,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
         {
             break;
         }
-        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30), None)?;
+        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30), None, None)?;
         tally.add(batch);
         let done = tally.distinct_events();
         if bar.length().is_some_and(|len| done > len) {
