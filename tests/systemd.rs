@@ -264,8 +264,8 @@ fn a_stuck_batch_stops_the_watchdog_pings() {
 }
 
 /// SIGHUP: RELOADING=1 (with MONOTONIC_USEC, which systemd needs to match it with the reload),
-/// then READY=1. A refused configuration stays in STATUS, in check's words, until a reload
-/// works. WATCHDOG_USEC meant for another process (WATCHDOG_PID) is not answered. NOTIFY_SOCKET
+/// then READY=1. A refused configuration stays in STATUS, in check's words (or in poll's, for
+/// a table that does not exist), until a reload works. WATCHDOG_USEC meant for another process (WATCHDOG_PID) is not answered. NOTIFY_SOCKET
 /// may also name a socket file.
 #[test]
 fn reloads_are_told_and_a_refused_one_stays_in_the_status() {
@@ -314,10 +314,25 @@ fn reloads_are_told_and_a_refused_one_stays_in_the_status() {
         status.ends_with(&format!("; configuration not reloaded: {refusal}")),
         "{status}\ncheck said: {refusal}"
     );
-    std::fs::write(env.config_path(), &config).unwrap();
+    // Valid, but an object whose table does not exist: refused as `poll` refuses to start.
+    std::fs::write(
+        env.config_path(),
+        format!("{config}\n[[object]]\nname = \"Ghost\"\ntable = \"ghost\"\n"),
+    )
+    .unwrap();
     signal(&poll, "HUP");
     manager.wait_for("READY=1 after the second reload", |m| {
         m.values("READY").len() == 3
+    });
+    let (_, status) = manager.values("STATUS").last().unwrap().clone();
+    assert!(
+        status.contains("; configuration not reloaded: ") && status.contains("ghost"),
+        "{status}"
+    );
+    std::fs::write(env.config_path(), &config).unwrap();
+    signal(&poll, "HUP");
+    manager.wait_for("READY=1 after the third reload", |m| {
+        m.values("READY").len() == 4
     });
     let (_, status) = manager.values("STATUS").last().unwrap().clone();
     assert!(!status.contains("not reloaded"), "{status}");
