@@ -38,3 +38,5 @@ pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
+# The Debian package, built from what the tests built, installed, checked and purged.
+bash scripts/package-test.sh

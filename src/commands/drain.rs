@@ -34,7 +34,8 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let stop = shutdown_flag()?;
     let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
-    super::give_up_after_grace(&stop, poller.stopper());
+    let stopper = poller.stopper();
+    super::give_up_after_grace(&stop, || {}, move || stopper.give_up());
     let started = Instant::now();
     if let Some(limit) = args.max_time {
         stop_at_time_limit(&stop, limit);
@@ -58,7 +59,7 @@ pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
     super::show_progress(Some(bar.clone()));
     let mut tally = Tally::default();
     while !stopping(&stop) {
-        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30), None)?;
+        let batch = batch_with_reconnect(&mut poller, &stop, Duration::from_secs(30), None, None)?;
         tally.add(batch);
         let done = tally.distinct_events();
         if bar.length().is_some_and(|len| done > len) {

@@ -15,8 +15,10 @@ use trigpoll::store::{self, EventStore, StoreError};
 pub mod check;
 pub mod drain;
 pub mod install;
+pub mod notify;
 pub mod poll;
 pub mod prune;
+pub mod reload;
 pub mod replay;
 pub mod status;
 
@@ -171,30 +173,38 @@ pub fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
 /// given up (see [`give_up_after_grace`]).
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Once `stop` is set, gives the batch in hand [`STOP_GRACE`] to finish, then makes the poller
-/// give it up: its statement in flight is cancelled (a claim or a fetch waiting for a lock, a
-/// slow server), its deliveries still waiting for a receiver are abandoned, and its claims go
-/// back to the queue, so that the process exits in a bounded time whatever it waits on.
-pub fn give_up_after_grace(stop: &Arc<AtomicBool>, stopper: trigpoll::poller::Stopper) {
+/// Once `stop` is set, calls `stopping_now` at once, then gives the batch in hand [`STOP_GRACE`] to
+/// finish before calling `give_up`, which makes the poller give it up: its statement in flight
+/// is cancelled (a claim or a fetch waiting for a lock, a slow server), its deliveries still
+/// waiting for a receiver are abandoned, and its claims go back to the queue, so that the
+/// process exits in a bounded time whatever it waits on.
+pub fn give_up_after_grace(
+    stop: &Arc<AtomicBool>,
+    stopping_now: impl FnOnce() + Send + 'static,
+    give_up: impl FnOnce() + Send + 'static,
+) {
     let stop = Arc::clone(stop);
     std::thread::spawn(move || {
         while !stopping(&stop) {
             std::thread::sleep(Duration::from_millis(50));
         }
+        stopping_now();
         std::thread::sleep(STOP_GRACE);
         tracing::warn!(grace = ?STOP_GRACE, "the batch in hand did not finish in time: giving it up");
-        stopper.give_up();
+        give_up();
     });
 }
 
 /// Runs one batch, riding out a lost database connection: reconnects with backoff (for at most
 /// `patience`), gives back the claims of the interrupted batch so they are redelivered, and
-/// tries again. `health`, when given, learns whether the database answers.
+/// tries again. `health`, when given, learns whether the database answers; `service`, under
+/// systemd, that the loop is alive while it reconnects, and why.
 pub fn batch_with_reconnect(
     poller: &mut trigpoll::poller::Poller,
     stop: &AtomicBool,
     patience: Duration,
     health: Option<&trigpoll::metrics::Health>,
+    mut service: Option<&mut notify::Service>,
 ) -> Result<trigpoll::poller::Tally> {
     let started = std::time::Instant::now();
     let mut delay = Duration::from_millis(500);
@@ -213,7 +223,14 @@ pub fn batch_with_reconnect(
                     anyhow::bail!("database connection lost: {reason}");
                 }
                 tracing::warn!(%reason, retry_in = ?delay, "database connection lost; reconnecting");
+                if let Some(s) = service.as_deref_mut() {
+                    s.status(format!("database connection lost, reconnecting: {reason}"));
+                    s.alive();
+                }
                 sleep_unless_stopped(stop, delay);
+                if let Some(s) = service.as_deref_mut() {
+                    s.alive();
+                }
                 delay = (delay * 2).min(Duration::from_secs(30));
                 match poller.reconnect() {
                     Ok(()) => tracing::info!("reconnected"),

@@ -1,7 +1,9 @@
-//! `poll`: run until SIGINT/SIGTERM.
+//! `poll`: run until SIGINT/SIGTERM; SIGHUP reloads the configuration ([`reload`]); under
+//! systemd it speaks the notify protocol ([`super::notify`]).
 
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -9,9 +11,11 @@ use clap::Args;
 use tracing::{debug, error, info, warn};
 use trigpoll::metrics::{Health, Metrics};
 use trigpoll::poller::Poller;
-use trigpoll::store::{EventStore, RetryBacklog, StoreError};
+use trigpoll::store::{EventStore, ReadyBacklog, RetryBacklog, StoreError};
 
+use super::notify::Service;
 use super::prune::Pruner;
+use super::reload;
 use super::{
     batch_with_reconnect, open_store_for_delivery, shutdown_flag, sleep_unless_stopped, stopping,
     Context,
@@ -40,34 +44,52 @@ fn listen_address(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-/// How often the backlog gauges are refreshed while the poller is busy: counting the ready
-/// events reads the event table, too much to do for every batch.
+/// How often the backlog is counted while the poller is busy: counting the ready events reads
+/// the event table, too much to do for every batch.
 const BUSY_REFRESH: Duration = Duration::from_secs(5);
 /// ... and at most this often while it is idle.
 const IDLE_REFRESH: Duration = Duration::from_secs(1);
 
-/// The metrics of a poll with `--metrics`.
-struct Observed {
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
+/// What a running poll tells the world: the metrics (`--metrics`) and, under systemd, its
+/// status line and watchdog pings.
+struct Report {
+    metrics: Option<(Arc<Metrics>, Arc<Health>)>,
+    service: Service,
     refreshed: Option<Instant>,
+    /// The last count of the backlog.
+    counted: Option<(ReadyBacklog, RetryBacklog)>,
+    /// Events processed since the start, each counted once.
+    processed: u64,
+    /// Why the last reload was refused, until one succeeds.
+    refused: Option<String>,
 }
 
-impl Observed {
-    /// Refreshes the backlog gauges if they are older than `every`.
-    /// The retry backlog, when it was counted now.
+impl Report {
+    fn health(&self) -> Option<&Health> {
+        self.metrics.as_ref().map(|(_, h)| h.as_ref())
+    }
+
+    /// Counts the backlog if the last count is older than `every` (and anyone is told of it):
+    /// the metrics' gauges and the status line. The retry backlog, when it was counted now.
     fn refresh(&mut self, store: &mut dyn EventStore, every: Duration) -> Option<RetryBacklog> {
+        if self.metrics.is_none() && !self.service.enabled() {
+            return None;
+        }
         if self.refreshed.is_some_and(|r| r.elapsed() < every) {
             return None;
         }
         self.refreshed = Some(Instant::now());
-        let counted = store.ready_backlog().and_then(|ready| {
-            self.metrics.ready_backlog(ready);
-            store.retry_backlog()
-        });
+        let counted = store
+            .ready_backlog()
+            .and_then(|ready| Ok((ready, store.retry_backlog()?)));
         match counted {
-            Ok(retry) => {
-                self.metrics.retry_backlog(retry.events);
+            Ok((ready, retry)) => {
+                if let Some((metrics, _)) = &self.metrics {
+                    metrics.ready_backlog(ready);
+                    metrics.retry_backlog(retry.events);
+                }
+                self.counted = Some((ready, retry));
+                self.tell();
                 Some(retry)
             }
             Err(e) => {
@@ -76,15 +98,52 @@ impl Observed {
             }
         }
     }
+
+    /// Updates `systemctl status`'s line: `12 ready (oldest 3s), 0 waiting for a retry; 1520
+    /// processed`, and why the last reload was refused, if it was.
+    fn tell(&mut self) {
+        let mut status = match self.counted {
+            Some((ready, retry)) => {
+                let oldest = match ready.oldest_age_seconds {
+                    Some(age) if ready.events > 0 => format!(
+                        " (oldest {})",
+                        humantime::format_duration(Duration::from_secs(age as u64))
+                    ),
+                    _ => String::new(),
+                };
+                format!(
+                    "{} ready{oldest}, {} waiting for a retry; {} processed",
+                    ready.events, retry.events, self.processed
+                )
+            }
+            None => format!("polling; {} processed", self.processed),
+        };
+        if let Some(reason) = &self.refused {
+            status += &format!("; configuration not reloaded: {reason}");
+        }
+        self.service.status(status);
+    }
 }
 
 pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
-    let interval = args.interval.unwrap_or(config.poll.interval);
+    let mut config = ctx.config()?;
     let stop = shutdown_flag()?;
+    let reload = reload::reload_flag()?;
     let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
-    super::give_up_after_grace(&stop, poller.stopper());
-    let mut observed = match args.metrics {
+    let service = Service::from_env();
+    // The poller a stop gives up on: the one running then, also after a reload.
+    let stopper = Arc::new(Mutex::new(poller.stopper()));
+    {
+        let notifier = service.notifier();
+        let stopper = Arc::clone(&stopper);
+        super::give_up_after_grace(
+            &stop,
+            move || notifier.stopping(),
+            move || lock(&stopper).give_up(),
+        );
+    }
+    let mut interval = args.interval.unwrap_or(config.poll.interval);
+    let metrics = match args.metrics {
         Some(addr) => {
             let metrics = Arc::new(Metrics::new());
             // Unhealthy once the database has been unreachable for about ten intervals.
@@ -92,21 +151,68 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
             let bound = trigpoll::metrics::serve(&addr, Arc::clone(&metrics), Arc::clone(&health))?;
             info!(address = %bound, "serving /metrics and /healthz");
             poller.set_metrics(Arc::clone(&metrics));
-            Some(Observed {
-                metrics,
-                health,
-                refreshed: None,
-            })
+            Some((metrics, health))
         }
         None => None,
     };
+    let mut report = Report {
+        metrics,
+        service,
+        refreshed: None,
+        counted: None,
+        processed: 0,
+        refused: None,
+    };
     let mut pruner = config.archive.retention.map(Pruner::new);
+    report.refresh(poller.store(), IDLE_REFRESH);
+    report.service.ready();
     info!(?interval, "polling");
-    let mut processed = 0u64;
     while !stopping(&stop) {
-        let health = observed.as_ref().map(|o| o.health.as_ref());
+        if reload.swap(false, Ordering::Relaxed) {
+            report.service.reloading();
+            match reload::reload(ctx, &config) {
+                Ok((new, mut next)) => {
+                    if let Some((metrics, _)) = &report.metrics {
+                        next.set_metrics(Arc::clone(metrics));
+                    }
+                    *lock(&stopper) = next.stopper();
+                    // The batch in hand is finished; the old poller gives back the one it
+                    // claimed ahead, to be delivered by the new connectors.
+                    drop(std::mem::replace(&mut poller, next));
+                    let (added, removed) = reload::connector_changes(&config, &new);
+                    info!(
+                        objects = new.objects.len(),
+                        connectors = new.connectors.len(),
+                        ?added,
+                        ?removed,
+                        "configuration reloaded"
+                    );
+                    if new.archive.retention != config.archive.retention {
+                        pruner = new.archive.retention.map(Pruner::new);
+                    }
+                    interval = args.interval.unwrap_or(new.poll.interval);
+                    config = new;
+                    report.refused = None;
+                }
+                Err(reason) => {
+                    error!("configuration not reloaded, the running one stays: {reason}");
+                    report.refused = Some(reason);
+                }
+            }
+            report.refreshed = None;
+            report.tell();
+            report.refresh(poller.store(), IDLE_REFRESH);
+            report.service.ready();
+        }
+        report.service.alive();
         // A connection that stays lost is worth retrying forever in a long-running poller.
-        let tally = match batch_with_reconnect(&mut poller, &stop, Duration::MAX, health) {
+        let tally = match batch_with_reconnect(
+            &mut poller,
+            &stop,
+            Duration::MAX,
+            report.metrics.as_ref().map(|(_, h)| h.as_ref()),
+            Some(&mut report.service),
+        ) {
             Ok(t) => t,
             Err(e) => {
                 error!(error = %format!("{e:#}"), "batch failed; trying again after the interval");
@@ -114,7 +220,7 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
                 continue;
             }
         };
-        processed += tally.distinct_events();
+        report.processed += tally.distinct_events();
         if let Some(p) = &mut pruner {
             if let Err(e) = p.step(poller.store()) {
                 warn!(error = %e, "pruning the archive failed; trying again later");
@@ -122,23 +228,20 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
         }
         let pruning = pruner.as_ref().is_some_and(Pruner::busy);
         if tally.claimed_any() || pruning {
-            if let Some(o) = &mut observed {
-                o.refresh(poller.store(), BUSY_REFRESH);
-            }
+            report.refresh(poller.store(), BUSY_REFRESH);
             continue;
         }
-        // Idle: sleep until the interval passes, a retry is due or the database says new
-        // events arrived. Errors here are noticed (and reconnected) by the next batch.
-        let counted = observed
-            .as_mut()
-            .and_then(|o| o.refresh(poller.store(), IDLE_REFRESH));
-        let due = match counted {
+        // Idle: sleep until the interval passes, a retry is due, the database says new events
+        // arrived or a reload is asked for. Errors here are noticed (and reconnected) by the
+        // next batch.
+        let due = match report.refresh(poller.store(), IDLE_REFRESH) {
             Some(backlog) => backlog.next_due,
             None => poller.store().retry_backlog().ok().and_then(|b| b.next_due),
         };
         let idle = due.map_or(interval, |d| d.min(interval));
         let until = Instant::now() + idle;
-        while !stopping(&stop) {
+        while !stopping(&stop) && !reload.load(Ordering::Relaxed) {
+            report.service.alive();
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -146,14 +249,18 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
             let woken = poller
                 .store()
                 .wait_for_events(left.min(Duration::from_millis(250)));
-            if let Some(o) = &mut observed {
-                match &woken {
-                    Err(StoreError::Connection(_)) => o.health.unreachable(),
-                    Err(_) => {}
-                    Ok(_) => {
-                        o.health.reachable();
-                        o.refresh(poller.store(), BUSY_REFRESH);
+            match &woken {
+                Err(StoreError::Connection(_)) => {
+                    if let Some(h) = report.health() {
+                        h.unreachable();
                     }
+                }
+                Err(_) => {}
+                Ok(_) => {
+                    if let Some(h) = report.health() {
+                        h.reachable();
+                    }
+                    report.refresh(poller.store(), BUSY_REFRESH);
                 }
             }
             match woken {
@@ -167,6 +274,12 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
             }
         }
     }
-    info!(events = processed, "stopped");
+    report.service.notifier().stopping();
+    info!(events = report.processed, "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stopper stays usable whatever panicked while holding it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,7 +1,7 @@
 //! Running it in production: pruning the archive, metrics, check, replays to connectors that
 //! are gone.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::common::receiver::Receiver;
@@ -249,27 +249,99 @@ pub fn poll_metrics_count_events_steps_and_backlog(backend: Backend) {
         Some(0.0)
     );
     assert_eq!(sample(&scrape, "trigpoll_healthy", &[]), Some(1.0));
-    // The shipped alerting rules use metrics that exist.
-    let rules =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/alerts.yml"))
-            .unwrap();
-    let used: std::collections::BTreeSet<&str> = rules
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("trigpoll_"))
-        .collect();
-    assert!(used.len() >= 5, "{used:?}");
-    for metric in used {
-        assert!(
-            text.contains(metric),
-            "examples/alerts.yml uses {metric}, which is not exposed"
-        );
-    }
+    // The shipped alerting rules and dashboard query metrics that exist; the dashboard shows
+    // every one.
+    check_queries(&text);
     assert!(!text.contains("metrics-s3cret"), "{text}");
     assert!(!text.contains(&env.db.url), "{text}");
     assert_eq!(health(port), Some(200), "an idle poller is healthy");
     let missing = ureq::get(&format!("http://127.0.0.1:{port}/nothing")).call();
     assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
     stop(&mut poll);
+}
+
+/// The names in an exposition as Prometheus stores its series: `trigpoll_events_total`,
+/// `…_bucket`, `…_sum`, `…_count`; and the metric families (`# TYPE` lines).
+fn exposed(text: &str) -> (BTreeSet<&str>, BTreeSet<&str>) {
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap())
+        .collect();
+    let families = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    (series, families)
+}
+
+/// The `trigpoll_` metric names in a text (a PromQL expression, a rules file).
+fn metric_names(text: &str) -> BTreeSet<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("trigpoll_"))
+        .collect()
+}
+
+/// Every PromQL expression of a Grafana dashboard: its panels' targets and its variables.
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<String> {
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push(target["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(query) = variable["query"]["query"].as_str() {
+            queries.push(query.to_string());
+        }
+    }
+    queries
+}
+
+/// examples/alerts.yml and examples/grafana-dashboard.json against what `poll --metrics`
+/// exposes (`text`, a scrape where every metric has samples).
+fn check_queries(text: &str) {
+    let (series, families) = exposed(text);
+    assert!(families.len() >= 7, "{families:?}");
+    let example = |name: &str| {
+        std::fs::read_to_string(format!("{}/examples/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    };
+    let rules = example("alerts.yml");
+    let used = metric_names(&rules);
+    assert!(used.len() >= 5, "{used:?}");
+    for metric in used {
+        assert!(
+            series.contains(metric),
+            "examples/alerts.yml uses {metric}, which is not exposed"
+        );
+    }
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&example("grafana-dashboard.json")).unwrap();
+    let queries = dashboard_queries(&dashboard);
+    let mut shown = BTreeSet::new();
+    for query in &queries {
+        for metric in metric_names(query) {
+            assert!(
+                series.contains(metric),
+                "examples/grafana-dashboard.json queries {metric}, which is not exposed: {query}"
+            );
+            shown.insert(metric);
+        }
+        // Every panel follows the dashboard's job and poller choice.
+        if !query.starts_with("label_values") {
+            assert!(
+                query.contains("instance=~\"$instance\""),
+                "a query ignores the $instance variable: {query}"
+            );
+        }
+    }
+    for family in families {
+        assert!(
+            shown.iter().any(|m| m.starts_with(family)),
+            "examples/grafana-dashboard.json shows nothing of {family}"
+        );
+    }
 }
 
 pub fn replay_refuses_rows_of_connectors_no_longer_configured(backend: Backend) {
