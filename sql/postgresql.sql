@@ -57,6 +57,34 @@ CREATE OR REPLACE FUNCTION "trigpoll"."pinned_text"(anyelement) RETURNS text LAN
 
 REVOKE ALL ON FUNCTION "trigpoll"."pinned_json"(anyelement), "trigpoll"."pinned_text"(anyelement) FROM PUBLIC;
 
+DO $trigpoll$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'trigpoll_capture') THEN
+        BEGIN
+            CREATE ROLE "trigpoll_capture" NOLOGIN NOINHERIT;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                -- made by an install running at the same time
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'the capture role % does not exist, and % may not create roles', 'trigpoll_capture', current_user
+                    USING HINT = pg_catalog.format('as a superuser: CREATE ROLE %I NOLOGIN NOINHERIT; GRANT %I TO %I', 'trigpoll_capture', 'trigpoll_capture', current_user);
+        END;
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, 'trigpoll_capture', 'MEMBER') THEN
+        BEGIN
+            EXECUTE pg_catalog.format('GRANT %I TO %I', 'trigpoll_capture', current_user);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION '% is no member of the capture role %, and may not make itself one', current_user, 'trigpoll_capture'
+                USING HINT = pg_catalog.format('as a superuser: GRANT %I TO %I', 'trigpoll_capture', current_user);
+        END;
+    END IF;
+END $trigpoll$;
+
+GRANT USAGE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+GRANT INSERT ON "trigpoll"."trigpoll_event" TO "trigpoll_capture";
+
+GRANT EXECUTE ON FUNCTION "trigpoll"."pinned_json"(anyelement), "trigpoll"."pinned_text"(anyelement) TO "trigpoll_capture";
+
 CREATE OR REPLACE FUNCTION "trigpoll"."capture_Employee_14014e"() RETURNS trigger LANGUAGE plpgsql
     SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $trigpoll$
 -- trigpoll fingerprint: 33ba4f5035b925bc (3 triggers on this table)
@@ -101,6 +129,12 @@ $trigpoll$;
 
 REVOKE ALL ON FUNCTION "trigpoll"."capture_Employee_14014e"() FROM PUBLIC;
 
+GRANT CREATE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+ALTER FUNCTION "trigpoll"."capture_Employee_14014e"() OWNER TO "trigpoll_capture";
+
+REVOKE CREATE ON SCHEMA "trigpoll" FROM "trigpoll_capture";
+
 DROP TRIGGER IF EXISTS trigpoll_capture ON "employee";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "employee";
@@ -140,6 +174,12 @@ END
 $trigpoll$;
 
 REVOKE ALL ON FUNCTION "trigpoll"."capture_Department_5304ab"() FROM PUBLIC;
+
+GRANT CREATE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+ALTER FUNCTION "trigpoll"."capture_Department_5304ab"() OWNER TO "trigpoll_capture";
+
+REVOKE CREATE ON SCHEMA "trigpoll" FROM "trigpoll_capture";
 
 DROP TRIGGER IF EXISTS trigpoll_capture ON "department";
 
@@ -188,6 +228,12 @@ END
 $trigpoll$;
 
 REVOKE ALL ON FUNCTION "trigpoll"."capture_OrderLine_d48489"() FROM PUBLIC;
+
+GRANT CREATE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+ALTER FUNCTION "trigpoll"."capture_OrderLine_d48489"() OWNER TO "trigpoll_capture";
+
+REVOKE CREATE ON SCHEMA "trigpoll" FROM "trigpoll_capture";
 
 DROP TRIGGER IF EXISTS trigpoll_capture ON "order_line";
 
@@ -239,6 +285,12 @@ $trigpoll$;
 
 REVOKE ALL ON FUNCTION "trigpoll"."capture_Order_6be090"() FROM PUBLIC;
 
+GRANT CREATE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+ALTER FUNCTION "trigpoll"."capture_Order_6be090"() OWNER TO "trigpoll_capture";
+
+REVOKE CREATE ON SCHEMA "trigpoll" FROM "trigpoll_capture";
+
 DROP TRIGGER IF EXISTS trigpoll_capture ON "Orders";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "Orders";
@@ -289,6 +341,12 @@ $trigpoll$;
 
 REVOKE ALL ON FUNCTION "trigpoll"."capture_Order_items_a7857d"() FROM PUBLIC;
 
+GRANT CREATE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+ALTER FUNCTION "trigpoll"."capture_Order_items_a7857d"() OWNER TO "trigpoll_capture";
+
+REVOKE CREATE ON SCHEMA "trigpoll" FROM "trigpoll_capture";
+
 DROP TRIGGER IF EXISTS trigpoll_capture ON "order_item";
 
 DROP TRIGGER IF EXISTS trigpoll_capture_insert ON "order_item";
@@ -338,6 +396,14 @@ END
 $trigpoll$;
 
 REVOKE ALL ON FUNCTION "trigpoll"."capture_Order_items_notes_cfe28c"() FROM PUBLIC;
+
+GRANT CREATE ON SCHEMA "trigpoll" TO "trigpoll_capture";
+
+ALTER FUNCTION "trigpoll"."capture_Order_items_notes_cfe28c"() OWNER TO "trigpoll_capture";
+
+REVOKE CREATE ON SCHEMA "trigpoll" FROM "trigpoll_capture";
+
+GRANT SELECT ON "order_item" TO "trigpoll_capture";
 
 DROP TRIGGER IF EXISTS trigpoll_capture ON "order_item_note";
 

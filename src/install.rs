@@ -310,6 +310,8 @@ pub struct Drift {
     pub object: String,
     pub table: String,
     pub state: DriftState,
+    /// Whose rights the installed capture runs with ([`InstalledTrigger::runs_as`]).
+    pub runs_as: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -378,6 +380,7 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
             state: t
                 .failure
                 .map_or(DriftState::Unconfigured, DriftState::Broken),
+            runs_as: t.runs_as,
         }
     }));
     Ok(report)
@@ -413,11 +416,13 @@ fn compare(
                         .map(|t| t.to_string())
                         .unwrap_or_default(),
                     state: DriftState::Invalid(problems.join("; ")),
+                    runs_as: None,
                 });
                 continue;
             }
         };
         for ddl in dialect.capture(&capture) {
+            let mut runs_as = None;
             let state = match installed.iter().position(|t| same_table(t, &ddl.table)) {
                 None => match store.triggers_hidden(&ddl.table)? {
                     Some(reason) => DriftState::NotVisible(reason),
@@ -425,6 +430,7 @@ fn compare(
                 },
                 Some(i) => {
                     let found = installed.remove(i);
+                    runs_as = found.runs_as;
                     if let Some(reason) = found.failure {
                         DriftState::Broken(reason)
                     } else if found.fingerprint.as_deref() == Some(ddl.fingerprint.as_str()) {
@@ -438,6 +444,7 @@ fn compare(
                 object: object.name.clone(),
                 table: ddl.table.to_string(),
                 state,
+                runs_as,
             });
         }
     }

@@ -210,11 +210,15 @@ table = "public.code"
 "#;
 
 /// The application's tables, created by their owner; the application role gets privileges on
-/// them and on nothing else.
-fn owned_tables(env: &common::Env, owner: &str, app: &str) {
+/// them and on nothing else. The owner installs trigpoll: a superuser made the capture role for
+/// it, as README's *Backends and privileges* says, and the configuration names that role.
+fn owned_tables(env: &common::Env, roles: &Roles) {
+    let [owner, app, capture] = [0, 1, 2].map(|i| roles.names[i].as_str());
     env.db.execute(&format!(
         "GRANT CREATE ON DATABASE {db} TO {owner};
          GRANT CREATE ON SCHEMA public TO {owner};
+         ALTER ROLE {capture} NOLOGIN NOINHERIT;
+         GRANT {capture} TO {owner};
          SET ROLE {owner};
          CREATE TABLE department (dept_id int PRIMARY KEY, name text NOT NULL);
          CREATE TABLE code (code text PRIMARY KEY, label text);
@@ -222,6 +226,15 @@ fn owned_tables(env: &common::Env, owner: &str, app: &str) {
          RESET ROLE;",
         db = env.db.name
     ));
+    std::fs::create_dir_all(env.path("connectors")).unwrap();
+    std::fs::write(
+        env.config_path(),
+        format!(
+            "[database]\nurl = \"{}\"\ncapture_role = \"{capture}\"\n{OWNED}",
+            roles.url(owner)
+        ),
+    )
+    .unwrap();
 }
 
 /// Installing trigpoll as the tables' owner must not make the application's writes fail: the
@@ -232,10 +245,9 @@ fn an_application_role_with_table_privileges_only_keeps_writing() {
     let Some(env) = common::Env::new(PG) else {
         return;
     };
-    let roles = Roles::new(&env.db, &["owner", "app"]);
-    let (owner, app) = (&roles.names[0], &roles.names[1]);
-    owned_tables(&env, owner, app);
-    env.config_with_url(&roles.url(owner), "", OWNED);
+    let roles = Roles::new(&env.db, &["owner", "app", "capture"]);
+    let app = &roles.names[1];
+    owned_tables(&env, &roles);
     let out = env.file_connector("out");
     env.run_ok(&["install-triggers"], 0);
 
@@ -293,10 +305,9 @@ fn look_alikes_on_a_writers_search_path_change_nothing() {
     let Some(env) = common::Env::new(PG) else {
         return;
     };
-    let roles = Roles::new(&env.db, &["owner", "app"]);
-    let (owner, app) = (&roles.names[0], &roles.names[1]);
-    owned_tables(&env, owner, app);
-    env.config_with_url(&roles.url(owner), "", OWNED);
+    let roles = Roles::new(&env.db, &["owner", "app", "capture"]);
+    let app = &roles.names[1];
+    owned_tables(&env, &roles);
     env.file_connector("out");
     env.run_ok(&["install-triggers"], 0);
     env.db.execute(&format!(
@@ -345,23 +356,27 @@ fn status_reports_a_trigger_whose_owner_lost_its_rights() {
     let Some(env) = common::Env::new(PG) else {
         return;
     };
-    let roles = Roles::new(&env.db, &["owner", "app"]);
-    let (owner, app) = (&roles.names[0], &roles.names[1]);
-    owned_tables(&env, owner, app);
-    env.config_with_url(&roles.url(owner), "", OWNED);
+    let roles = Roles::new(&env.db, &["owner", "app", "capture"]);
+    owned_tables(&env, &roles);
     env.file_connector("out");
     env.run_ok(&["install-triggers"], 0);
     let out = env.run_ok(&["status"], 0);
     assert!(!common::stdout(&out).contains("BROKEN"));
+    // The routines belong to the capture role, whose rights they run with.
+    let capture = &roles.names[2];
     env.db.execute(&format!(
-        "REVOKE INSERT ON trigpoll.trigpoll_event FROM {owner}"
+        "REVOKE INSERT ON trigpoll.trigpoll_event FROM {capture}"
     ));
     let out = env.run_ok(&["status"], 1);
     let text = common::stdout(&out);
     assert!(
-        text.contains("BROKEN") && text.contains(&format!("owner {owner} may not insert")),
+        text.contains("BROKEN") && text.contains(&format!("owner {capture} may not insert")),
         "{text}"
     );
+    // install-triggers grants it again.
+    env.run_ok(&["install-triggers"], 0);
+    let out = env.run_ok(&["status"], 0);
+    assert!(!common::stdout(&out).contains("BROKEN"));
 }
 
 /// SIGTERM while the batch in hand waits for a lock (here its fetch, behind an ACCESS
@@ -408,4 +423,69 @@ fn sigterm_cancels_a_statement_waiting_for_a_lock() {
             .query("SELECT event_status, attempts, claimed_by FROM {events}"),
         [vec![Some("0".to_string()), Some("0".to_string()), None]]
     );
+}
+
+/// A `when` condition runs with the capture role's rights, which are to write events and no
+/// more: an application role that owns a function the condition calls, and replaces it with one
+/// that makes it superuser, gains nothing (before, the condition ran with the installer's
+/// rights, a superuser's, and it did). install-triggers checks a condition as that role, and
+/// `check --database` warns of the function the application role may replace.
+#[test]
+fn a_condition_runs_with_the_capture_roles_rights_only() {
+    let Some(env) = common::Env::new(PG) else {
+        return;
+    };
+    let roles = Roles::new(&env.db, &["app"]);
+    let app = &roles.names[0];
+    env.db.execute(&format!(
+        "CREATE SCHEMA app AUTHORIZATION {app};
+         SET ROLE {app};
+         CREATE TABLE app.account (id int PRIMARY KEY, active boolean);
+         CREATE FUNCTION app.is_active(b boolean) RETURNS boolean LANGUAGE sql AS 'SELECT b';
+         RESET ROLE;"
+    ));
+    env.config(
+        "",
+        "[[object]]\nname = \"Account\"\ntable = \"app.account\"\n\
+         [object.when]\ncreate = \"app.is_active(NEW.active)\"\n",
+    );
+    env.file_connector("out");
+    // The capture role may not use the application's schema: refused, saying what to grant.
+    let refused = env.run_ok(&["install-triggers"], 2);
+    let text = common::stderr(&refused);
+    assert!(
+        text.contains("permission denied for schema app")
+            && text
+                .contains("a condition runs with the rights of the capture role trigpoll_capture"),
+        "{text}"
+    );
+    env.db.execute(&format!(
+        "GRANT USAGE ON SCHEMA app TO trigpoll_capture; GRANT USAGE ON SCHEMA app TO {app}"
+    ));
+    env.run_ok(&["install-triggers"], 0);
+    let checked = env.run_ok(&["check", "--database"], 0);
+    let text = common::stdout(&checked);
+    assert!(
+        text.contains(&format!(
+            "object Account: when.create calls app.is_active(boolean), which {app} may replace"
+        )),
+        "{text}"
+    );
+    let mut writer = postgres::Client::connect(&roles.url(app), postgres::NoTls).unwrap();
+    writer
+        .batch_execute(&format!(
+            "CREATE OR REPLACE FUNCTION app.is_active(b boolean) RETURNS boolean
+                 LANGUAGE plpgsql AS $$ BEGIN ALTER ROLE {app} SUPERUSER; RETURN b; END $$"
+        ))
+        .unwrap();
+    let written = writer.batch_execute("INSERT INTO app.account VALUES (1, true)");
+    let superuser = env.db.scalar(&format!(
+        "SELECT rolsuper::text FROM pg_roles WHERE rolname = '{app}'"
+    ));
+    assert_eq!(superuser.as_deref(), Some("false"), "{written:?}");
+    let error = written
+        .expect_err("the replaced function fails the write")
+        .to_string();
+    assert!(error.contains("db error"), "{error}");
+    assert_eq!(env.db.count("SELECT count(*) FROM app.account"), 0);
 }

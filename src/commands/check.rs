@@ -59,6 +59,9 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
             );
         }
     }
+    for warning in condition_warnings(store.as_mut(), &config)? {
+        out += &format!("condition      warning: {warning}\n");
+    }
     for d in drift(store.as_mut(), &config)? {
         if d.state.needs_attention() {
             problems += 1;
@@ -90,6 +93,34 @@ pub fn run(ctx: &Context, args: CheckArgs) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Conditions that call functions a role other than the capture role may replace (README,
+/// *Backends and privileges*): that role may then run code with the capture's rights.
+fn condition_warnings(
+    store: &mut dyn trigpoll::store::EventStore,
+    config: &trigpoll::config::Config,
+) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for object in &config.objects {
+        let Some(name) = &object.table else { continue };
+        let Some(table) = store.describe_table(name)? else {
+            continue;
+        };
+        for verb in Verb::ALL {
+            let Some(condition) = object.when.get(verb) else {
+                continue;
+            };
+            for (function, owner) in store.replaceable_functions(&table, verb, condition)? {
+                warnings.push(format!(
+                    "object {}: when.{} calls {function}, which {owner} may replace: the condition runs with the capture role's rights, and so would {owner}'s code",
+                    object.name,
+                    verb.as_str().to_ascii_lowercase()
+                ));
+            }
+        }
+    }
+    Ok(warnings)
 }
 
 /// Subscriptions that can never match what the configuration captures: a pattern naming an

@@ -74,6 +74,7 @@ mod tests {
             schema: schema.to_string(),
             event_table: "trigpoll_event".to_string(),
             archive_table: "trigpoll_archive".to_string(),
+            capture_role: None,
         }
     }
 

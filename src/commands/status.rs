@@ -77,6 +77,17 @@ fn text(r: &Report) -> String {
         for t in &r.triggers {
             out.push_str(&format!("{:<20} {:<30} {}\n", t.object, t.table, t.state));
         }
+        // Whose rights the capture (and every `when` condition) runs with.
+        let mut owners: Vec<&str> = r
+            .triggers
+            .iter()
+            .filter_map(|t| t.runs_as.as_deref())
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        if !owners.is_empty() {
+            out.push_str(&format!("\ncapture runs as  {}\n", owners.join(", ")));
+        }
     }
     out
 }

@@ -60,6 +60,18 @@ pub struct DatabaseConfig {
     pub schema: String,
     pub event_table: String,
     pub archive_table: String,
+    /// PostgreSQL: the role that owns the capture functions, whose rights the triggers (and
+    /// their `when` conditions) run with; `None`: `<schema>_capture`.
+    pub capture_role: Option<String>,
+}
+
+impl DatabaseConfig {
+    /// The role the capture functions belong to (PostgreSQL; README, *Backends and privileges*).
+    pub fn capture_role(&self) -> String {
+        self.capture_role
+            .clone()
+            .unwrap_or_else(|| format!("{}_capture", self.schema))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -490,11 +502,25 @@ impl Config {
         let raw: RawConfig = source.parse()?;
         let base = path.parent().unwrap_or_else(|| Path::new(""));
 
+        let postgres = !["sqlite://", "mysql://"]
+            .iter()
+            .any(|s| raw.database.url.0.expose().starts_with(s));
+        let capture_role =
+            match raw.database.capture_role {
+                Some(role) if !postgres => return Err(source.error(
+                    Some(role.span()),
+                    Some("database.capture_role".to_string()),
+                    "is a PostgreSQL role: MySQL triggers run as their definer (the installing \
+                     account), SQLite has no users",
+                )),
+                role => role.map(|r| r.into_inner().0),
+            };
         let database = DatabaseConfig {
             url: raw.database.url.0,
             schema: raw.database.schema.0,
             event_table: raw.database.event_table.0,
             archive_table: raw.database.archive_table.0,
+            capture_role,
         };
         let connectors_dir = match &raw.poll.connectors_dir {
             Some(dir) => base.join(&dir.get_ref().0),

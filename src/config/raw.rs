@@ -43,6 +43,7 @@ pub(super) struct RawDatabase {
     pub(super) event_table: NonBlank,
     #[serde(default = "default_archive_table")]
     pub(super) archive_table: NonBlank,
+    pub(super) capture_role: Option<Spanned<NonBlank>>,
 }
 
 pub(super) fn default_schema() -> NonBlank {

@@ -220,7 +220,12 @@ fn main_file_errors_name_file_line_and_key() {
         (
             format!("{MAIN}schemas = \"x\"\n"),
             "trigpoll.toml:3:1: database.schemas: unknown field `schemas`, expected one of \
-             `url`, `schema`, `event_table`, `archive_table`",
+             `url`, `schema`, `event_table`, `archive_table`, `capture_role`",
+        ),
+        (
+            format!("{MAIN}capture_role = \"cap\"\n"),
+            "trigpoll.toml:3:16: database.capture_role: is a PostgreSQL role: MySQL triggers run \
+             as their definer (the installing account), SQLite has no users",
         ),
         (
             format!("{MAIN}[polling]\n"),

@@ -133,6 +133,7 @@ impl Dialect {
                 &db.schema,
                 &db.event_table,
                 &db.archive_table,
+                &db.capture_role(),
             )),
         }
     }
@@ -165,7 +166,11 @@ impl Dialect {
     /// joined by `delimiter`.
     pub fn support_functions(&self, delimiter: &str) -> Vec<String> {
         match self {
-            Dialect::Postgres(n) => postgres::support_functions(n),
+            Dialect::Postgres(n) => {
+                let mut statements = postgres::support_functions(n);
+                statements.extend(postgres::capture_role(n));
+                statements
+            }
             Dialect::Mysql(n) => mysql::support_functions(n, delimiter),
             Dialect::Sqlite(_) => Vec::new(),
         }
@@ -293,7 +298,7 @@ mod script_tests {
             "CREATE TABLE a (x int)".to_string(),
             "BEGIN x; END".to_string(),
         ];
-        let pg = Dialect::Postgres(postgres::names("s", "e", "a"));
+        let pg = Dialect::Postgres(postgres::names("s", "e", "a", "c"));
         assert_eq!(
             pg.script(&statements),
             "CREATE TABLE a (x int);\n\nBEGIN x; END;\n\n"

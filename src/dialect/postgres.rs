@@ -48,10 +48,67 @@ pub fn table(name: &TableName) -> String {
 }
 
 /// Where trigpoll's own tables live.
-pub type Names = SchemaNames;
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub tables: SchemaNames,
+    /// The role that owns the capture routines: they run with its rights, whatever condition
+    /// they evaluate (README, *Backends and privileges*).
+    pub capture_role: String,
+}
 
-pub fn names(schema: &str, event: &str, archive: &str) -> Names {
-    SchemaNames::new(schema, event, archive, ident)
+impl std::ops::Deref for Names {
+    type Target = SchemaNames;
+    fn deref(&self) -> &SchemaNames {
+        &self.tables
+    }
+}
+
+pub fn names(schema: &str, event: &str, archive: &str, capture_role: &str) -> Names {
+    Names {
+        tables: SchemaNames::new(schema, event, archive, ident),
+        capture_role: capture_role.to_string(),
+    }
+}
+
+/// Creates the capture role when it does not exist (a role of no rights of its own: no login,
+/// no inheritance), makes the installing role a member of it (to give it routines), and grants
+/// it what every capture routine needs: to write events, and to call [`support_functions`].
+/// Everything a routine does runs with these rights only, `when` conditions included.
+pub fn capture_role(n: &Names) -> Vec<String> {
+    let role = ident(&n.capture_role);
+    let name = literal(&n.capture_role);
+    vec![
+        format!(
+            "DO $trigpoll$ BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = {name}) THEN
+        BEGIN
+            CREATE ROLE {role} NOLOGIN NOINHERIT;
+        EXCEPTION
+            WHEN duplicate_object OR unique_violation THEN
+                -- made by an install running at the same time
+            WHEN insufficient_privilege THEN
+                RAISE EXCEPTION 'the capture role % does not exist, and % may not create roles', {name}, current_user
+                    USING HINT = pg_catalog.format('as a superuser: CREATE ROLE %I NOLOGIN NOINHERIT; GRANT %I TO %I', {name}, {name}, current_user);
+        END;
+    END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, {name}, 'MEMBER') THEN
+        BEGIN
+            EXECUTE pg_catalog.format('GRANT %I TO %I', {name}, current_user);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE EXCEPTION '% is no member of the capture role %, and may not make itself one', current_user, {name}
+                USING HINT = pg_catalog.format('as a superuser: GRANT %I TO %I', {name}, current_user);
+        END;
+    END IF;
+END $trigpoll$"
+        ),
+        format!("GRANT USAGE ON SCHEMA {} TO {role}", n.schema),
+        format!("GRANT INSERT ON {} TO {role}", n.event),
+        format!(
+            "GRANT EXECUTE ON FUNCTION {}(anyelement), {}(anyelement) TO {role}",
+            routine(n, PINNED_JSON),
+            routine(n, PINNED_TEXT)
+        ),
+    ]
 }
 
 /// The LISTEN/NOTIFY channel of an event table.
@@ -508,13 +565,16 @@ fn guard(ignore_users: &[String]) -> String {
     )
 }
 
-/// The routine and its triggers on one table, with the fingerprint of both.
+/// The routine and its triggers on one table, with the fingerprint of both. The routine
+/// belongs to the capture role, which may read the tables it reads (`reads`).
 fn table_ddl(
+    n: &Names,
     on: &TableName,
     routine: &str,
     about: &str,
     body: String,
     triggers: Vec<String>,
+    reads: &[&TableName],
 ) -> TriggerDdl {
     let table_name = table(on);
     let options = function_options();
@@ -530,7 +590,29 @@ fn table_ddl(
         ),
         // Only the triggers call it; nobody else has a use for it.
         format!("REVOKE ALL ON FUNCTION {routine}() FROM PUBLIC"),
+        // A new owner needs CREATE on the routine's schema, for that moment only.
+        format!(
+            "GRANT CREATE ON SCHEMA {} TO {}",
+            n.schema,
+            ident(&n.capture_role)
+        ),
+        format!(
+            "ALTER FUNCTION {routine}() OWNER TO {}",
+            ident(&n.capture_role)
+        ),
+        format!(
+            "REVOKE CREATE ON SCHEMA {} FROM {}",
+            n.schema,
+            ident(&n.capture_role)
+        ),
     ];
+    for t in reads {
+        let role = ident(&n.capture_role);
+        if let Some(schema) = &t.schema {
+            statements.push(format!("GRANT USAGE ON SCHEMA {} TO {role}", ident(schema)));
+        }
+        statements.push(format!("GRANT SELECT ON {} TO {role}", table(t)));
+    }
     statements.extend(
         TRIGGER_NAMES
             .iter()
@@ -853,7 +935,19 @@ END IF;",
         by_row,
     };
     let triggers = triggers(&c.table.name, &routine, firing);
-    table_ddl(&c.table.name, &routine, &c.object.name, body, triggers)
+    let reads: &[&TableName] = match moved {
+        true => &[&c.table.name],
+        false => &[],
+    };
+    table_ddl(
+        n,
+        &c.table.name,
+        &routine,
+        &c.object.name,
+        body,
+        triggers,
+        reads,
+    )
 }
 
 /// A child table's capture: each inserted, updated or deleted child row makes an `Update` of
@@ -938,7 +1032,20 @@ WHERE k IS NOT NULL;",
     };
     let triggers = triggers(&child.table.name, &routine, firing);
     let about = format!("{} (its child {})", c.object.name, child.path);
-    table_ddl(&child.table.name, &routine, &about, body, triggers)
+    // A child below the object's own children finds its object's key through its ancestors.
+    let reads: Vec<&TableName> = chain[..chain.len() - 1]
+        .iter()
+        .map(|ancestor| &ancestor.table.name)
+        .collect();
+    table_ddl(
+        n,
+        &child.table.name,
+        &routine,
+        &about,
+        body,
+        triggers,
+        &reads,
+    )
 }
 
 pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {

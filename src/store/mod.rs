@@ -163,6 +163,18 @@ pub trait EventStore: Send {
         Ok(Vec::new())
     }
 
+    /// The functions `condition` (a `when` of `verb` on `table`) calls that a role other than
+    /// the one the condition runs as may replace, each with that role: whoever may replace one
+    /// may run code with the capture's rights. Changes nothing.
+    fn replaceable_functions(
+        &mut self,
+        _table: &TableInfo,
+        _verb: Verb,
+        _condition: &str,
+    ) -> Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
+
     /// Runs DDL statements, in one transaction where the database allows it.
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
 

@@ -695,6 +695,7 @@ impl EventStore for MysqlStore {
                     ));
                 }
             }
+            let runs_as = triggers.first().map(|(_, _, definer)| definer.clone());
             let names: Vec<String> = triggers.into_iter().map(|(n, _, _)| n).collect();
             installed.push(InstalledTrigger {
                 table: TableName {
@@ -705,6 +706,7 @@ impl EventStore for MysqlStore {
                 fingerprint,
                 routine: None,
                 failure,
+                runs_as,
             });
         }
         Ok(installed)

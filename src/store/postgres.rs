@@ -135,6 +135,9 @@ fn err(e: postgres::Error) -> StoreError {
             if let Some(detail) = db.detail() {
                 msg.push_str(&format!(" ({detail})"));
             }
+            if let Some(hint) = db.hint() {
+                msg.push_str(&format!("; {hint}"));
+            }
             StoreError::Database(msg)
         }
         None => StoreError::Database(described(&e)),
@@ -218,7 +221,12 @@ impl PgStore {
         let db = &config.database;
         PgStore::open(
             db.url.clone(),
-            sql::names(&db.schema, &db.event_table, &db.archive_table),
+            sql::names(
+                &db.schema,
+                &db.event_table,
+                &db.archive_table,
+                &db.capture_role(),
+            ),
             format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
             config.poll.claim_timeout.as_secs_f64(),
             false,
@@ -565,7 +573,8 @@ impl EventStore for PgStore {
             .client
             .query(
                 "SELECT n.nspname::text, c.relname::text, p.proname::text, p.prosrc, count(*),
-                        p.prosecdef AND p.proconfig = ARRAY['search_path=' || $3],
+                        p.prosecdef AND p.proconfig = ARRAY['search_path=' || $3]
+                            AND pg_get_userbyid(p.proowner) = $6,
                         CASE
                             WHEN to_regclass($4) IS NULL THEN
                                 'the event table ' || $4 || ' does not exist'
@@ -578,7 +587,8 @@ impl EventStore for PgStore {
                                 || 'INSERT on ' || $4 || ' cannot write to this table'
                             WHEN p.prosrc LIKE '%' || $5 || '%' AND to_regprocedure($5 || '(anyelement)') IS NULL THEN
                                 'the function ' || $5 || ' it calls does not exist'
-                        END
+                        END,
+                        pg_get_userbyid(p.proowner)::text
                  FROM pg_trigger t
                  JOIN pg_class c ON c.oid = t.tgrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -596,6 +606,7 @@ impl EventStore for PgStore {
                     &sql::PINNED_SEARCH_PATH,
                     &self.names.event,
                     &format!("{}.{}", self.names.schema, sql::ident(sql::PINNED_TEXT)),
+                    &self.names.capture_role,
                 ],
             )
             .map_err(err)?;
@@ -616,6 +627,7 @@ impl EventStore for PgStore {
                     .map(|(fp, _)| fp),
                 routine: Some(format!("{}.{}", self.names.schema, sql::ident(&routine))),
                 failure: r.get(6),
+                runs_as: Some(r.get(7)),
             };
             match installed.last_mut() {
                 // Triggers of one table running different routines: not what install made.
@@ -671,27 +683,91 @@ impl EventStore for PgStore {
         let Some(qualified) = qualified else {
             return Ok(Some(format!("table {} does not exist", t.name)));
         };
+        // As the capture routine runs it: with the capture role's rights (over an empty copy
+        // of the table's columns, since the routine reads no table for NEW and OLD), on the
+        // pinned search path. Everything is rolled back, the role too if it was made here.
+        let role = sql::ident(&self.names.capture_role);
         let check = crate::dialect::condition_check(
-            &qualified,
+            "pg_temp.trigpoll_check",
             verb,
             condition,
             crate::dialect::Quoting::Postgres,
         );
         let mut tx = self.client.transaction().map_err(err)?;
-        tx.batch_execute(&format!(
-            "SET LOCAL search_path = {}",
-            sql::PINNED_SEARCH_PATH
-        ))
-        .map_err(err)?;
-        let checked = tx.batch_execute(&check);
+        let prepared = sql::capture_role(&self.names)[0].clone()
+            + &format!(
+                "; CREATE TEMP TABLE trigpoll_check (LIKE {qualified}) ON COMMIT DROP;
+                 GRANT SELECT ON pg_temp.trigpoll_check TO {role};
+                 SET LOCAL ROLE {role}; SET LOCAL search_path = {}",
+                sql::PINNED_SEARCH_PATH
+            );
+        let checked = tx
+            .batch_execute(&prepared)
+            .map_err(|e| (e, "cannot take the capture role to check it: "))
+            .and_then(|()| tx.batch_execute(&check).map_err(|e| (e, "")));
         tx.rollback().map_err(err)?;
         match checked {
             Ok(()) => Ok(None),
-            Err(e) => match e.as_db_error() {
-                Some(db) => Ok(Some(db.message().to_string())),
+            Err((e, context)) => match e.as_db_error() {
+                Some(db) if db.code() == &postgres::error::SqlState::INSUFFICIENT_PRIVILEGE => {
+                    Ok(Some(format!(
+                        "{context}{} (a condition runs with the rights of the capture role {}: \
+                         grant it what the condition uses, see README, Backends and privileges)",
+                        db.message(),
+                        self.names.capture_role
+                    )))
+                }
+                Some(db) => Ok(Some(format!("{context}{}", db.message()))),
                 None => Err(err(e)),
             },
         }
+    }
+
+    /// Read from what the condition depends on, as a view over the table's columns would (in a
+    /// transaction rolled back): functions and operators' functions outside `pg_catalog`, owned
+    /// by a role that is neither the capture role nor a superuser.
+    fn replaceable_functions(
+        &mut self,
+        t: &TableInfo,
+        verb: Verb,
+        condition: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let view = crate::dialect::condition_check(
+            &sql::table(&t.name),
+            verb,
+            condition,
+            crate::dialect::Quoting::Postgres,
+        );
+        let mut tx = self.client.transaction().map_err(err)?;
+        let made = tx.batch_execute(&format!(
+            "SET LOCAL search_path = {}; CREATE TEMP VIEW trigpoll_condition AS {view}",
+            sql::PINNED_SEARCH_PATH
+        ));
+        if made.is_err() {
+            // A condition the database refuses: install-triggers says why.
+            tx.rollback().map_err(err)?;
+            return Ok(Vec::new());
+        }
+        let rows = tx
+            .query(
+                "SELECT DISTINCT p.oid::regprocedure::text, pg_get_userbyid(p.proowner)::text
+                 FROM pg_depend d
+                 JOIN pg_rewrite r ON r.oid = d.objid AND d.classid = 'pg_rewrite'::regclass
+                 LEFT JOIN pg_operator o ON d.refclassid = 'pg_operator'::regclass
+                     AND o.oid = d.refobjid
+                 JOIN pg_proc p ON p.oid = CASE
+                     WHEN d.refclassid = 'pg_proc'::regclass THEN d.refobjid
+                     ELSE o.oprcode::oid END
+                 JOIN pg_roles owner ON owner.oid = p.proowner
+                 WHERE r.ev_class = 'pg_temp.trigpoll_condition'::regclass
+                   AND p.pronamespace <> 'pg_catalog'::regnamespace
+                   AND owner.rolname <> $1 AND NOT owner.rolsuper
+                 ORDER BY 1",
+                &[&self.names.capture_role],
+            )
+            .map_err(err);
+        tx.rollback().map_err(err)?;
+        Ok(rows?.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()> {

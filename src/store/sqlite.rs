@@ -535,6 +535,7 @@ impl EventStore for SqliteStore {
                 fingerprint,
                 routine: None,
                 failure: failure.clone(),
+                runs_as: None,
             });
         }
         Ok(installed)
