@@ -17,6 +17,9 @@ pub struct Plan {
     pub steps: Vec<String>,
     /// Objects whose triggers are already as configured.
     pub unchanged: Vec<String>,
+    /// What the plan does not change but someone should know (events of objects no longer
+    /// configured).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,13 +220,53 @@ pub fn plan_install(
                 ddl.table
             ));
             plan.statements.append(&mut support);
+            // The routine of an object renamed or replaced on this table runs no trigger now.
+            let replaced = current
+                .and_then(|t| t.routine.as_deref())
+                .filter(|old| !ddl.statements_mention(old))
+                .map(|old| dialect.drop_routine(old))
+                .unwrap_or_default();
             plan.statements.extend(ddl.statements);
+            plan.statements.extend(replaced);
         }
         if !changed {
             plan.unchanged.push(capture.object.name.clone());
         }
     }
+    plan.warnings = unconfigured_events(store, config)?;
     Ok(plan)
+}
+
+/// The ready events of objects no `[[object]]` has any more, by object: the next batch archives
+/// each as `error` (unknown object).
+fn unconfigured_events(
+    store: &mut dyn EventStore,
+    config: &Config,
+) -> Result<Vec<String>, StoreError> {
+    if layout(store, config)? != Layout::Current {
+        return Ok(Vec::new());
+    }
+    let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+    for row in store.status()?.backlog {
+        if !config.objects.iter().any(|o| o.name == row.object) {
+            *counts.entry(row.object).or_default() += row.ready;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .map(|(object, events)| {
+            let (s, them) = if events == 1 {
+                ("", "it")
+            } else {
+                ("s", "them")
+            };
+            format!(
+                "{events} ready event{s} of object {object:?}, which is no longer configured: \
+                 the next poll or drain archives {them} as error (unknown object); configure \
+                 the object again to deliver {them}, or replay {them} once it is"
+            )
+        })
+        .collect())
 }
 
 /// The tables of `objects` whose triggers this account cannot see, as problems: it can neither
@@ -265,6 +308,7 @@ pub fn plan_uninstall(
     }
     let installed = store.installed_triggers()?;
     let mut plan = drop_triggers(store, config, installed);
+    drop_leftovers(store, config, &mut plan)?;
     if drop_tables {
         let dialect = Dialect::new(store.backend(), config);
         let (event_table, archive_table) = own_table_names(store.backend(), config);
@@ -272,8 +316,35 @@ pub fn plan_uninstall(
             "drop the tables {event_table} and {archive_table} with every event and archive row"
         ));
         plan.statements.extend(dialect.drop_tables());
+        let rest = store.drop_own_schema()?;
+        if !rest.is_empty() {
+            plan.steps.push(format!(
+                "drop trigpoll's functions, and its {} when nothing else is left in it",
+                match store.backend() {
+                    "mysql" => "database",
+                    _ => "schema",
+                }
+            ));
+            plan.statements.extend(rest);
+        }
     }
     Ok(plan)
+}
+
+/// Removes the capture routines no trigger runs any more (left by an object renamed or
+/// removed while its table stayed captured).
+fn drop_leftovers(
+    store: &mut dyn EventStore,
+    config: &Config,
+    plan: &mut Plan,
+) -> Result<(), StoreError> {
+    let dialect = Dialect::new(store.backend(), config);
+    for routine in store.leftover_routines()? {
+        plan.steps
+            .push(format!("remove the leftover capture function {routine}"));
+        plan.statements.extend(dialect.drop_routine(&routine));
+    }
+    Ok(())
 }
 
 /// Removes only the triggers of tables that no configured object captures, as [`drift`]
@@ -287,7 +358,9 @@ pub fn plan_uninstall_unconfigured(
         return Err(InstallError::Refused(hidden));
     }
     let (_, unowned) = compare(store, config)?;
-    Ok(drop_triggers(store, config, unowned))
+    let mut plan = drop_triggers(store, config, unowned);
+    drop_leftovers(store, config, &mut plan)?;
+    Ok(plan)
 }
 
 fn drop_triggers(store: &dyn EventStore, config: &Config, triggers: Vec<InstalledTrigger>) -> Plan {
@@ -327,6 +400,8 @@ pub enum DriftState {
     Invalid(String),
     /// Installed, and every write the application makes to the table fails because of it.
     Broken(String),
+    /// A capture routine that no trigger runs any more (`table` names the routine).
+    Leftover,
     /// This account cannot see the table's triggers (MySQL shows them only to accounts with
     /// the TRIGGER privilege on the table): nothing can be said of them.
     NotVisible(String),
@@ -356,6 +431,9 @@ impl std::fmt::Display for DriftState {
                 f.write_str("not in the configuration: run uninstall-triggers --unconfigured")
             }
             DriftState::Invalid(reason) => write!(f, "invalid: {reason}"),
+            DriftState::Leftover => f.write_str(
+                "a capture function no trigger runs (left by a renamed or removed object): run uninstall-triggers --unconfigured",
+            ),
             DriftState::NotVisible(reason) => write!(
                 f,
                 "not visible to this account ({reason}); run `trigpoll status` as the installing account to compare them"
@@ -382,6 +460,12 @@ pub fn drift(store: &mut dyn EventStore, config: &Config) -> Result<Vec<Drift>, 
                 .map_or(DriftState::Unconfigured, DriftState::Broken),
             runs_as: t.runs_as,
         }
+    }));
+    report.extend(store.leftover_routines()?.into_iter().map(|routine| Drift {
+        object: String::new(),
+        table: routine,
+        state: DriftState::Leftover,
+        runs_as: None,
     }));
     Ok(report)
 }

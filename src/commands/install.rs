@@ -46,6 +46,9 @@ pub fn install(ctx: &Context, args: InstallArgs) -> Result<ExitCode> {
     let config = ctx.config()?;
     let mut store = open_store(&config)?;
     let plan = plan_install(store.as_mut(), &config, &args.objects)?;
+    for warning in &plan.warnings {
+        warn!("{warning}");
+    }
     if !plan.unchanged.is_empty() {
         info!(objects = %plan.unchanged.join(", "), "triggers already up to date");
     }

@@ -122,6 +122,13 @@ pub struct TriggerDdl {
     pub statements: Vec<String>,
 }
 
+impl TriggerDdl {
+    /// Whether the statements name `routine` (a qualified, quoted name): it is theirs.
+    pub fn statements_mention(&self, routine: &str) -> bool {
+        self.statements.iter().any(|s| s.contains(routine))
+    }
+}
+
 impl Dialect {
     /// The dialect of a backend (`EventStore::backend`), for the configured table names.
     pub fn new(backend: &str, config: &crate::config::Config) -> Dialect {
@@ -182,6 +189,14 @@ impl Dialect {
             Dialect::Postgres(n) => postgres::capture_trigger(n, capture),
             Dialect::Mysql(n) => mysql::capture_trigger(n, capture),
             Dialect::Sqlite(n) => sqlite::capture_trigger(n, capture),
+        }
+    }
+
+    /// Drops a capture routine that no trigger runs (PostgreSQL; the other backends have none).
+    pub fn drop_routine(&self, routine: &str) -> Vec<String> {
+        match self {
+            Dialect::Postgres(_) => vec![postgres::drop_routine(routine)],
+            Dialect::Mysql(_) | Dialect::Sqlite(_) => Vec::new(),
         }
     }
 

@@ -1048,6 +1048,38 @@ WHERE k IS NOT NULL;",
     )
 }
 
+/// Drops the helper functions, then trigpoll's schema when nothing is left in it (a schema of
+/// the DBA's with other objects stays; `public` always does).
+pub fn drop_own_schema(n: &Names) -> Vec<String> {
+    let mut sql = vec![
+        format!(
+            "DROP FUNCTION IF EXISTS {}(anyelement)",
+            routine(n, PINNED_JSON)
+        ),
+        format!(
+            "DROP FUNCTION IF EXISTS {}(anyelement)",
+            routine(n, PINNED_TEXT)
+        ),
+    ];
+    if n.schema_raw != "public" {
+        sql.push(format!(
+            "DO $trigpoll$ BEGIN
+    DROP SCHEMA IF EXISTS {};
+EXCEPTION WHEN dependent_objects_still_exist THEN
+    RAISE NOTICE 'schema % kept: it holds more than trigpoll''s tables', {};
+END $trigpoll$",
+            n.schema,
+            literal(&n.schema_raw)
+        ));
+    }
+    sql
+}
+
+/// Drops a capture routine that no trigger runs.
+pub fn drop_routine(routine: &str) -> String {
+    format!("DROP FUNCTION IF EXISTS {routine}()")
+}
+
 pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {
     let mut sql: Vec<String> = TRIGGER_NAMES
         .iter()

@@ -175,6 +175,20 @@ pub trait EventStore: Send {
         Ok(Vec::new())
     }
 
+    /// Capture routines of trigpoll's that no trigger runs any more (PostgreSQL: left by an
+    /// object renamed or removed), qualified and quoted.
+    fn leftover_routines(&mut self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
+    /// What removes trigpoll's own schema objects besides its tables and capture routines
+    /// (helper functions), and the schema itself (PostgreSQL) or database (MySQL) when nothing
+    /// else is left in it: run after the tables are dropped. Never the application's database,
+    /// nor PostgreSQL's `public`.
+    fn drop_own_schema(&mut self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Runs DDL statements, in one transaction where the database allows it.
     fn execute_ddl(&mut self, statements: &[String]) -> Result<()>;
 

@@ -751,6 +751,50 @@ impl EventStore for MysqlStore {
         }
     }
 
+    fn drop_own_schema(&mut self) -> Result<Vec<String>> {
+        let schema = self.names.schema_raw.clone();
+        let functions: Vec<String> = self
+            .conn
+            .exec_rows(
+                "SELECT ROUTINE_NAME FROM information_schema.ROUTINES
+                 WHERE ROUTINE_SCHEMA = ? AND ROUTINE_NAME LIKE 'key\\_value\\_%'",
+                (&schema,),
+            )
+            .map_err(err)?;
+        let mut statements: Vec<String> = functions
+            .iter()
+            .map(|f| {
+                format!(
+                    "DROP FUNCTION IF EXISTS {}.{}",
+                    self.names.schema,
+                    sql::ident(f)
+                )
+            })
+            .collect();
+        // What else the database holds once the tables and functions are gone.
+        let others: Option<i64> = self
+            .conn
+            .exec_one(
+                "SELECT (SELECT count(*) FROM information_schema.TABLES
+                         WHERE TABLE_SCHEMA = ? AND TABLE_NAME NOT IN (?, ?))
+                      + (SELECT count(*) FROM information_schema.ROUTINES
+                         WHERE ROUTINE_SCHEMA = ? AND ROUTINE_NAME NOT LIKE 'key\\_value\\_%')
+                      + (SELECT count(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?)",
+                (
+                    &schema,
+                    &self.names.event_raw,
+                    &self.names.archive_raw,
+                    &schema,
+                    &schema,
+                ),
+            )
+            .map_err(err)?;
+        if others == Some(0) && self.database.as_deref() != Some(schema.as_str()) {
+            statements.push(format!("DROP DATABASE IF EXISTS {}", self.names.schema));
+        }
+        Ok(statements)
+    }
+
     fn check_condition(
         &mut self,
         t: &TableInfo,

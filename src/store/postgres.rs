@@ -664,6 +664,32 @@ impl EventStore for PgStore {
         })
     }
 
+    fn leftover_routines(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT p.proname::text FROM pg_proc p
+                 JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = $1 AND p.proname LIKE $2
+                   AND p.prorettype = 'trigger'::regtype
+                   AND NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgfoid = p.oid)
+                 ORDER BY 1",
+                &[
+                    &self.names.schema_raw,
+                    &format!("{}%", sql::ROUTINE_PREFIX.replace('_', "\\_")),
+                ],
+            )
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|r| format!("{}.{}", self.names.schema, sql::ident(r.get(0))))
+            .collect())
+    }
+
+    fn drop_own_schema(&mut self) -> Result<Vec<String>> {
+        Ok(sql::drop_own_schema(&self.names))
+    }
+
     /// Checked on the search path the capture routines run with: the condition is part of one.
     fn check_condition(
         &mut self,

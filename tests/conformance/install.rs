@@ -292,3 +292,74 @@ pub fn status_reports_triggers_that_fail_writes_and_uninstall_removes_them(backe
         .execute("INSERT INTO department VALUES (2, 'Support')");
     assert_eq!(events(&env), 1);
 }
+
+/// A renamed object leaves nothing behind: install-triggers replaces the old capture (its
+/// routine too) and says what becomes of the old name's pending events; a capture routine left
+/// without a trigger shows in `status` and goes with `uninstall-triggers --unconfigured`; and
+/// `uninstall-triggers --drop-tables` removes every trigger, function and table of trigpoll's,
+/// and its schema (PostgreSQL) or database (MySQL) once nothing else is in it.
+pub fn a_renamed_object_leaves_nothing_behind(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    env.db.execute("INSERT INTO department VALUES (1, 'Sales')");
+    env.config(
+        "",
+        &HR_OBJECTS.replace("name = \"Department\"", "name = \"Dept\""),
+    );
+    let installed = env.run_ok(&["install-triggers"], 0);
+    assert!(
+        stderr(&installed).contains(
+            "1 ready event of object \"Department\", which is no longer configured: the next \
+             poll or drain archives it as error (unknown object)"
+        ),
+        "{}",
+        stderr(&installed)
+    );
+    env.db.execute("INSERT INTO department VALUES (2, 'Ops')");
+    assert_eq!(
+        env.db
+            .column("SELECT object_name FROM {events} ORDER BY event_id"),
+        ["Department", "Dept"]
+    );
+    let status = stdout(&env.run_ok(&["status"], 0));
+    assert!(
+        !status.contains("leftover") && !status.contains("no trigger runs"),
+        "{status}"
+    );
+    if backend == Backend::Postgres {
+        // A routine whose triggers went (by hand, or an earlier trigpoll's rename).
+        env.db.execute(
+            "DROP TRIGGER trigpoll_capture_insert ON department;
+                      DROP TRIGGER trigpoll_capture_delete ON department;
+                      DROP TRIGGER trigpoll_capture ON department",
+        );
+        let status = stdout(&env.run(&["status"]));
+        assert!(
+            status.contains("a capture function no trigger runs"),
+            "{status}"
+        );
+        env.run_ok(&["uninstall-triggers", "--unconfigured"], 0);
+        let status = stdout(&env.run(&["status"]));
+        assert!(!status.contains("no trigger runs"), "{status}");
+        env.run_ok(&["install-triggers"], 0);
+    }
+    env.run_ok(&["uninstall-triggers", "--drop-tables", "--force"], 0);
+    let left = match backend {
+        Backend::Postgres => env.db.count(
+            "SELECT (SELECT count(*) FROM pg_namespace WHERE nspname = 'trigpoll')
+                  + (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'trigpoll%')",
+        ),
+        Backend::Mysql => env.db.count(&format!(
+            "SELECT (SELECT count(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{}')
+                  + (SELECT count(*) FROM information_schema.TRIGGERS
+                     WHERE TRIGGER_SCHEMA = '{}' AND TRIGGER_NAME LIKE 'trigpoll%')",
+            env.db.event_schema().unwrap(),
+            env.db.name
+        )),
+        Backend::Sqlite => env
+            .db
+            .count("SELECT count(*) FROM sqlite_master WHERE name LIKE 'trigpoll%'"),
+    };
+    assert_eq!(left, 0, "something of trigpoll's is left");
+}

@@ -29,6 +29,7 @@ macro_rules! conformance_tests {
             install::a_table_without_primary_key_needs_keys,
             install::missing_tables_and_key_columns_are_named,
             install::status_reports_triggers_that_fail_writes_and_uninstall_removes_them,
+            install::a_renamed_object_leaves_nothing_behind,
             capture::triggers_write_one_event_per_change,
             capture::a_key_change_is_a_delete_and_a_create,
             capture::keys_round_trip_through_the_database,
