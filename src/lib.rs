@@ -9,6 +9,7 @@ pub mod dialect;
 pub mod event;
 pub mod install;
 pub mod key;
+pub mod lease;
 pub mod metrics;
 pub mod payload;
 pub mod poller;

@@ -20,6 +20,7 @@ use crate::connector::{Connector, Delivery, Outcome};
 use crate::dialect::{Capture, ChildCapture};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
 use crate::key::{self, KeyPair};
+use crate::lease::{Keeper, Lease};
 use crate::metrics::{EventLabels, Metrics, Step};
 use crate::payload;
 use crate::store::{EventStore, Fetched, Interrupt, JsonObject, StoreError};
@@ -47,6 +48,9 @@ pub struct Tally {
     /// Events of `events` that this poller had put back for a retry in an earlier batch:
     /// `events - repeats` counts each event once, however often it was attempted.
     pub repeats: u64,
+    /// Events given back untried because their claim may have run out (not in `events`:
+    /// they come again).
+    pub given_back: u64,
 }
 
 impl Tally {
@@ -60,6 +64,7 @@ impl Tally {
         self.retrying += other.retrying;
         self.held += other.held;
         self.repeats += other.repeats;
+        self.given_back += other.given_back;
     }
 
     /// Events processed, each counted once however often it was attempted.
@@ -69,7 +74,7 @@ impl Tally {
 
     /// Whether the batch claimed anything at all: when not, nothing was ready.
     pub fn claimed_any(&self) -> bool {
-        self.events + self.held > 0
+        self.events + self.held + self.given_back > 0
     }
 }
 
@@ -120,6 +125,9 @@ pub struct Poller {
     metrics: Meter,
     /// How many more events the builder may claim ([`Poller::limit_claims`]).
     claims_left: Arc<AtomicU64>,
+    /// The claims of the batches in hand, renewed by `_keeper` while they are worked on.
+    lease: Arc<Lease>,
+    _keeper: Keeper,
 }
 
 /// The metrics a poller and its claiming thread record into, when there are any.
@@ -132,12 +140,15 @@ type Meter = Arc<OnceLock<Arc<Metrics>>>;
 #[derive(Clone)]
 pub struct Stopper {
     given_up: Arc<AtomicBool>,
+    /// What the connectors watch: set on a stop, and when the batch's lease may have run out.
+    abandon: Arc<AtomicBool>,
     stores: Arc<Vec<Box<dyn Interrupt>>>,
 }
 
 impl Stopper {
     pub fn give_up(&self) {
         self.given_up.store(true, Ordering::SeqCst);
+        self.abandon.store(true, Ordering::SeqCst);
         for store in self.stores.iter() {
             store.interrupt();
         }
@@ -148,6 +159,18 @@ impl Stopper {
             true => Err(StoreError::Stopped),
             false => Ok(()),
         }
+    }
+
+    /// A batch's deliveries start: the connectors give up only on a stop, or when the lease
+    /// of this batch may run out.
+    fn begin_delivery(&self) {
+        self.abandon
+            .store(self.given_up.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// Whether the deliveries were given up.
+    fn abandoned(&self) -> bool {
+        self.abandon.load(Ordering::SeqCst)
     }
 }
 
@@ -161,6 +184,7 @@ struct Builder {
     batch_size: usize,
     metrics: Meter,
     claims_left: Arc<AtomicU64>,
+    lease: Arc<Lease>,
 }
 
 /// The configured objects by name, shared by the poller and its builder.
@@ -174,7 +198,13 @@ enum Batches {
     Ahead(Ahead),
 }
 
-type Built = Result<Vec<Work>, StoreError>;
+/// A claimed batch: its handle in the [`Lease`], and the work of each event.
+struct Claimed {
+    batch: Option<u64>,
+    work: Vec<Work>,
+}
+
+type Built = Result<Claimed, StoreError>;
 
 /// A thread that claims and builds a batch on its own connection each time it is asked to.
 struct Ahead {
@@ -237,7 +267,7 @@ impl Ahead {
         let mut built = self.receive_once();
         // A claim made while the previous batch was being finished passes over the events
         // waiting behind that batch's keys; now that it is finished, they may be ready.
-        if self.overlapped && matches!(&built, Ok(work) if work.is_empty()) {
+        if self.overlapped && matches!(&built, Ok(claimed) if claimed.work.is_empty()) {
             built = self.receive_once();
         }
         built
@@ -259,7 +289,7 @@ impl Ahead {
             return false;
         }
         self.outstanding = false;
-        matches!(self.replies.recv(), Ok(Ok(work)) if !work.is_empty())
+        matches!(self.replies.recv(), Ok(Ok(claimed)) if !claimed.work.is_empty())
     }
 }
 
@@ -315,6 +345,8 @@ impl Poller {
         let objects = Arc::new(objects);
         let metrics = Meter::default();
         let given_up = Arc::new(AtomicBool::new(false));
+        let abandon = Arc::new(AtomicBool::new(false));
+        let lease = Lease::new(config.poll.claim_timeout, Arc::clone(&abandon));
         let claims_left = Arc::new(AtomicU64::new(u64::MAX));
         let connectors = config
             .connectors
@@ -322,7 +354,7 @@ impl Poller {
             .map(|c| {
                 let mut connector =
                     Connector::new(c.clone()).map_err(|e| StartError::Config(e.to_string()))?;
-                connector.abandon_on(Arc::clone(&given_up));
+                connector.abandon_on(Arc::clone(&abandon));
                 Ok(connector)
             })
             .collect::<Result<Vec<_>, StartError>>()?;
@@ -338,7 +370,10 @@ impl Poller {
             batch_size: config.poll.batch_size,
             metrics: Arc::clone(&metrics),
             claims_left: Arc::clone(&claims_left),
+            lease: Arc::clone(&lease),
         };
+        let keeper = Keeper::start(Arc::clone(&lease), store.another_connection()?)
+            .map_err(StartError::Thread)?;
         let mut interrupters = vec![store.interrupter()];
         let batches = match store.sibling() {
             Some(sibling) => {
@@ -352,8 +387,11 @@ impl Poller {
             store,
             stopper: Stopper {
                 given_up,
+                abandon,
                 stores: Arc::new(interrupters),
             },
+            lease,
+            _keeper: keeper,
             batches,
             objects,
             connectors,
@@ -418,22 +456,28 @@ impl Poller {
             Batches::Inline(builder) => builder.next_batch(self.store.as_mut()),
             Batches::Ahead(ahead) => ahead.receive(),
         };
-        let work = match work {
-            Ok(work) => work,
+        let (batch, work) = match work {
+            Ok(Claimed {
+                batch: Some(batch),
+                work,
+            }) => (batch, work),
+            Ok(Claimed { batch: None, .. }) => return Ok(Tally::default()),
             Err(e) => {
                 // The claim may have been made before building failed.
                 self.release_claims();
                 return Err(e);
             }
         };
-        if work.is_empty() {
-            return Ok(Tally::default());
+        if !self.lease.fresh(batch) {
+            // Claimed ahead and kept waiting too long: another poller may have it by now.
+            return Ok(self.give_back(work.len()));
         }
         if let Batches::Ahead(ahead) = &mut self.batches {
             ahead.ask_ahead();
         }
-        match self.process(work) {
+        match self.process(batch, work) {
             Ok(tally) => Ok(tally),
+            Err(StoreError::LeaseLost(events)) => Ok(self.give_back(events)),
             Err(e) => {
                 // Whatever was delivered will be delivered again: at-least-once.
                 self.release_claims();
@@ -442,7 +486,21 @@ impl Poller {
         }
     }
 
-    fn process(&mut self, mut work: Vec<Work>) -> Result<Tally, StoreError> {
+    /// Gives back every claim, the batch in hand's (`events` of them) may have run out.
+    fn give_back(&mut self, events: usize) -> Tally {
+        warn!(
+            events,
+            "a batch outlived its claim (claim_timeout) without renewing it: given back untried, \
+             since another poller may have taken it"
+        );
+        self.release_claims();
+        Tally {
+            given_back: events as u64,
+            ..Tally::default()
+        }
+    }
+
+    fn process(&mut self, batch: u64, mut work: Vec<Work>) -> Result<Tally, StoreError> {
         for w in &mut work {
             let key = (w.event.object_name.clone(), w.event.object_key.clone());
             w.behind = self
@@ -457,10 +515,18 @@ impl Poller {
         self.fetch(&mut work)?;
         self.measure(Step::Fetch, started);
         let started = Instant::now();
+        self.stopper.begin_delivery();
+        self.lease.delivering(batch);
         let outcomes = self.deliver(&work);
         self.measure(Step::Deliver, started);
-        // Deliveries given up on a stop have no outcome to record: the batch goes back whole.
+        // Deliveries given up on a stop have no outcome to record: the batch goes back whole;
+        // as it does when its lease may have run out, whatever was delivered.
         self.stopper.check()?;
+        if self.stopper.abandoned() {
+            return Err(StoreError::LeaseLost(work.len()));
+        }
+        // Finished by the finishing statement alone, which touches only what is still held.
+        self.lease.release(batch);
         self.settle(work, outcomes)
     }
 
@@ -510,6 +576,7 @@ impl Poller {
     fn release_claims(&mut self) {
         self.cancel_ahead();
         self.give_back_claims();
+        self.lease.release_all();
     }
 
     /// Waits for a batch asked for ahead and not received; true when it claimed events.
@@ -545,7 +612,10 @@ impl Builder {
         }
         let allowed = self.claims_left.load(Ordering::SeqCst);
         if allowed == 0 {
-            return Ok(Vec::new());
+            return Ok(Claimed {
+                batch: None,
+                work: Vec::new(),
+            });
         }
         let started = Instant::now();
         let claimed = store.claim(
@@ -560,9 +630,13 @@ impl Builder {
         if let Some(m) = self.metrics.get() {
             m.step(Step::Claim, started.elapsed());
         }
+        let batch = (!claimed.is_empty()).then(|| {
+            self.lease
+                .hold(claimed.iter().map(|e| e.event_id).collect(), started)
+        });
         let events = each_key_in_order(claimed);
         let mut key_ids: HashMap<(String, String), usize> = HashMap::new();
-        Ok(events
+        let work = events
             .into_iter()
             .map(|e| {
                 let next = key_ids.len();
@@ -571,7 +645,8 @@ impl Builder {
                     .or_insert(next);
                 self.prepare(store, e, key_id)
             })
-            .collect())
+            .collect();
+        Ok(Claimed { batch, work })
     }
 
     /// Matches subscriptions and parses the key; captured row images are used as they are.

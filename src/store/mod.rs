@@ -34,6 +34,10 @@ pub enum StoreError {
     /// The poller was told to stop and gave up what it was doing (its claims go back).
     #[error("stopped on request")]
     Stopped,
+    /// The claim of the batch in hand (this many events) may have run out before it could be
+    /// renewed: the batch was given up, and goes back.
+    #[error("the claim of a batch of {0} events ran out")]
+    LeaseLost(usize),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -245,6 +249,14 @@ pub trait EventStore: Send {
 
     /// Gives back every claim this store holds.
     fn release_claims(&mut self) -> Result<()>;
+
+    /// Renews this store's claims on `ids` (a batch in hand: its claim is a lease of
+    /// `claim_timeout`, README *Guarantees*); returns how many it still held. Fewer than asked:
+    /// another poller took over some, after they had expired.
+    fn renew_claims(&mut self, ids: &[i64]) -> Result<u64>;
+
+    /// Another connection to the same database with the same claim token.
+    fn another_connection(&self) -> Result<Box<dyn EventStore>>;
 
     /// Releases events held behind events that are gone from the event table (deleted by
     /// hand); returns how many.

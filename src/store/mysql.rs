@@ -1074,6 +1074,41 @@ impl EventStore for MysqlStore {
             .map_err(err)
     }
 
+    fn renew_claims(&mut self, ids: &[i64]) -> Result<u64> {
+        let mut renewed = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut params: Vec<Value> = vec![self.token.as_str().into()];
+            params.extend(chunk.iter().map(|&id| Value::from(id)));
+            self.conn
+                .exec_drop(
+                    format!(
+                        "UPDATE {} SET claimed_at = NOW(6)
+                         WHERE claimed_by = ? AND event_status = 3 AND event_id IN ({})",
+                        self.names.event,
+                        sql::placeholders(chunk.len())
+                    ),
+                    params,
+                )
+                .map_err(err)?;
+            renewed += self.conn.affected_rows();
+        }
+        Ok(renewed)
+    }
+
+    fn another_connection(&self) -> Result<Box<dyn EventStore>> {
+        let conn = open_conn(self.url.expose())?;
+        Ok(Box::new(MysqlStore {
+            connection_id: Arc::new(Mutex::new(conn.connection_id())),
+            conn,
+            url: self.url.clone(),
+            names: self.names.clone(),
+            database: self.database.clone(),
+            token: self.token.clone(),
+            claim_timeout_us: self.claim_timeout_us,
+            seen_max: None,
+        }))
+    }
+
     fn retry_backlog(&mut self) -> Result<RetryBacklog> {
         let row: Option<(i64, Option<i64>)> = self
             .conn
@@ -1284,18 +1319,7 @@ impl EventStore for MysqlStore {
     }
 
     fn sibling(&self) -> Option<Result<Box<dyn EventStore>>> {
-        Some(open_conn(self.url.expose()).map(|conn| {
-            Box::new(MysqlStore {
-                connection_id: Arc::new(Mutex::new(conn.connection_id())),
-                conn,
-                url: self.url.clone(),
-                names: self.names.clone(),
-                database: self.database.clone(),
-                token: self.token.clone(),
-                claim_timeout_us: self.claim_timeout_us,
-                seen_max: None,
-            }) as Box<dyn EventStore>
-        }))
+        Some(self.another_connection())
     }
 
     fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {

@@ -972,6 +972,30 @@ impl EventStore for PgStore {
         Ok(())
     }
 
+    fn renew_claims(&mut self, ids: &[i64]) -> Result<u64> {
+        let query = format!(
+            "UPDATE {} SET claimed_at = now()
+             WHERE event_id = ANY($1::bigint[]) AND claimed_by = $2 AND event_status = 3",
+            self.names.event
+        );
+        let token = self.token.clone();
+        let statement = self.statement(&query).map_err(err)?;
+        self.client
+            .execute(&statement, &[&ids, &token])
+            .map_err(err)
+    }
+
+    fn another_connection(&self) -> Result<Box<dyn EventStore>> {
+        let store = PgStore::open(
+            self.url.clone(),
+            self.names.clone(),
+            self.token.clone(),
+            self.claim_timeout_secs,
+            false,
+        )?;
+        Ok(Box::new(store))
+    }
+
     fn retry_backlog(&mut self) -> Result<RetryBacklog> {
         let row = self
             .client

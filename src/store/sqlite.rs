@@ -1016,6 +1016,36 @@ impl EventStore for SqliteStore {
         None
     }
 
+    fn renew_claims(&mut self, ids: &[i64]) -> Result<u64> {
+        let renewed = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE {} SET claimed_at = {}
+                     WHERE claimed_by = ?1 AND event_status = 3
+                       AND event_id IN (SELECT value FROM json_each(?2))",
+                    self.names.event,
+                    sql::NOW
+                ),
+                params![self.token, to_json(&ids)],
+            )
+            .map_err(err)?;
+        Ok(renewed as u64)
+    }
+
+    fn another_connection(&self) -> Result<Box<dyn EventStore>> {
+        let conn = open_connection(&self.path)?;
+        Ok(Box::new(SqliteStore {
+            interrupt: Arc::new(Mutex::new(conn.get_interrupt_handle())),
+            conn,
+            path: self.path.clone(),
+            names: self.names.clone(),
+            token: self.token.clone(),
+            claim_timeout: self.claim_timeout.clone(),
+            data_version: None,
+        }))
+    }
+
     fn prune(&mut self, older_than: Duration, statuses: &[Status], limit: usize) -> Result<u64> {
         // By rowid, a few rows per transaction: the application's writers wait only that long.
         let (condition, mut params) = prunable(older_than, statuses);

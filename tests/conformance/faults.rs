@@ -358,3 +358,54 @@ pub fn drain_max_time_gives_up_a_batch_stuck_on_a_slow_receiver(backend: Backend
     );
     assert_eq!(env.db.count("SELECT count(*) FROM {archive}"), 0);
 }
+
+/// A claim is a lease: a batch that outlives `claim_timeout` (here on a slow receiver) stays its
+/// poller's, which renews the claim while it delivers; a second poller does not take the batch
+/// over and deliver its events again, out of order. (Before, it did: each event twice, the
+/// second poller's copies interleaved with the first's.)
+pub fn a_batch_that_outlives_its_claim_stays_its_pollers(backend: Backend) {
+    let Some((env, _)) = hr(backend, "batch_size = 100\nclaim_timeout = \"1s\"") else {
+        return;
+    };
+    std::fs::remove_file(env.path("connectors/out.toml")).unwrap();
+    let receiver = Receiver::start(|_| {
+        std::thread::sleep(Duration::from_millis(150));
+        (200, None)
+    });
+    env.connector(
+        "hook",
+        &format!(
+            "subscribe = [\"*.*\"]\n[sink]\ntype = \"http\"\nurl = \"{}\"\nsecret = \"k\"\nconcurrency = 2",
+            receiver.url
+        ),
+    );
+    insert_employees(&env, 0, 2);
+    for round in 0..9 {
+        env.db
+            .execute(&format!("UPDATE employee SET last_name = 'round {round}'"));
+    }
+    let total = env.db.count("SELECT count(*) FROM {events}");
+    assert_eq!(total, 20);
+    // About 1.5 s of deliveries per key, one key after the other on each lane.
+    let a = env.spawn(&["poll", "--interval", "100ms"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let b = env.spawn(&["poll", "--interval", "100ms"]);
+    assert!(eventually(Duration::from_secs(60), || env
+        .db
+        .count("SELECT count(*) FROM {events}")
+        == 0));
+    drop((a, b));
+    let requests = receiver.requests();
+    let mut seen = HashSet::new();
+    let mut last_per_key: HashMap<String, i64> = HashMap::new();
+    for r in &requests {
+        let body = r.json();
+        let id = body["event_id"].as_i64().unwrap();
+        assert!(seen.insert(id), "event {id} was delivered twice");
+        let key = body["key"]["emp_id"].as_str().unwrap().to_string();
+        if let Some(prev) = last_per_key.insert(key.clone(), id) {
+            assert!(prev < id, "key {key}: event {id} arrived after {prev}");
+        }
+    }
+    assert_eq!(seen.len() as i64, total);
+}

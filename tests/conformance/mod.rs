@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             faults::configuration_errors_exit_2_naming_file_line_and_key,
             faults::an_unreachable_database_exits_1,
             faults::sigterm_gives_up_a_batch_stuck_on_a_slow_receiver,
+            faults::a_batch_that_outlives_its_claim_stays_its_pollers,
             faults::drain_max_time_gives_up_a_batch_stuck_on_a_slow_receiver,
             hot_keys::writers_reinserting_keys_beside_two_pollers_keep_each_keys_order,
             hot_keys::five_thousand_events_of_one_key_two_pollers_in_order_once,
