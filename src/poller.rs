@@ -502,12 +502,19 @@ impl Poller {
 
     fn process(&mut self, batch: u64, mut work: Vec<Work>) -> Result<Tally, StoreError> {
         for w in &mut work {
-            let key = (w.event.object_name.clone(), w.event.object_key.clone());
-            w.behind = self
-                .held
-                .get(&key)
-                .copied()
-                .filter(|&blocker| w.event.event_id > blocker);
+            let (object, id) = (&w.event.object_name, w.event.event_id);
+            let key = (object.clone(), w.event.object_key.clone());
+            w.behind = match w.event.object_key.is_empty() {
+                false => self.held.get(&key).copied(),
+                // A `Truncate` waits for every earlier event of its object (store::claim).
+                true => self
+                    .held
+                    .iter()
+                    .filter(|((o, _), &b)| o == object && b < id)
+                    .map(|(_, &b)| b)
+                    .min(),
+            }
+            .filter(|&blocker| id > blocker);
         }
         self.coalesce(&mut work);
         self.stopper.check()?;

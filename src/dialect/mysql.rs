@@ -674,7 +674,7 @@ FOR UPDATE SKIP LOCKED",
 /// (1, candidate, first event held behind it, 0) for candidates with held events.
 pub fn claim_neighbours(n: &Names, keys: usize, candidates: usize) -> String {
     format!(
-        "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > NOW(6)
+        "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > NOW(6), p.event_priority
 FROM ({keys}) AS k
 JOIN {ev} p FORCE INDEX ({key_run})
     ON p.key_hash = UNHEX(SHA2(CONCAT(k.name, X'00', k.okey), 256)) AND p.waiting_for IS NULL
@@ -683,7 +683,7 @@ WHERE p.object_name = k.name AND p.object_key = k.okey
   AND NOT (p.event_status = 3 AND p.claimed_by = ?
            AND p.claimed_at >= NOW(6) - INTERVAL ? MICROSECOND)
 UNION ALL
-SELECT 1, w.waiting_for, MIN(w.event_id), 0 FROM {ev} w FORCE INDEX ({claim})
+SELECT 1, w.waiting_for, MIN(w.event_id), 0, 0 FROM {ev} w FORCE INDEX ({claim})
 WHERE w.waiting_for IN ({ids})
 GROUP BY w.waiting_for",
         keys = rows_table(
@@ -699,6 +699,52 @@ GROUP BY w.waiting_for",
         key_run = key_run_index(n),
         claim = claim_index(n),
         ids = placeholders(candidates),
+    )
+}
+
+/// For each candidate with an empty key (`count` rows of its object and id, then the claim
+/// token and the claim timeout in microseconds): the first event of its object before it that is
+/// not in progress under the token (see the store's `claim` module), or NULL. By the primary key:
+/// the events before a candidate are few.
+pub fn claim_before(n: &Names, count: usize) -> String {
+    format!(
+        "SELECT b.id, (SELECT MIN(p.event_id) FROM {ev} p FORCE INDEX (PRIMARY)
+    WHERE p.event_id < b.id AND p.object_name = b.name
+      AND NOT (p.event_status = 3 AND p.claimed_by = t.token
+               AND p.claimed_at >= NOW(6) - INTERVAL t.timeout MICROSECOND))
+FROM ({barriers}) AS b CROSS JOIN (SELECT {TEXT} AS token, {SIGNED} AS timeout) AS t",
+        ev = n.event,
+        barriers = rows_table(&[("name", TEXT), ("id", SIGNED)], count),
+    )
+}
+
+/// The claimable events of keys (`count` rows of object, key, first and last id, both
+/// included; then the claim timeout in microseconds), in event-id order, locked as a claim's
+/// candidates are: what a claim inherits for a candidate behind events of a lower priority.
+pub fn claim_inherit(n: &Names, count: usize) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS}
+FROM ({runs}) AS r
+JOIN {ev} e FORCE INDEX ({key_run})
+    ON e.key_hash = UNHEX(SHA2(CONCAT(r.name, X'00', r.okey), 256)) AND e.waiting_for IS NULL
+    AND e.event_id BETWEEN r.first AND r.last
+CROSS JOIN (SELECT {SIGNED} AS timeout) AS t
+WHERE e.object_name = r.name AND e.object_key = r.okey
+  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL t.timeout MICROSECOND))
+ORDER BY e.event_id
+FOR UPDATE SKIP LOCKED",
+        runs = rows_table(
+            &[
+                ("name", TEXT),
+                ("okey", TEXT),
+                ("first", SIGNED),
+                ("last", SIGNED)
+            ],
+            count
+        ),
+        ev = n.event,
+        key_run = key_run_index(n),
     )
 }
 

@@ -1128,7 +1128,7 @@ LIMIT {limit}{locking}",
 /// each candidate among `$5` with events held behind it, (1, candidate, first of them, false).
 pub fn claim_neighbours(n: &Names, timeout_secs: f64) -> String {
     format!(
-        "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > now()
+        "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > now(), p.event_priority
 FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS k(name, key, last, i)
 JOIN {ev} p ON p.object_name = k.name COLLATE \"C\"
     AND hashtextextended(p.object_key, 0) = hashtextextended(k.key, 0)
@@ -1137,10 +1137,46 @@ JOIN {ev} p ON p.object_name = k.name COLLATE \"C\"
 WHERE NOT (p.event_status = 3 AND p.claimed_by = $4
            AND p.claimed_at >= now() - {timeout_secs}::float8 * interval '1 second')
 UNION ALL
-SELECT 1, w.waiting_for, min(w.event_id), false FROM {ev} w
+SELECT 1, w.waiting_for, min(w.event_id), false, 0 FROM {ev} w
 WHERE w.waiting_for = ANY($5::bigint[])
 GROUP BY w.waiting_for",
         ev = n.event,
+    )
+}
+
+/// For each candidate with an empty key (`$1` its object, `$2` its id): the first event of its
+/// object before it that is not in progress under the claim token `$3` (see the store's `claim`
+/// module), or NULL. By the primary key: the events before a candidate are few.
+pub fn claim_before(n: &Names, timeout_secs: f64) -> String {
+    format!(
+        "SELECT b.id, (SELECT min(p.event_id) FROM {ev} p
+    WHERE p.event_id < b.id AND p.object_name = b.name
+      AND NOT (p.event_status = 3 AND p.claimed_by = $3
+               AND p.claimed_at >= now() - {timeout_secs}::float8 * interval '1 second'))
+FROM unnest($1::text[], $2::bigint[]) AS b(name, id)",
+        ev = n.event,
+    )
+}
+
+/// The claimable events of keys (`$1` names, `$2` keys) from `$3` up to `$4` (ids, both
+/// included), in event-id order, locked as a claim's candidates are unless `lock` is false:
+/// what a claim inherits for a candidate behind events of a lower priority.
+pub fn claim_inherit(n: &Names, timeout_secs: f64, lock: bool) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+    AS r(name, key, first, last)
+JOIN {ev} e ON e.object_name = r.name COLLATE \"C\"
+    AND hashtextextended(e.object_key, 0) = hashtextextended(r.key, 0)
+    AND e.object_key = r.key COLLATE \"C\" AND e.event_id BETWEEN r.first AND r.last
+WHERE {claimable}
+ORDER BY e.event_id{locking}",
+        ev = n.event,
+        claimable = claimable(timeout_secs),
+        locking = if lock {
+            "\nFOR UPDATE OF e SKIP LOCKED"
+        } else {
+            ""
+        },
     )
 }
 

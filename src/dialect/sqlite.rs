@@ -539,18 +539,50 @@ LIMIT ?1",
 /// event up to the last candidate, once per claim.
 pub fn claim_neighbours(n: &Names) -> String {
     format!(
-        "SELECT 0, k.key, p.event_id, p.event_status = 0 AND p.next_attempt_at > {NOW}
+        "SELECT 0, k.key, p.event_id, p.event_status = 0 AND p.next_attempt_at > {NOW}, p.event_priority
 FROM json_each(?1) AS k
 CROSS JOIN {ev} AS p INDEXED BY {key_run} ON p.object_name = k.value ->> 0 AND p.object_key = k.value ->> 1
     AND p.event_id <= k.value ->> 2 AND p.waiting_for IS NULL
 WHERE NOT (p.event_status = 3 AND p.claimed_by = ?2 AND p.claimed_at >= {timeout})
 UNION ALL
-SELECT 1, w.waiting_for, min(w.event_id), 0 FROM {ev} w
+SELECT 1, w.waiting_for, min(w.event_id), 0, 0 FROM {ev} w
 WHERE w.waiting_for IN (SELECT value FROM json_each(?4))
 GROUP BY w.waiting_for",
         ev = n.event,
         key_run = key_run_index(n),
         timeout = now_plus("?3"),
+    )
+}
+
+/// For each candidate with an empty key (`?1` a JSON array of `[object, id]`): the first event
+/// of its object before it that is not in progress under the claim token `?2` (see the store's
+/// `claim` module), or NULL; `?3` the claim timeout's time modifier.
+pub fn claim_before(n: &Names) -> String {
+    format!(
+        "SELECT b.value ->> 1, (SELECT min(p.event_id) FROM {ev} p
+    WHERE p.event_id < b.value ->> 1 AND p.object_name = b.value ->> 0
+      AND NOT (p.event_status = 3 AND p.claimed_by = ?2 AND p.claimed_at >= {timeout}))
+FROM json_each(?1) AS b",
+        ev = n.event,
+        timeout = now_plus("?3"),
+    )
+}
+
+/// The claimable events of keys (`?1` a JSON array of `[object, key, first id, last id]`, both
+/// ids included), in event-id order: what a claim inherits for a candidate behind events of a
+/// lower priority; `?2` the claim timeout's time modifier.
+pub fn claim_inherit(n: &Names) -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM json_each(?1) AS r
+CROSS JOIN {ev} AS e INDEXED BY {key_run} ON e.object_name = r.value ->> 0
+    AND e.object_key = r.value ->> 1 AND e.waiting_for IS NULL
+    AND e.event_id BETWEEN r.value ->> 2 AND r.value ->> 3
+WHERE (e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
+   OR (e.event_status = 3 AND e.claimed_at < {timeout})
+ORDER BY e.event_id",
+        ev = n.event,
+        key_run = key_run_index(n),
+        timeout = now_plus("?2"),
     )
 }
 

@@ -32,36 +32,51 @@ pub struct KeyRange<'a> {
     pub last: i64,
 }
 
-/// The distinct keys of a claim's candidates.
+/// The distinct keys of a claim's candidates, and for each object of theirs its empty key (a
+/// `Truncate`'s: see [`plan`]), up to the object's last candidate.
 #[derive(Debug, Clone)]
 pub struct Keys<'a> {
     pub ranges: Vec<KeyRange<'a>>,
     /// For each candidate, the index of its key in `ranges`.
     of: Vec<usize>,
+    /// For each object, the index of its empty key in `ranges`.
+    barriers: HashMap<&'a str, usize>,
 }
 
 impl<'a> Keys<'a> {
     pub fn of(candidates: &'a [Event]) -> Keys<'a> {
         let mut index: HashMap<(&str, &str), usize> = HashMap::new();
         let mut ranges: Vec<KeyRange> = Vec::new();
-        let of = candidates
+        let mut range = |object_name: &'a str, object_key: &'a str, last: i64| {
+            let i = *index.entry((object_name, object_key)).or_insert_with(|| {
+                ranges.push(KeyRange {
+                    object_name,
+                    object_key,
+                    last,
+                });
+                ranges.len() - 1
+            });
+            ranges[i].last = ranges[i].last.max(last);
+            i
+        };
+        let of: Vec<usize> = candidates
+            .iter()
+            .map(|e| range(&e.object_name, &e.object_key, e.event_id))
+            .collect();
+        let barriers = candidates
             .iter()
             .map(|e| {
-                let i = *index
-                    .entry((&e.object_name, &e.object_key))
-                    .or_insert_with(|| {
-                        ranges.push(KeyRange {
-                            object_name: &e.object_name,
-                            object_key: &e.object_key,
-                            last: e.event_id,
-                        });
-                        ranges.len() - 1
-                    });
-                ranges[i].last = ranges[i].last.max(e.event_id);
-                i
+                (
+                    e.object_name.as_str(),
+                    range(&e.object_name, "", e.event_id),
+                )
             })
             .collect();
-        Keys { ranges, of }
+        Keys {
+            ranges,
+            of,
+            barriers,
+        }
     }
 }
 
@@ -71,6 +86,7 @@ pub struct Neighbour {
     /// Index into [`Keys::ranges`].
     pub key: usize,
     pub event_id: i64,
+    pub priority: i32,
     /// Ready but waiting for its retry time.
     pub waiting: bool,
 }
@@ -82,6 +98,19 @@ pub struct Plan {
     pub claim: Vec<usize>,
     /// Candidates that wait behind an event of their key: (event id, the event it waits for).
     pub hold: Vec<(i64, i64)>,
+    /// Keys whose run stops at an event of a lower priority than a candidate behind it: their
+    /// ready events from that one to the key's last candidate are worth claiming too
+    /// (priority inheritance).
+    pub inherit: Vec<Inherit>,
+}
+
+/// Events of one key to take into a claim: `from` up to `last`, both included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inherit {
+    pub object_name: String,
+    pub object_key: String,
+    pub from: i64,
+    pub last: i64,
 }
 
 /// Why a key's run stops.
@@ -96,12 +125,20 @@ enum Stop {
 }
 
 /// Decides which candidates a claim takes (see the module documentation). `waiters` holds, for
-/// candidates that have them, the id of the first event held behind them.
+/// candidates that have them, the id of the first event held behind them; `before`, for
+/// candidates with an empty key, an earlier event of their object that is still to be
+/// delivered and not in this poller's hands.
+///
+/// An event with an empty key (a `Truncate`) orders all of its object's events around it, whatever
+/// their key: it is claimed only once every earlier event of the object is done or in this
+/// poller's earlier batches, and alone of its object in its batch (whose keys are delivered in
+/// parallel); the object's later events wait for it, held behind it while it waits for a retry.
 pub fn plan(
     candidates: &[Event],
     keys: &Keys,
     neighbours: &[Neighbour],
     waiters: &[(i64, i64)],
+    before: &[(i64, i64)],
 ) -> Plan {
     let mut ids: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); keys.ranges.len()];
     for (event, &k) in candidates.iter().zip(&keys.of) {
@@ -109,38 +146,159 @@ pub fn plan(
     }
     let mut sorted: Vec<Neighbour> = neighbours.to_vec();
     sorted.sort_by_key(|n| (n.key, n.event_id));
-    // Per key: the first event that is not a candidate, and why the run stops there.
-    let mut stops: Vec<Option<(i64, Stop)>> = vec![None; keys.ranges.len()];
+    // Per key: the first event that is not a candidate, why the run stops there, and that
+    // event's priority.
+    let mut stops: Vec<Option<(i64, Stop, i32)>> = vec![None; keys.ranges.len()];
     for n in &sorted {
         if stops[n.key].is_none() && !ids[n.key].contains(&n.event_id) {
             let why = match n.waiting {
                 true => Stop::Retry(n.event_id),
                 false => Stop::Busy,
             };
-            stops[n.key] = Some((n.event_id, why));
+            stops[n.key] = Some((n.event_id, why, n.priority));
         }
     }
     let first_waiter: HashMap<i64, i64> = waiters.iter().copied().collect();
     for (event, &k) in candidates.iter().zip(&keys.of) {
         if let Some(&waiter) = first_waiter.get(&event.event_id) {
-            if stops[k].is_none_or(|(at, _)| waiter < at) {
-                stops[k] = Some((waiter, Stop::HeldBehind(event.event_id)));
+            if stops[k].is_none_or(|(at, _, _)| waiter < at) {
+                stops[k] = Some((waiter, Stop::HeldBehind(event.event_id), event.priority));
             }
         }
     }
+    // Per object: its empty key's events (`Truncate`s) known to this claim, candidates or not,
+    // by id, with whether each is a candidate and whether it waits for a retry.
+    let mut barriers: HashMap<&str, Vec<(i64, bool, bool)>> = HashMap::new();
+    for (&object, &k) in &keys.barriers {
+        let list = barriers.entry(object).or_default();
+        list.extend(ids[k].iter().map(|&id| (id, true, false)));
+        list.extend(
+            sorted
+                .iter()
+                .filter(|n| n.key == k && !ids[k].contains(&n.event_id))
+                .map(|n| (n.event_id, false, n.waiting)),
+        );
+        list.sort_unstable();
+    }
+    let blocked: BTreeSet<i64> = before.iter().map(|&(id, _)| id).collect();
+    // The earliest claimed event of each object with a key: a `Truncate` after it waits.
+    let mut first_keyed: HashMap<&str, i64> = HashMap::new();
     let mut plan = Plan::default();
-    for (i, (event, &k)) in candidates.iter().zip(&keys.of).enumerate() {
-        match stops[k] {
-            Some((at, why)) if event.event_id > at => match why {
-                Stop::Retry(behind) | Stop::HeldBehind(behind) => {
-                    plan.hold.push((event.event_id, behind))
+    let mut decisions: Vec<Option<Stop>> = Vec::with_capacity(candidates.len());
+    for (event, &k) in candidates.iter().zip(&keys.of) {
+        let decision = match stops[k] {
+            Some((at, why, priority)) if event.event_id > at => {
+                if matches!(why, Stop::Busy) && priority > event.priority {
+                    plan.inherit.push(Inherit {
+                        object_name: event.object_name.clone(),
+                        object_key: event.object_key.clone(),
+                        from: at,
+                        last: keys.ranges[k].last,
+                    });
                 }
-                Stop::Busy => {}
-            },
-            _ => plan.claim.push(i),
+                Some(why)
+            }
+            _ => None,
+        };
+        let barrier = match event.object_key.is_empty() {
+            true => None,
+            false => barriers[event.object_name.as_str()]
+                .iter()
+                .take_while(|(id, _, _)| *id < event.event_id)
+                .next()
+                .map(|&(id, candidate, waiting)| match (candidate, waiting) {
+                    (false, true) => Stop::Retry(id),
+                    _ => Stop::Busy,
+                }),
+        };
+        let decision = decision.or(barrier);
+        if decision.is_none() && !event.object_key.is_empty() {
+            let first = first_keyed
+                .entry(&event.object_name)
+                .or_insert(event.event_id);
+            *first = (*first).min(event.event_id);
+        }
+        decisions.push(decision);
+    }
+    for (i, (event, decision)) in candidates.iter().zip(&mut decisions).enumerate() {
+        if decision.is_none() && event.object_key.is_empty() {
+            let after_keyed = first_keyed
+                .get(event.object_name.as_str())
+                .is_some_and(|&first| first < event.event_id);
+            if after_keyed || blocked.contains(&event.event_id) {
+                *decision = Some(Stop::Busy);
+            }
+        }
+        match decision {
+            Some(Stop::Retry(behind) | Stop::HeldBehind(behind)) => {
+                plan.hold.push((event.event_id, *behind))
+            }
+            Some(Stop::Busy) => {}
+            None => plan.claim.push(i),
         }
     }
+    plan.inherit.dedup();
     plan
+}
+
+/// What step 2 finds: the neighbours of the candidates' keys, and for candidates with events
+/// held behind them, the first of those (the `waiters` of [`plan`]).
+pub type Found = (Vec<Neighbour>, Vec<(i64, i64)>);
+
+/// What a store looks up for a claim, inside its claim's transaction (see the module
+/// documentation); [`decide`] runs the rest.
+pub trait Lookups {
+    type Error;
+
+    /// Step 2 for `keys` and the candidates `ids`: the neighbours and the waiters of [`plan`].
+    fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<Found, Self::Error>;
+
+    /// For each `(object, event id)` of a candidate with an empty key: the first event of the
+    /// object before it that is still in the event table and not in progress under this claim's
+    /// token, if any (the `before` of [`plan`]).
+    fn before(&mut self, barriers: &[(&str, i64)]) -> Result<Vec<(i64, i64)>, Self::Error>;
+
+    /// The claimable events of each run (ready and due, or claimed longer ago than the claim
+    /// timeout), locked as the candidates are; those another claim holds are passed over.
+    fn inherit(&mut self, runs: &[Inherit]) -> Result<Vec<Event>, Self::Error>;
+}
+
+/// Steps 2 and 3 of a claim of `candidates`: the candidates, with the events inherited from
+/// lower priorities added, and what to do with each.
+pub fn decide<L: Lookups>(
+    lookups: &mut L,
+    mut candidates: Vec<Event>,
+) -> Result<(Vec<Event>, Plan), L::Error> {
+    let ids: Vec<i64> = candidates.iter().map(|e| e.event_id).collect();
+    let keys = Keys::of(&candidates);
+    let (neighbours, waiters) = lookups.neighbours(&keys, &ids)?;
+    let barriers: Vec<(&str, i64)> = candidates
+        .iter()
+        .filter(|e| e.object_key.is_empty())
+        .map(|e| (e.object_name.as_str(), e.event_id))
+        .collect();
+    let before = match barriers.is_empty() {
+        true => Vec::new(),
+        false => lookups.before(&barriers)?,
+    };
+    let plan = plan(&candidates, &keys, &neighbours, &waiters, &before);
+    if plan.inherit.is_empty() {
+        return Ok((candidates, plan));
+    }
+    let taken: BTreeSet<i64> = ids.iter().copied().collect();
+    let inherited: Vec<Event> = lookups
+        .inherit(&plan.inherit)?
+        .into_iter()
+        .filter(|e| !taken.contains(&e.event_id))
+        .collect();
+    if inherited.is_empty() {
+        return Ok((candidates, plan));
+    }
+    // The inherited events are of the candidates' keys: the key ranges stay as they are.
+    candidates.extend(inherited);
+    let keys = Keys::of(&candidates);
+    let plan = self::plan(&candidates, &keys, &neighbours, &waiters, &before);
+    Ok((candidates, plan))
 }
 
 /// The candidates a plan claims, in candidate order.
@@ -196,15 +354,17 @@ mod tests {
             .map(|(id, k)| Neighbour {
                 key: key_index(k),
                 event_id: *id,
+                priority: 0,
                 waiting: false,
             })
             .collect();
         neighbours.extend(others.iter().map(|(id, k, waiting)| Neighbour {
             key: key_index(k),
             event_id: *id,
+            priority: 0,
             waiting: *waiting,
         }));
-        let plan = plan(&events, &keys, &neighbours, waiters);
+        let plan = plan(&events, &keys, &neighbours, waiters, &[]);
         (
             plan.claim.iter().map(|&i| events[i].event_id).collect(),
             plan.hold,
@@ -223,7 +383,8 @@ mod tests {
         let events = [event(5, "a"), event(2, "b"), event(9, "a")];
         let keys = Keys::of(&events);
         let lasts: Vec<(&str, i64)> = keys.ranges.iter().map(|r| (r.object_key, r.last)).collect();
-        assert_eq!(lasts, [("a", 9), ("b", 2)]);
+        // The object's empty key (a `Truncate`'s) up to its last candidate.
+        assert_eq!(lasts, [("a", 9), ("b", 2), ("", 9)]);
     }
 
     #[test]
@@ -290,5 +451,119 @@ mod tests {
         assert_eq!(claimed, [8, 4, 6]);
         let (claimed, _) = run(&[(8, "a"), (6, "b")], &[(4, "a", false)], &[]);
         assert_eq!(claimed, [6]);
+    }
+
+    /// Plans a claim of `candidates` `(id, object, key, priority)` whose keys also hold the
+    /// events `others` `(id, object, key, priority, waiting)`; `before` as for [`plan`].
+    fn run_objects(
+        candidates: &[(i64, &str, &str, i32)],
+        others: &[(i64, &str, &str, i32, bool)],
+        before: &[(i64, i64)],
+    ) -> Plan {
+        let events: Vec<Event> = candidates
+            .iter()
+            .map(|&(id, object, key, priority)| Event {
+                object_name: object.into(),
+                priority,
+                ..event(id, key)
+            })
+            .collect();
+        let keys = Keys::of(&events);
+        let key_index = |o: &str, k: &str| {
+            keys.ranges
+                .iter()
+                .position(|r| r.object_name == o && r.object_key == k)
+                .expect("a candidate's key or its object's empty key")
+        };
+        let mut neighbours: Vec<Neighbour> = events
+            .iter()
+            .map(|e| Neighbour {
+                key: key_index(&e.object_name, &e.object_key),
+                event_id: e.event_id,
+                priority: e.priority,
+                waiting: false,
+            })
+            .collect();
+        neighbours.extend(
+            others
+                .iter()
+                .map(|&(id, o, k, priority, waiting)| Neighbour {
+                    key: key_index(o, k),
+                    event_id: id,
+                    priority,
+                    waiting,
+                }),
+        );
+        plan(&events, &keys, &neighbours, &[], before)
+    }
+
+    fn claimed(plan: &Plan, candidates: &[(i64, &str, &str, i32)]) -> Vec<i64> {
+        plan.claim.iter().map(|&i| candidates[i].0).collect()
+    }
+
+    #[test]
+    fn a_candidate_behind_a_lower_priority_inherits_its_keys_events() {
+        // Key a's 1 and 2 wait at priority 5; its 3 is urgent (0). Without them 3 is not
+        // claimed, and the plan asks for 1 to 3 of key a.
+        let candidates = [(3, "T", "a", 0), (4, "T", "b", 0)];
+        let plan = run_objects(
+            &candidates,
+            &[(1, "T", "a", 5, false), (2, "T", "a", 5, false)],
+            &[],
+        );
+        assert_eq!(claimed(&plan, &candidates), [4]);
+        assert_eq!(
+            plan.inherit,
+            [Inherit {
+                object_name: "T".into(),
+                object_key: "a".into(),
+                from: 1,
+                last: 3
+            }]
+        );
+        // Of the same priority, the earlier event is another poller's: nothing to inherit.
+        let plan = run_objects(&candidates, &[(1, "T", "a", 0, false)], &[]);
+        assert!(plan.inherit.is_empty());
+        // With them inherited, the whole run is claimed.
+        let candidates = [
+            (3, "T", "a", 0),
+            (4, "T", "b", 0),
+            (1, "T", "a", 5),
+            (2, "T", "a", 5),
+        ];
+        let plan = run_objects(&candidates, &[], &[]);
+        assert_eq!(claimed(&plan, &candidates), [3, 4, 1, 2]);
+        assert!(plan.inherit.is_empty());
+    }
+
+    #[test]
+    fn a_truncate_orders_its_objects_events_around_it() {
+        // 1 (key a) before the truncate 2: 1 is claimed, 2 waits for a later batch, and 3
+        // (key b, after it) waits for 2. Another object goes on.
+        let candidates = [
+            (1, "T", "a", 0),
+            (2, "T", "", 0),
+            (3, "T", "b", 0),
+            (4, "U", "x", 0),
+        ];
+        let plan = run_objects(&candidates, &[], &[]);
+        assert_eq!(claimed(&plan, &candidates), [1, 4]);
+        // Alone of its object, the truncate is claimed; what follows waits.
+        let candidates = [(2, "T", "", 0), (3, "T", "b", 0)];
+        assert_eq!(
+            claimed(&run_objects(&candidates, &[], &[]), &candidates),
+            [2]
+        );
+        // An earlier event of the object still to be delivered elsewhere: it waits too.
+        assert!(claimed(&run_objects(&candidates, &[], &[(2, 1)]), &candidates).is_empty());
+        // A truncate not among the candidates (another poller's) stops every later key...
+        let candidates = [(3, "T", "b", 0), (5, "T", "c", 0), (1, "T", "z", 0)];
+        let plan = run_objects(&candidates, &[(2, "T", "", 0, false)], &[]);
+        assert_eq!(claimed(&plan, &candidates), [1]);
+        assert!(plan.hold.is_empty());
+        // ...and holds them behind it while it waits for a retry.
+        let plan = run_objects(&candidates, &[(2, "T", "", 0, true)], &[]);
+        assert_eq!(claimed(&plan, &candidates), [1]);
+        assert_eq!(plan.hold, [(3, 2), (5, 2)]);
     }
 }

@@ -190,44 +190,94 @@ fn retrying<T>(mut work: impl FnMut() -> Result<T, mysql::Error>) -> Result<T> {
     }
 }
 
-/// A claim's second and third steps (see the store's `claim` module).
-fn plan_claim(
-    tx: &mut mysql::Transaction,
-    names: &Names,
-    events: &[Event],
-    token: &str,
+/// What fails a claim's lookups: the database (a lock conflict is worth trying again), or a
+/// row that does not read.
+enum LookupError {
+    Mysql(mysql::Error),
+    Store(StoreError),
+}
+
+impl From<mysql::Error> for LookupError {
+    fn from(e: mysql::Error) -> Self {
+        LookupError::Mysql(e)
+    }
+}
+
+/// A claim's lookups (see the store's `claim` module) in the claim's transaction.
+struct Lookups<'a, 'c> {
+    tx: &'a mut mysql::Transaction<'c>,
+    names: &'a Names,
+    token: &'a str,
     timeout_us: u64,
-) -> Result<claim::Plan, mysql::Error> {
-    if events.is_empty() {
-        return Ok(claim::Plan::default());
-    }
-    let keys = Keys::of(events);
-    let mut params: Vec<Value> = Vec::with_capacity(keys.ranges.len() * 4 + events.len() + 2);
-    for (i, k) in keys.ranges.iter().enumerate() {
-        params.extend([
-            Value::from(i as u64),
-            k.object_name.into(),
-            k.object_key.into(),
-            k.last.into(),
-        ]);
-    }
-    params.extend([token.into(), timeout_us.into()]);
-    params.extend(events.iter().map(|e| Value::from(e.event_id)));
-    let query = sql::claim_neighbours(names, keys.ranges.len(), events.len());
-    let rows: Vec<(i64, i64, i64, Option<i64>)> = tx.exec_rows(query, params)?;
-    let mut found = Vec::new();
-    let mut waiters = Vec::new();
-    for (kind, a, b, waiting) in rows {
-        match kind {
-            0 => found.push(Neighbour {
-                key: a as usize,
-                event_id: b,
-                waiting: waiting == Some(1),
-            }),
-            _ => waiters.push((a, b)),
+}
+
+impl claim::Lookups for Lookups<'_, '_> {
+    type Error = LookupError;
+
+    fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<claim::Found, LookupError> {
+        let mut params: Vec<Value> = Vec::with_capacity(keys.ranges.len() * 4 + ids.len() + 2);
+        for (i, k) in keys.ranges.iter().enumerate() {
+            params.extend([
+                Value::from(i as u64),
+                k.object_name.into(),
+                k.object_key.into(),
+                k.last.into(),
+            ]);
         }
+        params.extend([self.token.into(), self.timeout_us.into()]);
+        params.extend(ids.iter().map(|&id| Value::from(id)));
+        let query = sql::claim_neighbours(self.names, keys.ranges.len(), ids.len());
+        let rows: Vec<(i64, i64, i64, Option<i64>, i32)> = self.tx.exec_rows(query, params)?;
+        let mut found = Vec::new();
+        let mut waiters = Vec::new();
+        for (kind, a, b, waiting, priority) in rows {
+            match kind {
+                0 => found.push(Neighbour {
+                    key: a as usize,
+                    event_id: b,
+                    priority,
+                    waiting: waiting == Some(1),
+                }),
+                _ => waiters.push((a, b)),
+            }
+        }
+        Ok((found, waiters))
     }
-    Ok(claim::plan(events, &keys, &found, &waiters))
+
+    fn before(&mut self, barriers: &[(&str, i64)]) -> Result<Vec<(i64, i64)>, LookupError> {
+        let mut params: Vec<Value> = Vec::with_capacity(barriers.len() * 2 + 2);
+        for (name, id) in barriers {
+            params.extend([Value::from(*name), Value::from(*id)]);
+        }
+        params.extend([self.token.into(), self.timeout_us.into()]);
+        let rows: Vec<(i64, Option<i64>)> = self
+            .tx
+            .exec_rows(sql::claim_before(self.names, barriers.len()), params)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, earlier)| Some((id, earlier?)))
+            .collect())
+    }
+
+    fn inherit(&mut self, runs: &[claim::Inherit]) -> Result<Vec<Event>, LookupError> {
+        let mut params: Vec<Value> = Vec::with_capacity(runs.len() * 4 + 1);
+        for r in runs {
+            params.extend([
+                Value::from(r.object_name.as_str()),
+                Value::from(r.object_key.as_str()),
+                Value::from(r.from),
+                Value::from(r.last),
+            ]);
+        }
+        params.push(self.timeout_us.into());
+        let rows: Vec<Row> = self
+            .tx
+            .exec(sql::claim_inherit(self.names, runs.len()), params)?;
+        rows.into_iter()
+            .map(event_from_row)
+            .collect::<Result<_>>()
+            .map_err(LookupError::Store)
+    }
 }
 
 /// Holds events behind the events they wait for, each only while that one is still there
@@ -510,7 +560,20 @@ impl MysqlStore {
                 Ok(events) => events,
                 Err(e) => return Ok(Err(e)),
             };
-            let plan = plan_claim(&mut tx, names, &events, token, timeout)?;
+            if events.is_empty() {
+                return Ok(Ok((events, 0)));
+            }
+            let mut lookups = Lookups {
+                tx: &mut tx,
+                names,
+                token,
+                timeout_us: timeout,
+            };
+            let (events, plan) = match claim::decide(&mut lookups, events) {
+                Ok(decided) => decided,
+                Err(LookupError::Mysql(e)) => return Err(e),
+                Err(LookupError::Store(e)) => return Ok(Err(e)),
+            };
             let claimed = claim::take(events, &plan);
             if !claimed.is_empty() {
                 let mut params: Vec<Value> = vec![token.into()];

@@ -74,36 +74,71 @@ struct RetryState<'a> {
 /// How many candidates a poller about to sleep looks at to tell whether anything is ready.
 const LOOK_AHEAD: usize = 500;
 
-/// A claim's second and third steps (see the store's `claim` module) on `client` (a connection or
-/// the claim's transaction).
-fn plan_claim(
-    client: &mut impl postgres::GenericClient,
-    neighbours: &Statement,
-    events: &[Event],
-    token: &str,
-) -> Result<claim::Plan> {
-    let keys = Keys::of(events);
-    let names: Vec<&str> = keys.ranges.iter().map(|k| k.object_name).collect();
-    let object_keys: Vec<&str> = keys.ranges.iter().map(|k| k.object_key).collect();
-    let lasts: Vec<i64> = keys.ranges.iter().map(|k| k.last).collect();
-    let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
-    let rows = client
-        .query(neighbours, &[&names, &object_keys, &lasts, &token, &ids])
-        .map_err(err)?;
-    let mut found = Vec::new();
-    let mut waiters = Vec::new();
-    for row in rows {
-        let (a, b): (i64, i64) = (row.get(1), row.get(2));
-        match row.get::<_, i32>(0) {
-            0 => found.push(Neighbour {
-                key: a as usize - 1,
-                event_id: b,
-                waiting: row.get::<_, Option<bool>>(3).unwrap_or(false),
-            }),
-            _ => waiters.push((a, b)),
+/// A claim's lookups (see the store's `claim` module) on `client` (the claim's transaction, or
+/// a connection for a look that claims nothing).
+struct Lookups<'a, C: postgres::GenericClient> {
+    client: &'a mut C,
+    neighbours: Statement,
+    before: Statement,
+    inherit: Statement,
+    token: &'a str,
+}
+
+impl<C: postgres::GenericClient> claim::Lookups for Lookups<'_, C> {
+    type Error = StoreError;
+
+    fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<claim::Found> {
+        let names: Vec<&str> = keys.ranges.iter().map(|k| k.object_name).collect();
+        let object_keys: Vec<&str> = keys.ranges.iter().map(|k| k.object_key).collect();
+        let lasts: Vec<i64> = keys.ranges.iter().map(|k| k.last).collect();
+        let rows = self
+            .client
+            .query(
+                &self.neighbours,
+                &[&names, &object_keys, &lasts, &self.token, &ids],
+            )
+            .map_err(err)?;
+        let mut found = Vec::new();
+        let mut waiters = Vec::new();
+        for row in rows {
+            let (a, b): (i64, i64) = (row.get(1), row.get(2));
+            match row.get::<_, i32>(0) {
+                0 => found.push(Neighbour {
+                    key: a as usize - 1,
+                    event_id: b,
+                    priority: row.get(4),
+                    waiting: row.get::<_, Option<bool>>(3).unwrap_or(false),
+                }),
+                _ => waiters.push((a, b)),
+            }
         }
+        Ok((found, waiters))
     }
-    Ok(claim::plan(events, &keys, &found, &waiters))
+
+    fn before(&mut self, barriers: &[(&str, i64)]) -> Result<Vec<(i64, i64)>> {
+        let names: Vec<&str> = barriers.iter().map(|b| b.0).collect();
+        let ids: Vec<i64> = barriers.iter().map(|b| b.1).collect();
+        let rows = self
+            .client
+            .query(&self.before, &[&names, &ids, &self.token])
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.get(0), r.get::<_, Option<i64>>(1)?)))
+            .collect())
+    }
+
+    fn inherit(&mut self, runs: &[claim::Inherit]) -> Result<Vec<Event>> {
+        let names: Vec<&str> = runs.iter().map(|r| r.object_name.as_str()).collect();
+        let keys: Vec<&str> = runs.iter().map(|r| r.object_key.as_str()).collect();
+        let froms: Vec<i64> = runs.iter().map(|r| r.from).collect();
+        let lasts: Vec<i64> = runs.iter().map(|r| r.last).collect();
+        let rows = self
+            .client
+            .query(&self.inherit, &[&names, &keys, &froms, &lasts])
+            .map_err(err)?;
+        Ok(rows.iter().map(PgStore::event_from_row).collect())
+    }
 }
 
 /// Key values as the fetch statements take them: one text array per key column.
@@ -323,9 +358,7 @@ impl PgStore {
         let candidates = self
             .statement(&sql::claim_candidates(&self.names, limit, timeout, true))
             .map_err(err)?;
-        let neighbours = self
-            .statement(&sql::claim_neighbours(&self.names, timeout))
-            .map_err(err)?;
+        let [neighbours, before, inherit] = self.lookup_statements(true)?;
         let mark = self
             .statement(&sql::mark_claimed(&self.names))
             .map_err(err)?;
@@ -340,7 +373,14 @@ impl PgStore {
         if events.is_empty() {
             return Ok((events, 0));
         }
-        let plan = plan_claim(&mut tx, &neighbours, &events, &token)?;
+        let mut lookups = Lookups {
+            client: &mut tx,
+            neighbours,
+            before,
+            inherit,
+            token: &token,
+        };
+        let (events, plan) = claim::decide(&mut lookups, events)?;
         let ids: Vec<i64> = plan.claim.iter().map(|&i| events[i].event_id).collect();
         if !ids.is_empty() {
             tx.execute(&mark, &[&ids, &token]).map_err(err)?;
@@ -350,7 +390,25 @@ impl PgStore {
             tx.execute(&hold, &[&held, &behind, &token]).map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        Ok((claim::take(events, &plan), plan.hold.len()))
+        let held = plan.hold.len();
+        Ok((claim::take(events, &plan), held))
+    }
+
+    /// The statements of a claim's lookups: neighbours, earlier events of an object, inherited
+    /// events (locked when `lock`).
+    fn lookup_statements(&mut self, lock: bool) -> Result<[Statement; 3]> {
+        let timeout = self.claim_timeout_secs;
+        Ok([
+            sql::claim_neighbours(&self.names, timeout),
+            sql::claim_before(&self.names, timeout),
+            sql::claim_inherit(&self.names, timeout, lock),
+        ]
+        .map(|query| self.statement(&query))
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?
+        .try_into()
+        .expect("three statements"))
     }
 
     /// Whether a claim would take anything now, without claiming (or holding) it.
@@ -364,9 +422,7 @@ impl PgStore {
                 false,
             ))
             .map_err(err)?;
-        let neighbours = self
-            .statement(&sql::claim_neighbours(&self.names, timeout))
-            .map_err(err)?;
+        let [neighbours, before, inherit] = self.lookup_statements(false)?;
         let token = self.token.clone();
         let events: Vec<Event> = self
             .client
@@ -378,7 +434,14 @@ impl PgStore {
         if events.is_empty() {
             return Ok(false);
         }
-        let plan = plan_claim(&mut self.client, &neighbours, &events, &token)?;
+        let mut lookups = Lookups {
+            client: &mut self.client,
+            neighbours,
+            before,
+            inherit,
+            token: &token,
+        };
+        let (_, plan) = claim::decide(&mut lookups, events)?;
         Ok(!plan.claim.is_empty())
     }
 

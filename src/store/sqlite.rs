@@ -175,35 +175,13 @@ impl SqliteStore {
         if events.is_empty() {
             return Ok((events, 0));
         }
-        let keys = Keys::of(&events);
-        let ranges: Vec<(&str, &str, i64)> = keys
-            .ranges
-            .iter()
-            .map(|k| (k.object_name, k.object_key, k.last))
-            .collect();
-        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
-        let mut found = Vec::new();
-        let mut waiters = Vec::new();
-        {
-            let mut stmt = tx
-                .prepare_cached(&sql::claim_neighbours(&names))
-                .map_err(err)?;
-            let mut rows = stmt
-                .query(params![to_json(&ranges), token, timeout, to_json(&ids)])
-                .map_err(err)?;
-            while let Some(row) = rows.next().map_err(err)? {
-                let (a, b): (i64, i64) = (row.get(1).map_err(err)?, row.get(2).map_err(err)?);
-                match row.get::<_, i64>(0).map_err(err)? {
-                    0 => found.push(Neighbour {
-                        key: a as usize,
-                        event_id: b,
-                        waiting: row.get::<_, Option<bool>>(3).map_err(err)?.unwrap_or(false),
-                    }),
-                    _ => waiters.push((a, b)),
-                }
-            }
-        }
-        let plan = claim::plan(&events, &keys, &found, &waiters);
+        let mut lookups = Lookups {
+            tx: &tx,
+            names: &names,
+            token: &token,
+            timeout: &timeout,
+        };
+        let (events, plan) = claim::decide(&mut lookups, events)?;
         let claimed: Vec<i64> = plan.claim.iter().map(|&i| events[i].event_id).collect();
         if !claimed.is_empty() {
             tx.prepare_cached(&sql::mark_claimed(&names))
@@ -218,6 +196,95 @@ impl SqliteStore {
         drop(hold);
         tx.commit().map_err(err)?;
         Ok((claim::take(events, &plan), plan.hold.len()))
+    }
+}
+
+/// A claim's lookups (see the store's `claim` module) in the claim's transaction: SQLite lets
+/// one writer in at a time, so nothing needs locking.
+struct Lookups<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+    names: &'a Names,
+    token: &'a str,
+    timeout: &'a str,
+}
+
+impl claim::Lookups for Lookups<'_> {
+    type Error = StoreError;
+
+    fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<claim::Found> {
+        let ranges: Vec<(&str, &str, i64)> = keys
+            .ranges
+            .iter()
+            .map(|k| (k.object_name, k.object_key, k.last))
+            .collect();
+        let mut found = Vec::new();
+        let mut waiters = Vec::new();
+        let mut stmt = self
+            .tx
+            .prepare_cached(&sql::claim_neighbours(self.names))
+            .map_err(err)?;
+        let mut rows = stmt
+            .query(params![
+                to_json(&ranges),
+                self.token,
+                self.timeout,
+                to_json(&ids)
+            ])
+            .map_err(err)?;
+        while let Some(row) = rows.next().map_err(err)? {
+            let (a, b): (i64, i64) = (row.get(1).map_err(err)?, row.get(2).map_err(err)?);
+            match row.get::<_, i64>(0).map_err(err)? {
+                0 => found.push(Neighbour {
+                    key: a as usize,
+                    event_id: b,
+                    priority: row.get(4).map_err(err)?,
+                    waiting: row.get::<_, Option<bool>>(3).map_err(err)?.unwrap_or(false),
+                }),
+                _ => waiters.push((a, b)),
+            }
+        }
+        Ok((found, waiters))
+    }
+
+    fn before(&mut self, barriers: &[(&str, i64)]) -> Result<Vec<(i64, i64)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached(&sql::claim_before(self.names))
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![to_json(&barriers), self.token, self.timeout], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let (id, Some(earlier)) = row.map_err(err)? {
+                out.push((id, earlier));
+            }
+        }
+        Ok(out)
+    }
+
+    fn inherit(&mut self, runs: &[claim::Inherit]) -> Result<Vec<Event>> {
+        let runs: Vec<(&str, &str, i64, i64)> = runs
+            .iter()
+            .map(|r| {
+                (
+                    r.object_name.as_str(),
+                    r.object_key.as_str(),
+                    r.from,
+                    r.last,
+                )
+            })
+            .collect();
+        let mut stmt = self
+            .tx
+            .prepare_cached(&sql::claim_inherit(self.names))
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![to_json(&runs), self.timeout], event_from_row)
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
     }
 }
 

@@ -340,3 +340,85 @@ pub fn coalesce_folds_a_run_and_archives_every_event(backend: Backend) {
         );
     }
 }
+
+/// Events of one key may differ in priority (an application's own events, event rules): an
+/// urgent event does not wait for the low-priority queue behind an earlier event of its key, it
+/// takes that key's earlier events along into its batch, and they are delivered in key order.
+/// (Before, the urgent Delete was delivered after every other priority-0 event.)
+pub fn an_urgent_event_takes_its_keys_earlier_events_along(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.config("batch_size = 50", "[[object]]\nname = \"Doc\"\n");
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let event = |key: &str, verb: &str, priority: i32| {
+        format!("('Doc', '{verb}', '{key}', {priority}, '{{\"k\": \"{key}\"}}')")
+    };
+    let insert = |rows: Vec<String>| {
+        for chunk in rows.chunks(500) {
+            env.db.execute(&format!(
+                "INSERT INTO {{events}} (object_name, object_verb, object_key, event_priority, payload)
+                 VALUES {}",
+                chunk.join(", ")
+            ));
+        }
+    };
+    // Priority 0 goes first, oldest first: the Delete after the first 1,000 of them, before the
+    // next 1,000, and its key's Update of priority 5 along with it.
+    insert(vec![event("id=1", "Update", 5)]);
+    insert(
+        (2..1002)
+            .map(|i| event(&format!("id={i}"), "Update", 0))
+            .collect(),
+    );
+    insert(vec![event("id=1", "Delete", 0)]);
+    insert(
+        (1002..2002)
+            .map(|i| event(&format!("id={i}"), "Update", 0))
+            .collect(),
+    );
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 2002);
+    let of_key: Vec<(usize, &str)> = delivered
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l["key"]["id"] == "1")
+        .map(|(i, l)| (i, l["verb"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        of_key.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+        ["Update", "Delete"]
+    );
+    assert!(
+        of_key[1].0 < 1100,
+        "the urgent Delete came {}th of 2002",
+        of_key[1].0 + 1
+    );
+    // Two pollers: each key's events in order, each once.
+    std::fs::remove_file(&out).unwrap();
+    insert(vec![event("id=1", "Update", 5), event("id=2", "Update", 5)]);
+    insert(
+        (3..1003)
+            .map(|i| event(&format!("id={}", i % 50), "Update", 0))
+            .collect(),
+    );
+    insert(vec![event("id=1", "Delete", 0), event("id=2", "Delete", 0)]);
+    let a = env.spawn(&["drain"]);
+    let b = env.spawn(&["drain"]);
+    for mut child in [a, b] {
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+    }
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    let mut seen = HashSet::new();
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for line in &delivered {
+        let id = line["event_id"].as_i64().unwrap();
+        assert!(seen.insert(id), "event {id} twice");
+        let key = line["key"]["id"].as_str().unwrap().to_string();
+        if let Some(previous) = last.insert(key.clone(), id) {
+            assert!(previous < id, "key {key}: {id} after {previous}");
+        }
+    }
+    assert_eq!(delivered.len(), 1004);
+}
