@@ -394,6 +394,9 @@ pub enum DriftState {
     Missing,
     /// Installed, but not what the configuration generates now: run install-triggers.
     Stale,
+    /// Installed for other columns than the table has now (added, dropped, retyped): run
+    /// install-triggers.
+    TableChanged,
     /// Installed for a table no configured object binds.
     Unconfigured,
     /// The configuration does not fit the database.
@@ -427,6 +430,9 @@ impl std::fmt::Display for DriftState {
             DriftState::Stale => {
                 f.write_str("stale: differs from the configuration, run install-triggers")
             }
+            DriftState::TableChanged => f.write_str(
+                "stale: the table's columns changed since install-triggers, run install-triggers",
+            ),
             DriftState::Unconfigured => {
                 f.write_str("not in the configuration: run uninstall-triggers --unconfigured")
             }
@@ -519,6 +525,11 @@ fn compare(
                         DriftState::Broken(reason)
                     } else if found.fingerprint.as_deref() == Some(ddl.fingerprint.as_str()) {
                         DriftState::UpToDate
+                    } else if found.columns.as_ref().is_some_and(|c| {
+                        Some(c)
+                            != crate::dialect::parse_table_note(&ddl.statements.join("\n")).as_ref()
+                    }) {
+                        DriftState::TableChanged
                     } else {
                         DriftState::Stale
                     }

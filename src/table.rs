@@ -67,6 +67,9 @@ pub struct InstalledTrigger {
     /// Why the application's writes to this table fail while the trigger is there (the event
     /// table is gone, the trigger's owner or definer lost its rights or no longer exists).
     pub failure: Option<String>,
+    /// The fingerprint of the columns the trigger was made for ([`crate::dialect::TABLE_NOTE`]),
+    /// when it notes them.
+    pub columns: Option<String>,
     /// Whose rights the capture runs with: the routine's owner (PostgreSQL), the triggers'
     /// definer (MySQL); `None` where there is no such thing (SQLite).
     pub runs_as: Option<String>,

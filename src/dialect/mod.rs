@@ -14,6 +14,39 @@ pub use capture::{key_sql, rewrite_rows, root_key, Capture, ChildCapture, KeySyn
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.
 pub const FINGERPRINT_MARKER: &str = "trigpoll fingerprint: ";
 
+/// Written after a trigger's fingerprint note, with the fingerprint of the table's columns
+/// (names and types) the trigger was made for.
+pub const TABLE_NOTE: &str = "columns ";
+
+/// The fingerprint of a table's columns: their names and types, in order.
+pub fn table_fingerprint(table: &crate::table::TableInfo) -> String {
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.sql_type))
+        .collect();
+    fingerprint(&columns.join("\n"))
+}
+
+/// Puts `note` at the end of the fingerprint comment line of `statement`, if it has one.
+fn note_after_fingerprint(statement: &mut String, note: &str) {
+    let Some(at) = statement.find(FINGERPRINT_MARKER) else {
+        return;
+    };
+    let end = statement[at..]
+        .find('\n')
+        .map_or(statement.len(), |i| at + i);
+    statement.insert_str(end, note);
+}
+
+/// The column fingerprint noted after a trigger's fingerprint ([`TABLE_NOTE`]), if any.
+pub fn parse_table_note(text: &str) -> Option<String> {
+    let line = text.split_once(FINGERPRINT_MARKER)?.1.lines().next()?;
+    let rest = line.split_once(&format!(") {TABLE_NOTE}"))?.1;
+    let fp: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
+    (!fp.is_empty()).then_some(fp)
+}
+
 /// Reads a fingerprint comment: the fingerprint, and how many capture triggers its table should
 /// have, written after it as `(N triggers …)` or `(i of N triggers)`. A table with fewer triggers
 /// than that has drifted even though the fingerprint matches.
@@ -185,11 +218,30 @@ impl Dialect {
 
     /// The capture of an object's table and of each of its child tables.
     pub fn capture(&self, capture: &Capture) -> Vec<TriggerDdl> {
-        match self {
+        let mut ddl = match self {
             Dialect::Postgres(n) => postgres::capture_trigger(n, capture),
             Dialect::Mysql(n) => mysql::capture_trigger(n, capture),
             Dialect::Sqlite(n) => sqlite::capture_trigger(n, capture),
+        };
+        // Each trigger also notes the columns it was made for: a trigger that differs from the
+        // configuration then tells whether the table changed under it (see `parse_table_note`).
+        for d in &mut ddl {
+            let table = std::iter::once(&capture.table)
+                .chain(
+                    capture
+                        .descendants()
+                        .into_iter()
+                        .map(|c| &c.last().expect("a chain").table),
+                )
+                .find(|t| t.name == d.table);
+            if let Some(table) = table {
+                let note = format!(" {TABLE_NOTE}{}", table_fingerprint(table));
+                for statement in &mut d.statements {
+                    note_after_fingerprint(statement, &note);
+                }
+            }
         }
+        ddl
     }
 
     /// Drops a capture routine that no trigger runs (PostgreSQL; the other backends have none).

@@ -759,6 +759,7 @@ impl EventStore for MysqlStore {
                 }
             }
             let runs_as = triggers.first().map(|(_, _, definer)| definer.clone());
+            let columns = crate::dialect::parse_table_note(&triggers[0].1);
             let names: Vec<String> = triggers.into_iter().map(|(n, _, _)| n).collect();
             installed.push(InstalledTrigger {
                 table: TableName {
@@ -767,6 +768,7 @@ impl EventStore for MysqlStore {
                 },
                 name: sql::installed_name(&names),
                 fingerprint,
+                columns,
                 routine: None,
                 failure,
                 runs_as,

@@ -685,6 +685,7 @@ impl EventStore for PgStore {
             let trigger = InstalledTrigger {
                 table,
                 name: sql::TRIGGER_NAME.to_string(),
+                columns: crate::dialect::parse_table_note(r.get(3)),
                 fingerprint: parse_fingerprint(r.get(3))
                     .filter(|(_, expected)| *expected == found && hardened)
                     .map(|(fp, _)| fp),

@@ -600,6 +600,7 @@ impl EventStore for SqliteStore {
                 },
                 name: sql::join_trigger_names(&names),
                 fingerprint,
+                columns: crate::dialect::parse_table_note(&group[0].2),
                 routine: None,
                 failure: failure.clone(),
                 runs_as: None,

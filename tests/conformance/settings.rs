@@ -605,4 +605,22 @@ pub fn a_changed_setting_is_drift_until_installed(backend: Backend) {
     assert!(stdout(&dry).contains("salary"), "{}", stdout(&dry));
     env.run_ok(&["install-triggers"], 0);
     assert_eq!(state(&env), json!("up-to-date"));
+    // A column added to the table, the configuration unchanged: a trigger that names the
+    // table's columns (SQLite, MySQL) says the table changed; PostgreSQL's takes the whole row.
+    env.db
+        .execute("ALTER TABLE staff ADD COLUMN nickname {text}");
+    let changed = match backend {
+        Backend::Postgres => json!("up-to-date"),
+        _ => json!("table-changed"),
+    };
+    assert_eq!(state(&env), changed);
+    let text = stdout(&env.run_ok(&["status"], 0));
+    if backend != Backend::Postgres {
+        assert!(
+            text.contains("stale: the table's columns changed since install-triggers"),
+            "{text}"
+        );
+    }
+    env.run_ok(&["install-triggers"], 0);
+    assert_eq!(state(&env), json!("up-to-date"));
 }
