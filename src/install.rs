@@ -80,23 +80,56 @@ pub fn tables_installed(store: &mut dyn EventStore, config: &Config) -> Result<b
 pub enum Layout {
     /// The event or the archive table does not exist.
     Missing,
-    /// Made by trigpoll 0.1: `install-triggers` brings them up to date, events and all.
+    /// Made by an earlier trigpoll: `install-triggers` brings them up to date, events and all.
     Old,
     Current,
 }
 
 pub fn layout(store: &mut dyn EventStore, config: &Config) -> Result<Layout, StoreError> {
+    Ok(match upgrade(store, config)? {
+        None => Layout::Missing,
+        Some(upgrade) if upgrade.is_empty() => Layout::Current,
+        Some(_) => Layout::Old,
+    })
+}
+
+/// What trigpoll's own tables lack of the current layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Upgrade {
+    /// The event table has no `waiting_for` (trigpoll 0.1), nor its indexes.
+    waiting_for: bool,
+    /// Of [`crate::dialect::ADDED_COLUMNS`], those the event table lacks.
+    event_columns: Vec<&'static str>,
+    /// And those the archive table lacks.
+    archive_columns: Vec<&'static str>,
+}
+
+impl Upgrade {
+    fn is_empty(&self) -> bool {
+        *self == Upgrade::default()
+    }
+}
+
+/// What the event and archive tables lack; `None` when either does not exist.
+fn upgrade(store: &mut dyn EventStore, config: &Config) -> Result<Option<Upgrade>, StoreError> {
     let (events, archive) = own_tables(config);
     let Some(event_table) = store.describe_table(&events)? else {
-        return Ok(Layout::Missing);
+        return Ok(None);
     };
-    if store.describe_table(&archive)?.is_none() {
-        return Ok(Layout::Missing);
-    }
-    Ok(match event_table.column("waiting_for") {
-        Some(_) => Layout::Current,
-        None => Layout::Old,
-    })
+    let Some(archive_table) = store.describe_table(&archive)? else {
+        return Ok(None);
+    };
+    let lacking = |table: &TableInfo| -> Vec<&'static str> {
+        crate::dialect::ADDED_COLUMNS
+            .into_iter()
+            .filter(|c| table.column(c).is_none())
+            .collect()
+    };
+    Ok(Some(Upgrade {
+        waiting_for: event_table.column("waiting_for").is_none(),
+        event_columns: lacking(&event_table),
+        archive_columns: lacking(&archive_table),
+    }))
 }
 
 /// Describes every table the objects use (their own and their children's), each once.
@@ -165,23 +198,40 @@ pub fn plan_install(
     let installed = store.installed_triggers()?;
     let mut plan = Plan::default();
     let (event_table, archive_table) = own_table_names(store.backend(), config);
-    match layout(store, config)? {
-        Layout::Missing => {
+    match upgrade(store, config)? {
+        None => {
             plan.steps.push(format!(
                 "create the event table {event_table} and the archive table {archive_table}"
             ));
             plan.statements.extend(dialect.create_tables());
         }
-        Layout::Old => {
-            plan.steps.push(format!(
-                "upgrade the event table {event_table}: add waiting_for and its indexes (its events stay)"
-            ));
-            plan.statements.extend(dialect.upgrade_tables());
-        }
-        Layout::Current => {
+        Some(upgrade) if upgrade.is_empty() => {
             for (step, statements) in store.table_upgrades()? {
                 plan.steps.push(step);
                 plan.statements.extend(statements);
+            }
+        }
+        Some(upgrade) => {
+            if upgrade.waiting_for {
+                plan.steps.push(format!(
+                    "upgrade the event table {event_table}: add waiting_for and its indexes (its events stay)"
+                ));
+                plan.statements.extend(dialect.upgrade_tables());
+            }
+            for (archive, table, columns) in [
+                (false, &event_table, &upgrade.event_columns),
+                (true, &archive_table, &upgrade.archive_columns),
+            ] {
+                if columns.is_empty() {
+                    continue;
+                }
+                plan.steps.push(format!(
+                    "upgrade the {} table {table}: add {} (its rows stay)",
+                    if archive { "archive" } else { "event" },
+                    columns.join(" and ")
+                ));
+                plan.statements
+                    .extend(dialect.add_columns(archive, columns));
             }
         }
     }

@@ -102,6 +102,10 @@ impl SchemaNames {
     }
 }
 
+/// The columns both the event and the archive table gained after trigpoll 0.1's layout:
+/// `install-triggers` adds those a table lacks, in place.
+pub const ADDED_COLUMNS: [&str; 2] = ["event_action", "event_comment"];
+
 /// One backend's SQL, chosen by the store in use.
 #[derive(Debug, Clone)]
 pub enum Dialect {
@@ -150,6 +154,16 @@ impl Dialect {
             Dialect::Postgres(n) => postgres::upgrade_tables(n),
             Dialect::Mysql(n) => mysql::upgrade_tables(n),
             Dialect::Sqlite(n) => sqlite::upgrade_tables(n),
+        }
+    }
+
+    /// Adds the given [`ADDED_COLUMNS`] to the event table, or with `archive` to the archive
+    /// table.
+    pub fn add_columns(&self, archive: bool, columns: &[&str]) -> Vec<String> {
+        match self {
+            Dialect::Postgres(n) => postgres::add_columns(n, archive, columns),
+            Dialect::Mysql(n) => mysql::add_columns(n, archive, columns),
+            Dialect::Sqlite(n) => sqlite::add_columns(n, archive, columns),
         }
     }
 

@@ -135,6 +135,8 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     done_connectors   TEXT NULL,
     key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
     waiting_for       BIGINT NULL,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     KEY {} (waiting_for, event_priority, event_id),
     KEY {} (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
@@ -158,12 +160,29 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     replay_of         BIGINT NULL,
     event_processed   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     archive_id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     UNIQUE KEY {} (event_id, connector_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             n.archive,
             aidx("event")
         ),
     ]
+}
+
+/// Adds [`super::ADDED_COLUMNS`] that the event table (or, with `archive`, the archive table)
+/// lacks, in place (an instant change on MySQL ≥ 8.0.29 and MariaDB ≥ 10.4): its rows stay, with
+/// the columns `NULL`.
+pub fn add_columns(n: &Names, archive: bool, columns: &[&str]) -> Vec<String> {
+    let table = if archive { &n.archive } else { &n.event };
+    let added: Vec<String> = columns
+        .iter()
+        .map(|&c| match c {
+            "event_comment" => format!("ADD COLUMN {c} MEDIUMTEXT NULL"),
+            _ => format!("ADD COLUMN {c} VARCHAR(255) NULL"),
+        })
+        .collect();
+    vec![format!("ALTER TABLE {table} {}", added.join(", "))]
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -638,7 +657,7 @@ pub fn drop_triggers(on: &TableName, names: &[String]) -> Vec<String> {
 /// The columns a claim returns, in the order of [`crate::event::Event`]'s fields.
 pub const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
 e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, \
-e.attempts, e.payload, e.replay_of, e.done_connectors";
+e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment";
 
 /// A claim's first step (see the store's `claim` module): selects and locks up to `?` (second
 /// parameter) candidates; the first parameter is the claim timeout in microseconds. Rows
@@ -790,9 +809,11 @@ pub fn rows_table(columns: &[(&str, &str)], rows: usize) -> String {
 pub fn archive(n: &Names, rows: usize) -> String {
     format!(
         "INSERT INTO {} (event_id, object_name, object_verb, object_key, event_priority,
-    event_time, event_status, event_description, connector_id, attempts, payload, replay_of)
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
+    event_action, event_comment)
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of
+    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
+    e.event_action, e.event_comment
 FROM ({}) AS d
 JOIN {} e ON e.event_id = d.event_id",
         n.archive,
@@ -1168,12 +1189,16 @@ mod tests {
         assert!(sql[1].contains(
             "key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
     waiting_for       BIGINT NULL,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     KEY `trigpoll_event_ready` (waiting_for, event_priority, event_id),
     KEY `trigpoll_event_key_run` (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         ));
         assert!(sql[2].contains(
             "    archive_id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     UNIQUE KEY `trigpoll_archive_event` (event_id, connector_id)"
         ));
     }
@@ -1265,7 +1290,7 @@ BEGIN
     fn claim_text() {
         assert_eq!(
             claim_candidates(&names("tp", "ev", "ar")),
-            "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors
+            "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment
 FROM `tp`.`ev` e FORCE INDEX (`ev_ready`)
 WHERE e.waiting_for IS NULL
   AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
@@ -1286,9 +1311,11 @@ FOR UPDATE SKIP LOCKED"
         assert_eq!(
             archive(&n, 2),
             "INSERT INTO `tp`.`ar` (event_id, object_name, object_verb, object_key, event_priority,
-    event_time, event_status, event_description, connector_id, attempts, payload, replay_of)
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
+    event_action, event_comment)
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of
+    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
+    e.event_action, e.event_comment
 FROM (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS CHAR CHARACTER SET utf8mb4) AS connector_id, CAST(? AS SIGNED) AS status, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS SIGNED) AS attempts
 UNION ALL SELECT CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED)) AS d
 JOIN `tp`.`ev` e ON e.event_id = d.event_id"

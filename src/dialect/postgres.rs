@@ -113,7 +113,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     claimed_by        text,
     claimed_at        timestamptz(6),
     done_connectors   text,
-    waiting_for       bigint
+    waiting_for       bigint,
+    event_action      text,
+    event_comment     text
 ) WITH (fillfactor = 50)",
             n.event
         ),
@@ -134,7 +136,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     attempts          integer NOT NULL,
     payload           json,
     replay_of         bigint,
-    event_processed   timestamptz(6) NOT NULL DEFAULT now()
+    event_processed   timestamptz(6) NOT NULL DEFAULT now(),
+    event_action      text,
+    event_comment     text
 )",
             n.archive
         ),
@@ -221,6 +225,17 @@ pub fn upgrade_tables(n: &Names) -> Vec<String> {
     ];
     statements.extend(event_indexes(n));
     statements
+}
+
+/// Adds [`super::ADDED_COLUMNS`] that the event table (or, with `archive`, the archive table)
+/// lacks, in place: its rows stay, with the columns `NULL`.
+pub fn add_columns(n: &Names, archive: bool, columns: &[&str]) -> Vec<String> {
+    let table = if archive { &n.archive } else { &n.event };
+    let added: Vec<String> = columns
+        .iter()
+        .map(|c| format!("ADD COLUMN IF NOT EXISTS {c} text"))
+        .collect();
+    vec![format!("ALTER TABLE {table} {}", added.join(", "))]
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -965,7 +980,8 @@ fn claimable(timeout_secs: f64) -> String {
 /// The event columns a claim returns, in the order of [`crate::event::Event`]'s fields.
 const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
 e.event_priority, to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors";
+e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors, e.event_action, \
+e.event_comment";
 
 /// A claim's first step (see the store's `claim` module): up to `limit` candidates in claim order,
 /// locked (`FOR UPDATE SKIP LOCKED`) unless `lock` is false (a look that claims nothing). The
@@ -1052,7 +1068,7 @@ pub fn finish(n: &Names) -> String {
         "WITH moved AS (
     DELETE FROM {ev} e WHERE e.event_id = ANY($1::bigint[]) AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-        e.event_time, e.payload, e.replay_of
+        e.event_time, e.payload, e.replay_of, e.event_action, e.event_comment
 ), released AS (
     UPDATE {ev} e SET waiting_for = NULL
     WHERE e.waiting_for = ANY($1::bigint[])
@@ -1065,7 +1081,7 @@ pub fn finish(n: &Names) -> String {
         done_connectors = $5::jsonb -> e.event_id::text ->> 'done'
     WHERE e.event_id = ANY($4::bigint[]) AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-        e.event_time, e.payload, e.replay_of
+        e.event_time, e.payload, e.replay_of, e.event_action, e.event_comment
 ), blockers AS (
     SELECT event_id FROM {ev}
     WHERE event_id = ANY($9::bigint[]) AND waiting_for IS NULL
@@ -1080,12 +1096,14 @@ pub fn finish(n: &Names) -> String {
     FROM unnest($6::bigint[], $7::bigint[], $8::text[]) AS h(id, behind, done)
     WHERE e.event_id = h.id AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-        e.event_time, e.payload, e.replay_of
+        e.event_time, e.payload, e.replay_of, e.event_action, e.event_comment
 )
 INSERT INTO {ar} (event_id, object_name, object_verb, object_key, event_priority, event_time,
-    event_status, event_description, connector_id, attempts, payload, replay_of)
+    event_status, event_description, connector_id, attempts, payload, replay_of, event_action,
+    event_comment)
 SELECT s.event_id, s.object_name, s.object_verb, s.object_key, s.event_priority, s.event_time,
-    o.status, o.description, o.connector_id, o.attempts, s.payload, s.replay_of
+    o.status, o.description, o.connector_id, o.attempts, s.payload, s.replay_of, s.event_action,
+    s.event_comment
 FROM (SELECT * FROM moved UNION ALL SELECT * FROM retried UNION ALL SELECT * FROM held) s
 CROSS JOIN LATERAL jsonb_to_recordset($2::jsonb -> s.event_id::text)
     AS o(connector_id text, status smallint, description text, attempts int)",

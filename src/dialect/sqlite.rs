@@ -95,7 +95,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     claimed_by        TEXT,
     claimed_at        TEXT,
     done_connectors   TEXT,
-    waiting_for       INTEGER
+    waiting_for       INTEGER,
+    event_action      TEXT,
+    event_comment     TEXT
 )",
             n.event
         ),
@@ -116,7 +118,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     attempts          INTEGER NOT NULL,
     payload           TEXT,
     replay_of         INTEGER,
-    event_processed   TEXT NOT NULL DEFAULT ({NOW})
+    event_processed   TEXT NOT NULL DEFAULT ({NOW}),
+    event_action      TEXT,
+    event_comment     TEXT
 )",
             n.archive
         ),
@@ -169,6 +173,16 @@ pub fn upgrade_tables(n: &Names) -> Vec<String> {
     ];
     statements.extend(event_indexes(n));
     statements
+}
+
+/// Adds [`super::ADDED_COLUMNS`] that the event table (or, with `archive`, the archive table)
+/// lacks, in place: its rows stay, with the columns `NULL`.
+pub fn add_columns(n: &Names, archive: bool, columns: &[&str]) -> Vec<String> {
+    let table = if archive { &n.archive } else { &n.event };
+    columns
+        .iter()
+        .map(|c| format!("ALTER TABLE {table} ADD COLUMN {c} TEXT"))
+        .collect()
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -510,7 +524,7 @@ pub fn drop_triggers(names: &[String]) -> Vec<String> {
 /// and as UTC seconds.
 const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
 e.event_priority, e.event_time, strftime('%Y-%m-%dT%H:%M:%S', e.event_time), e.connector_id, \
-e.attempts, e.payload, e.replay_of, e.done_connectors";
+e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment";
 
 /// A claim's first step (see the store's `claim` module): `?1` limit, `?2` the time modifier of
 /// the claim timeout (`'-300 seconds'`). SQLite lets one writer in at a time, so the claim's
