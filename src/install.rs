@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::{Config, ObjectConfig, TableName, Verb};
+use crate::config::{Config, ObjectConfig, Rule, TableName, Verb};
 use crate::dialect::{Capture, Dialect};
 use crate::store::{EventStore, StoreError};
 use crate::table::{InstalledTrigger, TableInfo};
@@ -167,20 +167,61 @@ fn resolve(
         }
     }
     for capture in &captures {
+        let object = format!("object {}", capture.object.name);
         for verb in Verb::ALL {
             let Some(condition) = capture.object.when.get(verb) else {
                 continue;
             };
             if let Some(reason) = store.check_condition(&capture.table, verb, condition)? {
                 problems.push(format!(
-                    "object {}: when.{}: the database refuses the condition: {reason}",
-                    capture.object.name,
-                    verb.as_str().to_ascii_lowercase()
+                    "{object}: when.{}: the database refuses the condition: {reason}",
+                    verb.action()
+                ));
+            }
+        }
+        let rules = &capture.object.rules;
+        problems.extend(check_rules(store, &capture.table, rules, &object, false)?);
+        for chain in capture.descendants() {
+            let child = chain.last().expect("a child has a chain");
+            let who = format!("{object}, child {}", child.path);
+            let rules = &child.config.rules;
+            problems.extend(check_rules(store, &child.table, rules, &who, true)?);
+        }
+    }
+    Ok((captures, problems))
+}
+
+/// The conditions of `rules` on `table` that the database refuses, each named by `who`, the
+/// rule, the action it is tried for and the verb it gives. A `child` table's rules give its
+/// parent's event, an Update unless they say otherwise.
+fn check_rules(
+    store: &mut dyn EventStore,
+    table: &TableInfo,
+    rules: &[Rule],
+    who: &str,
+    child: bool,
+) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(condition) = &rule.when else {
+            continue;
+        };
+        for &action in &rule.on {
+            if let Some(reason) = store.check_condition(table, action, condition)? {
+                let makes = match (&rule.verb, rule.skip) {
+                    (_, true) => "skip".to_string(),
+                    (Some(verb), false) => format!("verb {verb}"),
+                    (None, false) if child => format!("verb {}", Verb::Update.as_str()),
+                    (None, false) => format!("verb {}", action.as_str()),
+                };
+                problems.push(format!(
+                    "{who}: rule[{i}].when (on {}, {makes}): the database refuses the condition: {reason}",
+                    action.action()
                 ));
             }
         }
     }
-    Ok((captures, problems))
+    Ok(problems)
 }
 
 pub fn plan_install(

@@ -217,7 +217,7 @@ fn rules(
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
-    let mut rules = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     for (i, rule) in raw.into_inner().into_iter().enumerate() {
         let at = |field: &str| format!("{key}[{i}].{field}");
         let rule = rule.into_inner();
@@ -243,6 +243,23 @@ fn rules(
                 format!(
                     "the object does not capture {} (see `verbs`)",
                     action.as_str()
+                ),
+            ));
+        }
+        // A rule without a condition takes every change of its actions: one after it for
+        // those actions only would never be tried.
+        let shadowing = |action: &Verb| {
+            rules
+                .iter()
+                .position(|r| r.when.is_none() && r.applies_to(*action))
+        };
+        if let Some(first) = on.iter().map(shadowing).collect::<Option<Vec<usize>>>() {
+            return Err(source.error(
+                Some(on_span),
+                Some(at("on")),
+                format!(
+                    "never tried: {key}[{}] has no `when`, so it decides every change of these actions first",
+                    first.iter().max().expect("a rule has an action")
                 ),
             ));
         }

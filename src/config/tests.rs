@@ -398,6 +398,14 @@ fn main_file_errors_name_file_line_and_key() {
              event, which would carry its `comment`",
         ),
         (
+            object(
+                "name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = [\"update\", \"delete\"]\ncomment = \"x\"\n\
+                 [[object.rule]]\non = \"create\"\n[[object.rule]]\non = [\"delete\", \"update\"]\nwhen = \"OLD.a > 0\"\n",
+            ),
+            "trigpoll.toml:12:6: object[0].rule[2].on: never tried: object[0].rule[0] has no `when`, so it \
+             decides every change of these actions first",
+        ),
+        (
             object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"update\"\npriority = -2\n"),
             "trigpoll.toml:8:12: object[0].rule[0].priority: -2 is out of range: must be at least 0",
         ),

@@ -8,7 +8,10 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-pub use capture::{key_sql, rewrite_rows, root_key, Capture, ChildCapture, KeySyntax, Quoting};
+pub use capture::{
+    by_rules, key_sql, rewrite_rows, root_key, Capture, ChildCapture, Chosen, KeySyntax,
+    ParentEvent, Quoting, RULE_COLUMNS,
+};
 
 /// The marker trigpoll writes into every trigger body it installs, followed by a fingerprint of
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.

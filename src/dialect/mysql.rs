@@ -31,8 +31,8 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    fingerprint, object_tag, root_key, Capture, ChildCapture, KeySyntax, SchemaNames, TriggerDdl,
-    FINGERPRINT_MARKER,
+    by_rules, fingerprint, object_tag, root_key, Capture, ChildCapture, KeySyntax, ParentEvent,
+    SchemaNames, TriggerDdl, FINGERPRINT_MARKER, RULE_COLUMNS,
 };
 use crate::table::{Column, TableInfo};
 
@@ -492,15 +492,38 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             .get(verb)
             .map(|w| format!("COALESCE(({w}), FALSE)"))
     };
+    // One event of `action` for `row` and its payload: as it is, or as the action's rules
+    // choose it (they may make none). Conditions are over the trigger's own NEW and OLD.
+    let insert = |action: Verb, row: &str, payload: &str| match by_rules(
+        &c.object.rules,
+        action,
+        priority,
+        literal,
+        &str::to_string,
+    ) {
+        None => format!("{target} {};", event(action, row, payload)),
+        Some(r) => format!(
+            "INSERT INTO {} {RULE_COLUMNS}
+        SELECT {object}, {}, {}, {}, {payload}, {}, {}
+        FROM {}{};",
+            n.event,
+            r.verb,
+            with_syntax(n, &c.delimiter, |s| c.key_sql(s, row)),
+            r.priority,
+            literal(action.action()),
+            r.comment,
+            r.from,
+            r.filter.map(|f| format!(" WHERE {f}")).unwrap_or_default(),
+        ),
+    };
     let image = |row: &str| row_json(&c.attributes, row);
     // (event, declarations, statements of the body)
     let mut bodies: Vec<(&str, String, String)> = Vec::new();
     if c.captures(Verb::Create) {
-        let insert = format!("{target} {};", event(Verb::Create, "NEW", "NULL"));
         bodies.push((
             EVENTS[0],
             String::new(),
-            only_if(when(Verb::Create), insert),
+            only_if(when(Verb::Create), insert(Verb::Create, "NEW", "NULL")),
         ));
     }
     if c.captures(Verb::Update) {
@@ -536,11 +559,24 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         if let Some(w) = when(Verb::Update) {
             change = format!("{change} AND {w}");
         }
+        // The two events in one statement, unless rules choose them.
+        let chosen =
+            |r: &crate::config::Rule| r.applies_to(Verb::Delete) || r.applies_to(Verb::Create);
+        let events = match c.object.rules.iter().any(chosen) {
+            false => format!(
+                "{target} {}, {};",
+                event(Verb::Delete, "OLD", &image("OLD")),
+                event(Verb::Create, "NEW", "NULL")
+            ),
+            true => format!(
+                "{}\n        {}",
+                insert(Verb::Delete, "OLD", &image("OLD")),
+                insert(Verb::Create, "NEW", "NULL")
+            ),
+        };
         let rekeyed = format!(
             "-- the key changed: the old object is gone and a new one exists
-        {target} {}, {};",
-            event(Verb::Delete, "OLD", &image("OLD")),
-            event(Verb::Create, "NEW", "NULL")
+        {events}"
         );
         bodies.push((
             EVENTS[1],
@@ -548,23 +584,25 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             format!(
                 "IF {} THEN
         IF {change} THEN{collect}
-            {target} {};
+            {}
         END IF;
     ELSE
         {}
     END IF;",
                 same(&c.keys),
-                event(Verb::Update, "NEW", payload),
+                insert(Verb::Update, "NEW", payload),
                 only_if(when(Verb::Update), rekeyed)
             ),
         ));
     }
     if c.captures(Verb::Delete) {
-        let insert = format!("{target} {};", event(Verb::Delete, "OLD", &image("OLD")));
         bodies.push((
             EVENTS[2],
             String::new(),
-            only_if(when(Verb::Delete), insert),
+            only_if(
+                when(Verb::Delete),
+                insert(Verb::Delete, "OLD", &image("OLD")),
+            ),
         ));
     }
     table_ddl(
@@ -589,22 +627,40 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
     let child = chain.last().expect("a child has a chain");
     let object = literal(&c.object.name);
     let priority = c.object.priority;
-    let insert = |keys: &[String]| {
+    // The parents of the rows whose keys are given, each once.
+    let insert = |action: Verb, keys: &[String]| {
         let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
+        let e = ParentEvent::new(
+            &child.config.rules,
+            action,
+            priority,
+            literal,
+            &str::to_string,
+        );
         format!(
-            "INSERT INTO {} (object_name, object_verb, object_key, event_priority)
-        SELECT DISTINCT {object}, 'Update', p.k, {priority} FROM ({}) AS p WHERE p.k IS NOT NULL;",
+            "INSERT INTO {} {}
+        SELECT DISTINCT {object}, {}, p.k, {} FROM ({}) AS p{} WHERE p.k IS NOT NULL{};",
             n.event,
-            rows.join(" UNION ALL ")
+            e.columns,
+            e.verb,
+            e.rest,
+            rows.join(" UNION ALL "),
+            e.rules
+                .map(|r| format!(" CROSS JOIN {r}"))
+                .unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
         )
     };
     let bodies = vec![
         (
             EVENTS[0],
             String::new(),
-            insert(&[with_syntax(n, &c.delimiter, |s| {
-                root_key(c, chain, "NEW", s, table)
-            })]),
+            insert(
+                Verb::Create,
+                &[with_syntax(n, &c.delimiter, |s| {
+                    root_key(c, chain, "NEW", s, table)
+                })],
+            ),
         ),
         (
             EVENTS[1],
@@ -612,18 +668,24 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
             format!(
                 "IF NOT ({}) THEN\n        {}\n    END IF;",
                 same(&child.attributes),
-                insert(&[
-                    with_syntax(n, &c.delimiter, |s| root_key(c, chain, "OLD", s, table)),
-                    with_syntax(n, &c.delimiter, |s| root_key(c, chain, "NEW", s, table))
-                ])
+                insert(
+                    Verb::Update,
+                    &[
+                        with_syntax(n, &c.delimiter, |s| root_key(c, chain, "OLD", s, table)),
+                        with_syntax(n, &c.delimiter, |s| root_key(c, chain, "NEW", s, table))
+                    ]
+                )
             ),
         ),
         (
             EVENTS[2],
             String::new(),
-            insert(&[with_syntax(n, &c.delimiter, |s| {
-                root_key(c, chain, "OLD", s, table)
-            })]),
+            insert(
+                Verb::Delete,
+                &[with_syntax(n, &c.delimiter, |s| {
+                    root_key(c, chain, "OLD", s, table)
+                })],
+            ),
         ),
     ];
     let about = format!("{} (its child {})", c.object.name, child.path);

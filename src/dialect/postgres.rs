@@ -1,9 +1,11 @@
 //! PostgreSQL (≥ 12) SQL: event and archive tables, capture triggers, claim and fetch queries.
 
+use crate::config::Rule;
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
-    KeySyntax, Quoting, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    by_rules, concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
+    Chosen, KeySyntax, ParentEvent, Quoting, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    RULE_COLUMNS,
 };
 use crate::table::{Column, Partitioning, TableInfo};
 
@@ -666,6 +668,19 @@ fn moves_keep_keys(c: &Capture) -> bool {
     }
 }
 
+/// The rules of `action` among `rules`, their conditions over the rows `new_row` and `old_row`.
+fn chosen(
+    rules: &[Rule],
+    action: Verb,
+    priority: i32,
+    new_row: &str,
+    old_row: &str,
+) -> Option<Chosen> {
+    by_rules(rules, action, priority, literal, &|condition| {
+        rewrite_rows(condition, new_row, old_row, Quoting::Postgres)
+    })
+}
+
 /// Statements one under the other, each line indented by `indent` but the first; empty ones
 /// left out.
 fn block(indent: &str, parts: &[String]) -> String {
@@ -697,6 +712,27 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         )
     };
     let event = |verb: Verb, row: &str, payload: &str| format!("({})", values(verb, row, payload));
+    let rules = |action: Verb, new_row: &str, old_row: &str| {
+        chosen(&c.object.rules, action, priority, new_row, old_row)
+    };
+    // One event of `action` for `row`, its key and its payload: as it is, or as the action's
+    // rules choose it (they may make none).
+    let insert = |action: Verb, row: &str, payload: &str, new_row: &str, old_row: &str| {
+        match rules(action, new_row, old_row) {
+            None => format!("{target} {};", event(action, row, payload)),
+            Some(r) => format!(
+                "INSERT INTO {} {RULE_COLUMNS}\nSELECT {object}, {}, {}, {}, {payload}, {}, {}\nFROM {}{};",
+                n.event,
+                r.verb,
+                w.key(c, row),
+                r.priority,
+                literal(action.action()),
+                r.comment,
+                r.from,
+                r.filter.map(|f| format!("\nWHERE {f}")).unwrap_or_default(),
+            ),
+        }
+    };
     let condition = |verb: Verb, new_row: &str, old_row: &str| {
         c.object
             .when
@@ -711,14 +747,32 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
     };
     // Transition tables keep the order in which rows were changed, so event ids follow it.
     let from_transition = |verb: Verb, alias: &str, transition: &str, payload: &str| {
-        let filter = condition(verb, alias, alias)
-            .map(|w| format!("\nWHERE ({w})"))
-            .unwrap_or_default();
-        format!(
-            "INSERT INTO {} {columns}\nSELECT {}\nFROM {transition} {alias}{filter};",
-            n.event,
-            values(verb, alias, payload)
-        )
+        let when = condition(verb, alias, alias).map(|w| format!("({w})"));
+        match rules(verb, alias, alias) {
+            None => format!(
+                "INSERT INTO {} {columns}\nSELECT {}\nFROM {transition} {alias}{};",
+                n.event,
+                values(verb, alias, payload),
+                when.map(|w| format!("\nWHERE {w}")).unwrap_or_default()
+            ),
+            Some(r) => {
+                let filter: Vec<String> = when.into_iter().chain(r.filter).collect();
+                format!(
+                    "INSERT INTO {} {RULE_COLUMNS}\nSELECT {object}, {}, {}, {}, {payload}, {}, {}\nFROM {transition} {alias} CROSS JOIN LATERAL {}{};",
+                    n.event,
+                    r.verb,
+                    w.key(c, alias),
+                    r.priority,
+                    literal(verb.action()),
+                    r.comment,
+                    r.from,
+                    match filter.is_empty() {
+                        true => String::new(),
+                        false => format!("\nWHERE {}", filter.join(" AND ")),
+                    },
+                )
+            }
+        }
     };
     // An Update of `new` over `old`, whose keys are the same.
     let update = |new: &str, old: &str| {
@@ -734,7 +788,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
                     w.unchanged(c.detect.as_deref(), new, old)
                 ),
                 unless_when(Verb::Update, new, old),
-                format!("{target} {};", event(Verb::Update, new, &payload)),
+                insert(Verb::Update, new, &payload, new, old),
             ],
         )
     };
@@ -760,7 +814,7 @@ END IF;",
                         ),
                     },
                     unless_when(Verb::Create, "NEW", "OLD"),
-                    format!("{target} {};", event(Verb::Create, "NEW", "NULL")),
+                    insert(Verb::Create, "NEW", "NULL", "NEW", "OLD"),
                 ],
             ),
         };
@@ -768,6 +822,23 @@ END IF;",
     }
     if c.captures(Verb::Update) {
         let keys = |row: &str| row_of(&c.keys, row);
+        let old_image = w.image(&c.attributes, "OLD");
+        // The two events in one statement, unless rules choose them.
+        let chosen = |r: &Rule| r.applies_to(Verb::Delete) || r.applies_to(Verb::Create);
+        let rekeyed = match !c.object.rules.iter().any(chosen) {
+            true => format!(
+                "{target} {}, {};",
+                event(Verb::Delete, "OLD", &old_image),
+                event(Verb::Create, "NEW", "NULL")
+            ),
+            false => block(
+                "",
+                &[
+                    insert(Verb::Delete, "OLD", &old_image, "NEW", "OLD"),
+                    insert(Verb::Create, "NEW", "NULL", "NEW", "OLD"),
+                ],
+            ),
+        };
         branches.push((
             "UPDATE",
             format!(
@@ -784,11 +855,7 @@ END IF;",
                     &[
                         unless_when(Verb::Update, "NEW", "OLD"),
                         "-- the key changed: the old object is gone and a new one exists".into(),
-                        format!(
-                            "{target} {}, {};",
-                            event(Verb::Delete, "OLD", &w.image(&c.attributes, "OLD")),
-                            event(Verb::Create, "NEW", "NULL")
-                        ),
+                        rekeyed,
                     ]
                 ),
             ),
@@ -843,9 +910,12 @@ END IF;",
         }
         if by_row && c.captures(Verb::Delete) {
             delete.push(unless_when(Verb::Delete, "NEW", "OLD"));
-            delete.push(format!(
-                "{target} {};",
-                event(Verb::Delete, "OLD", &w.image(&c.attributes, "OLD"))
+            delete.push(insert(
+                Verb::Delete,
+                "OLD",
+                &w.image(&c.attributes, "OLD"),
+                "NEW",
+                "OLD",
             ));
         }
         branches.push(("DELETE", block("", &delete)));
@@ -886,28 +956,50 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         names: n,
         table: &child.table,
     };
-    let columns = "(object_name, object_verb, object_key, event_priority)";
     let object = literal(&c.object.name);
     let priority = c.object.priority;
-    let from_transition = |alias: &str, transition: &str| {
+    let event = |action: Verb, new_row: &str, old_row: &str| {
+        ParentEvent::new(
+            &child.config.rules,
+            action,
+            priority,
+            literal,
+            &|condition| rewrite_rows(condition, new_row, old_row, Quoting::Postgres),
+        )
+    };
+    let from_transition = |action: Verb, alias: &str, transition: &str| {
         let key = w.root_key(c, chain, alias);
+        let e = event(action, alias, alias);
         format!(
-            "INSERT INTO {ev} {columns}\nSELECT {object}, 'Update', {key}, {priority}\nFROM {transition} {alias}\nWHERE {key} IS NOT NULL;",
+            "INSERT INTO {ev} {}\nSELECT {object}, {}, {key}, {}\nFROM {transition} {alias}{}\nWHERE {key} IS NOT NULL{};",
+            e.columns,
+            e.verb,
+            e.rest,
+            e.rules.map(|r| format!(" CROSS JOIN LATERAL {r}")).unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
             ev = n.event,
         )
     };
     // The parents of the rows given, each once.
-    let parents = |rows: &[&str]| {
+    let parents = |action: Verb, rows: &[&str]| {
         let keys: Vec<String> = rows
             .iter()
             .map(|row| format!("({})", w.root_key(c, chain, row)))
             .collect();
+        let e = event(action, "NEW", "OLD");
         format!(
-            "INSERT INTO {ev} {columns}
-SELECT DISTINCT {object}, 'Update', k, {priority}
-FROM (VALUES {}) AS parents(k)
-WHERE k IS NOT NULL;",
+            "INSERT INTO {ev} {}
+SELECT DISTINCT {object}, {}, k, {}
+FROM (VALUES {}) AS parents(k){}
+WHERE k IS NOT NULL{};",
+            e.columns,
+            e.verb,
+            e.rest,
             keys.join(", "),
+            e.rules
+                .map(|r| format!(" CROSS JOIN {r}"))
+                .unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
             ev = n.event,
         )
     };
@@ -923,8 +1015,8 @@ WHERE k IS NOT NULL;",
         (
             "INSERT",
             match by_row {
-                false => from_transition("n", "trigpoll_new"),
-                true => parents(&["NEW"]),
+                false => from_transition(Verb::Create, "n", "trigpoll_new"),
+                true => parents(Verb::Create, &["NEW"]),
             },
         ),
         (
@@ -932,14 +1024,14 @@ WHERE k IS NOT NULL;",
             format!(
                 "IF {} THEN\n    RETURN NULL;\nEND IF;\n{}",
                 w.unchanged(detect, "NEW", "OLD"),
-                parents(&["OLD", "NEW"]),
+                parents(Verb::Update, &["OLD", "NEW"]),
             ),
         ),
         (
             "DELETE",
             match by_row {
-                false => from_transition("o", "trigpoll_old"),
-                true => parents(&["OLD"]),
+                false => from_transition(Verb::Delete, "o", "trigpoll_old"),
+                true => parents(Verb::Delete, &["OLD"]),
             },
         ),
     ];

@@ -11,6 +11,7 @@ pub mod faults;
 pub mod hot_keys;
 pub mod install;
 pub mod operations;
+pub mod rules;
 pub mod settings;
 pub mod shapes;
 
@@ -62,6 +63,7 @@ macro_rules! conformance_tests {
             operations::poll_metrics_count_events_steps_and_backlog,
             operations::replay_refuses_rows_of_connectors_no_longer_configured,
             operations::check_reports_tables_drift_and_unreachable_connectors,
+            rules::the_first_matching_rule_decides_verb_priority_and_comment,
             settings::a_no_op_update_makes_no_event,
             settings::track_and_ignore_choose_the_changes_that_matter,
             settings::excluded_attributes_never_leave_the_database,
