@@ -220,3 +220,307 @@ pub fn the_first_matching_rule_decides_verb_priority_and_comment(backend: Backen
         "every event sent"
     );
 }
+
+/// Child rules choose the parent's event for a child row's change (Infranet's contacts): a new
+/// contact, a contact updated by a given program, a contact deleted; other contact updates make
+/// none, and a change no rule matches the parent's plain Update.
+pub fn child_rules_choose_the_parents_event(backend: Backend) {
+    let objects = r#"
+[[object]]
+name = "Account"
+table = "account"
+priority = 3
+
+[[object.child]]
+name = "contacts"
+table = "contact"
+parent_keys = ["account_id"]
+
+[[object.child.rule]]
+on = "create"
+priority = 1
+comment = "new contact"
+
+[[object.child.rule]]
+on = "update"
+when = "NEW.program = 'Customer Mngmt. Event Log'"
+priority = 2
+comment = "contact_update"
+
+[[object.child.rule]]
+on = "update"
+skip = true
+
+[[object.child.rule]]
+on = "delete"
+when = "OLD.program <> 'Automatic Account Creation'"
+verb = "ContactDeleted"
+priority = 2
+comment = "contact_delete"
+"#;
+    let Some((env, out)) = accounts(backend, objects) else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO account VALUES (1, 0, 'a', 0), (2, 0, 'b', 0);
+         INSERT INTO contact VALUES (10, 1, 'Admin Manager', 'x'),
+             (11, 1, 'Automatic Account Creation', 'y');
+         UPDATE contact SET last_name = 'z' WHERE contact_id = 10;
+         UPDATE contact SET program = 'Customer Mngmt. Event Log' WHERE contact_id = 10;
+         UPDATE contact SET account_id = 2, last_name = 'moved' WHERE contact_id = 10;
+         DELETE FROM contact WHERE contact_id = 11",
+    );
+    let update = |key: &str, priority, comment: Option<&str>| {
+        event("Update", key, priority, comment, Some("update"))
+    };
+    // The moved row's two events are written by one statement, in no promised order.
+    let mut expected = vec![
+        event("Create", "account_id=1", 3, None, None),
+        event("Create", "account_id=2", 3, None, None),
+        update("account_id=1", 1, Some("new contact")),
+        update("account_id=1", 1, Some("new contact")),
+        update("account_id=1", 2, Some("contact_update")),
+        // Moved to another account: both accounts changed, by the same rule.
+        update("account_id=1", 2, Some("contact_update")),
+        update("account_id=2", 2, Some("contact_update")),
+        update("account_id=1", 3, None),
+    ];
+    let mut written = events(&env);
+    written.sort();
+    expected.sort();
+    assert_eq!(written, expected);
+    env.db.execute("DELETE FROM contact WHERE contact_id = 10");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 9);
+    in_key_order(&delivered);
+    let last = delivered
+        .iter()
+        .find(|d| d["verb"] == "ContactDeleted")
+        .unwrap();
+    assert_eq!(
+        (&last["verb"], &last["priority"], &last["comment"]),
+        (
+            &json!("ContactDeleted"),
+            &json!(2),
+            &json!("contact_delete")
+        )
+    );
+    assert_eq!(last["key"], json!({"account_id": "2"}));
+    // The parent's row, fetched: a child's change is no delete of it.
+    assert_eq!(last["attributes"]["name"], "b");
+    assert_eq!(last["attributes"]["contacts"], json!([]));
+}
+
+/// A rule's condition the database refuses makes install-triggers exit 2 naming the object (and
+/// child), the rule, its action and its verb, with nothing installed; `--dry-run` shows the
+/// rules in the SQL; a changed rule makes the trigger stale until installed again.
+pub fn rules_are_checked_shown_and_part_of_the_fingerprint(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute(ACCOUNT);
+    env.file_connector("out");
+    let objects = |account: &str, contact: &str| {
+        format!(
+            "[[object]]\nname = \"Account\"\ntable = \"account\"\n\
+             [[object.rule]]\non = \"update\"\nwhen = \"NEW.status = 1\"\nskip = true\n\
+             [[object.rule]]\non = [\"update\", \"delete\"]\nwhen = \"{account}\"\nverb = \"Close\"\ncomment = \"it's closed\"\n\
+             [[object.child]]\nname = \"contacts\"\ntable = \"contact\"\nparent_keys = [\"account_id\"]\n\
+             [[object.child.rule]]\non = \"delete\"\nwhen = \"{contact}\"\n"
+        )
+    };
+    env.config("", &objects("NEW.status = 9", "OLD.no_such_column = 1"));
+    let out = env.run_ok(&["install-triggers"], 2);
+    let message = stderr(&out);
+    assert!(
+        message.contains("object Account: rule[1].when (on delete, verb Close): the database refuses the condition")
+            && message.contains("object Account, child contacts: rule[0].when (on delete, verb Update): the database refuses the condition")
+            && message.contains("no_such_column")
+            && !message.contains("(on update, verb Close)"),
+        "{message}"
+    );
+    let events_table = env.db.try_execute("SELECT count(*) FROM {events}");
+    assert!(
+        events_table.is_err() || env.db.count("SELECT count(*) FROM {events}") == 0,
+        "something was installed"
+    );
+    env.db.execute("INSERT INTO account VALUES (1, 0, 'a', 0)");
+    assert!(
+        env.db.try_execute("SELECT count(*) FROM {events}").is_err()
+            || env.db.count("SELECT count(*) FROM {events}") == 0
+    );
+
+    env.config("", &objects("OLD.status = 9", "OLD.program = 'x'"));
+    let dry = stdout(&env.run_ok(&["install-triggers", "--dry-run"], 0));
+    assert!(
+        dry.contains("trigpoll_rule") && dry.contains("'Close'") && dry.contains("'it''s closed'"),
+        "{dry}"
+    );
+    env.run_ok(&["install-triggers"], 0);
+    let status = stdout(&env.run_ok(&["status"], 0));
+    assert!(!status.contains("stale"), "{status}");
+    env.config("", &objects("OLD.status = 1", "OLD.program = 'x'"));
+    let status = stdout(&env.run_ok(&["status"], 0));
+    assert!(status.contains("stale"), "{status}");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(
+        "UPDATE account SET status = 8 WHERE account_id = 1;
+         UPDATE account SET status = 1 WHERE account_id = 1;
+         DELETE FROM account",
+    );
+    assert_eq!(
+        events(&env),
+        [
+            event("Update", "account_id=1", 0, None, Some("update")),
+            event(
+                "Close",
+                "account_id=1",
+                0,
+                Some("it's closed"),
+                Some("delete")
+            ),
+        ]
+    );
+}
+
+/// A rule's verb is a verb like any other: subscribed by name (`Account.Close`, `*.Close`,
+/// `Account.*`), in `status`'s backlog by verb, in the metrics' labels, chosen by `replay
+/// --verb` (the replay keeping its comment and its delete image), and never folded by
+/// `coalesce`, which folds only the Updates that updates make.
+pub fn custom_verbs_are_subscribed_counted_replayed_and_not_coalesced(backend: Backend) {
+    let objects = ACCOUNT_RULES.replace("priority = 3\n", "priority = 3\ncoalesce = true\n");
+    let Some((env, all)) = accounts(backend, &objects) else {
+        return;
+    };
+    let file = |id: &str, pattern: &str| {
+        env.connector(
+            id,
+            &format!(
+                "subscribe = [\"{pattern}\"]\n[sink]\ntype = \"file\"\npath = \"../{id}.ndjson\""
+            ),
+        );
+        env.path(&format!("{id}.ndjson"))
+    };
+    let close = file("close", "Account.Close");
+    let any_close = file("any_close", "*.Close");
+    let account = file("account", "Account.*");
+    let deletes = file("deletes", "Account.Delete");
+    env.db.execute(
+        "INSERT INTO account VALUES (1, 5, 'a', 1.00), (2, 5, 'b', 2.00);
+         UPDATE account SET balance = 2.00 WHERE account_id = 1;
+         UPDATE account SET balance = 3.00 WHERE account_id = 1;
+         UPDATE account SET status = 0 WHERE account_id = 1;
+         UPDATE account SET balance = 4.00 WHERE account_id = 1;
+         DELETE FROM account WHERE account_id = 2",
+    );
+    let status: Value =
+        serde_json::from_str(&stdout(&env.run_ok(&["status", "--json"], 0))).unwrap();
+    let backlog: Vec<(String, String, i64, i64)> = status["backlog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["object"].as_str().unwrap().to_string(),
+                b["verb"].as_str().unwrap().to_string(),
+                b["priority"].as_i64().unwrap(),
+                b["ready"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let row =
+        |verb: &str, priority, ready| ("Account".to_string(), verb.to_string(), priority, ready);
+    assert_eq!(
+        backlog,
+        [
+            row("Create", 1, 1),
+            row("Close", 3, 1),
+            row("Create", 3, 2),
+            row("Update", 3, 3)
+        ],
+        "{status}"
+    );
+    let text = stdout(&env.run_ok(&["status"], 0));
+    assert!(text.contains("Close"), "{text}");
+
+    env.run_ok(&["drain"], 0);
+    let verbs = |path: &std::path::Path| -> Vec<String> {
+        lines(path)
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}.{}",
+                    l["key"]["account_id"].as_str().unwrap(),
+                    l["verb"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(verbs(&close), ["2.Close"]);
+    assert_eq!(verbs(&any_close), ["2.Close"]);
+    assert!(verbs(&deletes).is_empty(), "{:?}", verbs(&deletes));
+    // Key 1: the run of two Updates folds into its last; the Create a rule made out of an
+    // update ends the run, and the Update after it is delivered on its own.
+    let key_one: Vec<String> = verbs(&account)
+        .into_iter()
+        .filter(|v| v.starts_with("1."))
+        .collect();
+    assert_eq!(key_one, ["1.Create", "1.Update", "1.Create", "1.Update"]);
+    // Account 2's Create found its row gone (not-found): the other six went out.
+    assert_eq!(
+        verbs(&all),
+        ["1.Create", "1.Update", "1.Create", "1.Update", "2.Close"]
+    );
+    assert_eq!(
+        env.db.count(
+            "SELECT count(*) FROM {archive} WHERE connector_id = 'account' AND event_description LIKE 'coalesced into event %'"
+        ),
+        1
+    );
+
+    let listed = stdout(&env.run_ok(&["replay", "--verb", "Close", "--dry-run"], 0));
+    assert_eq!(listed.lines().count(), 4, "one per connector: {listed}");
+    env.run_ok(&["replay", "--verb", "Close", "--connector", "close"], 0);
+    assert_eq!(
+        events(&env),
+        [event(
+            "Close",
+            "account_id=2",
+            3,
+            Some("Account closed"),
+            Some("delete")
+        )]
+    );
+    let port = crate::common::free_port();
+    let mut poll = env.spawn(&[
+        "poll",
+        "--interval",
+        "200ms",
+        "--metrics",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    assert!(crate::conformance::eventually(
+        std::time::Duration::from_secs(60),
+        || lines(&close).len() == 2
+    ));
+    let replayed = &lines(&close)[1];
+    assert_eq!(replayed["comment"], "Account closed");
+    assert_eq!(replayed["attributes"]["name"], "b", "the delete's image");
+    assert!(replayed["replay_of"].is_i64());
+    let labels = [
+        ("object", "Account"),
+        ("verb", "Close"),
+        ("connector", "close"),
+        ("outcome", "sent"),
+    ];
+    let mut last = String::new();
+    let counted = crate::conformance::eventually(std::time::Duration::from_secs(15), || {
+        let Some((text, scrape)) = crate::conformance::operations::scrape(port) else {
+            return false;
+        };
+        last = text;
+        crate::conformance::operations::sample(&scrape, "trigpoll_events_total", &labels)
+            == Some(1.0)
+    });
+    assert!(counted, "{last}");
+    poll.kill().unwrap();
+}
