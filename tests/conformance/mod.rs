@@ -67,6 +67,7 @@ macro_rules! conformance_tests {
             rules::child_rules_choose_the_parents_event,
             rules::rules_are_checked_shown_and_part_of_the_fingerprint,
             rules::custom_verbs_are_subscribed_counted_replayed_and_not_coalesced,
+            rules::tables_of_an_earlier_version_are_upgraded_with_their_events,
             settings::a_no_op_update_makes_no_event,
             settings::track_and_ignore_choose_the_changes_that_matter,
             settings::excluded_attributes_never_leave_the_database,

@@ -524,3 +524,84 @@ pub fn custom_verbs_are_subscribed_counted_replayed_and_not_coalesced(backend: B
     assert!(counted, "{last}");
     poll.kill().unwrap();
 }
+
+/// Tables made before `event_action` and `event_comment` existed, with events and archive rows
+/// in them: the pollers, `status` and `check --database` ask for install-triggers, which adds
+/// the columns in place; nothing is lost, and rules work from then on.
+pub fn tables_of_an_earlier_version_are_upgraded_with_their_events(backend: Backend) {
+    let plain = "[[object]]\nname = \"Account\"\ntable = \"account\"\n";
+    let Some((env, out)) = accounts(backend, plain) else {
+        return;
+    };
+    env.db
+        .execute("INSERT INTO account VALUES (1, 5, 'a', 1.00)");
+    env.run_ok(&["drain"], 0);
+    for table in ["{events}", "{archive}"] {
+        let drop = match backend {
+            Backend::Sqlite => format!(
+                "ALTER TABLE {table} DROP COLUMN event_action; ALTER TABLE {table} DROP COLUMN event_comment"
+            ),
+            _ => format!("ALTER TABLE {table} DROP COLUMN event_action, DROP COLUMN event_comment"),
+        };
+        env.db.execute(&drop);
+    }
+    // The triggers of the earlier version keep capturing.
+    env.db.execute(
+        "INSERT INTO account VALUES (2, 5, 'b', 2.00);
+         UPDATE account SET status = 6 WHERE account_id = 1",
+    );
+    for (args, code) in [(&["status"][..], 2), (&["drain"][..], 2)] {
+        let message = stderr(&env.run_ok(args, code));
+        assert!(
+            message.contains("made by an earlier trigpoll") && message.contains("install-triggers"),
+            "{args:?}: {message}"
+        );
+    }
+    let check = stdout(&env.run_ok(&["check", "--database"], 1));
+    assert!(
+        check.contains("was made by an earlier trigpoll; run install-triggers"),
+        "{check}"
+    );
+    env.config("", ACCOUNT_RULES);
+    let dry = stdout(&env.run_ok(&["install-triggers", "--dry-run"], 0));
+    assert!(
+        dry.contains("-- upgrade the event table")
+            && dry.contains("-- upgrade the archive table")
+            && dry.contains("add event_action and event_comment (its rows stay)"),
+        "{dry}"
+    );
+    env.run_ok(&["install-triggers"], 0);
+    let again = stdout(&env.run_ok(&["install-triggers", "--dry-run"], 0));
+    assert_eq!(again, "", "a second install would change things");
+    env.run_ok(&["check", "--database"], 0);
+    assert_eq!(
+        events(&env),
+        [
+            event("Create", "account_id=2", 0, None, None),
+            event("Update", "account_id=1", 0, None, None),
+        ]
+    );
+    env.db
+        .execute("UPDATE account SET status = 0 WHERE account_id = 2");
+    env.run_ok(&["drain"], 0);
+    let delivered = lines(&out);
+    let seen: Vec<(String, Value)> = delivered
+        .iter()
+        .map(|d| {
+            (
+                d["verb"].as_str().unwrap().to_string(),
+                d["comment"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("Create".to_string(), Value::Null),
+            ("Create".to_string(), Value::Null),
+            ("Update".to_string(), Value::Null),
+            ("Create".to_string(), json!("Account Creation")),
+        ]
+    );
+    assert_eq!(env.db.count("SELECT count(*) FROM {archive}"), 4);
+}
