@@ -1187,7 +1187,30 @@ fn the_example_configuration_loads() {
                 Some(vec!["emp_id".to_string()])
             ),
             ("Department", "public.department".to_string(), None),
+            ("Account", "public.account".to_string(), None),
             ("InvoiceIssued", String::new(), None),
+        ]
+    );
+    // Infranet's account example: its rules, and its contacts'.
+    let account = &config.objects[2];
+    let comments = |rules: &[Rule]| -> Vec<Option<String>> {
+        rules.iter().map(|r| r.comment.clone()).collect()
+    };
+    assert_eq!(
+        comments(&account.rules),
+        [
+            Some("Account Creation".into()),
+            Some("Status Updated".into()),
+            None
+        ]
+    );
+    assert_eq!(
+        comments(&account.children[0].rules),
+        [
+            Some("new contact".into()),
+            Some("contact_update".into()),
+            Some("contact_delete".into()),
+            None
         ]
     );
     let connectors: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();
