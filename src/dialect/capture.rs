@@ -713,6 +713,77 @@ fn quoted_end(chars: &[char], i: usize, quoting: Quoting) -> Option<usize> {
 mod tests {
     use super::*;
 
+    fn literal(text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+
+    #[test]
+    fn the_first_rule_whose_condition_holds_is_numbered_once() {
+        let rule = |on: &[Verb], when: Option<&str>| Rule {
+            on: on.to_vec(),
+            when: when.map(str::to_string),
+            ..Rule::default()
+        };
+        let rules = [
+            Rule {
+                verb: Some("Close".into()),
+                comment: Some("it's closed".into()),
+                ..rule(&[Verb::Delete, Verb::Update], Some("OLD.s = 9"))
+            },
+            Rule {
+                skip: true,
+                ..rule(&[Verb::Update], Some("NEW.s = 1"))
+            },
+            Rule {
+                priority: Some(4),
+                ..rule(&[Verb::Update], None)
+            },
+            // Never reached by an update: the rule before it has no condition.
+            Rule {
+                verb: Some("Never".into()),
+                ..rule(&[Verb::Update, Verb::Create], Some("NEW.s = 2"))
+            },
+        ];
+        let condition = |c: &str| c.replace("NEW.", "n.");
+        let update = by_rules(&rules, Verb::Update, 7, literal, &condition).unwrap();
+        assert_eq!(
+            update,
+            Chosen {
+                from: "(SELECT CASE WHEN (OLD.s = 9) THEN 1 WHEN (n.s = 1) THEN 2 ELSE 3 END AS i) AS trigpoll_rule".into(),
+                verb: "CASE trigpoll_rule.i WHEN 1 THEN 'Close' ELSE 'Update' END".into(),
+                priority: "CASE trigpoll_rule.i WHEN 3 THEN 4 ELSE 7 END".into(),
+                comment: "CASE trigpoll_rule.i WHEN 1 THEN 'it''s closed' END".into(),
+                filter: Some("trigpoll_rule.i <> 2".into()),
+            }
+        );
+        let create = by_rules(&rules, Verb::Create, 7, literal, &condition).unwrap();
+        assert_eq!(
+            (create.from.as_str(), create.verb.as_str(), create.filter),
+            (
+                "(SELECT CASE WHEN (n.s = 2) THEN 4 ELSE 0 END AS i) AS trigpoll_rule",
+                "CASE trigpoll_rule.i WHEN 4 THEN 'Never' ELSE 'Create' END",
+                None
+            )
+        );
+        assert_eq!(
+            (create.priority.as_str(), create.comment.as_str()),
+            ("7", "NULL")
+        );
+        assert_eq!(
+            by_rules(&rules[1..3], Verb::Delete, 7, literal, &condition),
+            None
+        );
+        let child = ParentEvent::new(&rules, Verb::Delete, 7, literal, &condition);
+        assert_eq!(
+            child.verb,
+            "CASE trigpoll_rule.i WHEN 1 THEN 'Close' ELSE 'Update' END"
+        );
+        assert_eq!(
+            child.rest,
+            "7, 'update', CASE trigpoll_rule.i WHEN 1 THEN 'it''s closed' END"
+        );
+    }
+
     #[test]
     fn rows_are_rewritten_outside_quotes_only() {
         for quoting in [Quoting::Postgres, Quoting::Mysql, Quoting::Sqlite] {
