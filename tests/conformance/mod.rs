@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
             rules::custom_verbs_are_subscribed_counted_replayed_and_not_coalesced,
             rules::tables_of_an_earlier_version_are_upgraded_with_their_events,
             rules::a_keys_events_of_different_priorities_keep_its_order,
+            rules::when_decides_before_the_rules,
             settings::a_no_op_update_makes_no_event,
             settings::track_and_ignore_choose_the_changes_that_matter,
             settings::excluded_attributes_never_leave_the_database,

@@ -661,3 +661,55 @@ comment = "even"
     assert_eq!(ids.len() as i64, total, "an event delivered twice");
     in_key_order(&delivered);
 }
+
+/// `[object.when]` decides first whether a change is captured at all; the rules then choose
+/// among the changes it lets through (here of a multi-row statement, which PostgreSQL captures
+/// by statement).
+pub fn when_decides_before_the_rules(backend: Backend) {
+    let objects = r#"
+[[object]]
+name = "Account"
+table = "account"
+
+[object.when]
+create = "NEW.status <> 7"
+update = "NEW.status <> 7"
+delete = "OLD.status <> 7"
+
+[[object.rule]]
+on = "create"
+when = "NEW.name = 'vip'"
+priority = 1
+comment = "vip"
+
+[[object.rule]]
+on = "delete"
+when = "OLD.name = 'vip'"
+priority = 1
+comment = "vip"
+
+[[object.rule]]
+on = "update"
+when = "NEW.status > 7"
+verb = "Escalate"
+"#;
+    let Some((env, _)) = accounts(backend, objects) else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO account VALUES (1, 7, 'vip', 0), (2, 1, 'vip', 0), (3, 1, 'x', 0);
+         UPDATE account SET status = 8 WHERE account_id IN (2, 3);
+         UPDATE account SET status = 7 WHERE account_id = 3;
+         DELETE FROM account WHERE account_id IN (1, 2, 3)",
+    );
+    assert_eq!(
+        events(&env),
+        [
+            event("Create", "account_id=2", 1, Some("vip"), Some("create")),
+            event("Create", "account_id=3", 0, None, Some("create")),
+            event("Escalate", "account_id=2", 0, None, Some("update")),
+            event("Escalate", "account_id=3", 0, None, Some("update")),
+            event("Delete", "account_id=2", 1, Some("vip"), Some("delete")),
+        ]
+    );
+}
