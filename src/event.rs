@@ -21,6 +21,12 @@ pub struct Event {
     pub replay_of: Option<i64>,
     /// Connectors whose outcome for this event is already final (archived), from earlier attempts.
     pub done_connectors: Vec<String>,
+    /// `event_action`: the row action that made the event (`create`, `update`, `delete`,
+    /// `truncate`), as the triggers write it for the actions that have rules; `None` where the
+    /// verb says it (events of actions without rules, and those applications write).
+    pub action: Option<String>,
+    /// `event_comment`: a rule's comment, or an application's.
+    pub comment: Option<String>,
 }
 
 /// The status codes of the event and archive tables (IBM WBI JDBC adapter values).

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::config::{Config, ObjectConfig, TableName, Verb};
+use crate::config::{Config, ObjectConfig, Rule, TableName, Verb};
 use crate::dialect::{Capture, Dialect};
 use crate::store::{EventStore, StoreError};
 use crate::table::{InstalledTrigger, TableInfo};
@@ -83,23 +83,56 @@ pub fn tables_installed(store: &mut dyn EventStore, config: &Config) -> Result<b
 pub enum Layout {
     /// The event or the archive table does not exist.
     Missing,
-    /// Made by trigpoll 0.1: `install-triggers` brings them up to date, events and all.
+    /// Made by an earlier trigpoll: `install-triggers` brings them up to date, events and all.
     Old,
     Current,
 }
 
 pub fn layout(store: &mut dyn EventStore, config: &Config) -> Result<Layout, StoreError> {
+    Ok(match upgrade(store, config)? {
+        None => Layout::Missing,
+        Some(upgrade) if upgrade.is_empty() => Layout::Current,
+        Some(_) => Layout::Old,
+    })
+}
+
+/// What trigpoll's own tables lack of the current layout.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Upgrade {
+    /// The event table has no `waiting_for` (trigpoll 0.1), nor its indexes.
+    waiting_for: bool,
+    /// Of [`crate::dialect::ADDED_COLUMNS`], those the event table lacks.
+    event_columns: Vec<&'static str>,
+    /// And those the archive table lacks.
+    archive_columns: Vec<&'static str>,
+}
+
+impl Upgrade {
+    fn is_empty(&self) -> bool {
+        *self == Upgrade::default()
+    }
+}
+
+/// What the event and archive tables lack; `None` when either does not exist.
+fn upgrade(store: &mut dyn EventStore, config: &Config) -> Result<Option<Upgrade>, StoreError> {
     let (events, archive) = own_tables(config);
     let Some(event_table) = store.describe_table(&events)? else {
-        return Ok(Layout::Missing);
+        return Ok(None);
     };
-    if store.describe_table(&archive)?.is_none() {
-        return Ok(Layout::Missing);
-    }
-    Ok(match event_table.column("waiting_for") {
-        Some(_) => Layout::Current,
-        None => Layout::Old,
-    })
+    let Some(archive_table) = store.describe_table(&archive)? else {
+        return Ok(None);
+    };
+    let lacking = |table: &TableInfo| -> Vec<&'static str> {
+        crate::dialect::ADDED_COLUMNS
+            .into_iter()
+            .filter(|c| table.column(c).is_none())
+            .collect()
+    };
+    Ok(Some(Upgrade {
+        waiting_for: event_table.column("waiting_for").is_none(),
+        event_columns: lacking(&event_table),
+        archive_columns: lacking(&archive_table),
+    }))
 }
 
 /// Describes every table the objects use (their own and their children's), each once.
@@ -137,20 +170,61 @@ fn resolve(
         }
     }
     for capture in &captures {
+        let object = format!("object {}", capture.object.name);
         for verb in Verb::ALL {
             let Some(condition) = capture.object.when.get(verb) else {
                 continue;
             };
             if let Some(reason) = store.check_condition(&capture.table, verb, condition)? {
                 problems.push(format!(
-                    "object {}: when.{}: the database refuses the condition: {reason}",
-                    capture.object.name,
-                    verb.as_str().to_ascii_lowercase()
+                    "{object}: when.{}: the database refuses the condition: {reason}",
+                    verb.action()
+                ));
+            }
+        }
+        let rules = &capture.object.rules;
+        problems.extend(check_rules(store, &capture.table, rules, &object, false)?);
+        for chain in capture.descendants() {
+            let child = chain.last().expect("a child has a chain");
+            let who = format!("{object}, child {}", child.path);
+            let rules = &child.config.rules;
+            problems.extend(check_rules(store, &child.table, rules, &who, true)?);
+        }
+    }
+    Ok((captures, problems))
+}
+
+/// The conditions of `rules` on `table` that the database refuses, each named by `who`, the
+/// rule, the action it is tried for and the verb it gives. A `child` table's rules give its
+/// parent's event, an Update unless they say otherwise.
+fn check_rules(
+    store: &mut dyn EventStore,
+    table: &TableInfo,
+    rules: &[Rule],
+    who: &str,
+    child: bool,
+) -> Result<Vec<String>, StoreError> {
+    let mut problems = Vec::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(condition) = &rule.when else {
+            continue;
+        };
+        for &action in &rule.on {
+            if let Some(reason) = store.check_condition(table, action, condition)? {
+                let makes = match (&rule.verb, rule.skip) {
+                    (_, true) => "skip".to_string(),
+                    (Some(verb), false) => format!("verb {verb}"),
+                    (None, false) if child => format!("verb {}", Verb::Update.as_str()),
+                    (None, false) => format!("verb {}", action.as_str()),
+                };
+                problems.push(format!(
+                    "{who}: rule[{i}].when (on {}, {makes}): the database refuses the condition: {reason}",
+                    action.action()
                 ));
             }
         }
     }
-    Ok((captures, problems))
+    Ok(problems)
 }
 
 pub fn plan_install(
@@ -168,23 +242,40 @@ pub fn plan_install(
     let installed = store.installed_triggers()?;
     let mut plan = Plan::default();
     let (event_table, archive_table) = own_table_names(store.backend(), config);
-    match layout(store, config)? {
-        Layout::Missing => {
+    match upgrade(store, config)? {
+        None => {
             plan.steps.push(format!(
                 "create the event table {event_table} and the archive table {archive_table}"
             ));
             plan.statements.extend(dialect.create_tables());
         }
-        Layout::Old => {
-            plan.steps.push(format!(
-                "upgrade the event table {event_table}: add waiting_for and its indexes (its events stay)"
-            ));
-            plan.statements.extend(dialect.upgrade_tables());
-        }
-        Layout::Current => {
+        Some(upgrade) if upgrade.is_empty() => {
             for (step, statements) in store.table_upgrades()? {
                 plan.steps.push(step);
                 plan.statements.extend(statements);
+            }
+        }
+        Some(upgrade) => {
+            if upgrade.waiting_for {
+                plan.steps.push(format!(
+                    "upgrade the event table {event_table}: add waiting_for and its indexes (its events stay)"
+                ));
+                plan.statements.extend(dialect.upgrade_tables());
+            }
+            for (archive, table, columns) in [
+                (false, &event_table, &upgrade.event_columns),
+                (true, &archive_table, &upgrade.archive_columns),
+            ] {
+                if columns.is_empty() {
+                    continue;
+                }
+                plan.steps.push(format!(
+                    "upgrade the {} table {table}: add {} (its rows stay)",
+                    if archive { "archive" } else { "event" },
+                    columns.join(" and ")
+                ));
+                plan.statements
+                    .extend(dialect.add_columns(archive, columns));
             }
         }
     }

@@ -29,6 +29,7 @@ struct Payload<'a> {
     verb: &'a str,
     key: KeyObject<'a>,
     priority: i32,
+    comment: Option<&'a str>,
     event_time: &'a str,
     attempt: i32,
     replay_of: Option<i64>,
@@ -67,6 +68,7 @@ pub fn render(
         verb: &event.object_verb,
         key: KeyObject(key),
         priority: event.priority,
+        comment: event.comment.as_deref(),
         event_time: &event.event_time,
         attempt: event.attempts + 1,
         replay_of: event.replay_of,
@@ -94,6 +96,8 @@ mod tests {
             payload: None,
             replay_of: None,
             done_connectors: vec![],
+            action: None,
+            comment: None,
         };
         let attributes = RawValue::from_string(
             r#"{"emp_id":101961,"last_name":"como","dept_id":4,"salary":1234.50}"#.into(),
@@ -107,7 +111,7 @@ mod tests {
         let text = render(&event, &key, "hr-sync", "hr-sync_123", content);
         assert_eq!(
             text,
-            r#"{"object_event_id":"hr-sync_123","event_id":123,"connector":"hr-sync","object":"Employee","verb":"Update","key":{"emp_id":"101961"},"priority":1,"event_time":"2026-11-22T10:00:00.123456Z","attempt":1,"replay_of":null,"attributes":{"emp_id":101961,"last_name":"como","dept_id":4,"salary":1234.50}}"#
+            r#"{"object_event_id":"hr-sync_123","event_id":123,"connector":"hr-sync","object":"Employee","verb":"Update","key":{"emp_id":"101961"},"priority":1,"comment":null,"event_time":"2026-11-22T10:00:00.123456Z","attempt":1,"replay_of":null,"attributes":{"emp_id":101961,"last_name":"como","dept_id":4,"salary":1234.50}}"#
         );
     }
 }

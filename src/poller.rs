@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::value::RawValue;
 use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, Verb};
 use crate::connector::{Connector, Delivery, Outcome};
 use crate::dialect::{Capture, ChildCapture};
 use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
@@ -307,6 +307,8 @@ struct Work {
     event: Event,
     /// The event's object and key as a number unique within the batch.
     key_id: usize,
+    /// The row action that made it ([`action`]).
+    action: Option<Verb>,
     key: Vec<KeyPair>,
     /// Indices into `Poller::connectors`.
     targets: Vec<usize>,
@@ -546,7 +548,7 @@ impl Poller {
         for i in 0..work.len() {
             let w = &work[i];
             let foldable = w.delivers()
-                && w.event.object_verb == "Update"
+                && is_update(w)
                 && self
                     .objects
                     .get(&w.event.object_name)
@@ -557,7 +559,7 @@ impl Poller {
             };
             let before = &work[p];
             if before.delivers()
-                && before.event.object_verb == "Update"
+                && is_update(before)
                 && before.targets == w.targets
                 && before.event.connector_id == w.event.connector_id
                 && before.event.done_connectors == w.event.done_connectors
@@ -660,6 +662,7 @@ impl Builder {
     fn prepare(&self, store: &dyn EventStore, event: Event, key_id: usize) -> Work {
         let mut w = Work {
             key_id,
+            action: None,
             targets: Vec::new(),
             key: Vec::new(),
             attributes: None,
@@ -681,6 +684,14 @@ impl Builder {
             ));
             return w;
         };
+        let action = match action(e) {
+            Ok(action) => action,
+            Err(reason) => {
+                w.verdict = Some((Status::Error, reason));
+                return w;
+            }
+        };
+        w.action = action;
         let matching: Vec<usize> = match &e.connector_id {
             Some(id) => {
                 let found: Vec<usize> = self
@@ -723,7 +734,7 @@ impl Builder {
             .collect();
         // A TRUNCATE of the object's table: no key, no row, `"attributes": null`.
         if matches!(bound, Bound::Table(_))
-            && e.object_verb == "Truncate"
+            && action == Some(Verb::Truncate)
             && e.object_key.is_empty()
         {
             w.attributes = Some(RawValue::from_string("null".to_string()).expect("JSON null"));
@@ -761,12 +772,13 @@ impl Builder {
                 return w;
             }
         }
-        let captured = match (e.object_verb.as_str(), &e.payload) {
-            ("Delete", Some(image)) => store
+        // What the action captured decides, whatever verb a rule gave the event.
+        let captured = match (action, &e.payload) {
+            (Some(Verb::Delete), Some(image)) => store
                 .row_image(&capture.table, image)
                 .map(|raw| w.attributes = Some(raw)),
             // An application's own Delete event carries no image: the key is all there is.
-            ("Delete", None) => {
+            (Some(Verb::Delete), None) => {
                 w.attributes = Some(crate::store::attributes(
                     &w.key
                         .iter()
@@ -775,7 +787,7 @@ impl Builder {
                 ));
                 Ok(())
             }
-            ("Update", Some(changes)) if !capture.changes.is_empty() => {
+            (Some(Verb::Update), Some(changes)) if !capture.changes.is_empty() => {
                 crate::store::changes(store, &capture.table, changes)
                     .map(|raw| w.changes = Some(raw))
             }
@@ -1234,6 +1246,25 @@ fn each_key_in_order(events: Vec<Event>) -> Vec<Event> {
         .into_iter()
         .map(|i| events[i].take().expect("each event once"))
         .collect()
+}
+
+/// The row action that made an event: its `event_action` (written by the triggers of an object
+/// with rules, whose verb may be any name), or else its verb's when that is one of the
+/// triggers' own; `None` for an application's own verb, whose row is fetched as an Update's.
+fn action(e: &Event) -> Result<Option<Verb>, String> {
+    match &e.action {
+        Some(written) => Verb::from_action(written).map(Some).ok_or_else(|| {
+            format!("unknown event_action {written:?}: it is create, update, delete or truncate")
+        }),
+        None => Ok([Verb::Create, Verb::Update, Verb::Delete, Verb::Truncate]
+            .into_iter()
+            .find(|v| v.as_str() == e.object_verb)),
+    }
+}
+
+/// An `Update` made by an update (not a verb a rule gave a delete): what `coalesce` folds.
+fn is_update(w: &Work) -> bool {
+    w.event.object_verb == "Update" && w.action == Some(Verb::Update)
 }
 
 /// Puts parsed key pairs into the order of the object's key columns, or says why they don't fit.

@@ -1009,3 +1009,134 @@ fn broker_configuration_errors_exit_2_naming_file_line_and_key() {
         assert!(!message.contains("pw-3f1"), "{message}");
     }
 }
+
+/// A verb a rule chose travels as any other through every broker and stdout: in NATS subjects
+/// and headers, AMQP routing keys and headers, Redis stream keys and fields, each connector
+/// getting what it subscribes to, with the rule's comment and the delete's image.
+#[test]
+fn a_rules_verb_and_comment_reach_every_broker() {
+    let (Some(mut nats), Some(mut amqp), Some(mut redis)) =
+        (Nats::connect(), Amqp::connect(), Redis::connect())
+    else {
+        return;
+    };
+    let Some(env) = Env::new(Backend::Sqlite) else {
+        return;
+    };
+    env.db
+        .execute("CREATE TABLE item (id int PRIMARY KEY, name {text} NOT NULL)");
+    env.config(
+        "",
+        &format!(
+            "{OBJECTS}[[object.rule]]\non = \"delete\"\nwhen = \"OLD.name = 'old'\"\nverb = \"Retire\"\ncomment = \"retired\"\n"
+        ),
+    );
+    env.run_ok(&["install-triggers"], 0);
+    let s = suffix();
+    let stream = format!("TRIGPOLL_{s}");
+    env.connector(
+        "js",
+        &format!(
+            "subscribe = [\"Item.Retire\"]\n[sink]\ntype = \"nats\"\nurl = \"{}\"\n\
+             subject = \"tp{s}.{{object}}.{{verb}}\"\nstream = \"{stream}\"",
+            nats.url
+        ),
+    );
+    let exchange = format!("trigpoll_{s}");
+    amqp.exchanges.push(exchange.clone());
+    env.connector(
+        "mq",
+        &format!(
+            "subscribe = [\"*.Retire\"]\n[sink]\ntype = \"amqp\"\nurl = \"{}\"\nexchange = \"{exchange}\"\n\
+             routing_key = \"trigpoll.{{object}}.{{verb}}\"",
+            amqp.url
+        ),
+    );
+    redis_connector(
+        &env,
+        "rs",
+        &redis.url,
+        &format!("trigpoll:{s}:{{verb}}"),
+        "",
+    );
+    redis
+        .keys
+        .extend(["Create", "Update", "Retire"].map(|v| format!("trigpoll:{s}:{v}")));
+    env.connector(
+        "out",
+        "subscribe = [\"Item.Retire\"]\n[sink]\ntype = \"stdout\"",
+    );
+    // The exchange as trigpoll declares it, with a queue bound for every routing key.
+    amqp.runtime.block_on(async {
+        let options = lapin::options::ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        amqp.channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                lapin::ExchangeKind::Topic,
+                options,
+                Default::default(),
+            )
+            .await
+            .unwrap();
+    });
+    let queue = amqp.bind_queue(&exchange);
+    env.db
+        .execute("INSERT INTO item VALUES (1, 'old'), (2, 'new')");
+    env.run_ok(&["drain"], 0);
+    env.db.execute(
+        "DELETE FROM item WHERE id = 1;
+         UPDATE item SET name = 'newer' WHERE id = 2",
+    );
+    let run = env.run_ok(&["drain"], 0);
+    let retired = |payload: &Value| {
+        assert_eq!(payload["verb"], "Retire");
+        assert_eq!(payload["comment"], "retired");
+        assert_eq!(
+            payload["attributes"],
+            serde_json::json!({"id": 1, "name": "old"})
+        );
+    };
+    let printed: Vec<Value> = stdout(&run)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 1, "{printed:?}");
+    retired(&printed[0]);
+
+    let messages = nats.messages(&stream);
+    assert_eq!(messages.len(), 1);
+    let (_, headers, subject, payload) = &messages[0];
+    assert_eq!(subject, &format!("tp{s}.Item.Retire"));
+    assert_eq!(headers.get("verb").map(|v| v.as_str()), Some("Retire"));
+    retired(payload);
+
+    let messages = amqp.take_all(&queue);
+    assert_eq!(messages.len(), 1);
+    assert_eq!(
+        messages[0].delivery.routing_key.as_str(),
+        "trigpoll.Item.Retire"
+    );
+    let headers = messages[0]
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .unwrap()
+        .inner();
+    assert!(
+        matches!(headers.get("verb"), Some(lapin::types::AMQPValue::LongString(v)) if v.to_string() == "Retire")
+    );
+    retired(&serde_json::from_slice(&messages[0].delivery.data).unwrap());
+
+    let counts: Vec<usize> = ["Create", "Update", "Retire"]
+        .iter()
+        .map(|v| redis.len(&format!("trigpoll:{s}:{v}")))
+        .collect();
+    assert_eq!(counts, [2, 1, 1]);
+    let entry = redis.entries(&format!("trigpoll:{s}:Retire")).remove(0);
+    assert_eq!(entry["verb"], "Retire");
+    retired(&serde_json::from_str(&entry["payload"]).unwrap());
+}

@@ -688,3 +688,56 @@ fn batches_keep_each_keys_order_across_concurrent_requests() {
     }
     assert_eq!(seen, 400, "each event once");
 }
+
+/// A verb a rule chose, with its comment, through a webhook end to end: subscribed by name,
+/// signed, single and batched.
+#[test]
+fn a_rules_verb_and_comment_are_posted() {
+    let Some(env) = common::Env::new(common::Backend::Sqlite) else {
+        return;
+    };
+    env.db
+        .execute("CREATE TABLE item (id int PRIMARY KEY, name text NOT NULL)");
+    env.config(
+        "",
+        "[[object]]\nname = \"Item\"\ntable = \"item\"\n\
+         [[object.rule]]\non = \"delete\"\nwhen = \"OLD.name = 'old'\"\nverb = \"Retire\"\ncomment = \"retired\"\n",
+    );
+    env.run_ok(&["install-triggers"], 0);
+    let server = TestServer::start(2, |_| respond(200, "ok"));
+    for (id, batch) in [("single", 1), ("batched", 10)] {
+        env.connector(
+            id,
+            &format!(
+                "subscribe = [\"Item.Retire\"]\n[sink]\ntype = \"http\"\nurl = \"{}\"\nsecret = \"{SECRET}\"\nbatch_size = {batch}",
+                server.url
+            ),
+        );
+    }
+    env.db.execute(
+        "INSERT INTO item VALUES (1, 'old'), (2, 'old'), (3, 'new');
+         DELETE FROM item",
+    );
+    env.run_ok(&["drain"], 0);
+    let received = server.received();
+    assert_eq!(
+        received.len(),
+        3,
+        "two single posts, one batch: {received:?}"
+    );
+    let mut retired = Vec::new();
+    for request in &received {
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        match body.get("data") {
+            Some(data) => retired.extend(data.as_array().unwrap().iter().cloned()),
+            None => retired.push(body),
+        }
+        assert!(request.header("X-Trigpoll-Signature").is_some());
+    }
+    assert_eq!(retired.len(), 4);
+    for payload in retired {
+        assert_eq!(payload["verb"], "Retire");
+        assert_eq!(payload["comment"], "retired");
+        assert_eq!(payload["attributes"]["name"], "old");
+    }
+}

@@ -489,3 +489,87 @@ fn a_condition_runs_with_the_capture_roles_rights_only() {
     assert!(error.contains("db error"), "{error}");
     assert_eq!(env.db.count("SELECT count(*) FROM app.account"), 0);
 }
+
+/// Rules apply on a partitioned table as on any other: to the rows written through its
+/// partitions' cloned row triggers, and to a row an UPDATE moves to another partition, which is
+/// an Update of its key (the partition key is not part of it).
+#[test]
+fn rules_apply_to_partitioned_tables_and_moved_rows() {
+    let Some(env) = common::Env::new(PG) else {
+        return;
+    };
+    env.db.execute(
+        "CREATE TABLE ledger (id int NOT NULL, region text NOT NULL, status int,
+             PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         CREATE TABLE ledger_eu PARTITION OF ledger FOR VALUES IN ('eu');
+         CREATE TABLE ledger_us PARTITION OF ledger FOR VALUES IN ('us');",
+    );
+    env.config(
+        "",
+        r#"[[object]]
+name = "Ledger"
+table = "ledger"
+keys = ["id"]
+
+[[object.rule]]
+on = "update"
+when = "NEW.region <> OLD.region"
+verb = "Relocate"
+comment = "moved"
+
+[[object.rule]]
+on = "update"
+when = "NEW.status = 9"
+skip = true
+
+[[object.rule]]
+on = "create"
+when = "NEW.region = 'us'"
+priority = 4
+comment = "us"
+
+[[object.rule]]
+on = "delete"
+verb = "Remove"
+"#,
+    );
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(
+        "INSERT INTO ledger VALUES (1, 'eu', 0), (2, 'us', 0);
+         UPDATE ledger SET region = 'us' WHERE id = 1;
+         UPDATE ledger SET status = 9 WHERE id = 2;
+         UPDATE ledger SET status = 1 WHERE id = 2;
+         DELETE FROM ledger WHERE id = 2",
+    );
+    let events = env.db.query(
+        "SELECT object_verb, object_key, event_priority, event_comment, event_action
+         FROM {events} ORDER BY event_id",
+    );
+    let row =
+        |verb: &str, key: &str, priority: &str, comment: Option<&str>, action: Option<&str>| {
+            vec![
+                Some(verb.to_string()),
+                Some(key.to_string()),
+                Some(priority.to_string()),
+                comment.map(str::to_string),
+                action.map(str::to_string),
+            ]
+        };
+    assert_eq!(
+        events,
+        [
+            row("Create", "id=1", "0", None, Some("create")),
+            row("Create", "id=2", "4", Some("us"), Some("create")),
+            row("Relocate", "id=1", "0", Some("moved"), Some("update")),
+            row("Update", "id=2", "0", None, Some("update")),
+            row("Remove", "id=2", "0", None, Some("delete")),
+        ]
+    );
+    env.run_ok(&["drain"], 0);
+    let delivered = common::lines(&out);
+    let removed = delivered.iter().find(|d| d["verb"] == "Remove").unwrap();
+    assert_eq!(removed["attributes"]["status"], 1, "the delete's image");
+    let relocated = delivered.iter().find(|d| d["verb"] == "Relocate").unwrap();
+    assert_eq!(relocated["attributes"]["region"], "us");
+}

@@ -29,6 +29,22 @@ create = "NEW.dept_id IS NOT NULL"
 update = "NEW.salary > 0 OR OLD.salary > 0"
 delete = "OLD.last_name <> 'test'"
 
+[[object.rule]]
+on = "update"
+when = "OLD.dept_id IS NOT NULL AND NEW.dept_id IS NULL"
+verb = "Leave"
+priority = 0
+comment = "left the department"
+
+[[object.rule]]
+on = ["update", "delete"]
+when = "OLD.last_name = 'it''s me'"
+skip = true
+
+[[object.rule]]
+on = "create"
+comment = "hired"
+
 [[object]]
 name = "Department"
 table = "department"
@@ -38,6 +54,11 @@ verbs = ["Create", "Delete"]
 name = "OrderLine"
 table = "order_line"
 attributes = ["qty"]
+
+[[object.rule]]
+on = "delete"
+when = "OLD.qty > 0"
+verb = "Cancel"
 
 [[object]]
 name = "Order"
@@ -51,6 +72,20 @@ table = "order_item"
 parent_keys = ["order_id"]
 order_by = ["line_no"]
 exclude_attributes = ["note"]
+
+[[object.child.rule]]
+on = "create"
+comment = "new item"
+
+[[object.child.rule]]
+on = ["update", "delete"]
+when = "OLD.qty = 0"
+skip = true
+
+[[object.child.rule]]
+on = "delete"
+verb = "ItemRemoved"
+priority = 2
 
 [[object.child.child]]
 name = "notes"

@@ -81,7 +81,7 @@ fn a_missing_database_file_is_not_created() {
 }
 
 /// The triggers list the table's columns (SQLite has no `to_json(row)`): a new column makes them
-/// stale until install-triggers replaces them, and then deletes carry it.
+/// stale, the table changed, until install-triggers replaces them, and then deletes carry it.
 #[test]
 fn an_added_column_makes_the_triggers_stale() {
     let Some((env, out)) = conformance::hr(SQLITE, "") else {
@@ -97,7 +97,7 @@ fn an_added_column_makes_the_triggers_stale() {
         .iter()
         .find(|t| t["object"] == "Department")
         .unwrap();
-    assert_eq!(department["state"], "stale", "{report}");
+    assert_eq!(department["state"], "table-changed", "{report}");
     env.run_ok(&["install-triggers"], 0);
     env.db
         .execute("INSERT INTO department VALUES (1, 'Sales', 1000)");
@@ -167,8 +167,9 @@ fn messages_name_the_tables_without_a_schema() {
     }
 }
 
-/// `check` warns of subscriptions that can never match: an object no `[[object]]` has, a
-/// capture verb in another case. It still passes: they are not errors of the file.
+/// `check` warns of subscriptions that can never match: an object no `[[object]]` has, a verb
+/// no trigger of the object makes (by a row action or a rule), a verb in another case. It still
+/// passes: they are not errors of the file.
 #[test]
 fn check_warns_of_subscriptions_that_never_match() {
     let Some(env) = common::Env::new(SQLITE) else {
@@ -176,11 +177,18 @@ fn check_warns_of_subscriptions_that_never_match() {
     };
     env.db.execute(conformance::HR);
     // An outbox object: its events carry the application's own verbs, in any case.
-    let objects = format!("{}\n[[object]]\nname = \"Note\"\n", conformance::HR_OBJECTS);
+    // Account's deletes all close it: no trigger of it makes Delete, which a key change's
+    // Delete would be but for the rule.
+    let objects = format!(
+        "{}\n[[object]]\nname = \"Note\"\n\n[[object]]\nname = \"Account\"\ntable = \"account\"\n\
+         verbs = [\"Update\", \"Delete\"]\n[[object.rule]]\non = \"delete\"\nverb = \"Close\"\n",
+        conformance::HR_OBJECTS
+    );
     env.config("", &objects);
     env.connector(
         "hook",
-        "subscribe = [\"Employe.*\", \"Employee.create\", \"Department.Create\", \"*.Archived\", \"Note.create\"]\n\
+        "subscribe = [\"Employe.*\", \"Employee.create\", \"Department.Create\", \"*.Archived\", \"Note.create\",\n\
+             \"Account.Close\", \"Account.close\", \"Account.Delete\", \"Account.Create\", \"*.Close\", \"*.close\"]\n\
          [sink]\ntype = \"file\"\npath = \"hook.ndjson\"",
     );
     let out = env.run_ok(&["check"], 0);
@@ -194,6 +202,9 @@ fn check_warns_of_subscriptions_that_never_match() {
         [
             "subscription   warning: connector hook: \"Employe.*\" names no configured object; it never matches",
             "subscription   warning: connector hook: \"Employee.create\" never matches the triggers' verb Create (verbs are case-sensitive)",
+            "subscription   warning: connector hook: \"Account.close\" never matches the triggers' verb Close (verbs are case-sensitive)",
+            "subscription   warning: connector hook: \"Account.Delete\": no trigger of Account makes verb Delete, by a row action or a rule (Close, Create, Update); only events applications write would match",
+            "subscription   warning: connector hook: \"*.close\" never matches the triggers' verb Close (verbs are case-sensitive)",
         ],
         "{text}"
     );

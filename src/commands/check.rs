@@ -2,12 +2,15 @@
 //! what the configuration needs from the world: the database, trigpoll's tables, the capture
 //! triggers and the connectors' receivers.
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use trigpoll::config::{ConnectorConfig, SinkConfig, Verb};
+use trigpoll::config::{
+    ChildConfig, Config, ConnectorConfig, ObjectConfig, Rule, SinkConfig, Verb,
+};
 use trigpoll::connector::probe::{probe, Reach};
 use trigpoll::connector::NatsSink;
 use trigpoll::install::{drift, layout, own_table_names, Layout};
@@ -124,10 +127,12 @@ fn condition_warnings(
 }
 
 /// Subscriptions that can never match what the configuration captures: a pattern naming an
-/// object no `[[object]]` has, or for a table's object one of the capture verbs spelt in another
-/// case. (Other verbs are left alone: applications may write events with verbs of their own.)
-fn subscription_warnings(config: &trigpoll::config::Config) -> Vec<String> {
+/// object no `[[object]]` has, or a verb that no trigger of the object (`*`: of any object) makes,
+/// neither for a row action nor by a rule; a verb differing only in case says so. A pattern an
+/// outbox object may match is left alone: applications write its events with verbs of their own.
+fn subscription_warnings(config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
+    let outbox = config.objects.iter().any(|o| o.table.is_none());
     for c in &config.connectors {
         for s in &c.subscribe {
             let object = s
@@ -138,24 +143,87 @@ fn subscription_warnings(config: &trigpoll::config::Config) -> Vec<String> {
                     "connector {}: \"{s}\" names no configured object; it never matches",
                     c.id
                 ));
+                continue;
             }
-            // An outbox object's events carry the application's own verbs.
-            let captured = object.is_none_or(|o| o.is_some_and(|o| o.table.is_some()));
-            if let Some(verb) = s.verb().filter(|_| captured) {
-                if let Some(meant) = Verb::ALL
-                    .map(Verb::as_str)
-                    .into_iter()
-                    .find(|v| v.eq_ignore_ascii_case(verb) && *v != verb)
-                {
-                    warnings.push(format!(
-                        "connector {}: \"{s}\" never matches the triggers' verb {meant} (verbs are case-sensitive)",
-                        c.id
-                    ));
-                }
+            let Some(verb) = s.verb() else { continue };
+            let (made, open) = match object.flatten() {
+                Some(o) if o.table.is_none() => continue,
+                Some(o) => (trigger_verbs(o), false),
+                None => (
+                    config.objects.iter().flat_map(trigger_verbs).collect(),
+                    outbox,
+                ),
+            };
+            if made.contains(verb) {
+                continue;
+            }
+            if let Some(meant) = made.iter().find(|v| v.eq_ignore_ascii_case(verb)) {
+                warnings.push(format!(
+                    "connector {}: \"{s}\" never matches the triggers' verb {meant} (verbs are case-sensitive)",
+                    c.id
+                ));
+            } else if !open {
+                let whose = match s.object() {
+                    Some(name) => format!("of {name}"),
+                    None => "of any object".to_string(),
+                };
+                warnings.push(format!(
+                    "connector {}: \"{s}\": no trigger {whose} makes verb {verb}, by a row action or a rule ({}); only events applications write would match",
+                    c.id,
+                    made.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
             }
         }
     }
     warnings
+}
+
+/// The verbs the triggers of an object bound to a table make: its row actions' own, and those
+/// its rules and its children's give, where a change can reach them.
+fn trigger_verbs(object: &ObjectConfig) -> BTreeSet<String> {
+    let mut verbs = BTreeSet::new();
+    let Some(_) = object.table else {
+        return verbs;
+    };
+    for &verb in &object.verbs {
+        match verb {
+            Verb::Truncate => {
+                verbs.insert(verb.as_str().to_string());
+            }
+            _ => verbs.extend(reached(&object.rules, verb, verb.as_str())),
+        }
+    }
+    // A key change is the Delete of the old key and the Create of the new one.
+    if object.verbs.contains(&Verb::Update) {
+        for verb in [Verb::Delete, Verb::Create] {
+            verbs.extend(reached(&object.rules, verb, verb.as_str()));
+        }
+    }
+    fn children(list: &[ChildConfig], verbs: &mut BTreeSet<String>) {
+        for child in list {
+            for action in Verb::ALL {
+                verbs.extend(reached(&child.rules, action, Verb::Update.as_str()));
+            }
+            children(&child.children, verbs);
+        }
+    }
+    children(&object.children, &mut verbs);
+    verbs
+}
+
+/// The verbs a change of `action` can get from `rules`, `default` when none decides.
+fn reached(rules: &[Rule], action: Verb, default: &str) -> Vec<String> {
+    let mut verbs = Vec::new();
+    for rule in rules.iter().filter(|r| r.applies_to(action)) {
+        if !rule.skip {
+            verbs.push(rule.verb.clone().unwrap_or_else(|| default.to_string()));
+        }
+        if rule.when.is_none() {
+            return verbs;
+        }
+    }
+    verbs.push(default.to_string());
+    verbs
 }
 
 /// What a reachable connector's broker holds that works against it, for a warning (not a

@@ -107,6 +107,52 @@ impl Verb {
             Verb::Truncate => "Truncate",
         }
     }
+
+    /// The row action a verb stands for, as the configuration (`on`) and the event table
+    /// (`event_action`) write it: `create`, `update`, `delete`, `truncate`.
+    pub fn action(self) -> &'static str {
+        match self {
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Delete => "delete",
+            Verb::Truncate => "truncate",
+        }
+    }
+
+    /// The verb of a row action written as [`Verb::action`] does.
+    pub fn from_action(action: &str) -> Option<Verb> {
+        [Verb::Create, Verb::Update, Verb::Delete, Verb::Truncate]
+            .into_iter()
+            .find(|v| v.action() == action)
+    }
+}
+
+/// `[[object.rule]]` and `[[object.child.rule]]`: Infranet's event_code.txt lines. For each
+/// captured change the rules of its row action are tried in file order, and the first whose
+/// condition holds decides the event's verb, priority and comment, or that the change makes no
+/// event; a change no rule matches makes the event it makes without rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rule {
+    /// The row actions it is tried for (`on`): Create, Update, Delete.
+    pub on: Vec<Verb>,
+    /// SQL over `NEW.<column>`/`OLD.<column>`, as `[object.when]`; `None`: every change of
+    /// those actions.
+    pub when: Option<String>,
+    /// The change makes no event.
+    pub skip: bool,
+    /// The event's verb; `None`: the action's own.
+    pub verb: Option<String>,
+    /// `None`: the object's priority.
+    pub priority: Option<i32>,
+    /// Stored with the event (`event_comment`) and delivered as `comment`.
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    /// Whether it is tried for changes of `action`.
+    pub fn applies_to(&self, action: Verb) -> bool {
+        self.on.contains(&action)
+    }
 }
 
 /// A table name as written in the configuration: `schema.table` or `table`, each part as
@@ -267,6 +313,8 @@ pub struct ObjectConfig {
     /// Changes made by these database users make no event.
     pub ignore_users: Vec<String>,
     pub when: When,
+    /// `[[object.rule]]`, in file order.
+    pub rules: Vec<Rule>,
     pub children: Vec<ChildConfig>,
 }
 
@@ -295,6 +343,7 @@ impl ObjectConfig {
             changes: false,
             ignore_users: Vec::new(),
             when: When::default(),
+            rules: Vec::new(),
             children: Vec::new(),
         }
     }
@@ -311,6 +360,9 @@ pub struct ChildConfig {
     /// `None`: the child table's primary key.
     pub order_by: Option<Vec<String>>,
     pub attributes: Columns,
+    /// `[[object.child.rule]]`: for this table's changes, the verb, priority and comment of
+    /// the parent's event, in file order.
+    pub rules: Vec<Rule>,
     pub children: Vec<ChildConfig>,
 }
 

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use toml::Spanned;
 
-use super::raw::{Names, NonBlank, RawChild, RawObject};
+use super::raw::{Names, NonBlank, RawAction, RawActions, RawChild, RawObject, RawRule};
 use super::source::Source;
-use super::{ChildConfig, Columns, ConfigError, ObjectConfig, TableName, Verb, When};
+use super::{ChildConfig, Columns, ConfigError, ObjectConfig, Rule, TableName, Verb, When};
 
 /// A list that must not be empty nor name an item twice; `key` names it in errors.
 pub(super) fn distinct<T: PartialEq>(
@@ -182,6 +182,7 @@ pub(super) fn objects(
                 when
             }
         };
+        let rules = rules(source, object.rule, &at("rule"), &verbs)?;
         let children = match object.child {
             None => Vec::new(),
             Some(list) => children(source, list.into_inner(), &at("child"), &mut tables)?,
@@ -198,10 +199,97 @@ pub(super) fn objects(
             changes,
             ignore_users,
             when,
+            rules,
             children,
         });
     }
     Ok(objects)
+}
+
+/// `[[object.rule]]` or `[[object.child.rule]]` (`key`), for a table whose changes of `captured`
+/// actions make events.
+fn rules(
+    source: &Source,
+    raw: Option<Spanned<Vec<Spanned<RawRule>>>>,
+    key: &str,
+    captured: &[Verb],
+) -> Result<Vec<Rule>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut rules: Vec<Rule> = Vec::new();
+    for (i, rule) in raw.into_inner().into_iter().enumerate() {
+        let at = |field: &str| format!("{key}[{i}].{field}");
+        let rule = rule.into_inner();
+        let on_span = rule.on.span();
+        let actions: Vec<Spanned<RawAction>> = match rule.on.into_inner() {
+            RawActions::One(verb) => vec![Spanned::new(on_span.clone(), RawAction(verb))],
+            RawActions::Many(list) => list,
+        };
+        let on: Vec<Verb> = distinct(
+            source,
+            Spanned::new(on_span.clone(), actions),
+            &at("on"),
+            "must name at least one row action: create, update or delete",
+            |a: &RawAction| format!("action {}", a.0.action()),
+        )?
+        .into_iter()
+        .map(|a| a.0)
+        .collect();
+        if let Some(action) = on.iter().find(|a| !captured.contains(a)) {
+            return Err(source.error(
+                Some(on_span),
+                Some(at("on")),
+                format!(
+                    "the object does not capture {} (see `verbs`)",
+                    action.as_str()
+                ),
+            ));
+        }
+        // A rule without a condition takes every change of its actions: one after it for
+        // those actions only would never be tried.
+        let shadowing = |action: &Verb| {
+            rules
+                .iter()
+                .position(|r| r.when.is_none() && r.applies_to(*action))
+        };
+        if let Some(first) = on.iter().map(shadowing).collect::<Option<Vec<usize>>>() {
+            return Err(source.error(
+                Some(on_span),
+                Some(at("on")),
+                format!(
+                    "never tried: {key}[{}] has no `when`, so it decides every change of these actions first",
+                    first.iter().max().expect("a rule has an action")
+                ),
+            ));
+        }
+        let skip = rule.skip.as_ref().is_some_and(|s| *s.get_ref());
+        if skip {
+            let outcome = [
+                ("verb", rule.verb.as_ref().map(Spanned::span)),
+                ("priority", rule.priority.as_ref().map(Spanned::span)),
+                ("comment", rule.comment.as_ref().map(Spanned::span)),
+            ];
+            if let Some((field, span)) = outcome.into_iter().find_map(|(f, s)| Some((f, s?))) {
+                return Err(source.error(
+                    Some(span),
+                    Some(at(field)),
+                    format!(
+                        "a rule with `skip = true` makes no event, which would carry its `{field}`"
+                    ),
+                ));
+            }
+        }
+        rules.push(Rule {
+            on,
+            when: rule.when.map(|w| w.into_inner().0),
+            skip,
+            verb: rule.verb.map(|v| v.into_inner().0),
+            priority: rule.priority.map(|p| p.into_inner().get()),
+            comment: rule.comment.map(|c| c.into_inner().0),
+        });
+    }
+    Ok(rules)
 }
 
 /// An outbox object has no table: none of the settings that describe a capture apply.
@@ -228,6 +316,7 @@ fn outbox_only(
             object.ignore_users.as_ref().map(Spanned::span),
         ),
         ("when", object.when.as_ref().map(Spanned::span)),
+        ("rule", object.rule.as_ref().map(Spanned::span)),
         ("child", object.child.as_ref().map(Spanned::span)),
     ];
     match spans.into_iter().find_map(|(key, span)| Some((key, span?))) {
@@ -388,6 +477,7 @@ fn children(
             &at,
             "the child rows carry these columns, or, with `exclude_attributes`, all others",
         )?;
+        let rules = rules(source, child.rule, &at("rule"), &Verb::ALL)?;
         let grandchildren = match child.child {
             None => Vec::new(),
             Some(list) => children(source, list.into_inner(), &at("child"), tables)?,
@@ -398,6 +488,7 @@ fn children(
             parent_keys,
             order_by,
             attributes,
+            rules,
             children: grandchildren,
         });
     }

@@ -99,7 +99,93 @@ pub(super) struct RawObject {
     pub(super) changes: Option<Spanned<bool>>,
     pub(super) ignore_users: Option<Names>,
     pub(super) when: Option<Spanned<RawWhen>>,
+    pub(super) rule: Option<Spanned<Vec<Spanned<RawRule>>>>,
     pub(super) child: Option<Spanned<Vec<RawChild>>>,
+}
+
+/// `[[object.rule]]` and `[[object.child.rule]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) on: Spanned<RawActions>,
+    pub(super) when: Option<Spanned<NonBlank>>,
+    pub(super) skip: Option<Spanned<bool>>,
+    pub(super) verb: Option<Spanned<VerbName>>,
+    pub(super) priority: Option<Spanned<Ranged<0, { i32::MAX as i64 }>>>,
+    pub(super) comment: Option<Spanned<NonBlank>>,
+}
+
+/// A rule's `on`: one row action, or a list of them.
+pub(super) enum RawActions {
+    One(Verb),
+    Many(Vec<Spanned<RawAction>>),
+}
+
+impl<'de> Deserialize<'de> for RawActions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawActions;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a row action (create, update, delete) or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawActions, E> {
+                action(v).map(RawActions::One).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawActions, A::Error> {
+                let mut list = Vec::new();
+                while let Some(action) = seq.next_element()? {
+                    list.push(action);
+                }
+                Ok(RawActions::Many(list))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One row action of a rule's `on`, written as `[object.when]` names them.
+#[derive(PartialEq)]
+pub(super) struct RawAction(pub(super) Verb);
+
+impl<'de> Deserialize<'de> for RawAction {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor("a row action", |v: &str| {
+            action(v).map(RawAction)
+        }))
+    }
+}
+
+fn action(v: &str) -> Result<Verb, String> {
+    match Verb::from_action(v) {
+        Some(verb) if verb != Verb::Truncate => Ok(verb),
+        _ => Err(format!(
+            "{v:?} is not a row action: write create, update or delete"
+        )),
+    }
+}
+
+/// The verb a rule gives its events: subscriptions match it as the part after the dot of
+/// `Object.Verb`, and broker subjects and routing keys may carry it (`{verb}`), so it is a
+/// plain name. The event tables hold up to 255 characters of it.
+pub(super) struct VerbName(pub(super) String);
+
+impl<'de> Deserialize<'de> for VerbName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(StrVisitor("a verb", |v: &str| {
+            let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-');
+            if v.is_empty() || !v.chars().all(valid) {
+                Err(format!(
+                    "verb {v:?} must be made of letters, digits, `_` and `-`: subscriptions \
+                     (Object.Verb) and broker subjects name it"
+                ))
+            } else if v.len() > 255 {
+                Err(format!("verb {v:?} is longer than 255 characters"))
+            } else {
+                Ok(VerbName(v.to_string()))
+            }
+        }))
+    }
 }
 
 /// `[object.when]`: a capture condition per verb.
@@ -121,6 +207,7 @@ pub(super) struct RawChild {
     pub(super) order_by: Option<Names>,
     pub(super) attributes: Option<Names>,
     pub(super) exclude_attributes: Option<Names>,
+    pub(super) rule: Option<Spanned<Vec<Spanned<RawRule>>>>,
     pub(super) child: Option<Spanned<Vec<RawChild>>>,
 }
 

@@ -157,6 +157,67 @@ fn a_table_without_schema_has_none() {
 }
 
 #[test]
+fn rules_are_read_in_file_order() {
+    let text = format!(
+        "{MAIN}[[object]]\nname = \"Account\"\ntable = \"account\"\npriority = 3
+[[object.rule]]
+on = \"update\"
+when = \"NEW.status = 0\"
+verb = \"Create\"
+priority = 1
+comment = \"Account Creation\"
+[[object.rule]]
+on = [\"create\", \"delete\"]
+skip = true
+[[object.rule]]
+on = \"update\"
+verb = \"Touched\"
+[[object.child]]
+name = \"contacts\"
+table = \"contact\"
+parent_keys = [\"account_id\"]
+[[object.child.rule]]
+on = \"create\"
+comment = \"new contact\"
+"
+    );
+    let dir = folder(&text, &[]);
+    let config = load(&dir).unwrap();
+    let account = &config.objects[0];
+    assert_eq!(
+        account.rules,
+        [
+            Rule {
+                on: vec![Verb::Update],
+                when: Some("NEW.status = 0".into()),
+                skip: false,
+                verb: Some("Create".into()),
+                priority: Some(1),
+                comment: Some("Account Creation".into()),
+            },
+            Rule {
+                on: vec![Verb::Create, Verb::Delete],
+                skip: true,
+                ..Rule::default()
+            },
+            Rule {
+                on: vec![Verb::Update],
+                verb: Some("Touched".into()),
+                ..Rule::default()
+            },
+        ]
+    );
+    assert_eq!(
+        account.children[0].rules,
+        [Rule {
+            on: vec![Verb::Create],
+            comment: Some("new contact".into()),
+            ..Rule::default()
+        }]
+    );
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("trigpoll.toml");
@@ -302,6 +363,79 @@ fn main_file_errors_name_file_line_and_key() {
              `verbs`)",
         ),
         (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\nverb = \"Close\"\n"),
+            "trigpoll.toml:6:1: object[0].rule[0].on: missing field `on`",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"Update\"\n"),
+            "trigpoll.toml:7:6: object[0].rule[0].on: \"Update\" is not a row action: write \
+             create, update or delete",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = [\"update\", \"truncate\"]\n"),
+            "trigpoll.toml:7:17: object[0].rule[0].on[1]: \"truncate\" is not a row action: \
+             write create, update or delete",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = []\n"),
+            "trigpoll.toml:7:6: object[0].rule[0].on: must name at least one row action: create, \
+             update or delete",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = [\"update\", \"update\"]\n"),
+            "trigpoll.toml:7:17: object[0].rule[0].on[1]: action update is listed twice",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\nverbs = [\"Update\"]\n[[object.rule]]\non = [\"update\", \"delete\"]\n",
+            ),
+            "trigpoll.toml:8:6: object[0].rule[0].on: the object does not capture Delete (see \
+             `verbs`)",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"update\"\nverb = \"Account.Close\"\n"),
+            "trigpoll.toml:8:8: object[0].rule[0].verb: verb \"Account.Close\" must be made of \
+             letters, digits, `_` and `-`: subscriptions (Object.Verb) and broker subjects name it",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"update\"\nskip = true\ncomment = \"x\"\n"),
+            "trigpoll.toml:9:11: object[0].rule[0].comment: a rule with `skip = true` makes no \
+             event, which would carry its `comment`",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = [\"update\", \"delete\"]\ncomment = \"x\"\n\
+                 [[object.rule]]\non = \"create\"\n[[object.rule]]\non = [\"delete\", \"update\"]\nwhen = \"OLD.a > 0\"\n",
+            ),
+            "trigpoll.toml:12:6: object[0].rule[2].on: never tried: object[0].rule[0] has no `when`, so it \
+             decides every change of these actions first",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"update\"\npriority = -2\n"),
+            "trigpoll.toml:8:12: object[0].rule[0].priority: -2 is out of range: must be at least 0",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"update\"\nwhen = \"\"\n"),
+            "trigpoll.toml:8:8: object[0].rule[0].when: must not be empty",
+        ),
+        (
+            object("name = \"A\"\ntable = \"t\"\n[[object.rule]]\non = \"update\"\nverbs = \"Close\"\n"),
+            "trigpoll.toml:8:1: object[0].rule[0].verbs: unknown field `verbs`, expected one of \
+             `on`, `when`, `skip`, `verb`, `priority`, `comment`",
+        ),
+        (
+            object(
+                "name = \"A\"\ntable = \"t\"\n[[object.child]]\nname = \"c\"\ntable = \"c\"\nparent_keys = [\"a\"]\n[[object.child.rule]]\non = \"erase\"\n",
+            ),
+            "trigpoll.toml:11:6: object[0].child[0].rule[0].on: \"erase\" is not a row action: \
+             write create, update or delete",
+        ),
+        (
+            object("name = \"A\"\n[[object.rule]]\non = \"update\"\n"),
+            "trigpoll.toml:5:1: object[0].rule: an outbox object (no `table`) takes no capture \
+             settings: applications write its events, with their payload, into the event table",
+        ),
+        (
             object("name = \"A\"\ntable = \"t\"\n[object.when]\nremove = \"OLD.a > 0\"\n"),
             "trigpoll.toml:7:1: object[0].when.remove: unknown field `remove`, expected one of \
              `create`, `update`, `delete`",
@@ -335,7 +469,7 @@ fn main_file_errors_name_file_line_and_key() {
             object("name = \"A\"\ntable = \"t\"\ncolumns = [\"a\"]\n"),
             "trigpoll.toml:6:1: object[0].columns: unknown field `columns`, expected one of \
              `name`, `table`, `keys`, `verbs`, `priority`, `coalesce`, `track`, `ignore`, \
-             `attributes`, `exclude_attributes`, `changes`, `ignore_users`, `when`, `child`",
+             `attributes`, `exclude_attributes`, `changes`, `ignore_users`, `when`, `rule`, `child`",
         ),
         (
             object("name = \"A\"\ntable = \"public.\"\n"),
@@ -1058,7 +1192,30 @@ fn the_example_configuration_loads() {
                 Some(vec!["emp_id".to_string()])
             ),
             ("Department", "public.department".to_string(), None),
+            ("Account", "public.account".to_string(), None),
             ("InvoiceIssued", String::new(), None),
+        ]
+    );
+    // Infranet's account example: its rules, and its contacts'.
+    let account = &config.objects[2];
+    let comments = |rules: &[Rule]| -> Vec<Option<String>> {
+        rules.iter().map(|r| r.comment.clone()).collect()
+    };
+    assert_eq!(
+        comments(&account.rules),
+        [
+            Some("Account Creation".into()),
+            Some("Status Updated".into()),
+            None
+        ]
+    );
+    assert_eq!(
+        comments(&account.children[0].rules),
+        [
+            Some("new contact".into()),
+            Some("contact_update".into()),
+            Some("contact_delete".into()),
+            None
         ]
     );
     let connectors: Vec<_> = config.connectors.iter().map(|c| c.id.as_str()).collect();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{ChildConfig, Columns, ObjectConfig, TableName, Verb};
+use crate::config::{ChildConfig, Columns, ObjectConfig, Rule, TableName, Verb};
 use crate::key;
 use crate::table::{Column, ColumnKind, Partitioning, TableInfo};
 
@@ -429,6 +429,169 @@ pub fn key_sql(s: &KeySyntax, delimiter: &str, pairs: &[(&str, &Column)], row: &
     (s.concat)(&parts)
 }
 
+/// The columns an event chosen by rules is written with (see [`Chosen`]).
+pub const RULE_COLUMNS: &str =
+    "(object_name, object_verb, object_key, event_priority, payload, event_action, event_comment)";
+
+/// What the first rule whose condition holds gives a change's event, as SQL for a trigger:
+/// Infranet's event_code.txt, evaluated in the application's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// A derived table of one row, `trigpoll_rule`, whose column `i` is the number (from 1, in
+    /// file order) of the first rule of the action whose condition holds, 0 when none does: the
+    /// conditions are evaluated once per row, whatever else asks for the number.
+    pub from: String,
+    pub verb: String,
+    pub priority: String,
+    pub comment: String,
+    /// The condition that the change makes an event: no rule with `skip = true` was chosen.
+    pub filter: Option<String>,
+}
+
+/// The rules of `action` among `rules` as SQL ([`Chosen`]), or `None` when none is tried for
+/// it: the trigger then writes the event it writes without rules. `default_priority` is the
+/// object's, `literal` the dialect's string literal, `condition` writes a rule's condition
+/// over the rows the statement has.
+pub fn by_rules(
+    rules: &[Rule],
+    action: Verb,
+    default_priority: i32,
+    literal: fn(&str) -> String,
+    condition: &dyn Fn(&str) -> String,
+) -> Option<Chosen> {
+    by_rules_with(
+        rules,
+        action,
+        action.as_str(),
+        default_priority,
+        literal,
+        condition,
+    )
+}
+
+/// [`by_rules`] with the verb of the event no rule chooses.
+fn by_rules_with(
+    rules: &[Rule],
+    action: Verb,
+    default_verb: &str,
+    default_priority: i32,
+    literal: fn(&str) -> String,
+    condition: &dyn Fn(&str) -> String,
+) -> Option<Chosen> {
+    let tried: Vec<(usize, &Rule)> = rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.applies_to(action))
+        .map(|(i, r)| (i + 1, r))
+        .collect();
+    if tried.is_empty() {
+        return None;
+    }
+    // Up to the first rule without a condition, which takes every change left.
+    let mut arms = Vec::new();
+    let mut otherwise = 0;
+    for (number, rule) in &tried {
+        match &rule.when {
+            Some(when) => arms.push(format!("WHEN ({}) THEN {number}", condition(when))),
+            None => {
+                otherwise = *number;
+                break;
+            }
+        }
+    }
+    let number = match arms.is_empty() {
+        true => otherwise.to_string(),
+        false => format!("CASE {} ELSE {otherwise} END", arms.join(" ")),
+    };
+    let reached: Vec<&(usize, &Rule)> = tried
+        .iter()
+        .filter(|(n, _)| otherwise == 0 || *n <= otherwise)
+        .collect();
+    // One value per rule that sets it, the default for every other number.
+    let pick = |value: &dyn Fn(&Rule) -> Option<String>, default: String| {
+        let arms: Vec<String> = reached
+            .iter()
+            .filter(|(_, r)| !r.skip)
+            .filter_map(|(n, r)| Some(format!("WHEN {n} THEN {}", value(r)?)))
+            .collect();
+        let otherwise = match default.as_str() {
+            "NULL" => String::new(),
+            _ => format!(" ELSE {default}"),
+        };
+        match arms.is_empty() {
+            true => default,
+            false => format!("CASE trigpoll_rule.i {}{otherwise} END", arms.join(" ")),
+        }
+    };
+    let skips: Vec<String> = reached
+        .iter()
+        .filter(|(_, r)| r.skip)
+        .map(|(n, _)| n.to_string())
+        .collect();
+    Some(Chosen {
+        from: format!("(SELECT {number} AS i) AS trigpoll_rule"),
+        verb: pick(&|r| r.verb.as_deref().map(literal), literal(default_verb)),
+        priority: pick(
+            &|r| r.priority.map(|p| p.to_string()),
+            default_priority.to_string(),
+        ),
+        comment: pick(&|r| r.comment.as_deref().map(literal), "NULL".into()),
+        filter: match skips.len() {
+            0 => None,
+            1 => Some(format!("trigpoll_rule.i <> {}", skips[0])),
+            _ => Some(format!("trigpoll_rule.i NOT IN ({})", skips.join(", "))),
+        },
+    })
+}
+
+/// The event a child row's change makes for its parent, as SQL: without rules an `Update` at
+/// the object's priority; with rules of the child table for the action, what they choose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParentEvent {
+    /// The event table's columns written.
+    pub columns: &'static str,
+    pub verb: String,
+    /// The values after the object's name, its verb and its key.
+    pub rest: String,
+    /// [`Chosen::from`], when rules choose.
+    pub rules: Option<String>,
+    /// [`Chosen::filter`].
+    pub filter: Option<String>,
+}
+
+impl ParentEvent {
+    pub fn new(
+        rules: &[Rule],
+        action: Verb,
+        priority: i32,
+        literal: fn(&str) -> String,
+        condition: &dyn Fn(&str) -> String,
+    ) -> ParentEvent {
+        let update = Verb::Update.as_str();
+        match by_rules_with(rules, action, update, priority, literal, condition) {
+            None => ParentEvent {
+                columns: "(object_name, object_verb, object_key, event_priority)",
+                verb: literal(Verb::Update.as_str()),
+                rest: priority.to_string(),
+                rules: None,
+                filter: None,
+            },
+            Some(r) => ParentEvent {
+                columns: "(object_name, object_verb, object_key, event_priority, event_action, event_comment)",
+                verb: r.verb,
+                rest: format!(
+                    "{}, {}, {}",
+                    r.priority,
+                    literal(Verb::Update.action()),
+                    r.comment
+                ),
+                rules: Some(r.from),
+                filter: r.filter,
+            },
+        }
+    }
+}
+
 /// How a backend's SQL quotes text, for [`rewrite_rows`]: where a string or a quoted identifier
 /// ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -549,6 +712,77 @@ fn quoted_end(chars: &[char], i: usize, quoting: Quoting) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn literal(text: &str) -> String {
+        format!("'{}'", text.replace('\'', "''"))
+    }
+
+    #[test]
+    fn the_first_rule_whose_condition_holds_is_numbered_once() {
+        let rule = |on: &[Verb], when: Option<&str>| Rule {
+            on: on.to_vec(),
+            when: when.map(str::to_string),
+            ..Rule::default()
+        };
+        let rules = [
+            Rule {
+                verb: Some("Close".into()),
+                comment: Some("it's closed".into()),
+                ..rule(&[Verb::Delete, Verb::Update], Some("OLD.s = 9"))
+            },
+            Rule {
+                skip: true,
+                ..rule(&[Verb::Update], Some("NEW.s = 1"))
+            },
+            Rule {
+                priority: Some(4),
+                ..rule(&[Verb::Update], None)
+            },
+            // Never reached by an update: the rule before it has no condition.
+            Rule {
+                verb: Some("Never".into()),
+                ..rule(&[Verb::Update, Verb::Create], Some("NEW.s = 2"))
+            },
+        ];
+        let condition = |c: &str| c.replace("NEW.", "n.");
+        let update = by_rules(&rules, Verb::Update, 7, literal, &condition).unwrap();
+        assert_eq!(
+            update,
+            Chosen {
+                from: "(SELECT CASE WHEN (OLD.s = 9) THEN 1 WHEN (n.s = 1) THEN 2 ELSE 3 END AS i) AS trigpoll_rule".into(),
+                verb: "CASE trigpoll_rule.i WHEN 1 THEN 'Close' ELSE 'Update' END".into(),
+                priority: "CASE trigpoll_rule.i WHEN 3 THEN 4 ELSE 7 END".into(),
+                comment: "CASE trigpoll_rule.i WHEN 1 THEN 'it''s closed' END".into(),
+                filter: Some("trigpoll_rule.i <> 2".into()),
+            }
+        );
+        let create = by_rules(&rules, Verb::Create, 7, literal, &condition).unwrap();
+        assert_eq!(
+            (create.from.as_str(), create.verb.as_str(), create.filter),
+            (
+                "(SELECT CASE WHEN (n.s = 2) THEN 4 ELSE 0 END AS i) AS trigpoll_rule",
+                "CASE trigpoll_rule.i WHEN 4 THEN 'Never' ELSE 'Create' END",
+                None
+            )
+        );
+        assert_eq!(
+            (create.priority.as_str(), create.comment.as_str()),
+            ("7", "NULL")
+        );
+        assert_eq!(
+            by_rules(&rules[1..3], Verb::Delete, 7, literal, &condition),
+            None
+        );
+        let child = ParentEvent::new(&rules, Verb::Delete, 7, literal, &condition);
+        assert_eq!(
+            child.verb,
+            "CASE trigpoll_rule.i WHEN 1 THEN 'Close' ELSE 'Update' END"
+        );
+        assert_eq!(
+            child.rest,
+            "7, 'update', CASE trigpoll_rule.i WHEN 1 THEN 'it''s closed' END"
+        );
+    }
 
     #[test]
     fn rows_are_rewritten_outside_quotes_only() {

@@ -8,7 +8,10 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-pub use capture::{key_sql, rewrite_rows, root_key, Capture, ChildCapture, KeySyntax, Quoting};
+pub use capture::{
+    by_rules, key_sql, rewrite_rows, root_key, Capture, ChildCapture, Chosen, KeySyntax,
+    ParentEvent, Quoting, RULE_COLUMNS,
+};
 
 /// The marker trigpoll writes into every trigger body it installs, followed by a fingerprint of
 /// the body, so that a second install can tell that nothing changed and `status` can see drift.
@@ -135,6 +138,10 @@ impl SchemaNames {
     }
 }
 
+/// The columns both the event and the archive table gained after trigpoll 0.1's layout:
+/// `install-triggers` adds those a table lacks, in place.
+pub const ADDED_COLUMNS: [&str; 2] = ["event_action", "event_comment"];
+
 /// One backend's SQL, chosen by the store in use.
 #[derive(Debug, Clone)]
 pub enum Dialect {
@@ -191,6 +198,16 @@ impl Dialect {
             Dialect::Postgres(n) => postgres::upgrade_tables(n),
             Dialect::Mysql(n) => mysql::upgrade_tables(n),
             Dialect::Sqlite(n) => sqlite::upgrade_tables(n),
+        }
+    }
+
+    /// Adds the given [`ADDED_COLUMNS`] to the event table, or with `archive` to the archive
+    /// table.
+    pub fn add_columns(&self, archive: bool, columns: &[&str]) -> Vec<String> {
+        match self {
+            Dialect::Postgres(n) => postgres::add_columns(n, archive, columns),
+            Dialect::Mysql(n) => mysql::add_columns(n, archive, columns),
+            Dialect::Sqlite(n) => sqlite::add_columns(n, archive, columns),
         }
     }
 

@@ -31,8 +31,8 @@
 
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    fingerprint, object_tag, root_key, Capture, ChildCapture, KeySyntax, SchemaNames, TriggerDdl,
-    FINGERPRINT_MARKER,
+    by_rules, fingerprint, object_tag, root_key, Capture, ChildCapture, KeySyntax, ParentEvent,
+    SchemaNames, TriggerDdl, FINGERPRINT_MARKER, RULE_COLUMNS,
 };
 use crate::table::{Column, TableInfo};
 
@@ -135,6 +135,8 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     done_connectors   TEXT NULL,
     key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
     waiting_for       BIGINT NULL,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     KEY {} (waiting_for, event_priority, event_id),
     KEY {} (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
@@ -158,12 +160,29 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     replay_of         BIGINT NULL,
     event_processed   TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     archive_id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     UNIQUE KEY {} (event_id, connector_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
             n.archive,
             aidx("event")
         ),
     ]
+}
+
+/// Adds [`super::ADDED_COLUMNS`] that the event table (or, with `archive`, the archive table)
+/// lacks, in place (an instant change on MySQL ≥ 8.0.29 and MariaDB ≥ 10.4): its rows stay, with
+/// the columns `NULL`.
+pub fn add_columns(n: &Names, archive: bool, columns: &[&str]) -> Vec<String> {
+    let table = if archive { &n.archive } else { &n.event };
+    let added: Vec<String> = columns
+        .iter()
+        .map(|&c| match c {
+            "event_comment" => format!("ADD COLUMN {c} MEDIUMTEXT NULL"),
+            _ => format!("ADD COLUMN {c} VARCHAR(255) NULL"),
+        })
+        .collect();
+    vec![format!("ALTER TABLE {table} {}", added.join(", "))]
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -473,15 +492,38 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             .get(verb)
             .map(|w| format!("COALESCE(({w}), FALSE)"))
     };
+    // One event of `action` for `row` and its payload: as it is, or as the action's rules
+    // choose it (they may make none). Conditions are over the trigger's own NEW and OLD.
+    let insert = |action: Verb, row: &str, payload: &str| match by_rules(
+        &c.object.rules,
+        action,
+        priority,
+        literal,
+        &str::to_string,
+    ) {
+        None => format!("{target} {};", event(action, row, payload)),
+        Some(r) => format!(
+            "INSERT INTO {} {RULE_COLUMNS}
+        SELECT {object}, {}, {}, {}, {payload}, {}, {}
+        FROM {}{};",
+            n.event,
+            r.verb,
+            with_syntax(n, &c.delimiter, |s| c.key_sql(s, row)),
+            r.priority,
+            literal(action.action()),
+            r.comment,
+            r.from,
+            r.filter.map(|f| format!(" WHERE {f}")).unwrap_or_default(),
+        ),
+    };
     let image = |row: &str| row_json(&c.attributes, row);
     // (event, declarations, statements of the body)
     let mut bodies: Vec<(&str, String, String)> = Vec::new();
     if c.captures(Verb::Create) {
-        let insert = format!("{target} {};", event(Verb::Create, "NEW", "NULL"));
         bodies.push((
             EVENTS[0],
             String::new(),
-            only_if(when(Verb::Create), insert),
+            only_if(when(Verb::Create), insert(Verb::Create, "NEW", "NULL")),
         ));
     }
     if c.captures(Verb::Update) {
@@ -517,11 +559,24 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         if let Some(w) = when(Verb::Update) {
             change = format!("{change} AND {w}");
         }
+        // The two events in one statement, unless rules choose them.
+        let chosen =
+            |r: &crate::config::Rule| r.applies_to(Verb::Delete) || r.applies_to(Verb::Create);
+        let events = match c.object.rules.iter().any(chosen) {
+            false => format!(
+                "{target} {}, {};",
+                event(Verb::Delete, "OLD", &image("OLD")),
+                event(Verb::Create, "NEW", "NULL")
+            ),
+            true => format!(
+                "{}\n        {}",
+                insert(Verb::Delete, "OLD", &image("OLD")),
+                insert(Verb::Create, "NEW", "NULL")
+            ),
+        };
         let rekeyed = format!(
             "-- the key changed: the old object is gone and a new one exists
-        {target} {}, {};",
-            event(Verb::Delete, "OLD", &image("OLD")),
-            event(Verb::Create, "NEW", "NULL")
+        {events}"
         );
         bodies.push((
             EVENTS[1],
@@ -529,23 +584,25 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
             format!(
                 "IF {} THEN
         IF {change} THEN{collect}
-            {target} {};
+            {}
         END IF;
     ELSE
         {}
     END IF;",
                 same(&c.keys),
-                event(Verb::Update, "NEW", payload),
+                insert(Verb::Update, "NEW", payload),
                 only_if(when(Verb::Update), rekeyed)
             ),
         ));
     }
     if c.captures(Verb::Delete) {
-        let insert = format!("{target} {};", event(Verb::Delete, "OLD", &image("OLD")));
         bodies.push((
             EVENTS[2],
             String::new(),
-            only_if(when(Verb::Delete), insert),
+            only_if(
+                when(Verb::Delete),
+                insert(Verb::Delete, "OLD", &image("OLD")),
+            ),
         ));
     }
     table_ddl(
@@ -570,22 +627,40 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
     let child = chain.last().expect("a child has a chain");
     let object = literal(&c.object.name);
     let priority = c.object.priority;
-    let insert = |keys: &[String]| {
+    // The parents of the rows whose keys are given, each once.
+    let insert = |action: Verb, keys: &[String]| {
         let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
+        let e = ParentEvent::new(
+            &child.config.rules,
+            action,
+            priority,
+            literal,
+            &str::to_string,
+        );
         format!(
-            "INSERT INTO {} (object_name, object_verb, object_key, event_priority)
-        SELECT DISTINCT {object}, 'Update', p.k, {priority} FROM ({}) AS p WHERE p.k IS NOT NULL;",
+            "INSERT INTO {} {}
+        SELECT DISTINCT {object}, {}, p.k, {} FROM ({}) AS p{} WHERE p.k IS NOT NULL{};",
             n.event,
-            rows.join(" UNION ALL ")
+            e.columns,
+            e.verb,
+            e.rest,
+            rows.join(" UNION ALL "),
+            e.rules
+                .map(|r| format!(" CROSS JOIN {r}"))
+                .unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
         )
     };
     let bodies = vec![
         (
             EVENTS[0],
             String::new(),
-            insert(&[with_syntax(n, &c.delimiter, |s| {
-                root_key(c, chain, "NEW", s, table)
-            })]),
+            insert(
+                Verb::Create,
+                &[with_syntax(n, &c.delimiter, |s| {
+                    root_key(c, chain, "NEW", s, table)
+                })],
+            ),
         ),
         (
             EVENTS[1],
@@ -593,18 +668,24 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
             format!(
                 "IF NOT ({}) THEN\n        {}\n    END IF;",
                 same(&child.attributes),
-                insert(&[
-                    with_syntax(n, &c.delimiter, |s| root_key(c, chain, "OLD", s, table)),
-                    with_syntax(n, &c.delimiter, |s| root_key(c, chain, "NEW", s, table))
-                ])
+                insert(
+                    Verb::Update,
+                    &[
+                        with_syntax(n, &c.delimiter, |s| root_key(c, chain, "OLD", s, table)),
+                        with_syntax(n, &c.delimiter, |s| root_key(c, chain, "NEW", s, table))
+                    ]
+                )
             ),
         ),
         (
             EVENTS[2],
             String::new(),
-            insert(&[with_syntax(n, &c.delimiter, |s| {
-                root_key(c, chain, "OLD", s, table)
-            })]),
+            insert(
+                Verb::Delete,
+                &[with_syntax(n, &c.delimiter, |s| {
+                    root_key(c, chain, "OLD", s, table)
+                })],
+            ),
         ),
     ];
     let about = format!("{} (its child {})", c.object.name, child.path);
@@ -638,7 +719,7 @@ pub fn drop_triggers(on: &TableName, names: &[String]) -> Vec<String> {
 /// The columns a claim returns, in the order of [`crate::event::Event`]'s fields.
 pub const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
 e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, \
-e.attempts, e.payload, e.replay_of, e.done_connectors";
+e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment";
 
 /// A claim's first step (see the store's `claim` module): selects and locks up to `?` (second
 /// parameter) candidates; the first parameter is the claim timeout in microseconds. Rows
@@ -836,9 +917,11 @@ pub fn rows_table(columns: &[(&str, &str)], rows: usize) -> String {
 pub fn archive(n: &Names, rows: usize) -> String {
     format!(
         "INSERT INTO {} (event_id, object_name, object_verb, object_key, event_priority,
-    event_time, event_status, event_description, connector_id, attempts, payload, replay_of)
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
+    event_action, event_comment)
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of
+    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
+    e.event_action, e.event_comment
 FROM ({}) AS d
 JOIN {} e ON e.event_id = d.event_id",
         n.archive,
@@ -1214,12 +1297,16 @@ mod tests {
         assert!(sql[1].contains(
             "key_hash          BINARY(32) AS (UNHEX(SHA2(CONCAT(object_name, X'00', object_key), 256))) STORED,
     waiting_for       BIGINT NULL,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     KEY `trigpoll_event_ready` (waiting_for, event_priority, event_id),
     KEY `trigpoll_event_key_run` (key_hash, waiting_for, event_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
         ));
         assert!(sql[2].contains(
             "    archive_id        BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+    event_action      VARCHAR(255) NULL,
+    event_comment     MEDIUMTEXT NULL,
     UNIQUE KEY `trigpoll_archive_event` (event_id, connector_id)"
         ));
     }
@@ -1311,7 +1398,7 @@ BEGIN
     fn claim_text() {
         assert_eq!(
             claim_candidates(&names("tp", "ev", "ar")),
-            "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors
+            "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment
 FROM `tp`.`ev` e FORCE INDEX (`ev_ready`)
 WHERE e.waiting_for IS NULL
   AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
@@ -1332,9 +1419,11 @@ FOR UPDATE SKIP LOCKED"
         assert_eq!(
             archive(&n, 2),
             "INSERT INTO `tp`.`ar` (event_id, object_name, object_verb, object_key, event_priority,
-    event_time, event_status, event_description, connector_id, attempts, payload, replay_of)
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
+    event_action, event_comment)
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of
+    e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
+    e.event_action, e.event_comment
 FROM (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS CHAR CHARACTER SET utf8mb4) AS connector_id, CAST(? AS SIGNED) AS status, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS SIGNED) AS attempts
 UNION ALL SELECT CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED)) AS d
 JOIN `tp`.`ev` e ON e.event_id = d.event_id"

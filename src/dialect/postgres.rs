@@ -1,9 +1,11 @@
 //! PostgreSQL (≥ 12) SQL: event and archive tables, capture triggers, claim and fetch queries.
 
+use crate::config::Rule;
 use crate::config::{TableName, Verb};
 use crate::dialect::{
-    concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
-    KeySyntax, Quoting, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    by_rules, concat_pipes, fingerprint, object_tag, rewrite_rows, root_key, Capture, ChildCapture,
+    Chosen, KeySyntax, ParentEvent, Quoting, SchemaNames, TriggerDdl, FINGERPRINT_MARKER,
+    RULE_COLUMNS,
 };
 use crate::table::{Column, Partitioning, TableInfo};
 
@@ -170,7 +172,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     claimed_by        text,
     claimed_at        timestamptz(6),
     done_connectors   text,
-    waiting_for       bigint
+    waiting_for       bigint,
+    event_action      text,
+    event_comment     text
 ) WITH (fillfactor = 50)",
             n.event
         ),
@@ -191,7 +195,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     attempts          integer NOT NULL,
     payload           json,
     replay_of         bigint,
-    event_processed   timestamptz(6) NOT NULL DEFAULT now()
+    event_processed   timestamptz(6) NOT NULL DEFAULT now(),
+    event_action      text,
+    event_comment     text
 )",
             n.archive
         ),
@@ -278,6 +284,17 @@ pub fn upgrade_tables(n: &Names) -> Vec<String> {
     ];
     statements.extend(event_indexes(n));
     statements
+}
+
+/// Adds [`super::ADDED_COLUMNS`] that the event table (or, with `archive`, the archive table)
+/// lacks, in place: its rows stay, with the columns `NULL`.
+pub fn add_columns(n: &Names, archive: bool, columns: &[&str]) -> Vec<String> {
+    let table = if archive { &n.archive } else { &n.event };
+    let added: Vec<String> = columns
+        .iter()
+        .map(|c| format!("ADD COLUMN IF NOT EXISTS {c} text"))
+        .collect();
+    vec![format!("ALTER TABLE {table} {}", added.join(", "))]
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -733,6 +750,19 @@ fn moves_keep_keys(c: &Capture) -> bool {
     }
 }
 
+/// The rules of `action` among `rules`, their conditions over the rows `new_row` and `old_row`.
+fn chosen(
+    rules: &[Rule],
+    action: Verb,
+    priority: i32,
+    new_row: &str,
+    old_row: &str,
+) -> Option<Chosen> {
+    by_rules(rules, action, priority, literal, &|condition| {
+        rewrite_rows(condition, new_row, old_row, Quoting::Postgres)
+    })
+}
+
 /// Statements one under the other, each line indented by `indent` but the first; empty ones
 /// left out.
 fn block(indent: &str, parts: &[String]) -> String {
@@ -764,6 +794,27 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         )
     };
     let event = |verb: Verb, row: &str, payload: &str| format!("({})", values(verb, row, payload));
+    let rules = |action: Verb, new_row: &str, old_row: &str| {
+        chosen(&c.object.rules, action, priority, new_row, old_row)
+    };
+    // One event of `action` for `row`, its key and its payload: as it is, or as the action's
+    // rules choose it (they may make none).
+    let insert = |action: Verb, row: &str, payload: &str, new_row: &str, old_row: &str| {
+        match rules(action, new_row, old_row) {
+            None => format!("{target} {};", event(action, row, payload)),
+            Some(r) => format!(
+                "INSERT INTO {} {RULE_COLUMNS}\nSELECT {object}, {}, {}, {}, {payload}, {}, {}\nFROM {}{};",
+                n.event,
+                r.verb,
+                w.key(c, row),
+                r.priority,
+                literal(action.action()),
+                r.comment,
+                r.from,
+                r.filter.map(|f| format!("\nWHERE {f}")).unwrap_or_default(),
+            ),
+        }
+    };
     let condition = |verb: Verb, new_row: &str, old_row: &str| {
         c.object
             .when
@@ -778,14 +829,32 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
     };
     // Transition tables keep the order in which rows were changed, so event ids follow it.
     let from_transition = |verb: Verb, alias: &str, transition: &str, payload: &str| {
-        let filter = condition(verb, alias, alias)
-            .map(|w| format!("\nWHERE ({w})"))
-            .unwrap_or_default();
-        format!(
-            "INSERT INTO {} {columns}\nSELECT {}\nFROM {transition} {alias}{filter};",
-            n.event,
-            values(verb, alias, payload)
-        )
+        let when = condition(verb, alias, alias).map(|w| format!("({w})"));
+        match rules(verb, alias, alias) {
+            None => format!(
+                "INSERT INTO {} {columns}\nSELECT {}\nFROM {transition} {alias}{};",
+                n.event,
+                values(verb, alias, payload),
+                when.map(|w| format!("\nWHERE {w}")).unwrap_or_default()
+            ),
+            Some(r) => {
+                let filter: Vec<String> = when.into_iter().chain(r.filter).collect();
+                format!(
+                    "INSERT INTO {} {RULE_COLUMNS}\nSELECT {object}, {}, {}, {}, {payload}, {}, {}\nFROM {transition} {alias} CROSS JOIN LATERAL {}{};",
+                    n.event,
+                    r.verb,
+                    w.key(c, alias),
+                    r.priority,
+                    literal(verb.action()),
+                    r.comment,
+                    r.from,
+                    match filter.is_empty() {
+                        true => String::new(),
+                        false => format!("\nWHERE {}", filter.join(" AND ")),
+                    },
+                )
+            }
+        }
     };
     // An Update of `new` over `old`, whose keys are the same.
     let update = |new: &str, old: &str| {
@@ -801,7 +870,7 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
                     w.unchanged(c.detect.as_deref(), new, old)
                 ),
                 unless_when(Verb::Update, new, old),
-                format!("{target} {};", event(Verb::Update, new, &payload)),
+                insert(Verb::Update, new, &payload, new, old),
             ],
         )
     };
@@ -827,7 +896,7 @@ END IF;",
                         ),
                     },
                     unless_when(Verb::Create, "NEW", "OLD"),
-                    format!("{target} {};", event(Verb::Create, "NEW", "NULL")),
+                    insert(Verb::Create, "NEW", "NULL", "NEW", "OLD"),
                 ],
             ),
         };
@@ -835,6 +904,23 @@ END IF;",
     }
     if c.captures(Verb::Update) {
         let keys = |row: &str| row_of(&c.keys, row);
+        let old_image = w.image(&c.attributes, "OLD");
+        // The two events in one statement, unless rules choose them.
+        let chosen = |r: &Rule| r.applies_to(Verb::Delete) || r.applies_to(Verb::Create);
+        let rekeyed = match !c.object.rules.iter().any(chosen) {
+            true => format!(
+                "{target} {}, {};",
+                event(Verb::Delete, "OLD", &old_image),
+                event(Verb::Create, "NEW", "NULL")
+            ),
+            false => block(
+                "",
+                &[
+                    insert(Verb::Delete, "OLD", &old_image, "NEW", "OLD"),
+                    insert(Verb::Create, "NEW", "NULL", "NEW", "OLD"),
+                ],
+            ),
+        };
         branches.push((
             "UPDATE",
             format!(
@@ -851,11 +937,7 @@ END IF;",
                     &[
                         unless_when(Verb::Update, "NEW", "OLD"),
                         "-- the key changed: the old object is gone and a new one exists".into(),
-                        format!(
-                            "{target} {}, {};",
-                            event(Verb::Delete, "OLD", &w.image(&c.attributes, "OLD")),
-                            event(Verb::Create, "NEW", "NULL")
-                        ),
+                        rekeyed,
                     ]
                 ),
             ),
@@ -910,9 +992,12 @@ END IF;",
         }
         if by_row && c.captures(Verb::Delete) {
             delete.push(unless_when(Verb::Delete, "NEW", "OLD"));
-            delete.push(format!(
-                "{target} {};",
-                event(Verb::Delete, "OLD", &w.image(&c.attributes, "OLD"))
+            delete.push(insert(
+                Verb::Delete,
+                "OLD",
+                &w.image(&c.attributes, "OLD"),
+                "NEW",
+                "OLD",
             ));
         }
         branches.push(("DELETE", block("", &delete)));
@@ -965,28 +1050,50 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
         names: n,
         table: &child.table,
     };
-    let columns = "(object_name, object_verb, object_key, event_priority)";
     let object = literal(&c.object.name);
     let priority = c.object.priority;
-    let from_transition = |alias: &str, transition: &str| {
+    let event = |action: Verb, new_row: &str, old_row: &str| {
+        ParentEvent::new(
+            &child.config.rules,
+            action,
+            priority,
+            literal,
+            &|condition| rewrite_rows(condition, new_row, old_row, Quoting::Postgres),
+        )
+    };
+    let from_transition = |action: Verb, alias: &str, transition: &str| {
         let key = w.root_key(c, chain, alias);
+        let e = event(action, alias, alias);
         format!(
-            "INSERT INTO {ev} {columns}\nSELECT {object}, 'Update', {key}, {priority}\nFROM {transition} {alias}\nWHERE {key} IS NOT NULL;",
+            "INSERT INTO {ev} {}\nSELECT {object}, {}, {key}, {}\nFROM {transition} {alias}{}\nWHERE {key} IS NOT NULL{};",
+            e.columns,
+            e.verb,
+            e.rest,
+            e.rules.map(|r| format!(" CROSS JOIN LATERAL {r}")).unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
             ev = n.event,
         )
     };
     // The parents of the rows given, each once.
-    let parents = |rows: &[&str]| {
+    let parents = |action: Verb, rows: &[&str]| {
         let keys: Vec<String> = rows
             .iter()
             .map(|row| format!("({})", w.root_key(c, chain, row)))
             .collect();
+        let e = event(action, "NEW", "OLD");
         format!(
-            "INSERT INTO {ev} {columns}
-SELECT DISTINCT {object}, 'Update', k, {priority}
-FROM (VALUES {}) AS parents(k)
-WHERE k IS NOT NULL;",
+            "INSERT INTO {ev} {}
+SELECT DISTINCT {object}, {}, k, {}
+FROM (VALUES {}) AS parents(k){}
+WHERE k IS NOT NULL{};",
+            e.columns,
+            e.verb,
+            e.rest,
             keys.join(", "),
+            e.rules
+                .map(|r| format!(" CROSS JOIN {r}"))
+                .unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
             ev = n.event,
         )
     };
@@ -1002,8 +1109,8 @@ WHERE k IS NOT NULL;",
         (
             "INSERT",
             match by_row {
-                false => from_transition("n", "trigpoll_new"),
-                true => parents(&["NEW"]),
+                false => from_transition(Verb::Create, "n", "trigpoll_new"),
+                true => parents(Verb::Create, &["NEW"]),
             },
         ),
         (
@@ -1011,14 +1118,14 @@ WHERE k IS NOT NULL;",
             format!(
                 "IF {} THEN\n    RETURN NULL;\nEND IF;\n{}",
                 w.unchanged(detect, "NEW", "OLD"),
-                parents(&["OLD", "NEW"]),
+                parents(Verb::Update, &["OLD", "NEW"]),
             ),
         ),
         (
             "DELETE",
             match by_row {
-                false => from_transition("o", "trigpoll_old"),
-                true => parents(&["OLD"]),
+                false => from_transition(Verb::Delete, "o", "trigpoll_old"),
+                true => parents(Verb::Delete, &["OLD"]),
             },
         ),
     ];
@@ -1104,7 +1211,8 @@ fn claimable(timeout_secs: f64) -> String {
 /// The event columns a claim returns, in the order of [`crate::event::Event`]'s fields.
 const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
 e.event_priority, to_char(e.event_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors";
+e.connector_id, e.attempts, e.payload::text, e.replay_of, e.done_connectors, e.event_action, \
+e.event_comment";
 
 /// A claim's first step (see the store's `claim` module): up to `limit` candidates in claim order,
 /// locked (`FOR UPDATE SKIP LOCKED`) unless `lock` is false (a look that claims nothing). The
@@ -1227,7 +1335,7 @@ pub fn finish(n: &Names) -> String {
         "WITH moved AS (
     DELETE FROM {ev} e WHERE e.event_id = ANY($1::bigint[]) AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-        e.event_time, e.payload, e.replay_of
+        e.event_time, e.payload, e.replay_of, e.event_action, e.event_comment
 ), released AS (
     UPDATE {ev} e SET waiting_for = NULL
     WHERE e.waiting_for = ANY($1::bigint[])
@@ -1240,7 +1348,7 @@ pub fn finish(n: &Names) -> String {
         done_connectors = $5::jsonb -> e.event_id::text ->> 'done'
     WHERE e.event_id = ANY($4::bigint[]) AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-        e.event_time, e.payload, e.replay_of
+        e.event_time, e.payload, e.replay_of, e.event_action, e.event_comment
 ), blockers AS (
     SELECT event_id FROM {ev}
     WHERE event_id = ANY($9::bigint[]) AND waiting_for IS NULL
@@ -1255,12 +1363,14 @@ pub fn finish(n: &Names) -> String {
     FROM unnest($6::bigint[], $7::bigint[], $8::text[]) AS h(id, behind, done)
     WHERE e.event_id = h.id AND e.claimed_by = $3
     RETURNING e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
-        e.event_time, e.payload, e.replay_of
+        e.event_time, e.payload, e.replay_of, e.event_action, e.event_comment
 )
 INSERT INTO {ar} (event_id, object_name, object_verb, object_key, event_priority, event_time,
-    event_status, event_description, connector_id, attempts, payload, replay_of)
+    event_status, event_description, connector_id, attempts, payload, replay_of, event_action,
+    event_comment)
 SELECT s.event_id, s.object_name, s.object_verb, s.object_key, s.event_priority, s.event_time,
-    o.status, o.description, o.connector_id, o.attempts, s.payload, s.replay_of
+    o.status, o.description, o.connector_id, o.attempts, s.payload, s.replay_of, s.event_action,
+    s.event_comment
 FROM (SELECT * FROM moved UNION ALL SELECT * FROM retried UNION ALL SELECT * FROM held) s
 CROSS JOIN LATERAL jsonb_to_recordset($2::jsonb -> s.event_id::text)
     AS o(connector_id text, status smallint, description text, attempts int)",

@@ -20,8 +20,8 @@
 
 use crate::config::Verb;
 use crate::dialect::{
-    concat_pipes, fingerprint, root_key, Capture, ChildCapture, KeySyntax, TriggerDdl,
-    FINGERPRINT_MARKER,
+    by_rules, concat_pipes, fingerprint, root_key, Capture, ChildCapture, KeySyntax, ParentEvent,
+    TriggerDdl, FINGERPRINT_MARKER, RULE_COLUMNS,
 };
 use crate::table::{Column, TableInfo};
 
@@ -95,7 +95,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     claimed_by        TEXT,
     claimed_at        TEXT,
     done_connectors   TEXT,
-    waiting_for       INTEGER
+    waiting_for       INTEGER,
+    event_action      TEXT,
+    event_comment     TEXT
 )",
             n.event
         ),
@@ -116,7 +118,9 @@ pub fn create_tables(n: &Names) -> Vec<String> {
     attempts          INTEGER NOT NULL,
     payload           TEXT,
     replay_of         INTEGER,
-    event_processed   TEXT NOT NULL DEFAULT ({NOW})
+    event_processed   TEXT NOT NULL DEFAULT ({NOW}),
+    event_action      TEXT,
+    event_comment     TEXT
 )",
             n.archive
         ),
@@ -169,6 +173,16 @@ pub fn upgrade_tables(n: &Names) -> Vec<String> {
     ];
     statements.extend(event_indexes(n));
     statements
+}
+
+/// Adds [`super::ADDED_COLUMNS`] that the event table (or, with `archive`, the archive table)
+/// lacks, in place: its rows stay, with the columns `NULL`.
+pub fn add_columns(n: &Names, archive: bool, columns: &[&str]) -> Vec<String> {
+    let table = if archive { &n.archive } else { &n.event };
+    columns
+        .iter()
+        .map(|c| format!("ALTER TABLE {table} ADD COLUMN {c} TEXT"))
+        .collect()
 }
 
 pub fn drop_tables(n: &Names) -> Vec<String> {
@@ -347,15 +361,50 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
     let image = |row: &str| row_image(&c.attributes, row);
     let key = |row: &str| c.key_sql(&KEY_SYNTAX, row);
     let when = |verb: Verb| c.object.when.get(verb).map(|w| format!("({w})"));
+    // One event of `action` for `row` and its payload where `condition` holds: as it is, or
+    // as the action's rules choose it (they may make none). Conditions are over the trigger's
+    // own NEW and OLD.
+    let select = |action: Verb, row: &str, payload: &str, condition: Option<String>| {
+        match by_rules(&c.object.rules, action, priority, literal, &str::to_string) {
+            None => match condition {
+                None => format!(
+                    "    {insert}\n    VALUES ({object}, {}, {}, {priority}, {payload});",
+                    literal(action.as_str()),
+                    key(row)
+                ),
+                Some(condition) => format!(
+                    "    {insert}\n    SELECT {object}, {}, {}, {priority}, {payload} WHERE {condition};",
+                    literal(action.as_str()),
+                    key(row)
+                ),
+            },
+            Some(r) => {
+                let filter: Vec<String> = condition.into_iter().chain(r.filter).collect();
+                format!(
+                    "    INSERT INTO {} {RULE_COLUMNS}
+    SELECT {object}, {}, {}, {}, {payload}, {}, {}
+    FROM {}{};",
+                    n.event,
+                    r.verb,
+                    key(row),
+                    r.priority,
+                    literal(action.action()),
+                    r.comment,
+                    r.from,
+                    match filter.is_empty() {
+                        true => String::new(),
+                        false => format!(" WHERE {}", filter.join(" AND ")),
+                    }
+                )
+            }
+        }
+    };
     let mut triggers: Vec<(Op, Option<String>, String)> = Vec::new();
     if c.captures(Verb::Create) {
         triggers.push((
             Op::Insert,
             when(Verb::Create),
-            format!(
-                "    {insert}\n    VALUES ({object}, 'Create', {}, {priority}, NULL);",
-                key("NEW")
-            ),
+            select(Verb::Create, "NEW", "NULL", None),
         ));
     }
     if c.captures(Verb::Update) {
@@ -390,31 +439,35 @@ fn object_trigger(n: &Names, c: &Capture) -> TriggerDdl {
         triggers.push((
             Op::Update,
             when(Verb::Update),
-            format!(
-                "    {insert}
-    SELECT {object}, 'Update', {}, {priority}, {changes} WHERE {same_key} AND NOT ({});
-    -- the key changed: the old object is gone and a new one exists
-    {insert}
-    SELECT {object}, 'Delete', {}, {priority}, {} WHERE NOT ({same_key});
-    {insert}
-    SELECT {object}, 'Create', {}, {priority}, NULL WHERE NOT ({same_key});",
-                key("NEW"),
-                same(detect),
-                key("OLD"),
-                image("OLD"),
-                key("NEW"),
-            ),
+            [
+                select(
+                    Verb::Update,
+                    "NEW",
+                    &changes,
+                    Some(format!("{same_key} AND NOT ({})", same(detect))),
+                ),
+                "    -- the key changed: the old object is gone and a new one exists".into(),
+                select(
+                    Verb::Delete,
+                    "OLD",
+                    &image("OLD"),
+                    Some(format!("NOT ({same_key})")),
+                ),
+                select(
+                    Verb::Create,
+                    "NEW",
+                    "NULL",
+                    Some(format!("NOT ({same_key})")),
+                ),
+            ]
+            .join("\n"),
         ));
     }
     if c.captures(Verb::Delete) {
         triggers.push((
             Op::Delete,
             when(Verb::Delete),
-            format!(
-                "    {insert}\n    VALUES ({object}, 'Delete', {}, {priority}, {});",
-                key("OLD"),
-                image("OLD")
-            ),
+            select(Verb::Delete, "OLD", &image("OLD"), None),
         ));
     }
     table_ddl(&c.table.name.name, &c.object.name, triggers)
@@ -426,33 +479,57 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
     let child = chain.last().expect("a child has a chain");
     let object = literal(&c.object.name);
     let priority = c.object.priority;
-    let insert = |keys: &[String]| {
+    // The parents of the rows whose keys are given, each once.
+    let insert = |action: Verb, keys: &[String]| {
         let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
+        let e = ParentEvent::new(
+            &child.config.rules,
+            action,
+            priority,
+            literal,
+            &str::to_string,
+        );
         format!(
-            "    INSERT INTO {} (object_name, object_verb, object_key, event_priority)
-    SELECT DISTINCT {object}, 'Update', p.k, {priority} FROM ({}) AS p WHERE p.k IS NOT NULL;",
+            "    INSERT INTO {} {}
+    SELECT DISTINCT {object}, {}, p.k, {} FROM ({}) AS p{} WHERE p.k IS NOT NULL{};",
             n.event,
-            rows.join(" UNION ALL ")
+            e.columns,
+            e.verb,
+            e.rest,
+            rows.join(" UNION ALL "),
+            e.rules
+                .map(|r| format!(" CROSS JOIN {r}"))
+                .unwrap_or_default(),
+            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
         )
     };
     let triggers = vec![
         (
             Op::Insert,
             None,
-            insert(&[root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table)]),
+            insert(
+                Verb::Create,
+                &[root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table)],
+            ),
         ),
         (
             Op::Update,
             Some(format!("NOT ({})", same(&child.attributes))),
-            insert(&[
-                root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table),
-                root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table),
-            ]),
+            insert(
+                Verb::Update,
+                &[
+                    root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table),
+                    root_key(c, chain, "NEW", &KEY_SYNTAX, sqlite_table),
+                ],
+            ),
         ),
         (
             Op::Delete,
             None,
-            insert(&[root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table)]),
+            insert(
+                Verb::Delete,
+                &[root_key(c, chain, "OLD", &KEY_SYNTAX, sqlite_table)],
+            ),
         ),
     ];
     let about = format!("{} (its child {})", c.object.name, child.path);
@@ -510,7 +587,7 @@ pub fn drop_triggers(names: &[String]) -> Vec<String> {
 /// and as UTC seconds.
 const EVENT_COLUMNS: &str = "e.event_id, e.object_name, e.object_verb, e.object_key, \
 e.event_priority, e.event_time, strftime('%Y-%m-%dT%H:%M:%S', e.event_time), e.connector_id, \
-e.attempts, e.payload, e.replay_of, e.done_connectors";
+e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment";
 
 /// A claim's first step (see the store's `claim` module): `?1` limit, `?2` the time modifier of
 /// the claim timeout (`'-300 seconds'`). SQLite lets one writer in at a time, so the claim's

@@ -331,6 +331,8 @@ mod tests {
             payload: None,
             replay_of: None,
             done_connectors: Vec::new(),
+            action: None,
+            comment: None,
         }
     }
 

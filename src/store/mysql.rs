@@ -404,6 +404,8 @@ fn event_from_row(mut row: Row) -> Result<Event> {
         done_connectors: done
             .map(|d| d.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
+        action: take(&mut row, 11)?,
+        comment: take(&mut row, 12)?,
     })
 }
 
@@ -1266,9 +1268,9 @@ impl EventStore for MysqlStore {
         }
         let insert = format!(
             "INSERT INTO {} (object_name, object_verb, object_key, event_priority, event_time,
-                connector_id, payload, replay_of)
+                connector_id, payload, replay_of, event_action, event_comment)
              SELECT a.object_name, a.object_verb, a.object_key, a.event_priority, a.event_time,
-                ?, a.payload, a.event_id
+                ?, a.payload, a.event_id, a.event_action, a.event_comment
              FROM {} a WHERE a.event_id = ? AND a.connector_id <=> ?",
             self.names.event, self.names.archive
         );

@@ -461,6 +461,8 @@ impl PgStore {
             done_connectors: done
                 .map(|d| d.split(',').map(str::to_string).collect())
                 .unwrap_or_default(),
+            action: row.get(11),
+            comment: row.get(12),
         }
     }
 
@@ -1130,7 +1132,7 @@ impl EventStore for PgStore {
         let chosen = format!(
             "SELECT a.object_name, a.object_verb, a.object_key, a.event_priority,
                 a.event_time, COALESCE({target_param}::text, a.connector_id) AS connector_id,
-                a.payload, a.event_id
+                a.payload, a.event_id, a.event_action, a.event_comment
              FROM {archive} a {where_} ORDER BY a.event_id, a.connector_id {limit}",
             archive = self.names.archive,
             where_ = if conditions.is_empty() {
@@ -1147,7 +1149,7 @@ impl EventStore for PgStore {
         } else {
             format!(
                 "INSERT INTO {} (object_name, object_verb, object_key, event_priority, event_time,
-                    connector_id, payload, replay_of)
+                    connector_id, payload, replay_of, event_action, event_comment)
                  SELECT * FROM ({chosen}) c
                  RETURNING replay_of, object_name, object_verb, object_key, connector_id, event_id",
                 self.names.event

@@ -315,6 +315,8 @@ fn event_from_row(row: &rusqlite::Row) -> rusqlite::Result<Event> {
         done_connectors: done
             .map(|d| d.split(',').map(str::to_string).collect())
             .unwrap_or_default(),
+        action: row.get(12)?,
+        comment: row.get(13)?,
     })
 }
 
@@ -742,9 +744,9 @@ impl EventStore for SqliteStore {
                 .prepare_cached(&format!(
                     "INSERT INTO {ar} (event_id, object_name, object_verb, object_key,
                         event_priority, event_time, event_status, event_description, connector_id,
-                        attempts, payload, replay_of)
+                        attempts, payload, replay_of, event_action, event_comment)
                      SELECT event_id, object_name, object_verb, object_key, event_priority,
-                        event_time, ?2, ?3, ?4, ?5, payload, replay_of
+                        event_time, ?2, ?3, ?4, ?5, payload, replay_of, event_action, event_comment
                      FROM {ev} WHERE event_id = ?1 AND claimed_by = ?6"
                 ))
                 .map_err(err)?;
@@ -924,7 +926,8 @@ impl EventStore for SqliteStore {
             .unwrap_or_default();
         let chosen = format!(
             "SELECT a.object_name, a.object_verb, a.object_key, a.event_priority, a.event_time,
-                COALESCE({target}, a.connector_id) AS connector_id, a.payload, a.event_id
+                COALESCE({target}, a.connector_id) AS connector_id, a.payload, a.event_id,
+                a.event_action, a.event_comment
              FROM {archive} a {where_} ORDER BY a.event_id, a.connector_id {limit}",
             archive = self.names.archive,
             where_ = if conditions.is_empty() {
@@ -942,9 +945,9 @@ impl EventStore for SqliteStore {
             // Inserted in event-id order, so that the replayed events keep each key's order.
             format!(
                 "INSERT INTO {} (object_name, object_verb, object_key, event_priority, event_time,
-                    connector_id, payload, replay_of)
+                    connector_id, payload, replay_of, event_action, event_comment)
                  SELECT c.object_name, c.object_verb, c.object_key, c.event_priority, c.event_time,
-                    c.connector_id, c.payload, c.event_id
+                    c.connector_id, c.payload, c.event_id, c.event_action, c.event_comment
                  FROM ({chosen}) c ORDER BY c.event_id, c.connector_id
                  RETURNING replay_of, object_name, object_verb, object_key, connector_id, event_id",
                 self.names.event

@@ -12,6 +12,7 @@ pub mod hot_keys;
 pub mod install;
 pub mod operations;
 pub mod reload;
+pub mod rules;
 pub mod settings;
 pub mod shapes;
 
@@ -67,6 +68,13 @@ macro_rules! conformance_tests {
             operations::replay_refuses_rows_of_connectors_no_longer_configured,
             operations::check_reports_tables_drift_and_unreachable_connectors,
             reload::sighup_reloads_connectors_while_events_flow,
+            rules::the_first_matching_rule_decides_verb_priority_and_comment,
+            rules::child_rules_choose_the_parents_event,
+            rules::rules_are_checked_shown_and_part_of_the_fingerprint,
+            rules::custom_verbs_are_subscribed_counted_replayed_and_not_coalesced,
+            rules::tables_of_an_earlier_version_are_upgraded_with_their_events,
+            rules::a_keys_events_of_different_priorities_keep_its_order,
+            rules::when_decides_before_the_rules,
             settings::a_no_op_update_makes_no_event,
             settings::track_and_ignore_choose_the_changes_that_matter,
             settings::excluded_attributes_never_leave_the_database,
