@@ -422,3 +422,37 @@ pub fn an_urgent_event_takes_its_keys_earlier_events_along(backend: Backend) {
     }
     assert_eq!(delivered.len(), 1004);
 }
+
+/// Every candidate of a claim behind an earlier, lower-priority event of its key (a rule that
+/// makes some updates urgent): the claim takes those along, and drain delivers everything.
+/// (Before, such a claim took nothing, and drain stopped with the events still ready.)
+pub fn urgent_events_behind_lower_priorities_do_not_stall_a_claim(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db
+        .execute("CREATE TABLE item (id int PRIMARY KEY, status int)");
+    env.config(
+        "batch_size = 7",
+        "[[object]]\nname = \"Item\"\ntable = \"item\"\npriority = 6\n\
+         [[object.rule]]\non = \"update\"\nwhen = \"NEW.status % 2 = 0\"\npriority = 0\n",
+    );
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let rows: Vec<String> = (0..30).map(|i| format!("({i}, 1)")).collect();
+    env.db
+        .execute(&format!("INSERT INTO item VALUES {}", rows.join(", ")));
+    for _ in 0..8 {
+        env.db.execute("UPDATE item SET status = status + 1");
+    }
+    env.run_ok(&["drain"], 0);
+    assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+    let delivered = lines(&out);
+    assert_eq!(delivered.len(), 270);
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for line in &delivered {
+        let id = line["event_id"].as_i64().unwrap();
+        let key = line["key"]["id"].as_str().unwrap().to_string();
+        if let Some(previous) = last.insert(key.clone(), id) {
+            assert!(previous < id, "key {key}: {id} after {previous}");
+        }
+    }
+}
