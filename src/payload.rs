@@ -36,6 +36,8 @@ struct Payload<'a> {
     attributes: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     changes: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    partial: &'a [String],
 }
 
 /// What an event delivers besides its identity.
@@ -45,6 +47,9 @@ pub struct Content<'a> {
     pub attributes: &'a RawValue,
     /// For an `Update` of an object with `changes = true`: `{"col": {"old": …, "new": …}}`.
     pub changes: Option<&'a RawValue>,
+    /// The attributes a captured image lacks: the table has columns its trigger did not know
+    /// (added since install-triggers).
+    pub partial: &'a [String],
 }
 
 /// `<connector>_<event_id>`: what receivers use to drop duplicates.
@@ -74,6 +79,7 @@ pub fn render(
         replay_of: event.replay_of,
         attributes: content.attributes,
         changes: content.changes,
+        partial: content.partial,
     };
     serde_json::to_string(&payload).expect("a payload of strings and numbers serializes")
 }
@@ -107,6 +113,7 @@ mod tests {
         let content = Content {
             attributes: &attributes,
             changes: None,
+            partial: &[],
         };
         let text = render(&event, &key, "hr-sync", "hr-sync_123", content);
         assert_eq!(

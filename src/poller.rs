@@ -321,6 +321,8 @@ struct Work {
     behind: Option<i64>,
     /// Delivered as part of a later `Update` of its key (index in the batch): `coalesce`.
     coalesced_into: Option<usize>,
+    /// The attributes its captured image lacks ([`payload::Content::partial`]).
+    partial: Vec<String>,
 }
 
 impl Work {
@@ -670,6 +672,7 @@ impl Builder {
             verdict: None,
             behind: None,
             coalesced_into: None,
+            partial: Vec::new(),
             event,
         };
         let e = &w.event;
@@ -774,9 +777,12 @@ impl Builder {
         }
         // What the action captured decides, whatever verb a rule gave the event.
         let captured = match (action, &e.payload) {
-            (Some(Verb::Delete), Some(image)) => store
-                .row_image(&capture.table, image)
-                .map(|raw| w.attributes = Some(raw)),
+            (Some(Verb::Delete), Some(image)) => {
+                store.row_image(&capture.table, image).map(|raw| {
+                    w.partial = lacking(&raw, &capture.attributes);
+                    w.attributes = Some(raw);
+                })
+            }
             // An application's own Delete event carries no image: the key is all there is.
             (Some(Verb::Delete), None) => {
                 w.attributes = Some(crate::store::attributes(
@@ -798,6 +804,20 @@ impl Builder {
         }
         w
     }
+}
+
+/// The attributes a captured image does not have: columns added to the table since its trigger
+/// was installed, which the fetched rows of its other events carry.
+fn lacking(image: &RawValue, attributes: &[Column]) -> Vec<String> {
+    let Ok(names) = serde_json::from_str::<HashMap<&str, serde::de::IgnoredAny>>(image.get())
+    else {
+        return Vec::new();
+    };
+    attributes
+        .iter()
+        .filter(|c| !names.contains_key(c.name.as_str()))
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// Puts each found row's children (and theirs) into its attributes, as arrays named after
@@ -960,6 +980,7 @@ impl Poller {
                 let content = payload::Content {
                     attributes,
                     changes: w.changes.as_deref(),
+                    partial: &w.partial,
                 };
                 let body = payload::render(&w.event, &w.key, id, &object_event_id, content);
                 batches[c].0.push(i);
