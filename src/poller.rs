@@ -629,10 +629,8 @@ impl Builder {
             });
         }
         let started = Instant::now();
-        let claimed = store.claim(
-            self.batch_size
-                .min(allowed.try_into().unwrap_or(usize::MAX)),
-        )?;
+        let cap = allowed.try_into().unwrap_or(usize::MAX);
+        let claimed = store.claim_capped(self.batch_size.min(cap), cap)?;
         // Only this thread claims: nothing else lowers the count meanwhile.
         self.claims_left.store(
             allowed.saturating_sub(claimed.len() as u64),

@@ -264,10 +264,12 @@ pub trait Lookups {
 }
 
 /// Steps 2 and 3 of a claim of `candidates`: the candidates, with the events inherited from
-/// lower priorities added, and what to do with each.
+/// lower priorities added (while the claim takes no more than `limit` events), and what to do
+/// with each.
 pub fn decide<L: Lookups>(
     lookups: &mut L,
     mut candidates: Vec<Event>,
+    limit: usize,
 ) -> Result<(Vec<Event>, Plan), L::Error> {
     let ids: Vec<i64> = candidates.iter().map(|e| e.event_id).collect();
     let keys = Keys::of(&candidates);
@@ -295,10 +297,16 @@ pub fn decide<L: Lookups>(
         return Ok((candidates, plan));
     }
     // The inherited events are of the candidates' keys: the key ranges stay as they are.
+    let original = candidates.len();
     candidates.extend(inherited);
     let keys = Keys::of(&candidates);
-    let plan = self::plan(&candidates, &keys, &neighbours, &waiters, &before);
-    Ok((candidates, plan))
+    let inheriting = self::plan(&candidates, &keys, &neighbours, &waiters, &before);
+    if inheriting.claim.len() > limit {
+        // Claiming them would pass the limit (`drain --max-events`): the next claim, then.
+        candidates.truncate(original);
+        return Ok((candidates, plan));
+    }
+    Ok((candidates, inheriting))
 }
 
 /// The candidates a plan claims, in candidate order.

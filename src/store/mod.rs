@@ -208,8 +208,14 @@ pub trait EventStore: Send {
     /// Claims up to `limit` ready events, highest priority first, then oldest, keeping each
     /// key's order ([`claim`]): an event only with every earlier event of its key, unless
     /// those are already in progress under this store's claim token. A batch may hold many
-    /// events of one key.
-    fn claim(&mut self, limit: usize) -> Result<Vec<Event>>;
+    /// events of one key, and the earlier events of lower priority that an urgent one takes
+    /// along: [`EventStore::claim_capped`] bounds those.
+    fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
+        self.claim_capped(limit, usize::MAX)
+    }
+
+    /// [`EventStore::claim`], taking no more than `cap` events in all, the inherited ones too.
+    fn claim_capped(&mut self, limit: usize, cap: usize) -> Result<Vec<Event>>;
 
     /// Fetches the current rows for the given key values (in the order of `key_columns`), in
     /// bulk: one answer per key, in the order of `keys`, with the row's `columns`.

@@ -548,7 +548,7 @@ impl MysqlStore {
 
 impl MysqlStore {
     /// One claim (see the store's `claim` module): the events claimed and how many were held.
-    fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
+    fn claim_once(&mut self, limit: usize, cap: usize) -> Result<(Vec<Event>, usize)> {
         let (conn, names, token, timeout) = (
             &mut self.conn,
             &self.names,
@@ -571,7 +571,7 @@ impl MysqlStore {
                 token,
                 timeout_us: timeout,
             };
-            let (events, plan) = match claim::decide(&mut lookups, events) {
+            let (events, plan) = match claim::decide(&mut lookups, events, cap) {
                 Ok(decided) => decided,
                 Err(LookupError::Mysql(e)) => return Err(e),
                 Err(LookupError::Store(e)) => return Ok(Err(e)),
@@ -910,10 +910,10 @@ impl EventStore for MysqlStore {
         Ok(())
     }
 
-    fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
+    fn claim_capped(&mut self, limit: usize, cap: usize) -> Result<Vec<Event>> {
         loop {
             // A claim that only held events (behind a key's retry) has room for others now.
-            let (events, held) = self.claim_once(limit)?;
+            let (events, held) = self.claim_once(limit, cap)?;
             if !events.is_empty() || held == 0 {
                 return Ok(events);
             }

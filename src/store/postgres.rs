@@ -353,7 +353,7 @@ impl PgStore {
     }
 
     /// One claim (see the store's `claim` module): the events claimed and how many were held.
-    fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
+    fn claim_once(&mut self, limit: usize, cap: usize) -> Result<(Vec<Event>, usize)> {
         let (timeout, token) = (self.claim_timeout_secs, self.token.clone());
         let candidates = self
             .statement(&sql::claim_candidates(&self.names, limit, timeout, true))
@@ -380,7 +380,7 @@ impl PgStore {
             inherit,
             token: &token,
         };
-        let (events, plan) = claim::decide(&mut lookups, events)?;
+        let (events, plan) = claim::decide(&mut lookups, events, cap)?;
         let ids: Vec<i64> = plan.claim.iter().map(|&i| events[i].event_id).collect();
         if !ids.is_empty() {
             tx.execute(&mark, &[&ids, &token]).map_err(err)?;
@@ -441,7 +441,7 @@ impl PgStore {
             inherit,
             token: &token,
         };
-        let (_, plan) = claim::decide(&mut lookups, events)?;
+        let (_, plan) = claim::decide(&mut lookups, events, LOOK_AHEAD)?;
         Ok(!plan.claim.is_empty())
     }
 
@@ -870,10 +870,10 @@ impl EventStore for PgStore {
         tx.commit().map_err(err)
     }
 
-    fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
+    fn claim_capped(&mut self, limit: usize, cap: usize) -> Result<Vec<Event>> {
         loop {
             // A claim that only held events (behind a key's retry) has room for others now.
-            let (events, held) = self.claim_once(limit)?;
+            let (events, held) = self.claim_once(limit, cap)?;
             if !events.is_empty() || held == 0 {
                 return Ok(events);
             }

@@ -159,7 +159,7 @@ impl SqliteStore {
 /// end (up to the busy timeout) instead of failing when it first writes.
 impl SqliteStore {
     /// One claim (see the store's `claim` module): the events claimed and how many were held.
-    fn claim_once(&mut self, limit: usize) -> Result<(Vec<Event>, usize)> {
+    fn claim_once(&mut self, limit: usize, cap: usize) -> Result<(Vec<Event>, usize)> {
         let names = self.names.clone();
         let (token, timeout) = (self.token.clone(), self.claim_timeout.clone());
         let tx = immediate(&mut self.conn)?;
@@ -181,7 +181,7 @@ impl SqliteStore {
             token: &token,
             timeout: &timeout,
         };
-        let (events, plan) = claim::decide(&mut lookups, events)?;
+        let (events, plan) = claim::decide(&mut lookups, events, cap)?;
         let claimed: Vec<i64> = plan.claim.iter().map(|&i| events[i].event_id).collect();
         if !claimed.is_empty() {
             tx.prepare_cached(&sql::mark_claimed(&names))
@@ -639,11 +639,11 @@ impl EventStore for SqliteStore {
         tx.commit().map_err(err)
     }
 
-    fn claim(&mut self, limit: usize) -> Result<Vec<Event>> {
+    fn claim_capped(&mut self, limit: usize, cap: usize) -> Result<Vec<Event>> {
         self.data_version = Some(self.data_version()?);
         loop {
             // A claim that only held events (behind a key's retry) has room for others now.
-            let (events, held) = self.claim_once(limit)?;
+            let (events, held) = self.claim_once(limit, cap)?;
             if !events.is_empty() || held == 0 {
                 return Ok(events);
             }
