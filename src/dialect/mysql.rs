@@ -751,8 +751,10 @@ FOR UPDATE SKIP LOCKED",
 /// Parameters: per candidate key (`keys` rows) its position, object name, key and last
 /// candidate's event id; the claim token; the claim timeout in microseconds; then the
 /// `candidates` ids. Returns (0, key position, event id, waiting for a retry) for each event of
-/// those keys up to that id that is not held and not in progress under the token, and
-/// (1, candidate, first event held behind it, 0) for candidates with held events.
+/// those keys up to that id that is not held and not in progress under the token (one in
+/// progress under it that events are held behind counts: they are the key's next, and the claim
+/// must not pass them), and (1, candidate, first event held behind it, 0) for candidates with
+/// held events.
 pub fn claim_neighbours(n: &Names, keys: usize, candidates: usize) -> String {
     format!(
         "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > NOW(6), p.event_priority
@@ -762,7 +764,9 @@ JOIN {ev} p FORCE INDEX ({key_run})
     AND p.event_id <= k.last
 WHERE p.object_name = k.name AND p.object_key = k.okey
   AND NOT (p.event_status = 3 AND p.claimed_by = ?
-           AND p.claimed_at >= NOW(6) - INTERVAL ? MICROSECOND)
+           AND p.claimed_at >= NOW(6) - INTERVAL ? MICROSECOND
+           AND NOT EXISTS (SELECT 1 FROM {ev} w FORCE INDEX ({claim})
+                           WHERE w.waiting_for = p.event_id))
 UNION ALL
 SELECT 1, w.waiting_for, MIN(w.event_id), 0, 0 FROM {ev} w FORCE INDEX ({claim})
 WHERE w.waiting_for IN ({ids})

@@ -1232,8 +1232,10 @@ LIMIT {limit}{locking}",
 
 /// A claim's second step: for each candidate key (`$1` names, `$2` keys, `$3` the last
 /// candidate's event id), its events up to that id that are not held and not in progress under
-/// the claim token `$4`, as (0, key position from 1, event id, waiting for a retry); and for
-/// each candidate among `$5` with events held behind it, (1, candidate, first of them, false).
+/// the claim token `$4` (one in progress under it that events are held behind counts: they are
+/// the key's next, and the claim must not pass them), as (0, key position from 1, event id,
+/// waiting for a retry); and for each candidate among `$5` with events held behind it, (1,
+/// candidate, first of them, false).
 pub fn claim_neighbours(n: &Names, timeout_secs: f64) -> String {
     format!(
         "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > now(), p.event_priority
@@ -1243,7 +1245,8 @@ JOIN {ev} p ON p.object_name = k.name COLLATE \"C\"
     AND p.object_key = k.key COLLATE \"C\"
     AND p.event_id <= k.last AND p.waiting_for IS NULL
 WHERE NOT (p.event_status = 3 AND p.claimed_by = $4
-           AND p.claimed_at >= now() - {timeout_secs}::float8 * interval '1 second')
+           AND p.claimed_at >= now() - {timeout_secs}::float8 * interval '1 second'
+           AND NOT EXISTS (SELECT 1 FROM {ev} w WHERE w.waiting_for = p.event_id))
 UNION ALL
 SELECT 1, w.waiting_for, min(w.event_id), false, 0 FROM {ev} w
 WHERE w.waiting_for = ANY($5::bigint[])

@@ -609,7 +609,9 @@ LIMIT ?1",
 /// candidate key, `?2` the claim token, `?3` the claim timeout's time modifier, `?4` a JSON array
 /// of the candidates' ids. Returns (0, key position from 0, event id, waiting for a retry) for
 /// each event of those keys up to that id that is not held and not in progress under the
-/// token, and (1, candidate, first event held behind it, 0) for candidates with held events.
+/// token (one in progress under it that events are held behind counts: they are the key's next,
+/// and the claim must not pass them), and (1, candidate, first event held behind it, 0) for
+/// candidates with held events.
 ///
 /// `CROSS JOIN` keeps the keys as the outer loop and `INDEXED BY` the per-key index: with the
 /// statistics of a backlog on one key, SQLite would otherwise scan the whole key index, or every
@@ -620,7 +622,8 @@ pub fn claim_neighbours(n: &Names) -> String {
 FROM json_each(?1) AS k
 CROSS JOIN {ev} AS p INDEXED BY {key_run} ON p.object_name = k.value ->> 0 AND p.object_key = k.value ->> 1
     AND p.event_id <= k.value ->> 2 AND p.waiting_for IS NULL
-WHERE NOT (p.event_status = 3 AND p.claimed_by = ?2 AND p.claimed_at >= {timeout})
+WHERE NOT (p.event_status = 3 AND p.claimed_by = ?2 AND p.claimed_at >= {timeout}
+           AND NOT EXISTS (SELECT 1 FROM {ev} w WHERE w.waiting_for = p.event_id))
 UNION ALL
 SELECT 1, w.waiting_for, min(w.event_id), 0, 0 FROM {ev} w
 WHERE w.waiting_for IN (SELECT value FROM json_each(?4))

@@ -8,8 +8,9 @@
 //!    first, then oldest, each locked so that no other poller takes it meanwhile. Events held
 //!    behind a retry (`waiting_for` set) are not in the claim index and are never read here.
 //! 2. **Neighbours**: for each candidate's key, the events of that key up to its last candidate
-//!    that are not held and not in progress under this poller's own token, in event-id order;
-//!    and for each candidate, the first event held behind it, if any.
+//!    that are not held and not in progress under this poller's own token (unless events are
+//!    held behind it: they come next, so the key's run stops there), in event-id order; and for
+//!    each candidate, the first event held behind it, if any.
 //! 3. [`plan`]: a candidate is claimed when every earlier event of its key is a candidate too
 //!    (or is in progress under this poller's own token, which delivers its batches in order).
 //!    At the first event of a key that is not, the key's run stops: when that event waits for a

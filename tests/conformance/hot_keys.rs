@@ -456,3 +456,48 @@ pub fn urgent_events_behind_lower_priorities_do_not_stall_a_claim(backend: Backe
         }
     }
 }
+
+/// A claim made while this poller delivers an event that others of its key are held behind (its
+/// retry, the one claimed ahead meanwhile) takes no later event of that key: the held ones come
+/// first. (Before, the held events were invisible to the claim, which took the key's next ready
+/// event into the batch claimed ahead, and it reached every connector before them: found by
+/// scripts/soak.sh, with an HTTP receiver answering 500 to a few requests.)
+pub fn a_claim_ahead_does_not_pass_events_held_behind_its_own_retry(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.config("batch_size = 50", "[[object]]\nname = \"Doc\"\n");
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let insert = |key: &str| {
+        env.db.execute(&format!(
+            "INSERT INTO {{events}} (object_name, object_verb, object_key, payload)
+             VALUES ('Doc', 'Update', '{key}', '{{\"k\": 1}}')"
+        ))
+    };
+    let config = trigpoll::config::Config::load(&env.config_path()).unwrap();
+    let mut store = trigpoll::store::open(&config).unwrap();
+    // The retry of id=1's first event, claimed by this poller; its second event held behind it.
+    insert("id=1");
+    let retried: Vec<i64> = store
+        .claim(10)
+        .unwrap()
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(retried.len(), 1);
+    insert("id=1");
+    env.db.execute(&format!(
+        "UPDATE {{events}} SET waiting_for = {} WHERE event_id > {}",
+        retried[0], retried[0]
+    ));
+    // The key's next event, and another key's, ready.
+    insert("id=1");
+    insert("id=2");
+    let mut ahead = store.another_connection().unwrap();
+    let claimed: Vec<String> = ahead
+        .claim(10)
+        .unwrap()
+        .iter()
+        .map(|e| e.object_key.clone())
+        .collect();
+    assert_eq!(claimed, ["id=2"]);
+}
