@@ -8,8 +8,9 @@
 #
 # Runs its own database server (PostgreSQL or MariaDB from the OS packages, started as their OS
 # user on a free port: needs root; SQLite: a file) and its own nats-server, never the shared
-# ones. Builds the release binary and examples/soak.rs. A failed run prints its seed: the same
-# --seed repeats its schedule of faults.
+# ones. Builds the release binary and examples/soak.rs (with TRIGPOLL_SOAK_PROFILE=dev, what
+# `cargo test` has built: CI's run, which a release build would make minutes longer). A failed
+# run prints its seed: the same --seed repeats its schedule of faults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/servers.sh
@@ -38,5 +39,9 @@ if [ "$(id -u)" != 0 ] && [ "$backend" != sqlite ]; then
   exit 2
 fi
 
-cargo build --release --locked --bin trigpoll --example soak
-exec target/release/examples/soak --trigpoll target/release/trigpoll "${args[@]}"
+case ${TRIGPOLL_SOAK_PROFILE:-release} in
+  release) cargo build --release --locked --bin trigpoll --example soak; dir=target/release ;;
+  dev) cargo build --locked --bin trigpoll --example soak; dir=target/debug ;;
+  *) log "TRIGPOLL_SOAK_PROFILE is release or dev"; exit 2 ;;
+esac
+exec "$dir/examples/soak" --trigpoll "$dir/trigpoll" "${args[@]}"

@@ -8,7 +8,8 @@
 # (default 127.0.0.1:6379). When one does not answer, installs it from the OS packages (as root)
 # and starts a throwaway server for this run. The TLS tests get a TLS-only PostgreSQL and
 # MariaDB of their own (throwaway, on ports 54339 and 33079), the connector TLS tests a TLS
-# nats-server, and the restart tests start and restart database servers of their own.
+# nats-server, and the restart tests start and restart database servers of their own, as does
+# the soak test (scripts/soak.sh, two minutes on PostgreSQL) that follows the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/servers.sh
@@ -38,5 +39,7 @@ pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
+# Two minutes of the soak test under faults on a PostgreSQL of its own, with what the tests built.
+TRIGPOLL_SOAK_PROFILE=dev bash scripts/soak.sh --backend postgresql --minutes 2
 # The Debian package, built from what the tests built, installed, checked and purged.
 bash scripts/package-test.sh
