@@ -998,7 +998,6 @@ struct Receiver {
     accepted: Arc<Mutex<Vec<Received>>>,
     up: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
-    requests: Arc<AtomicI64>,
 }
 
 impl Receiver {
@@ -1009,13 +1008,11 @@ impl Receiver {
             accepted: Arc::default(),
             up: Arc::new(AtomicBool::new(true)),
             open: Arc::default(),
-            requests: Arc::default(),
         };
-        let (accepted, up, open, requests) = (
+        let (accepted, up, open) = (
             Arc::clone(&receiver.accepted),
             Arc::clone(&receiver.up),
             Arc::clone(&receiver.open),
-            Arc::clone(&receiver.requests),
         );
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed.wrapping_add(7))));
         let port = receiver.port;
@@ -1045,12 +1042,8 @@ impl Receiver {
                         if let Ok(clone) = stream.try_clone() {
                             open.lock().expect("open connections").push(clone);
                         }
-                        let (accepted, rng, requests) = (
-                            Arc::clone(&accepted),
-                            Arc::clone(&rng),
-                            Arc::clone(&requests),
-                        );
-                        std::thread::spawn(move || serve(stream, &accepted, &rng, &requests));
+                        let (accepted, rng) = (Arc::clone(&accepted), Arc::clone(&rng));
+                        std::thread::spawn(move || serve(stream, &accepted, &rng));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -1074,12 +1067,7 @@ impl Receiver {
 }
 
 /// Answers the requests of one connection until it closes.
-fn serve(
-    stream: TcpStream,
-    accepted: &Mutex<Vec<Received>>,
-    rng: &Mutex<StdRng>,
-    requests: &AtomicI64,
-) {
+fn serve(stream: TcpStream, accepted: &Mutex<Vec<Received>>, rng: &Mutex<StdRng>) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -1109,7 +1097,6 @@ fn serve(
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        requests.fetch_add(1, Ordering::Relaxed);
         let (fail, delay) = {
             let mut rng = rng.lock().expect("receiver rng");
             let delay = if rng.gen_bool(0.02) {
