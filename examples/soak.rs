@@ -992,7 +992,8 @@ fn collect_seqs(value: &serde_json::Value, seqs: &mut Vec<i64>) {
 }
 
 /// The HTTP receiver: slow (a few milliseconds, sometimes half a second), answering 500 to
-/// 3% of requests, and gone (connections refused, open ones cut) while `down`.
+/// 3% of requests, and gone (open connections cut, new ones cut as soon as they are made) while
+/// not `up`.
 struct Receiver {
     port: u16,
     accepted: Arc<Mutex<Vec<Received>>>,
@@ -1015,38 +1016,23 @@ impl Receiver {
             Arc::clone(&receiver.open),
         );
         let rng = Arc::new(Mutex::new(StdRng::seed_from_u64(seed.wrapping_add(7))));
-        let port = receiver.port;
-        std::thread::spawn(move || {
-            let mut listener = Some(listener);
-            loop {
-                if !up.load(Ordering::Relaxed) {
-                    listener = None;
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-                let Some(current) = &listener else {
-                    listener = TcpListener::bind(("127.0.0.1", port)).ok();
-                    if let Some(l) = &listener {
-                        l.set_nonblocking(true).expect("non-blocking listener");
-                    } else {
-                        std::thread::sleep(Duration::from_millis(50));
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        std::thread::spawn(move || loop {
+            match listener.accept() {
+                // Gone: every connection is cut as soon as it is made. (The port stays this
+                // receiver's: on a shared machine another process could take it meanwhile.)
+                Ok(_) if !up.load(Ordering::Relaxed) => {}
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).expect("blocking stream");
+                    if let Ok(clone) = stream.try_clone() {
+                        open.lock().expect("open connections").push(clone);
                     }
-                    continue;
-                };
-                current
-                    .set_nonblocking(true)
-                    .expect("non-blocking listener");
-                match current.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).expect("blocking stream");
-                        if let Ok(clone) = stream.try_clone() {
-                            open.lock().expect("open connections").push(clone);
-                        }
-                        let (accepted, rng) = (Arc::clone(&accepted), Arc::clone(&rng));
-                        std::thread::spawn(move || serve(stream, &accepted, &rng));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    let (accepted, rng) = (Arc::clone(&accepted), Arc::clone(&rng));
+                    std::thread::spawn(move || serve(stream, &accepted, &rng));
                 }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         });
         receiver

@@ -39,7 +39,12 @@ pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
-# Two minutes of the soak test under faults on a PostgreSQL of its own, with what the tests built.
-TRIGPOLL_SOAK_PROFILE=dev bash scripts/soak.sh --backend postgresql --minutes 2
+# Two minutes of the soak test under faults on a PostgreSQL of its own, with what the tests built
+# (it runs the server as its OS user: root; CI is).
+if [ "$(id -u)" = 0 ] || [ "${CI:-}" = true ]; then
+  TRIGPOLL_SOAK_PROFILE=dev bash scripts/soak.sh --backend postgresql --minutes 2
+else
+  log "soak test skipped: needs root to run its PostgreSQL"
+fi
 # The Debian package, built from what the tests built, installed, checked and purged.
 bash scripts/package-test.sh
