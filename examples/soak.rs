@@ -50,8 +50,10 @@ const OUTAGE: Duration = Duration::from_secs(20);
 /// A poller's RSS is first taken at this age, and compared at the end when it is this old.
 const WARM_UP: Duration = Duration::from_secs(20);
 const RSS_AGE: Duration = Duration::from_secs(40);
-/// How long the backlog may take to empty once the application stops.
-const DRAIN_LIMIT: Duration = Duration::from_secs(300);
+/// How long the backlog may take to empty once the application stops: past the longest
+/// retry delay (a backoff doubles up to 15 minutes, and an event retried through several
+/// outages and 500s gets there).
+const DRAIN_LIMIT: Duration = Duration::from_secs(16 * 60);
 const CONNECTORS: [&str; 3] = ["file", "http", "nats"];
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
