@@ -1424,23 +1424,27 @@ FOR UPDATE SKIP LOCKED"
     fn finish_text() {
         let n = names("tp", "ev", "ar");
         assert_eq!(
-            archive(&n, 2),
+            archive(&n),
             "INSERT INTO `tp`.`ar` (event_id, object_name, object_verb, object_key, event_priority,
     event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
     event_action, event_comment)
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
     e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
     e.event_action, e.event_comment
-FROM (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS CHAR CHARACTER SET utf8mb4) AS connector_id, CAST(? AS SIGNED) AS status, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS SIGNED) AS attempts
-UNION ALL SELECT CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED)) AS d
-JOIN `tp`.`ev` e ON e.event_id = d.event_id"
+FROM JSON_TABLE(?, '$[*]' COLUMNS (event_id BIGINT PATH '$.event_id', connector_id LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.connector_id', status BIGINT PATH '$.status', description LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.description', attempts BIGINT PATH '$.attempts')) AS d
+JOIN `tp`.`ev` e ON e.event_id = d.event_id AND e.claimed_by = ?"
         );
         assert_eq!(
-            retry_later(&n, 1),
-            "UPDATE `tp`.`ev` AS e JOIN (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS SIGNED) AS attempts, CAST(? AS SIGNED) AS delay_us, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS CHAR CHARACTER SET utf8mb4) AS done) AS u ON e.event_id = u.event_id
+            retry_later(&n),
+            "UPDATE `tp`.`ev` AS e JOIN JSON_TABLE(?, '$[*]' COLUMNS (event_id BIGINT PATH '$.event_id', attempts BIGINT PATH '$.attempts', delay_us BIGINT PATH '$.delay_us', description LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.description', done LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.done')) AS u ON e.event_id = u.event_id
 SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.attempts = u.attempts,
     e.next_attempt_at = NOW(6) + INTERVAL u.delay_us MICROSECOND,
-    e.event_description = u.description, e.done_connectors = u.done"
+    e.event_description = u.description, e.done_connectors = u.done
+WHERE e.claimed_by = ?"
+        );
+        assert_eq!(
+            release(&n, 2),
+            "UPDATE `tp`.`ev` FORCE INDEX (`ev_ready`) SET waiting_for = NULL WHERE waiting_for IN (?, ?)"
         );
     }
 
