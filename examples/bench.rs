@@ -3039,7 +3039,8 @@ impl Bench {
              the server process (`@@pid_file`; every thread, so anything else the server does \
              meanwhile counts too); SQLite, which has no server, trigpoll's own process \
              (`cutime`/`cstime` of the bench, which waits for it) against the bench thread that \
-             runs the bound.\n\
+             runs the bound. /proc counts CPU in hundredths of a second, so a figure over few \
+             events (`--quick`) is coarse.\n\
              - The driver's sessions are set as trigpoll sets its own: MySQL `READ COMMITTED`, \
              UTC; SQLite `journal_mode = WAL`, `synchronous = NORMAL`. The servers run with the \
              settings they were found with:",
