@@ -1602,6 +1602,13 @@ impl Bench {
                 .map_or_else(|e| format!("not installed: {e}"), |v| v.clone())
         );
         let _ = writeln!(md, "| pgbench | {} |", run_text("pgbench", &["--version"]));
+        if self.results.keys().any(|k| k.starts_with("sysbench.")) {
+            let _ = writeln!(
+                md,
+                "| sysbench | {} |",
+                run_text("sysbench", &["--version"])
+            );
+        }
         let _ = writeln!(md, "| rustc | {} |", run_text("rustc", &["--version"]));
         let rev = run_text("git", &["rev-parse", "--short", "HEAD"]);
         let dirty = !run_text("git", &["status", "--porcelain", "--", "src"]).is_empty();
