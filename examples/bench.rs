@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! bench [--quick] [--url URL] [--mysql-url URL] [--trigpoll PATH] [--before PATH]
-//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7,fig8,fig9]
+//!       [--out FILE] [--runs N] [--only fig1,fig2,fig3,fig4,fig5,fig6,fig7,fig8,fig9,fig10]
 //! ```
 //!
 //! `--before PATH` names an earlier trigpoll binary: figure 2 then measures its triggers beside
@@ -18,14 +18,20 @@
 //!
 //! Figure 9 (brokers and batched HTTP) uses NATS at `TRIGPOLL_BENCH_NATS_URL`, RabbitMQ at
 //! `TRIGPOLL_BENCH_AMQP_URL` and Redis at `TRIGPOLL_BENCH_REDIS_URL` (the local defaults), see
-//! `brokers`.
+//! `brokers`. Figure 10 (sysbench `oltp_write_only` with trigpoll's triggers and poller) uses two
+//! more throwaway databases on the server at `--mysql-url`, see `sysbench`.
 //!
-//! `--only` with figures 5 to 9 alone leaves the rest of the report alone: it replaces (or adds)
-//! only their sections ("## Drain on MySQL and SQLite", "## Hot keys", "## Capture settings",
-//! "## Brokers and batched HTTP") of the existing `--out` file, see `splice_section`.
+//! `--only` with figures 5 to 10 alone leaves the rest of the report alone: it replaces (or
+//! adds) only their sections ("## Drain on MySQL and SQLite", "## Hot keys", "## Capture
+//! settings", "## Brokers and batched HTTP", "## sysbench on MariaDB") of the existing `--out`
+//! file, see `splice_section`.
 
 #[path = "bench/brokers.rs"]
 mod brokers;
+#[path = "bench/cpu.rs"]
+mod cpu;
+#[path = "bench/sysbench.rs"]
+mod sysbench;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -62,6 +68,8 @@ struct Sizes {
     archive_rows: i64,
     /// pgbench TPC-B's duration in figure 7.
     tpcb_secs: u32,
+    /// sysbench's duration in figure 10.
+    sysbench_secs: u32,
 }
 
 impl Sizes {
@@ -79,6 +87,7 @@ impl Sizes {
                 memory_events: 100_000,
                 archive_rows: 500_000,
                 tpcb_secs: 5,
+                sysbench_secs: 5,
             }
         } else {
             Sizes {
@@ -93,6 +102,7 @@ impl Sizes {
                 memory_events: 1_000_000,
                 archive_rows: 10_000_000,
                 tpcb_secs: 15,
+                sysbench_secs: 15,
             }
         }
     }
@@ -308,6 +318,12 @@ struct Bench {
     fig5_missing: Vec<String>,
     /// Figure 9's brokers that did not answer, and why.
     brokers_missing: Vec<String>,
+    /// The CPU meter of the PostgreSQL server, when it runs on this machine (figure 1).
+    pg_meter: Option<cpu::Meter>,
+    /// Why figure 10 (sysbench on MariaDB) did not run.
+    sysbench_missing: Option<String>,
+    /// The server figure 10 ran on.
+    sysbench_version: String,
 }
 
 impl Bench {
@@ -330,6 +346,53 @@ impl Bench {
             .entry(figure.to_string())
             .or_default()
             .push(value);
+    }
+
+    /// Records the CPU seconds between two samples of a meter per 100,000 of `events`.
+    fn record_cpu(&mut self, figure: &str, before: f64, after: f64, events: i64) {
+        if before.is_finite() && after.is_finite() && events > 0 {
+            self.record(figure, (after - before) * 100_000.0 / events as f64);
+        }
+    }
+
+    /// The PostgreSQL server's CPU seconds so far (NaN when it is not on this machine), once
+    /// the client backends of what ran before on the bench database have exited.
+    fn pg_cpu(&mut self) -> f64 {
+        let Some(meter) = self.pg_meter else {
+            return f64::NAN;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+             AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        ) > 0
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // A backend leaves pg_stat_activity just before its process exits and is reaped.
+        std::thread::sleep(Duration::from_millis(50));
+        meter.secs()
+    }
+
+    /// Installs (`on`) or removes the triggers of the objects of `config`.
+    fn set_triggers(&self, config: &str, on: bool) -> bool {
+        let command = if on {
+            "install-triggers"
+        } else {
+            "uninstall-triggers"
+        };
+        let out = self
+            .trigpoll(config, &[command])
+            .output()
+            .expect("run trigpoll");
+        if !out.status.success() {
+            say(&format!(
+                "{command} ({config}) failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        out.status.success()
     }
 
     fn median_of(&self, figure: &str) -> f64 {
@@ -469,6 +532,11 @@ table = "public.tick"
             }
         };
         self.exec("VACUUM ANALYZE");
+        let backend = self.count("SELECT pg_backend_pid()::bigint");
+        self.pg_meter = i32::try_from(backend).ok().and_then(cpu::Meter::postgres);
+        if self.pg_meter.is_none() {
+            say("the PostgreSQL server is not on this machine: its CPU will not be measured");
+        }
     }
 
     /// The tables of the `before` variants of figures 2 and 8, with the triggers of the earlier
@@ -709,8 +777,11 @@ table = "public.tick"
                 match variant {
                     "file" => {
                         self.queue_events(n, true);
+                        let before = self.pg_cpu();
                         let r = self.drain("file", n);
+                        let after = self.pg_cpu();
                         self.record("drain.file", r);
+                        self.record_cpu("cpu.postgresql.trigpoll", before, after, n);
                     }
                     "http" => {
                         self.queue_events(n, true);
@@ -719,8 +790,11 @@ table = "public.tick"
                     }
                     "bound" => {
                         self.queue_events(n, true);
+                        let before = self.pg_cpu();
                         let r = self.bound(n);
+                        let after = self.pg_cpu();
                         self.record("drain.bound", r);
+                        self.record_cpu("cpu.postgresql.bound", before, after, n);
                     }
                     "naive" => {
                         // Enough for the time it is given, no more.
@@ -1117,6 +1191,17 @@ impl Bench {
             http / bound,
             verdict(http / bound >= 0.8)
         );
+        let (cpu_tp, cpu_bound) = (m("cpu.postgresql.trigpoll"), m("cpu.postgresql.bound"));
+        if cpu_tp.is_finite() {
+            let _ = writeln!(
+                md,
+                "| database CPU per 100,000 events drained, s (PostgreSQL server processes, file connector) vs the database bound's | {} | {} | {:.2}× | ≤ 1.5× | {} |",
+                fmt(cpu_tp, 2),
+                fmt(cpu_bound, 2),
+                cpu_tp / cpu_bound,
+                verdict(cpu_tp / cpu_bound <= 1.5)
+            );
+        }
         for (sync, label) in [
             ("off", "`synchronous_commit=off`"),
             ("on", "default commit"),
@@ -1292,6 +1377,11 @@ impl Bench {
         {
             md.push_str(&self.brokers_section(started));
         }
+        if self.results.keys().any(|k| k.starts_with("sysbench."))
+            || self.sysbench_missing.is_some()
+        {
+            md.push_str(&self.sysbench_section(started, load_before));
+        }
         let _ = writeln!(md, "## Details\n");
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
@@ -1317,6 +1407,17 @@ impl Bench {
                 0,
             ),
             ("drain.pgq", "drain, PgQ consumer, events/s".into(), 0),
+            (
+                "cpu.postgresql.trigpoll",
+                "PostgreSQL server CPU per 100,000 events, trigpoll drain (file connector), s"
+                    .into(),
+                2,
+            ),
+            (
+                "cpu.postgresql.bound",
+                "PostgreSQL server CPU per 100,000 events, database bound, s".into(),
+                2,
+            ),
             (
                 "update.off.none",
                 "UPDATE tps, sync off, no trigger".into(),
@@ -1427,7 +1528,13 @@ impl Bench {
              8). The naive poller claims one event, fetches its row, archives it, deletes it and \
              commits, with prepared statements, for {} s. The bound is `bench/bound.sql` in a \
              loop. PgQ is filled by `logutriga` on a copy of `item`, and its consumer's time is \
-             measured. Variants are interleaved run by run.",
+             measured. Variants are interleaved run by run. The database CPU of the file \
+             connector's drain and of the bound is the user+system CPU of the server's processes \
+             from /proc, before and after, per 100,000 events: the postmaster's own, its exited \
+             children's (`cutime`/`cstime`, counted when it reaps them: each sample waits until \
+             the bench database has no other client backend) and every live child's (backends, \
+             checkpointer, WAL writer, autovacuum), so it counts the whole server: a server \
+             nobody else uses while the bench runs.",
             fmt(self.sizes.drain_events as f64, 0),
             self.sizes.naive_secs
         );
@@ -1495,6 +1602,13 @@ impl Bench {
                 .map_or_else(|e| format!("not installed: {e}"), |v| v.clone())
         );
         let _ = writeln!(md, "| pgbench | {} |", run_text("pgbench", &["--version"]));
+        if self.results.keys().any(|k| k.starts_with("sysbench.")) {
+            let _ = writeln!(
+                md,
+                "| sysbench | {} |",
+                run_text("sysbench", &["--version"])
+            );
+        }
         let _ = writeln!(md, "| rustc | {} |", run_text("rustc", &["--version"]));
         let rev = run_text("git", &["rev-parse", "--short", "HEAD"]);
         let dirty = !run_text("git", &["status", "--porcelain", "--", "src"]).is_empty();
@@ -1559,12 +1673,15 @@ fn main() {
         fig5_versions: Vec::new(),
         fig5_missing: Vec::new(),
         brokers_missing: Vec::new(),
+        pg_meter: None,
+        sysbench_missing: None,
+        sysbench_version: String::new(),
     };
     let only = bench.opts.only.clone();
     let wanted = |f: &str| only.is_empty() || only.iter().any(|o| o == f);
     for o in &only {
         if ![
-            "fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9",
+            "fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig7", "fig8", "fig9", "fig10",
         ]
         .contains(&o.as_str())
         {
@@ -1572,16 +1689,16 @@ fn main() {
         }
     }
     // Only figures with sections of their own (5: MySQL and SQLite; 6 and 7: hot keys; 8:
-    // capture settings; 9: brokers): the report keeps every other figure as it is (see
-    // `splice_section`).
+    // capture settings; 9: brokers; 10: sysbench on MariaDB): the report keeps every other
+    // figure as it is (see `splice_section`).
     let sections_only = !only.is_empty()
         && only
             .iter()
-            .all(|o| ["fig5", "fig6", "fig7", "fig8", "fig9"].contains(&o.as_str()));
+            .all(|o| ["fig5", "fig6", "fig7", "fig8", "fig9", "fig10"].contains(&o.as_str()));
     bench.write_files();
     bench.setup();
     // Dropping them drops their throwaway databases and file.
-    let mut backends = if wanted("fig5") || wanted("fig6") {
+    let mut backends = if wanted("fig5") || wanted("fig6") || wanted("fig8") {
         bench.fig5_backends()
     } else {
         Vec::new()
@@ -1608,10 +1725,13 @@ fn main() {
         bench.fig7();
     }
     if wanted("fig8") {
-        bench.fig8();
+        bench.fig8(&mut backends);
     }
     if wanted("fig9") {
         bench.fig9();
+    }
+    if wanted("fig10") {
+        bench.fig10();
     }
     drop(backends);
     let out = bench.opts.out.clone();
@@ -1634,6 +1754,10 @@ fn main() {
         if wanted("fig9") {
             let section = bench.brokers_section(&started_wall);
             text = splice_section(&text, brokers::BROKERS_HEADING, &section);
+        }
+        if wanted("fig10") {
+            let section = bench.sysbench_section(&started_wall, &load_before);
+            text = splice_section(&text, sysbench::SYSBENCH_HEADING, &section);
         }
         std::fs::write(&out, text).expect("write the report");
         say(&format!(
@@ -1674,8 +1798,9 @@ const RULES: &str = "[[object.rule]]\non = \"update\"\nwhen = \"NEW.qty < 0\"\nv
 impl Bench {
     /// Figure 8: single-row UPDATE tps with `changes`, `track`, a `when` condition and three
     /// event rules against the key-only trigger, interleaved; and the drain of an object with
-    /// one child table (five rows per object) against the same object without it.
-    fn fig8(&mut self) {
+    /// one child table (five rows per object) against the same object without it, on
+    /// PostgreSQL and on each backend of figure 5.
+    fn fig8(&mut self, backends: &mut [Box<dyn Backend>]) {
         say("figure 8: capture settings");
         let n = self.sizes.drain_events;
         self.exec(&format!(
@@ -1733,11 +1858,47 @@ impl Bench {
                 self.record(&format!("settings.update.{v}"), tps);
             }
         }
+        let mut children_on = Vec::new();
+        for b in backends.iter_mut() {
+            b.add_parts(PARTS_PER_ITEM);
+            let key = b.key();
+            let text = format!(
+                "{}\n[poll]\nbatch_size = 1000\nconnectors_dir = \"conn-file\"\n\n\
+                 [[object]]\nname = \"Item\"\ntable = \"item\"\n\
+                 [[object.child]]\nname = \"parts\"\ntable = \"item_part\"\nparent_keys = [\"item_id\"]\n",
+                b.database_toml()
+            );
+            let config = format!("fig5-{key}-children");
+            std::fs::write(self.config_path(&config), text).expect("write a config");
+            children_on.push(self.set_triggers(&config, true));
+        }
         for run in 0..self.opts.runs {
             for config in rotation(&["file", "children"], run) {
                 self.queue_events(n, true);
                 let r = self.drain(config, n);
                 self.record(&format!("settings.drain.{config}"), r);
+                for (b, &ok) in backends.iter_mut().zip(&children_on) {
+                    if !ok {
+                        continue;
+                    }
+                    let key = b.key();
+                    b.queue(n);
+                    let name = match config {
+                        "file" => format!("fig5-{key}"),
+                        _ => format!("fig5-{key}-children"),
+                    };
+                    let secs = self.drain_secs(&name);
+                    let left = b.left();
+                    if left != 0 {
+                        say(&format!(
+                            "{key}: {left} events were left after drain ({name})"
+                        ));
+                    }
+                    self.record(
+                        &format!("settings.{key}.drain.{config}"),
+                        (n - left) as f64 / secs,
+                    );
+                }
             }
         }
         self.clear_queues();
@@ -1794,15 +1955,35 @@ impl Bench {
                 with / key_only,
             );
         }
-        let (flat, children) = (m("settings.drain.file"), m("settings.drain.children"));
-        let _ = writeln!(
-            md,
-            "| drain of {} events, events/s: an object with one child table ({PARTS_PER_ITEM} rows each) vs the same without | {} | {} | {:.2} | (report) | |",
-            fmt(self.sizes.drain_events as f64, 0),
-            fmt(flat, 0),
-            fmt(children, 0),
-            children / flat
+        let mut backends = vec![("", "PostgreSQL".to_string())];
+        backends.extend(
+            self.fig5_versions
+                .iter()
+                .map(|(key, version, _)| (*key, version.clone())),
         );
+        for (key, label) in backends {
+            let prefix = if key.is_empty() {
+                "settings.drain".to_string()
+            } else {
+                format!("settings.{key}.drain")
+            };
+            let (flat, children) = (
+                m(&format!("{prefix}.file")),
+                m(&format!("{prefix}.children")),
+            );
+            if !flat.is_finite() {
+                continue;
+            }
+            let _ = writeln!(
+                md,
+                "| drain of {} events, events/s, {label}: an object with one child table ({PARTS_PER_ITEM} rows each) vs the same without | {} | {} | {:.2} | ≥ 0.80 | {} |",
+                fmt(self.sizes.drain_events as f64, 0),
+                fmt(flat, 0),
+                fmt(children, 0),
+                children / flat,
+                verdict(children / flat >= 0.8)
+            );
+        }
         let _ = writeln!(md);
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
@@ -1832,7 +2013,9 @@ impl Bench {
              `NEW.qty % 100 = 0`, none skipping), so every update tries all three conditions and \
              one in a hundred takes the third's verb and comment. The drain queues \
              {} `Update` events of `item` and drains them with the file connector, once bound as \
-             a flat object and once with `[[object.child]]` on `item_part`.\n",
+             a flat object and once with `[[object.child]]` on `item_part`; on MariaDB/MySQL and \
+             SQLite too, in the throwaway databases of the section \"Drain on MySQL and SQLite\" \
+             (their own `item_part`, the same {PARTS_PER_ITEM} rows per item).\n",
             self.sizes.pgbench_secs,
             fmt(self.sizes.drain_events as f64, 0)
         );
@@ -1936,55 +2119,78 @@ impl Bench {
             return;
         }
         self.exec("VACUUM ANALYZE");
-        for _ in 0..self.opts.runs {
-            self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}, pgbench_history"));
-            self.exec("CHECKPOINT");
-            let mut poll: Child = self
-                .trigpoll("tpcb", &["poll", "--interval", "100ms"])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start trigpoll poll");
-            std::thread::sleep(Duration::from_secs(1));
-            let load = Command::new("pgbench")
-                .args(["-n", "-c", "4", "-j", "4", "-T"])
-                .arg(self.sizes.tpcb_secs.to_string())
-                .arg(&self.db.url)
-                .output();
-            let stopped = Instant::now();
-            let backlog = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
-            let mut left = backlog;
-            while left > 0 && stopped.elapsed() < Duration::from_secs(300) {
-                std::thread::sleep(Duration::from_millis(20));
-                left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+        let mut installed = true;
+        for run in 0..self.opts.runs {
+            for variant in rotation(&["poll", "none"], run) {
+                self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}, pgbench_history"));
+                if installed != (variant == "poll") {
+                    installed = !installed;
+                    if !self.set_triggers("tpcb", installed) {
+                        return;
+                    }
+                }
+                self.exec("CHECKPOINT");
+                if variant == "poll" {
+                    self.tpcb_with_poll();
+                } else {
+                    let tps = self.tpcb_load();
+                    self.record("hot.tpcb.tps_none", tps);
+                }
             }
-            let empty_secs = stopped.elapsed().as_secs_f64();
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(poll.id().to_string())
-                .status();
-            let _ = poll.wait();
-            let tps = load
-                .ok()
-                .and_then(|out| {
-                    String::from_utf8_lossy(&out.stdout)
-                        .lines()
-                        .find(|l| l.starts_with("tps = "))
-                        .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
-                })
-                .unwrap_or(f64::NAN);
-            let events = self.count(&format!("SELECT count(DISTINCT event_id) FROM {ARCHIVE}"));
-            if left > 0 {
-                say(&format!("tpcb: {left} events still waiting after 300 s"));
-            }
-            self.record("hot.tpcb.tps", tps);
-            self.record("hot.tpcb.events", events as f64);
-            self.record("hot.tpcb.backlog", backlog as f64);
-            self.record(
-                "hot.tpcb.empty_secs",
-                if left > 0 { f64::NAN } else { empty_secs },
-            );
         }
         self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
+    }
+
+    /// pgbench TPC-B for `tpcb_secs`, 4 clients: its tps.
+    fn tpcb_load(&self) -> f64 {
+        Command::new("pgbench")
+            .args(["-n", "-c", "4", "-j", "4", "-T"])
+            .arg(self.sizes.tpcb_secs.to_string())
+            .arg(&self.db.url)
+            .output()
+            .ok()
+            .and_then(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .find(|l| l.starts_with("tps = "))
+                    .and_then(|l| l["tps = ".len()..].split_whitespace().next()?.parse().ok())
+            })
+            .unwrap_or(f64::NAN)
+    }
+
+    /// One run of figure 7 with the triggers and `poll --interval 100ms`.
+    fn tpcb_with_poll(&mut self) {
+        let mut poll: Child = self
+            .trigpoll("tpcb", &["poll", "--interval", "100ms"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start trigpoll poll");
+        std::thread::sleep(Duration::from_secs(1));
+        let tps = self.tpcb_load();
+        let stopped = Instant::now();
+        let backlog = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+        let mut left = backlog;
+        while left > 0 && stopped.elapsed() < Duration::from_secs(300) {
+            std::thread::sleep(Duration::from_millis(20));
+            left = self.count(&format!("SELECT count(*) FROM {EVENTS}"));
+        }
+        let empty_secs = stopped.elapsed().as_secs_f64();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(poll.id().to_string())
+            .status();
+        let _ = poll.wait();
+        let events = self.count(&format!("SELECT count(DISTINCT event_id) FROM {ARCHIVE}"));
+        if left > 0 {
+            say(&format!("tpcb: {left} events still waiting after 300 s"));
+        }
+        self.record("hot.tpcb.tps", tps);
+        self.record("hot.tpcb.events", events as f64);
+        self.record("hot.tpcb.backlog", backlog as f64);
+        self.record(
+            "hot.tpcb.empty_secs",
+            if left > 0 { f64::NAN } else { empty_secs },
+        );
     }
 
     /// The section of figures 6 and 7, complete in itself so that `--only fig6,fig7` can
@@ -2071,6 +2277,18 @@ impl Bench {
                 verdict(empty <= 5.0)
             );
         }
+        let (with, none) = (m("hot.tpcb.tps"), m("hot.tpcb.tps_none"));
+        if none.is_finite() {
+            let _ = writeln!(
+                md,
+                "| pgbench TPC-B (scale 2, 4 clients, {} s) tps, triggers and `poll --interval 100ms` running vs the same load without triggers | {} | {} | {:.2} | ≥ 0.80 | {} |",
+                self.sizes.tpcb_secs,
+                fmt(with, 0),
+                fmt(none, 0),
+                with / none,
+                verdict(with / none >= 0.8)
+            );
+        }
         let _ = writeln!(md);
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
@@ -2103,6 +2321,9 @@ impl Bench {
              `pgbench_branches` (`pgbench_history` has no key), `trigpoll poll --interval 100ms` \
              with the defaults (`batch_size = 500`) and the file connector, then `pgbench -n -c 4 \
              -j 4 -T {}`; the event table is counted every 20 ms from the moment pgbench exits. \
+             The reference runs the same load with the triggers removed (`trigpoll \
+             uninstall-triggers`) and no poller, interleaved run by run (installed again for the \
+             next run with them). \
              Every transaction updates one of 2 branch rows and one of 20 teller rows: most \
              events sit on 22 keys.\n",
             fmt(self.sizes.claim_small as f64, 0),
@@ -2146,6 +2367,11 @@ trait Backend {
     fn bound(&mut self) -> f64;
     /// The settings that decide what a commit costs, for the report.
     fn settings(&mut self) -> String;
+    /// The CPU meters of the database's work: trigpoll's drain's and the bound's (see `cpu`);
+    /// none when the server is not on this machine.
+    fn meters(&mut self) -> Option<(cpu::Meter, cpu::Meter)>;
+    /// Figure 8's child table `item_part`: `per_item` rows for each row of `item`.
+    fn add_parts(&mut self, per_item: i64);
 }
 
 struct MysqlBackend {
@@ -2266,6 +2492,25 @@ impl Backend for MysqlBackend {
             "[database]\nurl = \"{}/{}\"\nschema = \"{}\"\n",
             self.server, self.app_db, self.event_db
         )
+    }
+
+    fn meters(&mut self) -> Option<(cpu::Meter, cpu::Meter)> {
+        let pid_file: Option<String> = self.conn.query_first("SELECT @@pid_file").ok()?;
+        let meter = cpu::Meter::mysql(&pid_file?)?;
+        Some((meter, meter))
+    }
+
+    fn add_parts(&mut self, per_item: i64) {
+        self.exec(
+            "CREATE TABLE item_part (item_id BIGINT NOT NULL, part_no INT NOT NULL,
+                name TEXT NOT NULL, qty INT NOT NULL, PRIMARY KEY (item_id, part_no))
+             ENGINE=InnoDB",
+        );
+        self.exec(&format!(
+            "INSERT INTO item_part SELECT t.id, d.d, CONCAT('part ', d.d), d.d
+             FROM item t JOIN digit d ON d.d BETWEEN 1 AND {per_item}"
+        ));
+        self.exec("ANALYZE TABLE item_part");
     }
 
     fn queue_on_keys(&mut self, n: i64, keys: i64) {
@@ -2446,6 +2691,20 @@ impl Backend for SqliteBackend {
         format!("[database]\nurl = \"sqlite://{}\"\n", self.path.display())
     }
 
+    fn meters(&mut self) -> Option<(cpu::Meter, cpu::Meter)> {
+        Some((cpu::Meter::Children, cpu::Meter::Thread))
+    }
+
+    fn add_parts(&mut self, per_item: i64) {
+        self.exec(&format!(
+            "CREATE TABLE item_part (item_id INTEGER NOT NULL, part_no INTEGER NOT NULL,
+                name TEXT NOT NULL, qty INTEGER NOT NULL, PRIMARY KEY (item_id, part_no));
+             WITH RECURSIVE p(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM p WHERE n < {per_item})
+             INSERT INTO item_part SELECT t.id, p.n, 'part ' || p.n, p.n FROM item t, p;
+             ANALYZE;"
+        ));
+    }
+
     fn queue_on_keys(&mut self, n: i64, keys: i64) {
         self.exec(&format!(
             "DELETE FROM trigpoll_event;
@@ -2624,11 +2883,15 @@ impl Bench {
         for run in 0..self.opts.runs {
             for b in backends.iter_mut() {
                 let key = b.key();
+                let meters = b.meters();
                 for variant in rotation(&["trigpoll", "naive", "bound"], run) {
                     b.queue(n);
                     let rate = match variant {
                         "trigpoll" => {
+                            let before = meters.map_or(f64::NAN, |(m, _)| m.secs());
                             let secs = self.drain_secs(&format!("fig5-{key}"));
+                            let after = meters.map_or(f64::NAN, |(m, _)| m.secs());
+                            self.record_cpu(&format!("fig5.{key}.cpu_trigpoll"), before, after, n);
                             let left = b.left();
                             if left != 0 {
                                 say(&format!("{key}: {left} events were left after drain"));
@@ -2637,7 +2900,10 @@ impl Bench {
                         }
                         "naive" => b.naive(limit),
                         _ => {
+                            let before = meters.map_or(f64::NAN, |(_, m)| m.secs());
                             let r = b.bound();
+                            let after = meters.map_or(f64::NAN, |(_, m)| m.secs());
+                            self.record_cpu(&format!("fig5.{key}.cpu_bound"), before, after, n);
                             let left = b.left();
                             if left != 0 {
                                 say(&format!("{key}: the bound left {left} events"));
@@ -2691,6 +2957,37 @@ impl Bench {
             let _ = writeln!(md, "| {missing} | n/a | n/a | n/a | — | — |");
         }
         let _ = writeln!(md);
+        if self.results.keys().any(|k| k.contains(".cpu_")) {
+            let _ = writeln!(
+                md,
+                "| backend | database CPU per {} events drained, s: trigpoll | the database bound's | ratio | target | |",
+                fmt(100_000.0, 0)
+            );
+            let _ = writeln!(md, "|---|---|---|---|---|---|");
+            for (key, version, _) in &self.fig5_versions {
+                let (tp, bound) = (
+                    m(&format!("fig5.{key}.cpu_trigpoll")),
+                    m(&format!("fig5.{key}.cpu_bound")),
+                );
+                if !tp.is_finite() {
+                    continue;
+                }
+                let whose = if *key == "sqlite" {
+                    "trigpoll's own process; the bound's thread"
+                } else {
+                    "the server process"
+                };
+                let _ = writeln!(
+                    md,
+                    "| {version} ({whose}) | {} | {} | {:.2}× | ≤ 1.5× | {} |",
+                    fmt(tp, 2),
+                    fmt(bound, 2),
+                    tp / bound,
+                    verdict(tp / bound <= 1.5)
+                );
+            }
+            let _ = writeln!(md);
+        }
         let _ = writeln!(md, "| measurement | median | runs |");
         let _ = writeln!(md, "|---|---|---|");
         for (key, version, _) in &self.fig5_versions {
@@ -2706,6 +3003,20 @@ impl Bench {
                     fmt(m(&k), 0),
                     runs_text(self.results.get(&k), 0)
                 );
+            }
+            for (variant, label) in [
+                ("cpu_trigpoll", "trigpoll drain"),
+                ("cpu_bound", "database bound"),
+            ] {
+                let k = format!("fig5.{key}.{variant}");
+                if let Some(runs) = self.results.get(&k) {
+                    let _ = writeln!(
+                        md,
+                        "| {version}, {label}, database CPU per 100,000 events, s | {} | {} |",
+                        fmt(median(runs), 2),
+                        runs_text(Some(runs), 2)
+                    );
+                }
             }
         }
         let _ = writeln!(md);
@@ -2730,6 +3041,13 @@ impl Bench {
              it MariaDB sorts the whole table) and moves and deletes by those ids; SQLite \
              selects the batch in a subquery (`… ORDER BY event_priority, event_id LIMIT \
              1000`) in both statements, inside one `BEGIN IMMEDIATE`.\n\
+             - **Database CPU**: the user+system CPU of the database's work from /proc, read \
+             before and after trigpoll's drain and the bound, per 100,000 events: MariaDB/MySQL, \
+             the server process (`@@pid_file`; every thread, so anything else the server does \
+             meanwhile counts too); SQLite, which has no server, trigpoll's own process \
+             (`cutime`/`cstime` of the bench, which waits for it) against the bench thread that \
+             runs the bound. /proc counts CPU in hundredths of a second, so a figure over few \
+             events (`--quick`) is coarse.\n\
              - The driver's sessions are set as trigpoll sets its own: MySQL `READ COMMITTED`, \
              UTC; SQLite `journal_mode = WAL`, `synchronous = NORMAL`. The servers run with the \
              settings they were found with:",

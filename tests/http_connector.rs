@@ -654,6 +654,41 @@ fn a_batch_retry_holds_the_rest_of_its_keys() {
     assert_eq!(requests.len(), 2, "nothing after the failed request");
 }
 
+/// 1,000 deliveries of distinct keys with `batch_size = 100`: ten full requests, several on the
+/// way at once (workers that raced for keys one by one used to send about 37 half-full ones with
+/// `concurrency = 8`). Four, as the test server serves four connections at once.
+#[test]
+fn batches_fill_whole_requests_and_still_go_out_at_once() {
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (inflight, highest) = (Arc::clone(&now), Arc::clone(&most));
+    let server = TestServer::start(4, move |_| {
+        highest.fetch_max(
+            inflight.fetch_add(1, Ordering::SeqCst) + 1,
+            Ordering::SeqCst,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        inflight.fetch_sub(1, Ordering::SeqCst);
+        respond(200, "ok")
+    });
+    let mut c = connector_with(&server.url, Signature::Trigpoll, &[SECRET], 4, 100);
+    let batch: Vec<_> = (1..=1000).map(delivery).collect();
+    assert!(c.deliver(&batch).iter().all(|o| *o == Outcome::Sent));
+    let sizes: Vec<usize> = server
+        .received()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            body["data"].as_array().unwrap().len()
+        })
+        .collect();
+    assert_eq!(sizes, [100; 10], "request sizes");
+    assert!(
+        most.load(Ordering::SeqCst) > 1,
+        "one request at a time: {}",
+        most.load(Ordering::SeqCst)
+    );
+}
+
 #[test]
 fn batches_keep_each_keys_order_across_concurrent_requests() {
     let server = TestServer::start(4, |_| {

@@ -9,6 +9,8 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering;
+
 use super::{fmt, median, rotation, runs_text, say, verdict, Bench, ARCHIVE};
 
 /// The section figure 9 writes, also the heading `--only fig9` looks for.
@@ -16,6 +18,10 @@ pub(super) const BROKERS_HEADING: &str = "## Brokers and batched HTTP";
 
 /// Payloads per request of the batched HTTP connector.
 const HTTP_BATCH: usize = 100;
+
+/// The ready events of the HTTP request count, and its connector's `concurrency`.
+const REQUEST_EVENTS: i64 = 1000;
+const HTTP_CONCURRENCY: usize = 8;
 
 /// The size of a payload of the drain's `item` rows, for the brokers' own rate.
 const BODY_BYTES: usize = 330;
@@ -384,6 +390,13 @@ impl Bench {
                 ),
             ),
         ];
+        let connectors = connectors.into_iter().chain([(
+            "httpcount",
+            format!(
+                "[sink]\ntype = \"http\"\nurl = \"{}\"\nsecret = \"bench\"\nbatch_size = {HTTP_BATCH}\nconcurrency = {HTTP_CONCURRENCY}\n",
+                self.receiver.url
+            ),
+        )]);
         for (name, sink) in connectors {
             let folder = format!("conn-{name}");
             self.write_connector(
@@ -416,6 +429,12 @@ impl Bench {
                     self.record(&format!("brokers.bound.{v}"), rate);
                 }
             }
+            // The requests the receiver gets for a small backlog, all of it ready at once.
+            self.queue_events(REQUEST_EVENTS, true);
+            let before = self.receiver.count.load(Ordering::Relaxed);
+            self.drain("httpcount", REQUEST_EVENTS);
+            let requests = self.receiver.count.load(Ordering::Relaxed) - before;
+            self.record("brokers.http_requests", requests as f64);
         }
         self.exec(&format!("TRUNCATE {ARCHIVE}"));
     }
@@ -462,6 +481,21 @@ impl Bench {
             );
         }
         let _ = writeln!(md);
+        if let Some(runs) = self.results.get("brokers.http_requests") {
+            let requests = median(runs);
+            let ideal = REQUEST_EVENTS as f64 / HTTP_BATCH as f64;
+            let _ = writeln!(
+                md,
+                "| figure | measured | runs | reference | target | |\n|---|---|---|---|---|---|\n\
+                 | HTTP `batch_size = {HTTP_BATCH}`, `concurrency = {HTTP_CONCURRENCY}`: requests the receiver got for {} ready events | {} | {} | {} (one per {HTTP_BATCH} events) | ≤ {} | {} |\n",
+                fmt(REQUEST_EVENTS as f64, 0),
+                fmt(requests, 0),
+                runs_text(Some(runs), 0),
+                fmt(ideal, 0),
+                fmt(ideal, 0),
+                verdict(requests <= ideal)
+            );
+        }
         for why in &self.brokers_missing {
             let _ = writeln!(md, "- Not run: {why}.");
         }
@@ -476,10 +510,13 @@ impl Bench {
              the server's default persistence); HTTP, the receiver's 200 (an in-process \
              tiny_http server that only counts). Each broker connector pipelines up to 1000 \
              messages waiting for their acknowledgement; batched HTTP posts {HTTP_BATCH} payloads \
-             per request, 8 requests at once. \"The broker alone\" publishes as many messages of \
+             per request, 8 requests at once; its request count drains {} events queued at once \
+             (one per key) with `concurrency = {HTTP_CONCURRENCY}` set, and counts the requests \
+             the receiver answered during the drain. \"The broker alone\" publishes as many messages of \
              {BODY_BYTES} bytes (a payload's size) straight from the bench, with the same client \
              library and the same window of 1000, and no database: what the broker itself takes \
-             on this machine.\n"
+             on this machine.\n",
+            fmt(REQUEST_EVENTS as f64, 0)
         );
         md
     }

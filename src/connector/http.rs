@@ -274,10 +274,11 @@ impl Poster {
 const ABANDON_CHECK: Duration = Duration::from_millis(50);
 
 impl Deliver for HttpSink {
-    /// Up to `concurrency` requests at once, never two of one key: a worker takes whole keys
-    /// (all of a key's deliveries in the batch) until it has `batch_size` deliveries, then sends
-    /// them in batch order, `batch_size` per request, each request once the one before it has
-    /// an answer. After a retry the rest of the keys in that request are held.
+    /// Up to `concurrency` requests at once, never two of one key: the batch is cut into lanes
+    /// of whole keys (all of a key's deliveries in the batch) that fill whole requests
+    /// ([`lanes`]); a worker takes a lane and sends it in batch order, `batch_size` per request,
+    /// each request once the one before it has an answer. After a retry the rest of the keys in
+    /// that request are held.
     fn deliver(&mut self, batch: &[Delivery]) -> Vec<Outcome> {
         let mut runs: Vec<Vec<usize>> = Vec::new();
         let mut run_of: HashMap<usize, usize> = HashMap::new();
@@ -288,8 +289,9 @@ impl Deliver for HttpSink {
             });
             runs[run].push(i);
         }
-        let workers = self.concurrency.min(runs.len());
-        let work = Arc::new((batch.to_vec(), runs, AtomicUsize::new(0)));
+        let lanes = lanes(runs, self.batch_size);
+        let workers = self.concurrency.min(lanes.len());
+        let work = Arc::new((batch.to_vec(), lanes, AtomicUsize::new(0)));
         let (sent, answers) = mpsc::channel::<(usize, Outcome)>();
         for _ in 0..workers {
             let (work, sent) = (Arc::clone(&work), sent.clone());
@@ -298,18 +300,9 @@ impl Deliver for HttpSink {
             // Not scoped: a request stuck on a slow receiver must not keep the poller from
             // stopping; the thread ends with its request, or with the process.
             std::thread::spawn(move || {
-                let (batch, runs, next) = &*work;
-                loop {
-                    let mut lane: Vec<usize> = Vec::new();
-                    while lane.len() < batch_size {
-                        match runs.get(next.fetch_add(1, Ordering::Relaxed)) {
-                            Some(run) => lane.extend(run),
-                            None => break,
-                        }
-                    }
-                    if lane.is_empty()
-                        || !send_lane(&poster, batch, &lane, batch_size, &abandon, &sent)
-                    {
+                let (batch, lanes, next) = &*work;
+                while let Some(lane) = lanes.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if !send_lane(&poster, batch, lane, batch_size, &abandon, &sent) {
                         return;
                     }
                 }
@@ -335,6 +328,28 @@ impl Deliver for HttpSink {
             .map(|o| o.unwrap_or_else(|| Outcome::retry("no answer: the delivery was given up")))
             .collect()
     }
+}
+
+/// Cuts a batch's runs (the deliveries of one key each, in batch order) into lanes of whole
+/// runs that fill whole requests of `batch_size`: a lane takes the runs that follow its first
+/// while they fit in the requests the first needs, so that with short runs every request but
+/// the last is full (1,000 deliveries of distinct keys are 10 requests of 100).
+fn lanes(runs: Vec<Vec<usize>>, batch_size: usize) -> Vec<Vec<usize>> {
+    let mut lanes: Vec<Vec<usize>> = Vec::new();
+    let mut room = 0;
+    for run in runs {
+        match lanes.last_mut() {
+            Some(lane) if run.len() <= room => {
+                room -= run.len();
+                lane.extend(run);
+            }
+            _ => {
+                room = run.len().div_ceil(batch_size) * batch_size - run.len();
+                lanes.push(run);
+            }
+        }
+    }
+    lanes
 }
 
 /// Sends one worker's share of the batch (`lane`: the indices of whole keys) in batch order,
@@ -507,6 +522,30 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lanes_fill_whole_requests_with_whole_keys() {
+        let runs = |lens: &[usize]| -> Vec<Vec<usize>> {
+            let mut next = 0;
+            lens.iter()
+                .map(|&len| {
+                    next += len;
+                    (next - len..next).collect()
+                })
+                .collect()
+        };
+        let sizes = |lanes: Vec<Vec<usize>>| -> Vec<usize> { lanes.iter().map(Vec::len).collect() };
+        assert_eq!(sizes(lanes(runs(&[1; 250]), 100)), [100, 100, 50]);
+        // A run longer than a request takes the requests it needs, and shorter runs fill the
+        // room left in its last one; a run that does not fit starts a lane of its own.
+        assert_eq!(
+            sizes(lanes(runs(&[150, 30, 20, 5, 100]), 100)),
+            [200, 5, 100]
+        );
+        let cut = lanes(runs(&[3, 98, 2]), 100);
+        assert_eq!(cut, [(0..3).collect::<Vec<_>>(), (3..103).collect()]);
+        assert!(lanes(Vec::new(), 100).is_empty());
+    }
 
     #[test]
     fn signature_matches_an_independent_computation() {

@@ -748,17 +748,17 @@ FOR UPDATE SKIP LOCKED",
 /// statement's older snapshot, an event committed while the step ran was passed over as locked
 /// and yet missing from the check: a key's later event went first.)
 ///
-/// Parameters: per candidate key (`keys` rows) its position, object name, key and last
+/// Parameters: rows ([`json_rows`]) of each candidate key's position, object name, key and last
 /// candidate's event id; the claim token; the claim timeout in microseconds; then the
 /// `candidates` ids. Returns (0, key position, event id, waiting for a retry) for each event of
 /// those keys up to that id that is not held and not in progress under the token (one in
 /// progress under it that events are held behind counts: they are the key's next, and the claim
 /// must not pass them), and (1, candidate, first event held behind it, 0) for candidates with
 /// held events.
-pub fn claim_neighbours(n: &Names, keys: usize, candidates: usize) -> String {
+pub fn claim_neighbours(n: &Names, candidates: usize) -> String {
     format!(
         "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > NOW(6), p.event_priority
-FROM ({keys}) AS k
+FROM {keys} AS k
 JOIN {ev} p FORCE INDEX ({key_run})
     ON p.key_hash = UNHEX(SHA2(CONCAT(k.name, X'00', k.okey), 256)) AND p.waiting_for IS NULL
     AND p.event_id <= k.last
@@ -771,15 +771,12 @@ UNION ALL
 SELECT 1, w.waiting_for, MIN(w.event_id), 0, 0 FROM {ev} w FORCE INDEX ({claim})
 WHERE w.waiting_for IN ({ids})
 GROUP BY w.waiting_for",
-        keys = rows_table(
-            &[
+        keys = json_rows(&[
                 ("i", SIGNED),
                 ("name", TEXT),
                 ("okey", TEXT),
                 ("last", SIGNED)
-            ],
-            keys
-        ),
+            ]),
         ev = n.event,
         key_run = key_run_index(n),
         claim = claim_index(n),
@@ -787,47 +784,44 @@ GROUP BY w.waiting_for",
     )
 }
 
-/// For each candidate with an empty key (`count` rows of its object and id, then the claim
+/// For each candidate with an empty key (rows ([`json_rows`]) of its object and id, then the claim
 /// token and the claim timeout in microseconds): the first event of its object before it that is
 /// not in progress under the token (see the store's `claim` module), or NULL. By the primary key:
 /// the events before a candidate are few.
-pub fn claim_before(n: &Names, count: usize) -> String {
+pub fn claim_before(n: &Names) -> String {
     format!(
         "SELECT b.id, (SELECT MIN(p.event_id) FROM {ev} p FORCE INDEX (PRIMARY)
     WHERE p.event_id < b.id AND p.object_name = b.name
       AND NOT (p.event_status = 3 AND p.claimed_by = t.token
                AND p.claimed_at >= NOW(6) - INTERVAL t.timeout MICROSECOND))
-FROM ({barriers}) AS b CROSS JOIN (SELECT {TEXT} AS token, {SIGNED} AS timeout) AS t",
+FROM {barriers} AS b CROSS JOIN (SELECT CAST(? AS CHAR CHARACTER SET utf8mb4) AS token, CAST(? AS SIGNED) AS timeout) AS t",
         ev = n.event,
-        barriers = rows_table(&[("name", TEXT), ("id", SIGNED)], count),
+        barriers = json_rows(&[("name", TEXT), ("id", SIGNED)]),
     )
 }
 
-/// The claimable events of keys (`count` rows of object, key, first and last id, both
+/// The claimable events of keys (rows ([`json_rows`]) of object, key, first and last id, both
 /// included; then the claim timeout in microseconds), in event-id order, locked as a claim's
 /// candidates are: what a claim inherits for a candidate behind events of a lower priority.
-pub fn claim_inherit(n: &Names, count: usize) -> String {
+pub fn claim_inherit(n: &Names) -> String {
     format!(
         "SELECT {EVENT_COLUMNS}
-FROM ({runs}) AS r
+FROM {runs} AS r
 JOIN {ev} e FORCE INDEX ({key_run})
     ON e.key_hash = UNHEX(SHA2(CONCAT(r.name, X'00', r.okey), 256)) AND e.waiting_for IS NULL
     AND e.event_id BETWEEN r.first AND r.last
-CROSS JOIN (SELECT {SIGNED} AS timeout) AS t
+CROSS JOIN (SELECT CAST(? AS SIGNED) AS timeout) AS t
 WHERE e.object_name = r.name AND e.object_key = r.okey
   AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
        OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL t.timeout MICROSECOND))
 ORDER BY e.event_id
 FOR UPDATE SKIP LOCKED",
-        runs = rows_table(
-            &[
-                ("name", TEXT),
-                ("okey", TEXT),
-                ("first", SIGNED),
-                ("last", SIGNED)
-            ],
-            count
-        ),
+        runs = json_rows(&[
+            ("name", TEXT),
+            ("okey", TEXT),
+            ("first", SIGNED),
+            ("last", SIGNED)
+        ]),
         ev = n.event,
         key_run = key_run_index(n),
     )
@@ -847,30 +841,46 @@ LOCK IN SHARE MODE",
     )
 }
 
-/// Holds events behind others: per row the event id and the id of the event it waits for.
-pub fn hold(n: &Names, rows: usize) -> String {
+/// Holds events behind others: rows ([`json_rows`]) of the event id and the id of the event it
+/// waits for.
+pub fn hold(n: &Names) -> String {
     format!(
-        "UPDATE {} AS e JOIN ({}) AS h ON e.event_id = h.event_id SET e.waiting_for = h.behind",
+        "UPDATE {} AS e JOIN {} AS h ON e.event_id = h.event_id SET e.waiting_for = h.behind",
         n.event,
-        rows_table(&[("event_id", SIGNED), ("behind", SIGNED)], rows)
+        json_rows(&[("event_id", SIGNED), ("behind", SIGNED)])
     )
 }
 
-/// Puts events that wait behind others back: per row the event id and its connectors already
-/// done. Their claim is released; their attempt count stays.
-pub fn put_back(n: &Names, rows: usize) -> String {
+/// Puts events that wait behind others back: rows ([`json_rows`]) of the event id and its
+/// connectors already done, then the claim token; only events still claimed under it. Their claim
+/// is released; their attempt count stays.
+pub fn put_back(n: &Names) -> String {
     format!(
-        "UPDATE {} AS e JOIN ({}) AS u ON e.event_id = u.event_id
-SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.done_connectors = u.done",
+        "UPDATE {} AS e JOIN {} AS u ON e.event_id = u.event_id
+SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.done_connectors = u.done
+WHERE e.claimed_by = ?",
         n.event,
-        rows_table(&[("event_id", SIGNED), ("done", TEXT)], rows)
+        json_rows(&[("event_id", SIGNED), ("done", TEXT)])
     )
 }
 
-/// Releases the events held behind the `count` given events.
+/// Releases the events held behind the `count` given events. By the claim index, whose first
+/// column is `waiting_for`: with a thousand ids MariaDB's estimate otherwise picks a scan of the
+/// whole table (40 ms a batch at 50,000 events, most of a drain's time).
 pub fn release(n: &Names, count: usize) -> String {
     format!(
-        "UPDATE {} SET waiting_for = NULL WHERE waiting_for IN ({})",
+        "UPDATE {} FORCE INDEX ({}) SET waiting_for = NULL WHERE waiting_for IN ({})",
+        n.event,
+        claim_index(n),
+        placeholders(count)
+    )
+}
+
+/// Deletes the `count` given events where they are still claimed under the token (the last
+/// parameter).
+pub fn delete_claimed(n: &Names, count: usize) -> String {
+    format!(
+        "DELETE FROM {} WHERE event_id IN ({}) AND claimed_by = ?",
         n.event,
         placeholders(count)
     )
@@ -900,25 +910,26 @@ pub fn placeholders(count: usize) -> String {
     vec!["?"; count].join(", ")
 }
 
-const SIGNED: &str = "CAST(? AS SIGNED)";
-const TEXT: &str = "CAST(? AS CHAR CHARACTER SET utf8mb4)";
+/// Column types of [`json_rows`]: an integer, and text compared as the event table compares it.
+const SIGNED: &str = "BIGINT";
+const TEXT: &str = "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin";
 
-/// `rows` rows of parameters as a derived table: `SELECT <expr> AS <name>, … UNION ALL …`. Each
-/// parameter is cast, so that its type does not depend on how the server guesses it.
-pub fn rows_table(columns: &[(&str, &str)], rows: usize) -> String {
-    let first = columns
+/// Rows sent as one parameter, a JSON array of objects (see the store's `JsonRows`), read as a
+/// table: `JSON_TABLE(?, '$[*]' COLUMNS (<name> <type> PATH '$.<name>', …))`; a member left out
+/// is NULL. One statement text whatever the number of rows, which the server parses and plans in
+/// a fraction of the time a `UNION ALL` of as many `SELECT`s takes (4 ms against 10–14 ms for
+/// 1,000 archive rows on MariaDB 10.11).
+pub fn json_rows(columns: &[(&str, &str)]) -> String {
+    let columns: Vec<String> = columns
         .iter()
-        .map(|(name, expr)| format!("{expr} AS {name}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let exprs: Vec<&str> = columns.iter().map(|(_, expr)| *expr).collect();
-    let rest = format!("\nUNION ALL SELECT {}", exprs.join(", "));
-    format!("SELECT {first}{}", rest.repeat(rows.saturating_sub(1)))
+        .map(|(name, kind)| format!("{name} {kind} PATH '$.{name}'"))
+        .collect();
+    format!("JSON_TABLE(?, '$[*]' COLUMNS ({}))", columns.join(", "))
 }
 
-/// Archives claimed events; per row the parameters are the event id, connector id, status,
-/// description and attempts.
-pub fn archive(n: &Names, rows: usize) -> String {
+/// Archives claimed events: rows ([`json_rows`]) of the event id, connector id, status,
+/// description and attempts, then the claim token; only events still claimed under it.
+pub fn archive(n: &Names) -> String {
     format!(
         "INSERT INTO {} (event_id, object_name, object_verb, object_key, event_priority,
     event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
@@ -926,42 +937,38 @@ pub fn archive(n: &Names, rows: usize) -> String {
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
     e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
     e.event_action, e.event_comment
-FROM ({}) AS d
-JOIN {} e ON e.event_id = d.event_id",
+FROM {} AS d
+JOIN {} e ON e.event_id = d.event_id AND e.claimed_by = ?",
         n.archive,
-        rows_table(
-            &[
-                ("event_id", SIGNED),
-                ("connector_id", TEXT),
-                ("status", SIGNED),
-                ("description", TEXT),
-                ("attempts", SIGNED)
-            ],
-            rows
-        ),
+        json_rows(&[
+            ("event_id", SIGNED),
+            ("connector_id", TEXT),
+            ("status", SIGNED),
+            ("description", TEXT),
+            ("attempts", SIGNED)
+        ]),
         n.event
     )
 }
 
-/// Puts claimed events back for a later attempt; per row the parameters are the event id,
-/// attempts, delay in microseconds, description and connectors already done.
-pub fn retry_later(n: &Names, rows: usize) -> String {
+/// Puts claimed events back for a later attempt: rows ([`json_rows`]) of the event id, attempts,
+/// delay in microseconds, description and connectors already done, then the claim token; only
+/// events still claimed under it.
+pub fn retry_later(n: &Names) -> String {
     format!(
-        "UPDATE {} AS e JOIN ({}) AS u ON e.event_id = u.event_id
+        "UPDATE {} AS e JOIN {} AS u ON e.event_id = u.event_id
 SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.attempts = u.attempts,
     e.next_attempt_at = NOW(6) + INTERVAL u.delay_us MICROSECOND,
-    e.event_description = u.description, e.done_connectors = u.done",
+    e.event_description = u.description, e.done_connectors = u.done
+WHERE e.claimed_by = ?",
         n.event,
-        rows_table(
-            &[
-                ("event_id", SIGNED),
-                ("attempts", SIGNED),
-                ("delay_us", SIGNED),
-                ("description", TEXT),
-                ("done", TEXT)
-            ],
-            rows
-        )
+        json_rows(&[
+            ("event_id", SIGNED),
+            ("attempts", SIGNED),
+            ("delay_us", SIGNED),
+            ("description", TEXT),
+            ("done", TEXT)
+        ])
     )
 }
 
@@ -1421,23 +1428,27 @@ FOR UPDATE SKIP LOCKED"
     fn finish_text() {
         let n = names("tp", "ev", "ar");
         assert_eq!(
-            archive(&n, 2),
+            archive(&n),
             "INSERT INTO `tp`.`ar` (event_id, object_name, object_verb, object_key, event_priority,
     event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
     event_action, event_comment)
 SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority,
     e.event_time, d.status, d.description, d.connector_id, d.attempts, e.payload, e.replay_of,
     e.event_action, e.event_comment
-FROM (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS CHAR CHARACTER SET utf8mb4) AS connector_id, CAST(? AS SIGNED) AS status, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS SIGNED) AS attempts
-UNION ALL SELECT CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED), CAST(? AS CHAR CHARACTER SET utf8mb4), CAST(? AS SIGNED)) AS d
-JOIN `tp`.`ev` e ON e.event_id = d.event_id"
+FROM JSON_TABLE(?, '$[*]' COLUMNS (event_id BIGINT PATH '$.event_id', connector_id LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.connector_id', status BIGINT PATH '$.status', description LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.description', attempts BIGINT PATH '$.attempts')) AS d
+JOIN `tp`.`ev` e ON e.event_id = d.event_id AND e.claimed_by = ?"
         );
         assert_eq!(
-            retry_later(&n, 1),
-            "UPDATE `tp`.`ev` AS e JOIN (SELECT CAST(? AS SIGNED) AS event_id, CAST(? AS SIGNED) AS attempts, CAST(? AS SIGNED) AS delay_us, CAST(? AS CHAR CHARACTER SET utf8mb4) AS description, CAST(? AS CHAR CHARACTER SET utf8mb4) AS done) AS u ON e.event_id = u.event_id
+            retry_later(&n),
+            "UPDATE `tp`.`ev` AS e JOIN JSON_TABLE(?, '$[*]' COLUMNS (event_id BIGINT PATH '$.event_id', attempts BIGINT PATH '$.attempts', delay_us BIGINT PATH '$.delay_us', description LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.description', done LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PATH '$.done')) AS u ON e.event_id = u.event_id
 SET e.event_status = 0, e.claimed_by = NULL, e.claimed_at = NULL, e.attempts = u.attempts,
     e.next_attempt_at = NOW(6) + INTERVAL u.delay_us MICROSECOND,
-    e.event_description = u.description, e.done_connectors = u.done"
+    e.event_description = u.description, e.done_connectors = u.done
+WHERE e.claimed_by = ?"
+        );
+        assert_eq!(
+            release(&n, 2),
+            "UPDATE `tp`.`ev` FORCE INDEX (`ev_ready`) SET waiting_for = NULL WHERE waiting_for IN (?, ?)"
         );
     }
 

@@ -685,11 +685,39 @@ WHERE event_id = ?1
     )
 }
 
-/// Releases the events held behind event `?1`.
+/// Releases the events held behind the events of `?1`, a JSON array of ids.
 pub fn release(n: &Names) -> String {
     format!(
-        "UPDATE {} SET waiting_for = NULL WHERE waiting_for = ?1",
+        "UPDATE {} SET waiting_for = NULL WHERE waiting_for IN (SELECT value FROM json_each(?1))",
         n.event
+    )
+}
+
+/// Deletes the events of `?1`, a JSON array of ids, that are still claimed under the token `?2`;
+/// returns the ids deleted.
+pub fn delete_claimed(n: &Names) -> String {
+    format!(
+        "DELETE FROM {} WHERE event_id IN (SELECT value FROM json_each(?1)) AND claimed_by = ?2
+RETURNING event_id",
+        n.event
+    )
+}
+
+/// Archives claimed events: `?1` a JSON array of `[event id, status, description, connector
+/// id, attempts]`, `?2` the claim token; only events still claimed under it, in the array's
+/// order.
+pub fn archive(n: &Names) -> String {
+    format!(
+        "INSERT INTO {ar} (event_id, object_name, object_verb, object_key, event_priority,
+    event_time, event_status, event_description, connector_id, attempts, payload, replay_of,
+    event_action, event_comment)
+SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, e.event_time,
+    a.value ->> 1, a.value ->> 2, a.value ->> 3, a.value ->> 4, e.payload, e.replay_of,
+    e.event_action, e.event_comment
+FROM json_each(?1) AS a
+CROSS JOIN {ev} AS e ON e.event_id = a.value ->> 0 AND e.claimed_by = ?2",
+        ar = n.archive,
+        ev = n.event,
     )
 }
 

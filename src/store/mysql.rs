@@ -20,10 +20,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mysql::prelude::{AsStatement, FromRow, Queryable};
 use mysql::{Conn, Opts, OptsBuilder, Params, Row, TxOpts, Value};
+use serde_json::json;
 
 use crate::config::{Config, Secret, TableName, Verb};
 use crate::dialect::mysql::{self as sql, base_type, KeyType, Names};
-use crate::event::{ArchiveRow, Event, Hold, RetryLater, Settlement, Status};
+use crate::event::{Event, Settlement, Status};
 use crate::store::claim::{self, Keys, Neighbour};
 use crate::store::{
     BacklogRow, ChildRow, EventStore, Fetched, Interrupt, JsonObject, ReadyBacklog, ReplayFilter,
@@ -215,18 +216,19 @@ impl claim::Lookups for Lookups<'_, '_> {
     type Error = LookupError;
 
     fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<claim::Found, LookupError> {
-        let mut params: Vec<Value> = Vec::with_capacity(keys.ranges.len() * 4 + ids.len() + 2);
+        let mut rows = JsonRows::default();
         for (i, k) in keys.ranges.iter().enumerate() {
-            params.extend([
-                Value::from(i as u64),
-                k.object_name.into(),
-                k.object_key.into(),
-                k.last.into(),
+            rows.push(&[
+                ("i", json!(i)),
+                ("name", json!(k.object_name)),
+                ("okey", json!(k.object_key)),
+                ("last", json!(k.last)),
             ]);
         }
-        params.extend([self.token.into(), self.timeout_us.into()]);
+        let mut params: Vec<Value> = Vec::with_capacity(ids.len() + 3);
+        params.extend([rows.param(), self.token.into(), self.timeout_us.into()]);
         params.extend(ids.iter().map(|&id| Value::from(id)));
-        let query = sql::claim_neighbours(self.names, keys.ranges.len(), ids.len());
+        let query = sql::claim_neighbours(self.names, ids.len());
         let rows: Vec<(i64, i64, i64, Option<i64>, i32)> = self.tx.exec_rows(query, params)?;
         let mut found = Vec::new();
         let mut waiters = Vec::new();
@@ -245,14 +247,13 @@ impl claim::Lookups for Lookups<'_, '_> {
     }
 
     fn before(&mut self, barriers: &[(&str, i64)]) -> Result<Vec<(i64, i64)>, LookupError> {
-        let mut params: Vec<Value> = Vec::with_capacity(barriers.len() * 2 + 2);
+        let mut rows = JsonRows::default();
         for (name, id) in barriers {
-            params.extend([Value::from(*name), Value::from(*id)]);
+            rows.push(&[("name", json!(name)), ("id", json!(id))]);
         }
-        params.extend([self.token.into(), self.timeout_us.into()]);
-        let rows: Vec<(i64, Option<i64>)> = self
-            .tx
-            .exec_rows(sql::claim_before(self.names, barriers.len()), params)?;
+        let params = (rows.param(), self.token, self.timeout_us);
+        let rows: Vec<(i64, Option<i64>)> =
+            self.tx.exec_rows(sql::claim_before(self.names), params)?;
         Ok(rows
             .into_iter()
             .filter_map(|(id, earlier)| Some((id, earlier?)))
@@ -260,19 +261,17 @@ impl claim::Lookups for Lookups<'_, '_> {
     }
 
     fn inherit(&mut self, runs: &[claim::Inherit]) -> Result<Vec<Event>, LookupError> {
-        let mut params: Vec<Value> = Vec::with_capacity(runs.len() * 4 + 1);
+        let mut rows = JsonRows::default();
         for r in runs {
-            params.extend([
-                Value::from(r.object_name.as_str()),
-                Value::from(r.object_key.as_str()),
-                Value::from(r.from),
-                Value::from(r.last),
+            rows.push(&[
+                ("name", json!(r.object_name)),
+                ("okey", json!(r.object_key)),
+                ("first", json!(r.from)),
+                ("last", json!(r.last)),
             ]);
         }
-        params.push(self.timeout_us.into());
-        let rows: Vec<Row> = self
-            .tx
-            .exec(sql::claim_inherit(self.names, runs.len()), params)?;
+        let params = (rows.param(), self.timeout_us);
+        let rows: Vec<Row> = self.tx.exec(sql::claim_inherit(self.names), params)?;
         rows.into_iter()
             .map(event_from_row)
             .collect::<Result<_>>()
@@ -299,13 +298,91 @@ fn hold(
     let there: Vec<i64> = tx.exec_rows(sql::lock_blockers(names, blockers.len()), params)?;
     let holds: Vec<&(i64, i64)> = holds.iter().filter(|h| there.contains(&h.1)).collect();
     for chunk in holds.chunks(CHUNK) {
-        let params: Vec<Value> = chunk
-            .iter()
-            .flat_map(|(id, behind)| [Value::from(*id), Value::from(*behind)])
-            .collect();
-        tx.exec_drop(sql::hold(names, chunk.len()), params)?;
+        let mut rows = JsonRows::default();
+        for (id, behind) in chunk {
+            rows.push(&[("event_id", json!(id)), ("behind", json!(behind))]);
+        }
+        tx.exec_drop(sql::hold(names), (rows.param(),))?;
     }
     Ok(())
+}
+
+/// Archives, deletes, retries and puts back a batch's events, each statement only for those
+/// still claimed under `token`. Without `locked` (the events' claims not locked beforehand),
+/// stops and returns false as soon as a statement finds fewer events than it was given: some
+/// claim was taken over, and the transaction must be rolled back.
+fn settle(
+    tx: &mut mysql::Transaction,
+    n: &Names,
+    token: &str,
+    settlement: &Settlement,
+    locked: Option<()>,
+) -> Result<bool, mysql::Error> {
+    let all = |tx: &mysql::Transaction, expected: usize| {
+        locked.is_some() || tx.affected_rows() == expected as u64
+    };
+    for chunk in settlement.archive.chunks(CHUNK) {
+        let mut rows = JsonRows::default();
+        for a in chunk {
+            rows.push(&[
+                ("event_id", json!(a.event_id)),
+                ("connector_id", json!(a.connector_id)),
+                ("status", json!(a.status.code())),
+                ("description", json!(a.description)),
+                ("attempts", json!(a.attempts)),
+            ]);
+        }
+        tx.exec_drop(sql::archive(n), (rows.param(), token))?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
+    }
+    for chunk in settlement.complete.chunks(CHUNK) {
+        let mut params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
+        params.push(token.into());
+        tx.exec_drop(sql::delete_claimed(n, chunk.len()), params.clone())?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
+        params.pop();
+        tx.exec_drop(sql::release(n, chunk.len()), params)?;
+    }
+    for chunk in settlement.retry.chunks(CHUNK) {
+        let mut rows = JsonRows::default();
+        for r in chunk {
+            rows.push(&[
+                ("event_id", json!(r.event_id)),
+                ("attempts", json!(r.attempts)),
+                ("delay_us", json!(r.delay.as_micros() as u64)),
+                ("description", json!(r.description)),
+                ("done", connectors(&r.done_connectors)),
+            ]);
+        }
+        tx.exec_drop(sql::retry_later(n), (rows.param(), token))?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
+    }
+    for chunk in settlement.hold.chunks(CHUNK) {
+        let mut rows = JsonRows::default();
+        for h in chunk {
+            rows.push(&[
+                ("event_id", json!(h.event_id)),
+                ("done", connectors(&h.done_connectors)),
+            ]);
+        }
+        tx.exec_drop(sql::put_back(n), (rows.param(), token))?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
+    }
+    let behind: Vec<(i64, i64)> = settlement
+        .hold
+        .iter()
+        .filter_map(|h| Some((h.event_id, h.behind?)))
+        .collect();
+    hold(tx, n, token, &behind)?;
+    Ok(true)
 }
 
 /// The server's version from `SELECT VERSION()`, or why trigpoll cannot use it.
@@ -410,10 +487,43 @@ fn event_from_row(mut row: Row) -> Result<Event> {
 }
 
 /// Connector ids as the event table keeps them: comma-separated, NULL for none.
-fn connectors(ids: &[String]) -> Value {
+/// A `done_connectors` value: the ids separated by commas, NULL for none.
+fn connectors(ids: &[String]) -> serde_json::Value {
     match ids {
-        [] => Value::NULL,
+        [] => serde_json::Value::Null,
         _ => ids.join(",").into(),
+    }
+}
+
+/// Rows for one `JSON_TABLE` parameter ([`sql::json_rows`]): an array of objects whose members
+/// are the columns; a NULL is left out, which `JSON_TABLE` reads as NULL on MySQL and MariaDB
+/// alike (a JSON `null` is not read the same by every version).
+#[derive(Default)]
+struct JsonRows(String);
+
+impl JsonRows {
+    fn push(&mut self, cells: &[(&str, serde_json::Value)]) {
+        self.0.push(if self.0.is_empty() { '[' } else { ',' });
+        self.0.push('{');
+        let mut first = true;
+        for (name, value) in cells.iter().filter(|(_, v)| !v.is_null()) {
+            if !first {
+                self.0.push(',');
+            }
+            first = false;
+            self.0.push('"');
+            self.0.push_str(name);
+            self.0.push_str("\":");
+            self.0.push_str(&value.to_string());
+        }
+        self.0.push('}');
+    }
+
+    fn param(&self) -> Value {
+        match self.0.is_empty() {
+            true => Value::from("[]"),
+            false => Value::from(format!("{}]", self.0)),
+        }
     }
 }
 
@@ -1037,11 +1147,19 @@ impl EventStore for MysqlStore {
         }
         let (conn, n, token) = (&mut self.conn, &self.names, self.token.as_str());
         retrying(|| {
+            // Every statement touches only the events this store still claims. When each finds
+            // all of its events, the batch was this store's to the end (the deletes and updates
+            // lock them, and a claim never passes back to a token): commit. When one does not,
+            // another poller took over an expired claim: start again, and settle what is still
+            // this store's, leaving the rest to their new owner.
             let mut tx = conn.start_transaction(TxOpts::default())?;
-            // Lock the events still claimed by this store: another poller that took over an
-            // expired claim owns the rest, and they are left alone. By primary key, whatever the
-            // statistics of a table just filled say: a scan would lock its way through rows the
-            // claiming connection is scanning at the same time.
+            if settle(&mut tx, n, token, settlement, None)? {
+                return tx.commit();
+            }
+            tx.rollback()?;
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            // By primary key, whatever the statistics of a table just filled say: a scan would
+            // lock its way through rows the claiming connection is scanning at the same time.
             let mut held: Vec<i64> = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(CHUNK) {
                 let mut params: Vec<Value> = vec![token.into()];
@@ -1058,65 +1176,26 @@ impl EventStore for MysqlStore {
                 held.extend(found);
             }
             held.sort_unstable();
-            let holds_claim = |id: &i64| held.binary_search(id).is_ok();
-            let archive: Vec<&ArchiveRow> = archive
-                .iter()
-                .filter(|a| holds_claim(&a.event_id))
-                .collect();
-            for chunk in archive.chunks(CHUNK) {
-                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-                for a in chunk {
-                    params.extend([
-                        a.event_id.into(),
-                        text(a.connector_id.as_deref()),
-                        a.status.code().into(),
-                        text(a.description.as_deref()),
-                        a.attempts.into(),
-                    ]);
-                }
-                tx.exec_drop(sql::archive(n, chunk.len()), params)?;
-            }
-            let complete: Vec<i64> = complete.iter().copied().filter(holds_claim).collect();
-            for chunk in complete.chunks(CHUNK) {
-                let params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
-                tx.exec_drop(
-                    format!(
-                        "DELETE FROM {} WHERE event_id IN ({})",
-                        n.event,
-                        sql::placeholders(chunk.len())
-                    ),
-                    params.clone(),
-                )?;
-                tx.exec_drop(sql::release(n, chunk.len()), params)?;
-            }
-            let retry: Vec<&RetryLater> =
-                retry.iter().filter(|r| holds_claim(&r.event_id)).collect();
-            for chunk in retry.chunks(CHUNK) {
-                let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-                for r in chunk {
-                    params.extend([
-                        r.event_id.into(),
-                        r.attempts.into(),
-                        (r.delay.as_micros() as u64).into(),
-                        r.description.as_str().into(),
-                        connectors(&r.done_connectors),
-                    ]);
-                }
-                tx.exec_drop(sql::retry_later(n, chunk.len()), params)?;
-            }
-            let holds: Vec<&Hold> = holds.iter().filter(|h| holds_claim(&h.event_id)).collect();
-            for chunk in holds.chunks(CHUNK) {
-                let params: Vec<Value> = chunk
+            let still = |id: &i64| held.binary_search(id).is_ok();
+            let settlement = Settlement {
+                archive: archive
                     .iter()
-                    .flat_map(|h| [h.event_id.into(), connectors(&h.done_connectors)])
-                    .collect();
-                tx.exec_drop(sql::put_back(n, chunk.len()), params)?;
-            }
-            let behind: Vec<(i64, i64)> = holds
-                .iter()
-                .filter_map(|h| Some((h.event_id, h.behind?)))
-                .collect();
-            hold(&mut tx, n, token, &behind)?;
+                    .filter(|a| still(&a.event_id))
+                    .cloned()
+                    .collect(),
+                complete: complete.iter().copied().filter(still).collect(),
+                retry: retry
+                    .iter()
+                    .filter(|r| still(&r.event_id))
+                    .cloned()
+                    .collect(),
+                hold: holds
+                    .iter()
+                    .filter(|h| still(&h.event_id))
+                    .cloned()
+                    .collect(),
+            };
+            settle(&mut tx, n, token, &settlement, Some(()))?;
             tx.commit()
         })
     }

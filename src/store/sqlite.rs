@@ -122,6 +122,10 @@ fn open_connection(path: &Path) -> Result<Connection> {
         conn.execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(err)?;
     }
+    // A claim's and a batch's lookups of many keys build temporary tables: in memory, not in a
+    // file of /var/tmp opened for every batch.
+    conn.execute_batch("PRAGMA temp_store = MEMORY")
+        .map_err(err)?;
     Ok(conn)
 }
 
@@ -737,43 +741,41 @@ impl EventStore for SqliteStore {
     }
 
     fn finish(&mut self, settlement: &Settlement) -> Result<()> {
-        let (ev, ar, token) = (&self.names.event, &self.names.archive, &self.token);
+        let (ev, token) = (&self.names.event, &self.token);
         let tx = immediate(&mut self.conn)?;
+        // A batch's archive rows and deletes are one statement each, whatever its size.
         if !settlement.archive.is_empty() {
-            let mut insert = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO {ar} (event_id, object_name, object_verb, object_key,
-                        event_priority, event_time, event_status, event_description, connector_id,
-                        attempts, payload, replay_of, event_action, event_comment)
-                     SELECT event_id, object_name, object_verb, object_key, event_priority,
-                        event_time, ?2, ?3, ?4, ?5, payload, replay_of, event_action, event_comment
-                     FROM {ev} WHERE event_id = ?1 AND claimed_by = ?6"
-                ))
-                .map_err(err)?;
-            for a in &settlement.archive {
-                insert
-                    .execute(params![
+            let rows: Vec<serde_json::Value> = settlement
+                .archive
+                .iter()
+                .map(|a| {
+                    serde_json::json!([
                         a.event_id,
                         a.status.code(),
                         a.description,
                         a.connector_id,
-                        a.attempts,
-                        token
+                        a.attempts
                     ])
-                    .map_err(err)?;
-            }
+                })
+                .collect();
+            tx.prepare_cached(&sql::archive(&self.names))
+                .map_err(err)?
+                .execute(params![to_json(&rows), token])
+                .map_err(err)?;
         }
         if !settlement.complete.is_empty() {
-            let mut delete = tx
-                .prepare_cached(&format!(
-                    "DELETE FROM {ev} WHERE event_id = ?1 AND claimed_by = ?2"
-                ))
+            let deleted: Vec<i64> = tx
+                .prepare_cached(&sql::delete_claimed(&self.names))
+                .map_err(err)?
+                .query_map(params![to_json(&settlement.complete), token], |r| r.get(0))
+                .map_err(err)?
+                .collect::<rusqlite::Result<_>>()
                 .map_err(err)?;
-            let mut release = tx.prepare_cached(&sql::release(&self.names)).map_err(err)?;
-            for id in &settlement.complete {
-                if delete.execute(params![id, token]).map_err(err)? > 0 {
-                    release.execute([id]).map_err(err)?;
-                }
+            if !deleted.is_empty() {
+                tx.prepare_cached(&sql::release(&self.names))
+                    .map_err(err)?
+                    .execute([to_json(&deleted)])
+                    .map_err(err)?;
             }
         }
         if !settlement.retry.is_empty() {
