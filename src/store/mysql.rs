@@ -450,7 +450,7 @@ fn unix_to_rfc3339(seconds: &str) -> Option<String> {
 
 /// Adjusts MySQL's JSON rendering of a row (see [`sql::row_json`]) to the payload's types
 /// (docs/payload.md).
-fn normalize(
+pub(crate) fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
