@@ -733,7 +733,7 @@ pub fn claim_candidates(n: &Names) -> String {
 FROM {ev} e FORCE INDEX ({claim})
 WHERE e.waiting_for IS NULL
   AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
-       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND)))
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED",
@@ -812,7 +812,7 @@ JOIN {ev} e FORCE INDEX ({key_run})
 CROSS JOIN (SELECT {SIGNED} AS timeout) AS t
 WHERE e.object_name = r.name AND e.object_key = r.okey
   AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
-       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL t.timeout MICROSECOND))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < NOW(6) - INTERVAL t.timeout MICROSECOND)))
 ORDER BY e.event_id
 FOR UPDATE SKIP LOCKED",
         runs = rows_table(
@@ -1402,7 +1402,7 @@ BEGIN
 FROM `tp`.`ev` e FORCE INDEX (`ev_ready`)
 WHERE e.waiting_for IS NULL
   AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
-       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND)))
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED"
