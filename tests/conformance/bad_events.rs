@@ -2,7 +2,7 @@
 //! public contract; docs/faults.md, "Bad input"): each is archived with its reason or delivered,
 //! and the changes of other keys written after it are delivered by the same drain.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -27,7 +27,6 @@ fn setup(backend: Backend, poll: &str) -> Option<(Env, PathBuf)> {
 #[derive(Debug)]
 struct Archived {
     key: String,
-    verb: String,
     status: i64,
     reason: String,
 }
@@ -37,7 +36,7 @@ const GOOD: &str = "INSERT INTO employee (emp_id, last_name) VALUES (101, 'good'
 
 /// Writes the good changes, drains (exit `code`) and checks that both were delivered and that
 /// the event table is empty. Returns what else was delivered and archived, in event order.
-fn drain_behind(env: &Env, out: &PathBuf, code: i32) -> (Vec<Value>, Vec<Archived>) {
+fn drain_behind(env: &Env, out: &Path, code: i32) -> (Vec<Value>, Vec<Archived>) {
     env.db.execute(GOOD);
     let run = env.run_ok(&["drain"], code);
     let (good, other): (Vec<Value>, Vec<Value>) = lines(out).into_iter().partition(|l| {
@@ -48,16 +47,15 @@ fn drain_behind(env: &Env, out: &PathBuf, code: i32) -> (Vec<Value>, Vec<Archive
     let archived = env
         .db
         .query(
-            "SELECT object_key, object_verb, event_status, event_description FROM {archive}
+            "SELECT object_key, event_status, event_description FROM {archive}
              WHERE object_key NOT IN ('emp_id=101', 'emp_id=102') OR object_verb <> 'Create'
              ORDER BY event_id",
         )
         .into_iter()
         .map(|r| Archived {
             key: r[0].clone().unwrap(),
-            verb: r[1].clone().unwrap(),
-            status: r[2].as_deref().unwrap().parse().unwrap(),
-            reason: r[3].clone().unwrap_or_default(),
+            status: r[1].as_deref().unwrap().parse().unwrap(),
+            reason: r[2].clone().unwrap_or_default(),
         })
         .collect();
     (other, archived)
