@@ -371,3 +371,35 @@ pub fn bad_events_claims_nobody_holds(backend: Backend) {
     );
     assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
 }
+
+/// A status the event table does not use (an archive's, or none at all) is taken for ready:
+/// delivered, with its key's later events after it.
+pub fn bad_events_statuses_of_no_event(backend: Backend) {
+    let Some((env, out)) = setup(backend, "") else {
+        return;
+    };
+    env.db.execute(
+        "INSERT INTO department VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         DELETE FROM {events};
+         INSERT INTO {events} (object_name, object_verb, object_key, event_status) VALUES
+            ('Department', 'Update', 'dept_id=1', 1),
+            ('Department', 'Update', 'dept_id=2', -1),
+            ('Department', 'Update', 'dept_id=3', 7);
+         UPDATE department SET name = 'x'",
+    );
+    let (delivered, archived) = drain_behind(&env, &out, 0);
+    // Per key, the event ids in delivery order: the hand-written one, then the trigger's.
+    let mut by_key: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for l in &delivered {
+        assert_eq!(l["attributes"]["name"], "x", "{l}");
+        by_key
+            .entry(l["key"]["dept_id"].to_string())
+            .or_default()
+            .push(l["event_id"].as_i64().unwrap());
+    }
+    assert_eq!(by_key.len(), 3, "{by_key:?}");
+    for ids in by_key.values() {
+        assert!(ids.len() == 2 && ids[0] < ids[1], "{by_key:?}");
+    }
+    assert!(archived.iter().all(|a| a.status == 1), "{archived:?}");
+}

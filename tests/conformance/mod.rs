@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
             bad_events::bad_events_an_unknown_connector_id,
             bad_events::bad_events_a_replay_of_nothing,
             bad_events::bad_events_claims_nobody_holds,
+            bad_events::bad_events_statuses_of_no_event,
             capture::triggers_write_one_event_per_change,
             capture::a_key_change_is_a_delete_and_a_create,
             capture::keys_round_trip_through_the_database,
