@@ -32,6 +32,9 @@ fn key_corpus() {
 #[test]
 fn config_corpus() {
     run("config", checks::config);
+    // The folder the checks write connector files to; the other checks only name it.
+    let dir = std::env::temp_dir().join(format!("trigpoll-fuzz-{}", std::process::id()));
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
