@@ -341,7 +341,10 @@ pub fn durations(data: &[u8]) {
                     "interval" => config.poll.interval,
                     _ => config.poll.claim_timeout,
                 };
-                assert_eq!(parsed.as_ref().ok(), Some(&got), "{key} = {text:?}");
+                // A `${…}` in the value is expanded first: then the text read is another.
+                if !text.contains('$') {
+                    assert_eq!(parsed.as_ref().ok(), Some(&got), "{key} = {text:?}");
+                }
             }
             Err(e) => assert_eq!(
                 e.key.as_deref(),
