@@ -103,8 +103,10 @@ fn unescape(text: &str, index: usize) -> Result<String, KeyError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Two hex digits exactly: `from_str_radix` alone would take a sign (`%+1`).
             let hex = bytes
                 .get(i + 1..i + 3)
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or(KeyError::BadEscape { index, at: i })?;
@@ -173,6 +175,17 @@ mod tests {
             Err(KeyError::BadEscape { index: 1, at: 0 })
         );
         assert_eq!(decode("a=%FF", ":"), Err(KeyError::NotUtf8 { index: 1 }));
+    }
+
+    #[test]
+    fn an_escape_is_two_hex_digits_without_a_sign() {
+        for key in ["a=%+1", "a=%-1", "a=% 1", "a=x%+F"] {
+            assert!(
+                matches!(decode(key, ":"), Err(KeyError::BadEscape { index: 1, .. })),
+                "{key}"
+            );
+        }
+        assert_eq!(decode("a=%2b", ":").unwrap(), vec![pair("a", "+")]);
     }
 
     #[test]

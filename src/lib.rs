@@ -7,6 +7,8 @@ pub mod config;
 pub mod connector;
 pub mod dialect;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod install;
 pub mod key;
 pub mod lease;

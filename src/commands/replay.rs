@@ -70,7 +70,13 @@ fn instant(flag: &str, text: &str) -> Result<String, UsageError> {
             "{flag} {text:?}: expected an RFC 3339 time (2026-11-22T10:00:00Z) or a duration ago (2h)"
         ))
     })?;
-    Ok(humantime::format_rfc3339_micros(SystemTime::now() - ago).to_string())
+    // Nothing was processed before 1970: a duration reaching further back means since then
+    // (and RFC 3339 times before it cannot be written).
+    let at = SystemTime::now()
+        .checked_sub(ago)
+        .filter(|at| *at >= SystemTime::UNIX_EPOCH)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    Ok(humantime::format_rfc3339_micros(at).to_string())
 }
 
 pub fn run(ctx: &Context, args: ReplayArgs) -> Result<ExitCode> {
@@ -186,5 +192,17 @@ mod tests {
         );
         assert!(instant("--since", "2h").unwrap().ends_with('Z'));
         assert!(instant("--since", "yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn durations_reaching_before_1970_mean_since_1970() {
+        // These panicked: a time before the epoch, and one SystemTime cannot hold.
+        for ago in ["60y", "300000000000y"] {
+            assert_eq!(
+                instant("--until", ago).unwrap(),
+                "1970-01-01T00:00:00.000000Z",
+                "{ago}"
+            );
+        }
     }
 }

@@ -261,12 +261,18 @@ pub(super) struct KeyDelimiter(pub(super) String);
 
 impl<'de> Deserialize<'de> for KeyDelimiter {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `=` separates a name from its value and `%` starts an escape (docs/payload.md).
+        // `=` separates a name from its value and `%` starts an escape (docs/payload.md). An
+        // escape's hex digits must not be taken for a delimiter either: with `8`, the value `8`
+        // is written `%38`, which would split in two.
         d.deserialize_str(StrVisitor("a key delimiter", |v: &str| {
             if v.is_empty() {
                 Err("must not be empty".to_string())
             } else if v.contains(['=', '%']) {
                 Err(format!("{v:?} must not contain `=` or `%`"))
+            } else if v.contains(|c: char| c.is_ascii_digit() || ('A'..='F').contains(&c)) {
+                Err(format!(
+                    "{v:?} must not contain a digit or A-F: they are the hex digits of an escape"
+                ))
             } else {
                 Ok(KeyDelimiter(v.to_string()))
             }

@@ -71,7 +71,17 @@ impl<'a> Source<'a> {
                 }
             }
             let inner = e.into_inner();
-            let message = inner.message().trim().replace('\n', "; ");
+            let mut message = inner.message().trim().replace('\n', "; ");
+            if message.is_empty() {
+                // toml gives no message for some characters it refuses (a DEL in a comment).
+                let found = inner
+                    .span()
+                    .and_then(|span| self.expanded.get(span.start..)?.chars().next());
+                message = match found {
+                    Some(c) => format!("invalid TOML: unexpected character {c:?}"),
+                    None => "invalid TOML".to_string(),
+                };
+            }
             // A missing field is reported at its table; name the field itself.
             if let Some(field) = message
                 .strip_prefix("missing field `")

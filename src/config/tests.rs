@@ -270,6 +270,16 @@ fn main_file_errors_name_file_line_and_key() {
             "trigpoll.toml:4:17: poll.key_delimiter: \"a%\" must not contain `=` or `%`",
         ),
         (
+            format!("{MAIN}[poll]\nkey_delimiter = \"8\"\n"),
+            "trigpoll.toml:4:17: poll.key_delimiter: \"8\" must not contain a digit or A-F: they \
+             are the hex digits of an escape",
+        ),
+        (
+            format!("{MAIN}[poll]\nkey_delimiter = \"|D\"\n"),
+            "trigpoll.toml:4:17: poll.key_delimiter: \"|D\" must not contain a digit or A-F: they \
+             are the hex digits of an escape",
+        ),
+        (
             format!("{MAIN}[poll]\narchive = \"yes\"\n"),
             "trigpoll.toml:4:11: poll.archive: invalid type: string \"yes\", expected a boolean",
         ),
@@ -1260,5 +1270,14 @@ fn archive_retention_is_read_and_checked() {
     assert_eq!(
         err(&format!("{MAIN}[archive]\nkeep = \"1d\"\n")),
         "trigpoll.toml:4:1: archive.keep: unknown field `keep`, expected `retention`"
+    );
+}
+
+#[test]
+fn every_toml_syntax_error_says_what_is_wrong() {
+    // Found by fuzzing: toml has no message for a control character in a comment.
+    assert_eq!(
+        err(&format!("{MAIN}# a\u{7f}b\n")),
+        "trigpoll.toml:3:4: invalid TOML: unexpected character '\\u{7f}'"
     );
 }

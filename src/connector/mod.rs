@@ -30,6 +30,7 @@ use crate::config::{ConnectorConfig, SinkConfig};
 
 pub use amqp::AmqpSink;
 pub use file::FileSink;
+pub(crate) use http::parse_retry_after;
 pub(crate) use http::webhook_key;
 pub use http::{sign, HttpSink};
 pub(crate) use nats::subject_problem as nats_subject_problem;

@@ -732,8 +732,8 @@ pub fn claim_candidates(n: &Names) -> String {
         "SELECT {EVENT_COLUMNS}
 FROM {ev} e FORCE INDEX ({claim})
 WHERE e.waiting_for IS NULL
-  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
-       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
+  AND ((e.event_status <> 3 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND)))
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED",
@@ -812,8 +812,8 @@ JOIN {ev} e FORCE INDEX ({key_run})
     AND e.event_id BETWEEN r.first AND r.last
 CROSS JOIN (SELECT CAST(? AS SIGNED) AS timeout) AS t
 WHERE e.object_name = r.name AND e.object_key = r.okey
-  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
-       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL t.timeout MICROSECOND))
+  AND ((e.event_status <> 3 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < NOW(6) - INTERVAL t.timeout MICROSECOND)))
 ORDER BY e.event_id
 FOR UPDATE SKIP LOCKED",
         runs = json_rows(&[
@@ -1412,8 +1412,8 @@ BEGIN
             "SELECT e.event_id, e.object_name, e.object_verb, e.object_key, e.event_priority, DATE_FORMAT(e.event_time, '%Y-%m-%dT%H:%i:%s.%fZ'), e.connector_id, e.attempts, e.payload, e.replay_of, e.done_connectors, e.event_action, e.event_comment
 FROM `tp`.`ev` e FORCE INDEX (`ev_ready`)
 WHERE e.waiting_for IS NULL
-  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
-       OR (e.event_status = 3 AND e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND))
+  AND ((e.event_status <> 3 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= NOW(6)))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < NOW(6) - INTERVAL ? MICROSECOND)))
 ORDER BY e.event_priority, e.event_id
 LIMIT ?
 FOR UPDATE SKIP LOCKED"

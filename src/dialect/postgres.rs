@@ -1198,13 +1198,15 @@ pub fn drop_trigger(on: &TableName, routine: Option<&str>) -> Vec<String> {
     sql
 }
 
-/// The condition for an event `e` to be a claim's candidate: ready (and due), or claimed by a
-/// poller longer ago than the claim timeout.
+/// The condition for an event `e` to be a claim's candidate: ready (and due; a status other
+/// than in progress is taken for ready, as an application may write any), or claimed by a
+/// poller longer ago than the claim timeout, or written as in progress without a claim time
+/// (by an application: no poller claims so).
 fn claimable(timeout_secs: f64) -> String {
     format!(
         "e.waiting_for IS NULL
-      AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
-           OR (e.event_status = 3 AND e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second'))"
+      AND ((e.event_status <> 3 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= now()))
+           OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < now() - {timeout_secs}::float8 * interval '1 second')))"
     )
 }
 

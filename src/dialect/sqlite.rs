@@ -596,8 +596,8 @@ pub fn claim_candidates(n: &Names) -> String {
     format!(
         "SELECT {EVENT_COLUMNS} FROM {ev} e
 WHERE e.waiting_for IS NULL
-  AND ((e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
-       OR (e.event_status = 3 AND e.claimed_at < {timeout}))
+  AND ((e.event_status <> 3 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
+       OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < {timeout})))
 ORDER BY e.event_priority, e.event_id
 LIMIT ?1",
         ev = n.event,
@@ -657,8 +657,8 @@ pub fn claim_inherit(n: &Names) -> String {
 CROSS JOIN {ev} AS e INDEXED BY {key_run} ON e.object_name = r.value ->> 0
     AND e.object_key = r.value ->> 1 AND e.waiting_for IS NULL
     AND e.event_id BETWEEN r.value ->> 2 AND r.value ->> 3
-WHERE (e.event_status = 0 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
-   OR (e.event_status = 3 AND e.claimed_at < {timeout})
+WHERE (e.event_status <> 3 AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= {NOW}))
+   OR (e.event_status = 3 AND (e.claimed_at IS NULL OR e.claimed_at < {timeout}))
 ORDER BY e.event_id",
         ev = n.event,
         key_run = key_run_index(n),

@@ -313,6 +313,14 @@ pub trait EventStore: Send {
 /// columns' values before and after, `[{"col": old, …}, {"col": new, …}]` (the PostgreSQL
 /// trigger), of which the columns whose values differ, as text, are kept.
 pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<Box<RawValue>> {
+    changes_typed(|row| store.json_types(table, row), text)
+}
+
+/// [`changes`] with the backend's [`EventStore::json_types`] given as a function.
+pub(crate) fn changes_typed(
+    json_types: impl Fn(JsonObject) -> JsonObject,
+    text: &str,
+) -> Result<Box<RawValue>> {
     use serde_json::Value;
     const SIDES: [&str; 2] = ["old", "new"];
     let malformed = |why: &str| {
@@ -363,7 +371,7 @@ pub fn changes(store: &dyn EventStore, table: &TableInfo, text: &str) -> Result<
         }
         _ => return Err(malformed("not a JSON object or array")),
     }
-    let mut rows = rows.map(|row| store.json_types(table, row));
+    let mut rows = rows.map(json_types);
     let mut changes = JsonObject::new();
     for (column, has, rest) in columns {
         let change = match rest {

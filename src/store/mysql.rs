@@ -541,10 +541,13 @@ fn utc_datetime(rfc3339: &str) -> Result<String> {
         .replace('T', " "))
 }
 
-/// Unix seconds (as `UNIX_TIMESTAMP()` writes them) as RFC 3339 UTC, with the value's precision.
+/// Unix seconds (as `UNIX_TIMESTAMP()` writes them) as RFC 3339 UTC, with the value's precision;
+/// `None` from the year 10000, which RFC 3339 cannot write (only an application's own payload
+/// holds such a number).
 fn unix_to_rfc3339(seconds: &str) -> Option<String> {
+    const YEAR_10000: u64 = 253_402_300_800;
     let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
-    let whole: u64 = whole.parse().ok()?;
+    let whole: u64 = whole.parse().ok().filter(|&s| s < YEAR_10000)?;
     let digits = fraction.len();
     if digits > 9 || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -560,7 +563,7 @@ fn unix_to_rfc3339(seconds: &str) -> Option<String> {
 
 /// Adjusts MySQL's JSON rendering of a row (see [`sql::row_json`]) to the payload's types
 /// (docs/payload.md).
-fn normalize(
+pub(crate) fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -1556,6 +1559,13 @@ mod tests {
             Some("2026-01-01T05:00:00.120Z")
         );
         assert_eq!(unix_to_rfc3339("-1"), None);
+        // Found by fuzzing: these panicked (a year RFC 3339 cannot write, a time out of range).
+        assert_eq!(
+            unix_to_rfc3339("253402300799").as_deref(),
+            Some("9999-12-31T23:59:59Z")
+        );
+        assert_eq!(unix_to_rfc3339("253402300800"), None);
+        assert_eq!(unix_to_rfc3339("18446744073709551615.5"), None);
     }
 
     #[test]

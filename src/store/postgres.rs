@@ -530,8 +530,25 @@ impl PgStore {
     }
 }
 
+/// A captured row image as the payload's attributes.
+pub(crate) fn row_image(table: &TableInfo, image: &str) -> Result<Box<RawValue>> {
+    let as_rendered = table
+        .columns
+        .iter()
+        .all(|c| matches!(c.kind, ColumnKind::Plain | ColumnKind::Integer));
+    if as_rendered && image.starts_with('{') {
+        // PostgreSQL's rendering is the payload's: checked, not parsed and written again.
+        return RawValue::from_string(image.to_string())
+            .map_err(|e| StoreError::Database(format!("row image is not JSON: {e}")));
+    }
+    Ok(super::attributes(&normalize(
+        table,
+        super::json_object(image)?,
+    )))
+}
+
 /// Adjusts PostgreSQL's JSON rendering of a row to the payload's types (docs/payload.md).
-fn normalize(
+pub(crate) fn normalize(
     table: &TableInfo,
     mut row: serde_json::Map<String, serde_json::Value>,
 ) -> serde_json::Map<String, serde_json::Value> {
@@ -948,19 +965,7 @@ impl EventStore for PgStore {
     }
 
     fn row_image(&self, table: &TableInfo, image: &str) -> Result<Box<RawValue>> {
-        let as_rendered = table
-            .columns
-            .iter()
-            .all(|c| matches!(c.kind, ColumnKind::Plain | ColumnKind::Integer));
-        if as_rendered && image.starts_with('{') {
-            // PostgreSQL's rendering is the payload's: checked, not parsed and written again.
-            return RawValue::from_string(image.to_string())
-                .map_err(|e| StoreError::Database(format!("row image is not JSON: {e}")));
-        }
-        Ok(super::attributes(&normalize(
-            table,
-            super::json_object(image)?,
-        )))
+        row_image(table, image)
     }
 
     fn finish(&mut self, settlement: &Settlement) -> Result<()> {

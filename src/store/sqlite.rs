@@ -407,7 +407,7 @@ fn with_scale(number: &str, scale: usize) -> Option<String> {
 /// Turns a row image (see [`crate::dialect::sqlite`]) into attributes with the payload's types
 /// (docs/payload.md): bytes as base64, and the declared type decides booleans, decimals and
 /// timestamps, which SQLite stores as integers, reals and text.
-fn normalize(table: &TableInfo, mut row: Map<String, Value>) -> Map<String, Value> {
+pub(crate) fn normalize(table: &TableInfo, mut row: Map<String, Value>) -> Map<String, Value> {
     use base64::Engine;
     for col in &table.columns {
         let Some(value) = row.get_mut(&col.name) else {
@@ -445,7 +445,10 @@ fn normalize(table: &TableInfo, mut row: Map<String, Value>) -> Map<String, Valu
     row
 }
 
-fn parse_image(table: &TableInfo, image: &str) -> Result<Box<serde_json::value::RawValue>> {
+pub(crate) fn parse_image(
+    table: &TableInfo,
+    image: &str,
+) -> Result<Box<serde_json::value::RawValue>> {
     Ok(super::attributes(&normalize(
         table,
         super::json_object(image)?,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Backend, Env};
 
+pub mod bad_events;
 pub mod capture;
 pub mod delivery;
 pub mod faults;
@@ -31,6 +32,18 @@ macro_rules! conformance_tests {
             install::missing_tables_and_key_columns_are_named,
             install::status_reports_triggers_that_fail_writes_and_uninstall_removes_them,
             install::a_renamed_object_leaves_nothing_behind,
+            bad_events::bad_events_a_key_of_a_megabyte,
+            bad_events::bad_events_keys_with_invalid_escapes,
+            bad_events::bad_events_keys_with_control_characters,
+            bad_events::bad_events_keys_without_equals,
+            bad_events::bad_events_unknown_verbs,
+            bad_events::bad_events_extreme_priorities,
+            bad_events::bad_events_outbox_payloads_that_are_not_objects,
+            bad_events::bad_events_an_outbox_payload_of_100_mb,
+            bad_events::bad_events_an_unknown_connector_id,
+            bad_events::bad_events_a_replay_of_nothing,
+            bad_events::bad_events_claims_nobody_holds,
+            bad_events::bad_events_statuses_of_no_event,
             capture::triggers_write_one_event_per_change,
             capture::a_key_change_is_a_delete_and_a_create,
             capture::keys_round_trip_through_the_database,
