@@ -630,7 +630,11 @@ impl Writer {
             63..=67 => {
                 // Another key: to itself it is an update.
                 let to = match self.rng.gen_range(COLD_ACCOUNTS) {
-                    to if to == id => COLD_ACCOUNTS.start + (to + 1 - COLD_ACCOUNTS.start) % 2000,
+                    to if to == id => {
+                        COLD_ACCOUNTS.start
+                            + (to + 1 - COLD_ACCOUNTS.start)
+                                % (COLD_ACCOUNTS.end - COLD_ACCOUNTS.start)
+                    }
                     to => to,
                 };
                 vec![(
