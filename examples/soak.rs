@@ -628,7 +628,15 @@ impl Writer {
                 Makes::Delete("Account", key(id)),
             )],
             63..=67 => {
-                let to = self.rng.gen_range(COLD_ACCOUNTS);
+                // Another key: to itself it is an update.
+                let to = match self.rng.gen_range(COLD_ACCOUNTS) {
+                    to if to == id => {
+                        COLD_ACCOUNTS.start
+                            + (to + 1 - COLD_ACCOUNTS.start)
+                                % (COLD_ACCOUNTS.end - COLD_ACCOUNTS.start)
+                    }
+                    to => to,
+                };
                 vec![(
                     format!("UPDATE account SET id = {to}, seq = {seq} WHERE id = {id}"),
                     Makes::KeyChange(key(id), key(to)),
