@@ -1954,8 +1954,9 @@ impl History {
             }
             errors += 1;
             if !panic && line.contains("batch failed") && line.contains("deadlock detected") {
-                // Two pollers' holds deadlock now and then on PostgreSQL; the batch is tried
-                // again and nothing is lost (docs/faults.md, *Soak*). Counted, shown, not hidden.
+                // Two pollers' holds can deadlock on PostgreSQL; the store runs the statement
+                // again, and a batch that still fails is tried again and nothing is lost
+                // (docs/faults.md, *Soak*). Counted, shown, not hidden.
                 report.deadlocks += 1;
                 continue;
             }
