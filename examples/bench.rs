@@ -2138,6 +2138,10 @@ impl Bench {
                 }
             }
         }
+        // `uninstall-triggers` removes every trigger that writes into the event table, those of
+        // the other figures' objects too (figure 8's key-only reference among them): put them
+        // back.
+        self.set_triggers("file", true);
         self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}"));
     }
 
