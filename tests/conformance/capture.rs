@@ -55,6 +55,53 @@ pub fn triggers_write_one_event_per_change(backend: Backend) {
     assert_eq!(image["header_id"], json!("321"));
 }
 
+/// The statements applications write with, besides plain INSERT/UPDATE/DELETE: an upsert that
+/// inserts and then updates (each backend's form), and on PostgreSQL `MERGE` and a writable CTE.
+/// Each change is one event of the verb it made.
+pub fn upserts_merges_and_writable_ctes_make_their_events(backend: Backend) {
+    let Some((env, _)) = hr(backend, "") else {
+        return;
+    };
+    let upsert = |name: &str| match backend {
+        Backend::Mysql => format!(
+            "INSERT INTO employee (emp_id, last_name) VALUES (1, '{name}')
+             ON DUPLICATE KEY UPDATE last_name = VALUES(last_name)"
+        ),
+        _ => format!(
+            "INSERT INTO employee (emp_id, last_name) VALUES (1, '{name}')
+             ON CONFLICT (emp_id) DO UPDATE SET last_name = excluded.last_name"
+        ),
+    };
+    env.db.execute(&upsert("a"));
+    env.db.execute(&upsert("b"));
+    let mut expected = vec![("Create", "emp_id=1"), ("Update", "emp_id=1")];
+    if backend == Backend::Postgres {
+        env.db.execute(
+            "MERGE INTO employee t USING (VALUES (1, 'c'), (2, 'd')) AS s(id, name)
+             ON t.emp_id = s.id
+             WHEN MATCHED THEN UPDATE SET last_name = s.name
+             WHEN NOT MATCHED THEN INSERT (emp_id, last_name) VALUES (s.id, s.name);
+             WITH gone AS (DELETE FROM employee WHERE emp_id = 2 RETURNING emp_id)
+             INSERT INTO employee (emp_id, last_name) SELECT emp_id + 10, 'e' FROM gone",
+        );
+        expected.extend([
+            ("Update", "emp_id=1"),
+            ("Create", "emp_id=2"),
+            ("Delete", "emp_id=2"),
+            ("Create", "emp_id=12"),
+        ]);
+    }
+    let made: Vec<(String, String)> = event_rows(&env)
+        .into_iter()
+        .map(|r| (r[1].clone().unwrap(), r[2].clone().unwrap()))
+        .collect();
+    let expected: Vec<(String, String)> = expected
+        .into_iter()
+        .map(|(v, k)| (v.to_string(), k.to_string()))
+        .collect();
+    assert_eq!(made, expected);
+}
+
 pub fn a_key_change_is_a_delete_and_a_create(backend: Backend) {
     let Some((env, out)) = hr(backend, "") else {
         return;

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             bad_events::bad_events_claims_nobody_holds,
             bad_events::bad_events_statuses_of_no_event,
             capture::triggers_write_one_event_per_change,
+            capture::upserts_merges_and_writable_ctes_make_their_events,
             capture::a_key_change_is_a_delete_and_a_create,
             capture::keys_round_trip_through_the_database,
             capture::keys_with_other_delimiters_round_trip,
