@@ -590,6 +590,36 @@ impl ParentEvent {
             },
         }
     }
+
+    /// The statement that writes this event for the distinct non-NULL parent keys among `keys`
+    /// (SQL expressions), as MySQL and SQLite triggers run it: `INSERT INTO … SELECT DISTINCT`
+    /// from a `UNION ALL` of the keys. `indent` is that of its first line and of its second.
+    pub fn insert_distinct(
+        &self,
+        event_table: &str,
+        object: &str,
+        keys: &[String],
+        indent: (&str, &str),
+    ) -> String {
+        let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
+        format!(
+            "{}INSERT INTO {event_table} {}\n{}SELECT DISTINCT {object}, {}, p.k, {} FROM ({}) AS p{} WHERE p.k IS NOT NULL{};",
+            indent.0,
+            self.columns,
+            indent.1,
+            self.verb,
+            self.rest,
+            rows.join(" UNION ALL "),
+            self.rules
+                .as_ref()
+                .map(|r| format!(" CROSS JOIN {r}"))
+                .unwrap_or_default(),
+            self.filter
+                .as_ref()
+                .map(|f| format!(" AND {f}"))
+                .unwrap_or_default(),
+        )
+    }
 }
 
 /// How a backend's SQL quotes text, for [`rewrite_rows`]: where a string or a quoted identifier

@@ -629,27 +629,14 @@ fn child_trigger(n: &Names, c: &Capture, chain: &[&ChildCapture]) -> TriggerDdl 
     let priority = c.object.priority;
     // The parents of the rows whose keys are given, each once.
     let insert = |action: Verb, keys: &[String]| {
-        let rows: Vec<String> = keys.iter().map(|k| format!("SELECT {k} AS k")).collect();
-        let e = ParentEvent::new(
+        ParentEvent::new(
             &child.config.rules,
             action,
             priority,
             literal,
             &str::to_string,
-        );
-        format!(
-            "INSERT INTO {} {}
-        SELECT DISTINCT {object}, {}, p.k, {} FROM ({}) AS p{} WHERE p.k IS NOT NULL{};",
-            n.event,
-            e.columns,
-            e.verb,
-            e.rest,
-            rows.join(" UNION ALL "),
-            e.rules
-                .map(|r| format!(" CROSS JOIN {r}"))
-                .unwrap_or_default(),
-            e.filter.map(|f| format!(" AND {f}")).unwrap_or_default(),
         )
+        .insert_distinct(&n.event, &object, keys, ("", "        "))
     };
     let bodies = vec![
         (
