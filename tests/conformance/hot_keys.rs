@@ -406,7 +406,11 @@ pub fn an_urgent_event_takes_its_keys_earlier_events_along(backend: Backend) {
     let a = env.spawn(&["drain"]);
     let b = env.spawn(&["drain"]);
     for mut child in [a, b] {
-        assert_eq!(child.wait().unwrap().code(), Some(0));
+        let mut said = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut stderr, &mut said).unwrap();
+        }
+        assert_eq!(child.wait().unwrap().code(), Some(0), "{said}");
     }
     env.run_ok(&["drain"], 0);
     let delivered = lines(&out);
