@@ -185,11 +185,14 @@ pub fn plan(
     // The earliest claimed event of each object with a key: a `Truncate` after it waits.
     let mut first_keyed: HashMap<&str, i64> = HashMap::new();
     let mut plan = Plan::default();
+    // Keys whose run is already asked for: once each, however many candidates it has.
+    let mut inheriting = vec![false; keys.ranges.len()];
     let mut decisions: Vec<Option<Stop>> = Vec::with_capacity(candidates.len());
     for (event, &k) in candidates.iter().zip(&keys.of) {
         let decision = match stops[k] {
             Some((at, why, priority)) if event.event_id > at => {
-                if matches!(why, Stop::Busy) && priority > event.priority {
+                if matches!(why, Stop::Busy) && priority > event.priority && !inheriting[k] {
+                    inheriting[k] = true;
                     plan.inherit.push(Inherit {
                         object_name: event.object_name.clone(),
                         object_key: event.object_key.clone(),
@@ -238,7 +241,6 @@ pub fn plan(
             None => plan.claim.push(i),
         }
     }
-    plan.inherit.dedup();
     plan
 }
 
@@ -288,11 +290,12 @@ pub fn decide<L: Lookups>(
     if plan.inherit.is_empty() {
         return Ok((candidates, plan));
     }
-    let taken: BTreeSet<i64> = ids.iter().copied().collect();
+    // Each event once: a candidate already, or found again, it is not taken twice.
+    let mut taken: BTreeSet<i64> = ids.iter().copied().collect();
     let inherited: Vec<Event> = lookups
         .inherit(&plan.inherit)?
         .into_iter()
-        .filter(|e| !taken.contains(&e.event_id))
+        .filter(|e| taken.insert(e.event_id))
         .collect();
     if inherited.is_empty() {
         return Ok((candidates, plan));
@@ -545,6 +548,87 @@ mod tests {
         let plan = run_objects(&candidates, &[], &[]);
         assert_eq!(claimed(&plan, &candidates), [3, 4, 1, 2]);
         assert!(plan.inherit.is_empty());
+    }
+
+    #[test]
+    fn keys_interleaved_behind_lower_priorities_are_inherited_once_each() {
+        // Keys a and b each wait at priority 5 (1 and 2); their urgent events alternate. Each
+        // key's run is asked for once: a run asked for twice came back twice from the store,
+        // and its events were claimed, delivered and archived twice in one batch.
+        let candidates = [
+            (3, "T", "a", 0),
+            (4, "T", "b", 0),
+            (5, "T", "a", 0),
+            (6, "T", "b", 0),
+        ];
+        let plan = run_objects(
+            &candidates,
+            &[(1, "T", "a", 5, false), (2, "T", "b", 5, false)],
+            &[],
+        );
+        let runs: Vec<(&str, i64, i64)> = plan
+            .inherit
+            .iter()
+            .map(|r| (r.object_key.as_str(), r.from, r.last))
+            .collect();
+        assert_eq!(runs, [("a", 1, 5), ("b", 2, 6)]);
+    }
+
+    /// Lookups of a store whose key `a` holds event 1 at priority 5, the same event returned
+    /// for every run asked for.
+    struct Doubling;
+
+    impl Lookups for Doubling {
+        type Error = ();
+
+        fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<Found, ()> {
+            let mut found = vec![Neighbour {
+                key: 0,
+                event_id: 1,
+                priority: 5,
+                waiting: false,
+            }];
+            found.extend(ids.iter().map(|&id| Neighbour {
+                key: keys.of[ids.iter().position(|&i| i == id).unwrap()],
+                event_id: id,
+                priority: 0,
+                waiting: false,
+            }));
+            Ok((found, Vec::new()))
+        }
+
+        fn before(&mut self, _: &[(&str, i64)]) -> Result<Vec<(i64, i64)>, ()> {
+            Ok(Vec::new())
+        }
+
+        fn inherit(&mut self, runs: &[Inherit]) -> Result<Vec<Event>, ()> {
+            let one = Event {
+                priority: 5,
+                ..event(1, "a")
+            };
+            Ok(runs
+                .iter()
+                .flat_map(|_| [one.clone(), one.clone()])
+                .collect())
+        }
+    }
+
+    #[test]
+    fn an_event_found_twice_is_claimed_once() {
+        let candidates = vec![
+            Event {
+                priority: 0,
+                ..event(2, "a")
+            },
+            Event {
+                priority: 0,
+                ..event(3, "a")
+            },
+        ];
+        let (events, plan) = decide(&mut Doubling, candidates, 10).unwrap();
+        let mut claimed: Vec<i64> = take(events, &plan).iter().map(|e| e.event_id).collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, [1, 2, 3]);
     }
 
     #[test]
