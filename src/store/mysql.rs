@@ -307,14 +307,20 @@ fn hold(
     Ok(())
 }
 
-/// Archives, deletes, retries and puts back a batch's events (locked beforehand, those still
-/// claimed under `token`), each statement only for events still claimed under it.
+/// Archives, deletes, retries and puts back a batch's events, each statement only for those
+/// still claimed under `token`. Without `locked` (the events' claims not locked beforehand),
+/// stops and returns false as soon as a statement finds fewer events than it was given: some
+/// claim was taken over, and the transaction must be rolled back.
 fn settle(
     tx: &mut mysql::Transaction,
     n: &Names,
     token: &str,
     settlement: &Settlement,
-) -> Result<(), mysql::Error> {
+    locked: Option<()>,
+) -> Result<bool, mysql::Error> {
+    let all = |tx: &mysql::Transaction, expected: usize| {
+        locked.is_some() || tx.affected_rows() == expected as u64
+    };
     for chunk in settlement.archive.chunks(CHUNK) {
         let mut rows = JsonRows::default();
         for a in chunk {
@@ -327,11 +333,17 @@ fn settle(
             ]);
         }
         tx.exec_drop(sql::archive(n), (rows.param(), token))?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
     }
     for chunk in settlement.complete.chunks(CHUNK) {
         let mut params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
         params.push(token.into());
         tx.exec_drop(sql::delete_claimed(n, chunk.len()), params.clone())?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
         params.pop();
         tx.exec_drop(sql::release(n, chunk.len()), params)?;
     }
@@ -347,6 +359,9 @@ fn settle(
             ]);
         }
         tx.exec_drop(sql::retry_later(n), (rows.param(), token))?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
     }
     for chunk in settlement.hold.chunks(CHUNK) {
         let mut rows = JsonRows::default();
@@ -357,13 +372,17 @@ fn settle(
             ]);
         }
         tx.exec_drop(sql::put_back(n), (rows.param(), token))?;
+        if !all(tx, chunk.len()) {
+            return Ok(false);
+        }
     }
     let behind: Vec<(i64, i64)> = settlement
         .hold
         .iter()
         .filter_map(|h| Some((h.event_id, h.behind?)))
         .collect();
-    hold(tx, n, token, &behind)
+    hold(tx, n, token, &behind)?;
+    Ok(true)
 }
 
 /// The server's version from `SELECT VERSION()`, or why trigpoll cannot use it.
@@ -1131,11 +1150,19 @@ impl EventStore for MysqlStore {
         }
         let (conn, n, token) = (&mut self.conn, &self.names, self.token.as_str());
         retrying(|| {
+            // Every statement touches only the events this store still claims. When each finds
+            // all of its events, the batch was this store's to the end (the deletes and updates
+            // lock them, and a claim never passes back to a token): commit. When one does not,
+            // another poller took over an expired claim: start again, and settle what is still
+            // this store's, leaving the rest to their new owner.
             let mut tx = conn.start_transaction(TxOpts::default())?;
-            // Lock the events still claimed by this store: another poller that took over an
-            // expired claim owns the rest, and they are left alone. By primary key, whatever
-            // the statistics of a table just filled say: a scan would lock its way through rows
-            // the claiming connection is scanning at the same time.
+            if settle(&mut tx, n, token, settlement, None)? {
+                return tx.commit();
+            }
+            tx.rollback()?;
+            let mut tx = conn.start_transaction(TxOpts::default())?;
+            // By primary key, whatever the statistics of a table just filled say: a scan would
+            // lock its way through rows the claiming connection is scanning at the same time.
             let mut held: Vec<i64> = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(CHUNK) {
                 let mut params: Vec<Value> = vec![token.into()];
@@ -1171,7 +1198,7 @@ impl EventStore for MysqlStore {
                     .cloned()
                     .collect(),
             };
-            settle(&mut tx, n, token, &settlement)?;
+            settle(&mut tx, n, token, &settlement, Some(()))?;
             tx.commit()
         })
     }
