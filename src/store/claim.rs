@@ -274,8 +274,37 @@ pub fn decide<L: Lookups>(
     mut candidates: Vec<Event>,
     limit: usize,
 ) -> Result<(Vec<Event>, Plan), L::Error> {
+    let plan = look_and_plan(lookups, &candidates)?;
+    if plan.inherit.is_empty() {
+        return Ok((candidates, plan));
+    }
+    // Each event once: a candidate already, or found again, it is not taken twice.
+    let mut taken: BTreeSet<i64> = candidates.iter().map(|e| e.event_id).collect();
+    let inherited: Vec<Event> = lookups
+        .inherit(&plan.inherit)?
+        .into_iter()
+        .filter(|e| taken.insert(e.event_id))
+        .collect();
+    if inherited.is_empty() {
+        return Ok((candidates, plan));
+    }
+    let original = candidates.len();
+    candidates.extend(inherited);
+    // Looked up again: an inherited event may have events held behind it (it waited for a
+    // retry), which come before the key's later candidates.
+    let inheriting = look_and_plan(lookups, &candidates)?;
+    if inheriting.claim.len() > limit {
+        // Claiming them would pass the limit (`drain --max-events`): the next claim, then.
+        candidates.truncate(original);
+        return Ok((candidates, plan));
+    }
+    Ok((candidates, inheriting))
+}
+
+/// Steps 2 and 3 for `candidates` as they are.
+fn look_and_plan<L: Lookups>(lookups: &mut L, candidates: &[Event]) -> Result<Plan, L::Error> {
     let ids: Vec<i64> = candidates.iter().map(|e| e.event_id).collect();
-    let keys = Keys::of(&candidates);
+    let keys = Keys::of(candidates);
     let (neighbours, waiters) = lookups.neighbours(&keys, &ids)?;
     let barriers: Vec<(&str, i64)> = candidates
         .iter()
@@ -286,31 +315,7 @@ pub fn decide<L: Lookups>(
         true => Vec::new(),
         false => lookups.before(&barriers)?,
     };
-    let plan = plan(&candidates, &keys, &neighbours, &waiters, &before);
-    if plan.inherit.is_empty() {
-        return Ok((candidates, plan));
-    }
-    // Each event once: a candidate already, or found again, it is not taken twice.
-    let mut taken: BTreeSet<i64> = ids.iter().copied().collect();
-    let inherited: Vec<Event> = lookups
-        .inherit(&plan.inherit)?
-        .into_iter()
-        .filter(|e| taken.insert(e.event_id))
-        .collect();
-    if inherited.is_empty() {
-        return Ok((candidates, plan));
-    }
-    // The inherited events are of the candidates' keys: the key ranges stay as they are.
-    let original = candidates.len();
-    candidates.extend(inherited);
-    let keys = Keys::of(&candidates);
-    let inheriting = self::plan(&candidates, &keys, &neighbours, &waiters, &before);
-    if inheriting.claim.len() > limit {
-        // Claiming them would pass the limit (`drain --max-events`): the next claim, then.
-        candidates.truncate(original);
-        return Ok((candidates, plan));
-    }
-    Ok((candidates, inheriting))
+    Ok(plan(candidates, &keys, &neighbours, &waiters, &before))
 }
 
 /// The candidates a plan claims, in candidate order.
@@ -574,27 +579,40 @@ mod tests {
         assert_eq!(runs, [("a", 1, 5), ("b", 2, 6)]);
     }
 
-    /// Lookups of a store whose key `a` holds event 1 at priority 5, the same event returned
-    /// for every run asked for.
-    struct Doubling;
+    /// An event table in memory, looked up as the stores do: `(id, key, priority, held
+    /// behind)` rows of the object `Thing`, all ready; `doubling`, every inherited event
+    /// returned twice.
+    struct Table {
+        rows: Vec<(i64, &'static str, i32, Option<i64>)>,
+        doubling: bool,
+    }
 
-    impl Lookups for Doubling {
+    impl Lookups for Table {
         type Error = ();
 
         fn neighbours(&mut self, keys: &Keys, ids: &[i64]) -> Result<Found, ()> {
-            let mut found = vec![Neighbour {
-                key: 0,
-                event_id: 1,
-                priority: 5,
-                waiting: false,
-            }];
-            found.extend(ids.iter().map(|&id| Neighbour {
-                key: keys.of[ids.iter().position(|&i| i == id).unwrap()],
-                event_id: id,
-                priority: 0,
-                waiting: false,
-            }));
-            Ok((found, Vec::new()))
+            let mut found = Vec::new();
+            for (k, range) in keys.ranges.iter().enumerate() {
+                found.extend(
+                    self.rows
+                        .iter()
+                        .filter(|r| r.1 == range.object_key && r.0 <= range.last && r.3.is_none())
+                        .map(|r| Neighbour {
+                            key: k,
+                            event_id: r.0,
+                            priority: r.2,
+                            waiting: false,
+                        }),
+                );
+            }
+            let waiters = ids
+                .iter()
+                .filter_map(|&id| {
+                    let first = self.rows.iter().filter(|r| r.3 == Some(id)).map(|r| r.0);
+                    Some((id, first.min()?))
+                })
+                .collect();
+            Ok((found, waiters))
         }
 
         fn before(&mut self, _: &[(&str, i64)]) -> Result<Vec<(i64, i64)>, ()> {
@@ -602,33 +620,70 @@ mod tests {
         }
 
         fn inherit(&mut self, runs: &[Inherit]) -> Result<Vec<Event>, ()> {
-            let one = Event {
-                priority: 5,
-                ..event(1, "a")
-            };
-            Ok(runs
-                .iter()
-                .flat_map(|_| [one.clone(), one.clone()])
-                .collect())
+            let mut events = Vec::new();
+            for run in runs {
+                for r in &self.rows {
+                    if r.1 == run.object_key
+                        && (run.from..=run.last).contains(&r.0)
+                        && r.3.is_none()
+                    {
+                        let e = Event {
+                            priority: r.2,
+                            ..event(r.0, r.1)
+                        };
+                        if self.doubling {
+                            events.push(e.clone());
+                        }
+                        events.push(e);
+                    }
+                }
+            }
+            Ok(events)
         }
+    }
+
+    /// What a claim of the table's events `candidates` takes, in id order.
+    fn decided(table: &mut Table, candidates: &[i64]) -> Vec<i64> {
+        let events = candidates
+            .iter()
+            .map(|&id| {
+                let r = table.rows.iter().find(|r| r.0 == id).unwrap();
+                Event {
+                    priority: r.2,
+                    ..event(r.0, r.1)
+                }
+            })
+            .collect();
+        let (events, plan) = decide(table, events, 100).unwrap();
+        let mut claimed: Vec<i64> = take(events, &plan).iter().map(|e| e.event_id).collect();
+        claimed.sort_unstable();
+        claimed
     }
 
     #[test]
     fn an_event_found_twice_is_claimed_once() {
-        let candidates = vec![
-            Event {
-                priority: 0,
-                ..event(2, "a")
-            },
-            Event {
-                priority: 0,
-                ..event(3, "a")
-            },
-        ];
-        let (events, plan) = decide(&mut Doubling, candidates, 10).unwrap();
-        let mut claimed: Vec<i64> = take(events, &plan).iter().map(|e| e.event_id).collect();
-        claimed.sort_unstable();
-        assert_eq!(claimed, [1, 2, 3]);
+        let mut table = Table {
+            rows: vec![(1, "a", 5, None), (2, "a", 0, None), (3, "a", 0, None)],
+            doubling: true,
+        };
+        assert_eq!(decided(&mut table, &[2, 3]), [1, 2, 3]);
+    }
+
+    #[test]
+    fn an_inherited_event_keeps_the_events_held_behind_it_first() {
+        // 1 was retried and 2 is held behind it; 3 and the urgent 4 came after. A claim of 4
+        // inherits 1 and 3: 1 is claimed, but 3 and 4 wait for 2, which 1's delivery releases.
+        // (The soak with urgent events saw 3 and 4 delivered before 2.)
+        let mut table = Table {
+            rows: vec![
+                (1, "a", 5, None),
+                (2, "a", 5, Some(1)),
+                (3, "a", 5, None),
+                (4, "a", 0, None),
+            ],
+            doubling: false,
+        };
+        assert_eq!(decided(&mut table, &[4]), [1]);
     }
 
     #[test]

@@ -505,3 +505,49 @@ pub fn a_claim_ahead_does_not_pass_events_held_behind_its_own_retry(backend: Bac
         .collect();
     assert_eq!(claimed, ["id=2"]);
 }
+
+/// An urgent event behind a retried one that others of its key are held behind (the soak with
+/// urgent events saw it): the claim inherits the retried event, and the key's later events
+/// wait behind it with the held ones, not delivered before them.
+pub fn an_inherited_retry_keeps_its_held_events_first(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.config("batch_size = 50", "[[object]]\nname = \"Doc\"\n");
+    env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    let insert = |priority: i32| {
+        env.db.execute(&format!(
+            "INSERT INTO {{events}} (object_name, object_verb, object_key, event_priority, payload)
+             VALUES ('Doc', 'Update', 'id=1', {priority}, '{{\"k\": 1}}')"
+        ))
+    };
+    // In id order (a claim returns its candidates by priority first).
+    let ids = |events: Vec<trigpoll::event::Event>| -> Vec<i64> {
+        let mut ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let config = trigpoll::config::Config::load(&env.config_path()).unwrap();
+    let mut store = trigpoll::store::open(&config).unwrap();
+    // The first event, due for its retry, with the second held behind it.
+    insert(5);
+    insert(5);
+    let first = env.db.count("SELECT min(event_id) FROM {events}");
+    env.db.execute(&format!(
+        "UPDATE {{events}} SET waiting_for = {first} WHERE event_id > {first}"
+    ));
+    // Then another event of the key, and an urgent one: the only candidate of a claim of one.
+    insert(5);
+    insert(0);
+    assert_eq!(ids(store.claim(1).unwrap()), [first]);
+    // Delivered, it lets the rest go, in order.
+    store
+        .finish(&trigpoll::event::Settlement {
+            complete: vec![first],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        ids(store.claim(10).unwrap()),
+        [first + 1, first + 2, first + 3]
+    );
+}

@@ -79,6 +79,7 @@ macro_rules! conformance_tests {
             hot_keys::an_urgent_event_takes_its_keys_earlier_events_along,
             hot_keys::urgent_events_behind_lower_priorities_do_not_stall_a_claim,
             hot_keys::a_claim_ahead_does_not_pass_events_held_behind_its_own_retry,
+            hot_keys::an_inherited_retry_keeps_its_held_events_first,
             operations::prune_deletes_old_rows_in_batches_and_keeps_failures,
             operations::poll_metrics_count_events_steps_and_backlog,
             operations::replay_refuses_rows_of_connectors_no_longer_configured,
