@@ -1125,7 +1125,17 @@ fn fmt(v: f64, digits: usize) -> String {
     }
 }
 
-fn runs_text(values: Option<&Vec<f64>>, digits: usize) -> String {
+/// A row of a "measurement | median | runs" table.
+fn measurement_row(md: &mut String, label: &str, runs: &[f64], digits: usize) {
+    let _ = writeln!(
+        md,
+        "| {label} | {} | {} |",
+        fmt(median(runs), digits),
+        runs_text(Some(runs), digits)
+    );
+}
+
+fn runs_text(values: Option<&[f64]>, digits: usize) -> String {
     values.map_or("—".into(), |v| {
         v.iter()
             .map(|x| fmt(*x, digits))
@@ -1507,12 +1517,7 @@ impl Bench {
         ];
         for (key, label, digits) in names {
             if let Some(v) = self.results.get(key) {
-                let _ = writeln!(
-                    md,
-                    "| {label} | {} | {} |",
-                    fmt(median(v), digits),
-                    runs_text(Some(v), digits)
-                );
+                measurement_row(&mut md, &label, v, digits);
             }
         }
         let _ = writeln!(md);
@@ -1994,13 +1999,7 @@ impl Bench {
             .collect();
         keys.sort();
         for key in keys {
-            let v = &self.results[key];
-            let _ = writeln!(
-                md,
-                "| {key} | {} | {} |",
-                fmt(median(v), 0),
-                runs_text(Some(v), 0)
-            );
+            measurement_row(&mut md, key, &self.results[key], 0);
         }
         let _ = writeln!(md);
         let _ = writeln!(
@@ -2309,12 +2308,7 @@ impl Bench {
             } else {
                 0
             };
-            let _ = writeln!(
-                md,
-                "| {key} | {} | {} |",
-                fmt(median(v), digits),
-                runs_text(Some(v), digits)
-            );
+            measurement_row(&mut md, key, v, digits);
         }
         let _ = writeln!(md);
         let _ = writeln!(
@@ -3005,7 +2999,7 @@ impl Bench {
                     md,
                     "| {version}, {label}, events/s | {} | {} |",
                     fmt(m(&k), 0),
-                    runs_text(self.results.get(&k), 0)
+                    runs_text(self.results.get(&k).map(Vec::as_slice), 0)
                 );
             }
             for (variant, label) in [
@@ -3014,12 +3008,8 @@ impl Bench {
             ] {
                 let k = format!("fig5.{key}.{variant}");
                 if let Some(runs) = self.results.get(&k) {
-                    let _ = writeln!(
-                        md,
-                        "| {version}, {label}, database CPU per 100,000 events, s | {} | {} |",
-                        fmt(median(runs), 2),
-                        runs_text(Some(runs), 2)
-                    );
+                    let label = format!("{version}, {label}, database CPU per 100,000 events, s");
+                    measurement_row(&mut md, &label, runs, 2);
                 }
             }
         }

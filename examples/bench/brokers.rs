@@ -476,7 +476,7 @@ impl Bench {
                 md,
                 "| {label} | {} | {} | {:.2} | {target} | {met} | {bound} |",
                 fmt(value, 0),
-                runs_text(runs, 0),
+                runs_text(runs.map(Vec::as_slice), 0),
                 value / file
             );
         }

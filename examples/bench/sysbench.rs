@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 
-use super::{fmt, loadavg, median, rotation, runs_text, say, verdict, Bench};
+use super::{fmt, loadavg, measurement_row, rotation, say, verdict, Bench};
 
 /// The section figure 10 writes, also the heading `--only fig10` looks for.
 pub(super) const SYSBENCH_HEADING: &str = "## sysbench on MariaDB";
@@ -286,12 +286,7 @@ impl Bench {
         for (v, label) in VARIANTS {
             let key = format!("sysbench.{v}.tps");
             if let Some(runs) = self.results.get(&key) {
-                let _ = writeln!(
-                    md,
-                    "| tps, {label} | {} | {} |",
-                    fmt(median(runs), 0),
-                    runs_text(Some(runs), 0)
-                );
+                measurement_row(&mut md, &format!("tps, {label}"), runs, 0);
             }
         }
         for (key, label, digits) in [
@@ -307,12 +302,7 @@ impl Bench {
             ),
         ] {
             if let Some(runs) = self.results.get(key) {
-                let _ = writeln!(
-                    md,
-                    "| {label} | {} | {} |",
-                    fmt(median(runs), digits),
-                    runs_text(Some(runs), digits)
-                );
+                measurement_row(&mut md, label, runs, digits);
             }
         }
         let _ = writeln!(md);
