@@ -920,15 +920,8 @@ impl Nats {
     /// published again, and a consumer may get event 6 of a key before event 5: README,
     /// *Batches, pipelining and order on brokers*.)
     fn create_stream(&self) -> Result<(), String> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let client = async_nats::connect(self.url())
-                .await
-                .map_err(|e| e.to_string())?;
-            async_nats::jetstream::new(client)
+        self.with_jetstream(|jetstream| async move {
+            jetstream
                 .create_stream(async_nats::jetstream::stream::Config {
                     name: "SOAK".into(),
                     subjects: vec!["soak.*.*".into()],
@@ -942,8 +935,12 @@ impl Nats {
         })
     }
 
-    /// Every message of the stream, in stream order: (event id, the seqs it carries).
-    fn messages(&self) -> Result<Vec<Received>, String> {
+    /// Runs `work` with a JetStream context of this server, on a runtime of its own.
+    fn with_jetstream<T, F, W>(&self, work: W) -> Result<T, String>
+    where
+        W: FnOnce(async_nats::jetstream::Context) -> F,
+        F: std::future::Future<Output = Result<T, String>>,
+    {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -952,7 +949,13 @@ impl Nats {
             let client = async_nats::connect(self.url())
                 .await
                 .map_err(|e| e.to_string())?;
-            let jetstream = async_nats::jetstream::new(client);
+            work(async_nats::jetstream::new(client)).await
+        })
+    }
+
+    /// Every message of the stream, in stream order: (event id, the seqs it carries).
+    fn messages(&self) -> Result<Vec<Received>, String> {
+        self.with_jetstream(|jetstream| async move {
             let stream = jetstream
                 .get_stream("SOAK")
                 .await
