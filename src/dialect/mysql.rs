@@ -741,7 +741,9 @@ FOR UPDATE SKIP LOCKED",
 /// those keys up to that id that is not held and not in progress under the token (one in
 /// progress under it that events are held behind counts: they are the key's next, and the claim
 /// must not pass them), and (1, candidate, first event held behind it, 0) for candidates with
-/// held events.
+/// held events. Whether any event is held at all is asked once: when none is, as is usual,
+/// MariaDB finds the second half impossible before it looks up a thousand ids (18 ms of a
+/// batch's claim on a table of 100,000 events, 0.02 ms without).
 pub fn claim_neighbours(n: &Names, candidates: usize) -> String {
     format!(
         "SELECT 0, k.i, p.event_id, p.event_status = 0 AND p.next_attempt_at > NOW(6), p.event_priority
@@ -752,11 +754,11 @@ JOIN {ev} p FORCE INDEX ({key_run})
 WHERE p.object_name = k.name AND p.object_key = k.okey
   AND NOT (p.event_status = 3 AND p.claimed_by = ?
            AND p.claimed_at >= NOW(6) - INTERVAL ? MICROSECOND
-           AND NOT EXISTS (SELECT 1 FROM {ev} w FORCE INDEX ({claim})
-                           WHERE w.waiting_for = p.event_id))
+           AND NOT ({any_held} AND EXISTS (SELECT 1 FROM {ev} w FORCE INDEX ({claim})
+                                           WHERE w.waiting_for = p.event_id)))
 UNION ALL
 SELECT 1, w.waiting_for, MIN(w.event_id), 0, 0 FROM {ev} w FORCE INDEX ({claim})
-WHERE w.waiting_for IN ({ids})
+WHERE w.waiting_for IN ({ids}) AND {any_held}
 GROUP BY w.waiting_for",
         keys = json_rows(&[
                 ("i", SIGNED),
@@ -768,6 +770,11 @@ GROUP BY w.waiting_for",
         key_run = key_run_index(n),
         claim = claim_index(n),
         ids = placeholders(candidates),
+        any_held = format!(
+            "EXISTS (SELECT 1 FROM {} h FORCE INDEX ({}) WHERE h.waiting_for IS NOT NULL)",
+            n.event,
+            claim_index(n)
+        ),
     )
 }
 
