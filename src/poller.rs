@@ -23,7 +23,7 @@ use crate::key::{self, KeyPair};
 use crate::lease::{Keeper, Lease};
 use crate::metrics::{EventLabels, Metrics, Step};
 use crate::payload;
-use crate::store::{EventStore, Fetched, Interrupt, JsonObject, StoreError};
+use crate::store::{EventStore, Fetched, Interrupt, StoreError};
 use crate::subscription::Subscription;
 use crate::table::Column;
 
@@ -823,34 +823,40 @@ fn lacking(image: &RawValue, attributes: &[Column]) -> Vec<String> {
 fn with_children(
     store: &mut dyn EventStore,
     children: &[ChildCapture],
+    columns: &[Column],
     fetched: &mut [Fetched],
     keys: &[Vec<Option<String>>],
 ) -> Result<(), StoreError> {
     let found: Vec<usize> = (0..fetched.len())
         .filter(|&i| matches!(fetched[i], Fetched::Row(_)))
         .collect();
-    let mut rows: Vec<JsonObject> = found
+    let mut rows: Vec<Box<RawValue>> = found
         .iter()
-        .map(|&i| match &fetched[i] {
-            Fetched::Row(raw) => crate::store::json_object(raw.get()),
-            _ => unreachable!("only found rows"),
-        })
-        .collect::<Result<_, _>>()?;
+        .map(
+            |&i| match std::mem::replace(&mut fetched[i], Fetched::Missing) {
+                Fetched::Row(raw) => raw,
+                _ => unreachable!("only found rows"),
+            },
+        )
+        .collect();
     let found_keys: Vec<Vec<Option<String>>> = found.iter().map(|&i| keys[i].clone()).collect();
-    attach(store, children, &mut rows, &found_keys)?;
+    attach(store, children, columns, &mut rows, &found_keys)?;
     for (i, row) in found.into_iter().zip(rows) {
-        fetched[i] = Fetched::Row(crate::store::attributes(&row));
+        fetched[i] = Fetched::Row(row);
     }
     Ok(())
 }
 
-/// Attaches to each parent row (its key values in `keys`) the rows of each child table.
+/// Attaches to each parent row (its key values in `keys`, its attributes `columns`) the rows
+/// of each child table.
 fn attach(
     store: &mut dyn EventStore,
     children: &[ChildCapture],
-    parents: &mut [JsonObject],
+    columns: &[Column],
+    parents: &mut [Box<RawValue>],
     keys: &[Vec<Option<String>>],
 ) -> Result<(), StoreError> {
+    let mut arrays: Vec<Vec<Array>> = vec![Vec::new(); parents.len()];
     for child in children {
         let parent_keys: Vec<&Column> = child.parent_keys.iter().collect();
         // The child's own key travels along only when its children need it.
@@ -867,7 +873,7 @@ fn attach(
             carry,
         )?;
         let mut owners: Vec<usize> = Vec::new();
-        let mut rows: Vec<JsonObject> = Vec::new();
+        let mut rows: Vec<Box<RawValue>> = Vec::new();
         let mut row_keys: Vec<Vec<Option<String>>> = Vec::new();
         for (parent, list) in per_parent.into_iter().enumerate() {
             for row in list {
@@ -877,17 +883,91 @@ fn attach(
             }
         }
         if !child.children.is_empty() {
-            attach(store, &child.children, &mut rows, &row_keys)?;
+            attach(
+                store,
+                &child.children,
+                &child.attributes,
+                &mut rows,
+                &row_keys,
+            )?;
         }
-        let mut arrays: Vec<Vec<serde_json::Value>> = vec![Vec::new(); parents.len()];
+        for list in arrays.iter_mut() {
+            list.push((&child.config.name, Vec::new()));
+        }
         for (parent, row) in owners.into_iter().zip(rows) {
-            arrays[parent].push(serde_json::Value::Object(row));
-        }
-        for (parent, array) in parents.iter_mut().zip(arrays) {
-            parent.insert(child.config.name.clone(), serde_json::Value::Array(array));
+            if let Some((_, items)) = arrays[parent].last_mut() {
+                items.push(row);
+            }
         }
     }
+    let replaces = children
+        .iter()
+        .any(|child| columns.iter().any(|c| c.name == child.config.name));
+    for (parent, arrays) in parents.iter_mut().zip(arrays) {
+        *parent = with_arrays(parent, &arrays, replaces)?;
+    }
     Ok(())
+}
+
+/// A named array of rows, as a row's children go into its attributes.
+type Array<'a> = (&'a str, Vec<Box<RawValue>>);
+
+/// A row's attributes (a JSON object) with the named arrays added after them, written into
+/// its text as they are: neither the row nor its children are parsed into values and written
+/// again, which was most of the cost of a batch's children. When an array's name is a column
+/// of the row (`replaces`), the array takes the column's place, as a JSON object would have it.
+fn with_arrays(
+    row: &RawValue,
+    arrays: &[Array],
+    replaces: bool,
+) -> Result<Box<RawValue>, StoreError> {
+    let not_object = || StoreError::Database("row image is not a JSON object".to_string());
+    if replaces {
+        let mut object = crate::store::json_object(row.get())?;
+        for (name, items) in arrays {
+            let values = items
+                .iter()
+                .map(|item| serde_json::from_str(item.get()))
+                .collect::<Result<Vec<serde_json::Value>, _>>()
+                .map_err(|_| not_object())?;
+            object.insert(name.to_string(), serde_json::Value::Array(values));
+        }
+        return Ok(crate::store::attributes(&object));
+    }
+    let body = row
+        .get()
+        .trim_end()
+        .strip_suffix('}')
+        .filter(|b| b.trim_start().starts_with('{'))
+        .ok_or_else(not_object)?;
+    let mut text = String::with_capacity(
+        row.get().len()
+            + arrays
+                .iter()
+                .map(|(name, items)| {
+                    name.len() + 8 + items.iter().map(|i| i.get().len() + 1).sum::<usize>()
+                })
+                .sum::<usize>(),
+    );
+    text.push_str(body);
+    let mut first = body.trim() == "{";
+    for (name, items) in arrays {
+        if !first {
+            text.push(',');
+        }
+        first = false;
+        text.push_str(&serde_json::to_string(name).expect("a name serializes"));
+        text.push_str(":[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(item.get());
+        }
+        text.push(']');
+    }
+    text.push('}');
+    RawValue::from_string(text).map_err(|_| not_object())
 }
 
 /// An outbox event's business object: its `payload`, a JSON object, as it is.
@@ -933,7 +1013,13 @@ impl Poller {
                 self.store
                     .fetch_rows(&capture.table, &columns, &keys, &capture.attributes)?;
             if !capture.children.is_empty() {
-                with_children(self.store.as_mut(), &capture.children, &mut fetched, &keys)?;
+                with_children(
+                    self.store.as_mut(),
+                    &capture.children,
+                    &capture.attributes,
+                    &mut fetched,
+                    &keys,
+                )?;
             }
             results.extend(indices.into_iter().zip(fetched));
         }
@@ -1299,4 +1385,53 @@ fn in_key_order(mut pairs: Vec<KeyPair>, columns: &[&str]) -> Result<Vec<KeyPair
     }
     pairs.sort_by_key(|(n, _)| columns.iter().position(|c| c == n));
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn arrays_are_written_into_the_rows_text() {
+        let parts = vec![raw(r#"{"no":1}"#), raw(r#"{"no":2}"#)];
+        let got = with_arrays(
+            &raw(r#"{"id" : 7, "name" : "a}"} "#),
+            &[("parts", parts), ("notes", Vec::new())],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            got.get(),
+            r#"{"id" : 7, "name" : "a}","parts":[{"no":1},{"no":2}],"notes":[]}"#
+        );
+        let got = with_arrays(&raw("{ }"), &[("a\"b", vec![raw("{}")])], false).unwrap();
+        assert_eq!(got.get(), r#"{ "a\"b":[{}]}"#);
+    }
+
+    /// A child named like a column of its parent takes the column's place, as an object's
+    /// insert does: never a name twice in one object.
+    #[test]
+    fn an_array_named_like_a_column_replaces_it() {
+        let got = with_arrays(
+            &raw(r#"{"id":7,"parts":"text","z":1}"#),
+            &[("parts", vec![raw(r#"{"no":1}"#)])],
+            true,
+        )
+        .unwrap();
+        assert_eq!(got.get(), r#"{"id":7,"parts":[{"no":1}],"z":1}"#);
+    }
+
+    #[test]
+    fn a_row_that_is_not_an_object_is_an_error() {
+        for text in ["[1]", "5", "\"}\""] {
+            assert!(
+                with_arrays(&raw(text), &[("a", Vec::new())], false).is_err(),
+                "{text}"
+            );
+        }
+    }
 }

@@ -46,9 +46,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub type JsonObject = serde_json::Map<String, serde_json::Value>;
 
 /// One child row: its attributes, and the columns its own children refer to, as text.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ChildRow {
-    pub attributes: JsonObject,
+    pub attributes: Box<RawValue>,
     pub carry: Vec<Option<String>>,
 }
 

@@ -1104,7 +1104,7 @@ impl EventStore for MysqlStore {
             for mut row in rows {
                 let position: u64 = take(&mut row, 0)?;
                 let image: String = take(&mut row, 1)?;
-                let attributes = normalize(table, super::json_object(&image)?);
+                let attributes = super::attributes(&normalize(table, super::json_object(&image)?));
                 let carry = (2..2 + carry.len())
                     .map(|c| take(&mut row, c))
                     .collect::<Result<Vec<Option<String>>>>()?;

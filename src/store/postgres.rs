@@ -990,7 +990,7 @@ impl EventStore for PgStore {
         let carried = 2 + parent_keys.len();
         for row in self.query_prepared(&query, &params).map_err(err)? {
             let i: i64 = row.get(0);
-            let attributes = normalize(table, super::json_object(row.get::<_, &str>(1))?);
+            let attributes = row_image(table, row.get::<_, &str>(1))?;
             let carry = (carried..carried + carry.len())
                 .map(|c| row.get(c))
                 .collect();

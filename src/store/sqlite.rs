@@ -733,7 +733,7 @@ impl EventStore for SqliteStore {
         while let Some(row) = rows.next().map_err(err)? {
             let i: usize = row.get(0).map_err(err)?;
             let image: String = row.get(1).map_err(err)?;
-            let attributes = normalize(table, super::json_object(&image)?);
+            let attributes = parse_image(table, &image)?;
             let carry = (2..2 + carry.len())
                 .map(|c| row.get(c).map_err(err))
                 .collect::<Result<Vec<Option<String>>>>()?;
