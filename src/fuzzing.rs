@@ -27,10 +27,7 @@ impl Backend {
 pub fn row_image(backend: Backend, table: &TableInfo, image: &str) -> Result<Box<RawValue>> {
     match backend {
         Backend::Postgres => store::postgres::row_image(table, image),
-        Backend::Mysql => Ok(store::attributes(&store::mysql::normalize(
-            table,
-            store::json_object(image)?,
-        ))),
+        Backend::Mysql => store::mysql::row_image(table, image),
         Backend::Sqlite => store::sqlite::parse_image(table, image),
     }
 }

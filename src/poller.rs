@@ -891,13 +891,12 @@ fn attach(
                 &row_keys,
             )?;
         }
-        for list in arrays.iter_mut() {
-            list.push((&child.config.name, Vec::new()));
-        }
+        let mut items: Vec<Vec<Box<RawValue>>> = vec![Vec::new(); parents.len()];
         for (parent, row) in owners.into_iter().zip(rows) {
-            if let Some((_, items)) = arrays[parent].last_mut() {
-                items.push(row);
-            }
+            items[parent].push(row);
+        }
+        for (list, items) in arrays.iter_mut().zip(items) {
+            list.push((&child.config.name, items));
         }
     }
     let replaces = children
@@ -940,15 +939,7 @@ fn with_arrays(
         .strip_suffix('}')
         .filter(|b| b.trim_start().starts_with('{'))
         .ok_or_else(not_object)?;
-    let mut text = String::with_capacity(
-        row.get().len()
-            + arrays
-                .iter()
-                .map(|(name, items)| {
-                    name.len() + 8 + items.iter().map(|i| i.get().len() + 1).sum::<usize>()
-                })
-                .sum::<usize>(),
-    );
+    let mut text = String::new();
     text.push_str(body);
     let mut first = body.trim() == "{";
     for (name, items) in arrays {

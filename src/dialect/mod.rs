@@ -102,6 +102,16 @@ pub fn fingerprint(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
+/// Whether any event of the event table `event` is held behind another, read with `from` after
+/// the table's alias (an index hint where the backend needs one): a condition on none of a
+/// statement's rows, which the database tests once (one probe of the index of held events)
+/// and which spares the statement one probe per event of a batch when nothing is held, as is
+/// usual. PostgreSQL runs it as a one-time filter, MariaDB finds the statement impossible
+/// before it reads anything, SQLite tests it before its loops.
+pub fn any_held(event: &str, hint: &str) -> String {
+    format!("EXISTS (SELECT 1 FROM {event} AS h{hint} WHERE h.waiting_for IS NOT NULL)")
+}
+
 /// A short, identifier-safe stand-in for an object name in routine and trigger names, unique
 /// per object name.
 pub fn object_tag(name: &str) -> String {

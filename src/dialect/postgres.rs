@@ -1254,7 +1254,7 @@ SELECT 1, w.waiting_for, min(w.event_id), false, 0 FROM {ev} w
 WHERE w.waiting_for = ANY($5::bigint[]) AND {any_held}
 GROUP BY w.waiting_for",
         ev = n.event,
-        any_held = any_held(n),
+        any_held = super::any_held(&n.event, ""),
     )
 }
 
@@ -1382,17 +1382,7 @@ CROSS JOIN LATERAL jsonb_to_recordset($2::jsonb -> s.event_id::text)
     AS o(connector_id text, status smallint, description text, attempts int)",
         ev = n.event,
         ar = n.archive,
-        any_held = any_held(n),
-    )
-}
-
-/// Whether any event is held behind another: a condition on nothing of the statement's rows,
-/// which PostgreSQL evaluates once (one probe of the index of held events) and which spares a
-/// statement one probe per event of a batch when nothing is held, as is usual.
-fn any_held(n: &Names) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM {} h WHERE h.waiting_for IS NOT NULL)",
-        n.event
+        any_held = super::any_held(&n.event, ""),
     )
 }
 

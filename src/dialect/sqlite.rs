@@ -616,7 +616,7 @@ SELECT 1, w.waiting_for, min(w.event_id), 0, 0 FROM {ev} w
 WHERE w.waiting_for IN (SELECT value FROM json_each(?4)) AND {any_held}
 GROUP BY w.waiting_for",
         ev = n.event,
-        any_held = any_held(n),
+        any_held = super::any_held(&n.event, ""),
         key_run = key_run_index(n),
         timeout = now_plus("?3"),
     )
@@ -679,17 +679,7 @@ pub fn release(n: &Names) -> String {
         "UPDATE {} SET waiting_for = NULL
 WHERE waiting_for IN (SELECT value FROM json_each(?1)) AND {}",
         n.event,
-        any_held(n)
-    )
-}
-
-/// Whether any event is held behind another: a condition on nothing of the statement's rows,
-/// which SQLite tests once before its loops, and which spares a statement one probe per event
-/// of a batch when nothing is held, as is usual.
-fn any_held(n: &Names) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM {} AS h WHERE h.waiting_for IS NOT NULL)",
-        n.event
+        super::any_held(&n.event, "")
     )
 }
 

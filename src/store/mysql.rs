@@ -561,6 +561,17 @@ fn unix_to_rfc3339(seconds: &str) -> Option<String> {
     })
 }
 
+/// A row image (MySQL's JSON rendering of a row) as the payload's attributes.
+pub(crate) fn row_image(
+    table: &TableInfo,
+    image: &str,
+) -> Result<Box<serde_json::value::RawValue>> {
+    Ok(super::attributes(&normalize(
+        table,
+        super::json_object(image)?,
+    )))
+}
+
 /// Adjusts MySQL's JSON rendering of a row (see [`sql::row_json`]) to the payload's types
 /// (docs/payload.md).
 pub(crate) fn normalize(
@@ -1104,7 +1115,7 @@ impl EventStore for MysqlStore {
             for mut row in rows {
                 let position: u64 = take(&mut row, 0)?;
                 let image: String = take(&mut row, 1)?;
-                let attributes = super::attributes(&normalize(table, super::json_object(&image)?));
+                let attributes = row_image(table, &image)?;
                 let carry = (2..2 + carry.len())
                     .map(|c| take(&mut row, c))
                     .collect::<Result<Vec<Option<String>>>>()?;
@@ -1123,10 +1134,7 @@ impl EventStore for MysqlStore {
         table: &TableInfo,
         image: &str,
     ) -> Result<Box<serde_json::value::RawValue>> {
-        Ok(super::attributes(&normalize(
-            table,
-            super::json_object(image)?,
-        )))
+        row_image(table, image)
     }
 
     fn finish(&mut self, settlement: &Settlement) -> Result<()> {
