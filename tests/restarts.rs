@@ -1,6 +1,6 @@
 //! The database restarts under a running `poll` while the application writes: `poll` keeps
 //! running, reconnects by itself, and every committed change is delivered and archived once
-//! per connector. Each test starts a server of its own on a free port (never the shared one)
+//! per connector; a `poll` started while the server is down waits for it. Each test starts a server of its own on a free port (never the shared one)
 //! and restarts it: PostgreSQL from the binaries under /usr/lib/postgresql/*/bin run as the
 //! `postgres` OS user, MariaDB from mariadb-install-db and mariadbd run as `mysql`.
 
@@ -341,6 +341,14 @@ fn setup(db: TestDb) -> Option<Env> {
     Some(env)
 }
 
+/// A PostgreSQL of the test's own, set up as [`setup`] does.
+fn postgres_with_hr() -> Option<(Postgres, Env)> {
+    let server = Postgres::start()?;
+    let env =
+        TestDb::on(Backend::Postgres, server.url(), "the test's PostgreSQL").and_then(setup)?;
+    Some((server, env))
+}
+
 /// Waits for the application to reach `n` commits.
 fn after_commits(app: &Application, n: usize) {
     assert!(
@@ -398,12 +406,7 @@ fn everything_delivered_once(env: &Env, poll: &mut common::Spawned) {
 
 #[test]
 fn postgres_fast_and_immediate_restarts_under_poll() {
-    let Some(server) = Postgres::start() else {
-        return;
-    };
-    let Some(env) =
-        TestDb::on(Backend::Postgres, server.url(), "the test's PostgreSQL").and_then(setup)
-    else {
+    let Some((server, env)) = postgres_with_hr() else {
         return;
     };
     let mut poll = env.spawn(&["poll", "--interval", "200ms"]);
@@ -439,12 +442,7 @@ fn mariadb_restart_under_poll() {
 /// 200 again when it is back; the poller delivers what was written meanwhile.
 #[test]
 fn health_follows_the_database() {
-    let Some(server) = Postgres::start() else {
-        return;
-    };
-    let Some(env) =
-        TestDb::on(Backend::Postgres, server.url(), "the test's PostgreSQL").and_then(setup)
-    else {
+    let Some((server, env)) = postgres_with_hr() else {
         return;
     };
     let port = free_port();
@@ -474,5 +472,35 @@ fn health_follows_the_database() {
         eventually(Duration::from_secs(60), || health(port) == Some(200)),
         "/healthz did not recover"
     );
+    everything_delivered_once(&env, &mut poll);
+}
+
+/// A poll started while the database is down (booting after trigpoll, or restarting) waits for
+/// it as a running poll waits for a lost connection: it says why, delivers once the server
+/// answers, and a SIGTERM while it waits ends it with exit 0.
+#[test]
+fn poll_started_while_the_database_is_down_waits_for_it() {
+    let Some((server, env)) = postgres_with_hr() else {
+        return;
+    };
+    server.stop();
+    let mut poll = env.spawn(&["poll", "--interval", "100ms"]);
+    let mut stopped = env.spawn(&["poll", "--interval", "100ms"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        poll.try_wait().unwrap().is_none(),
+        "poll exited with the database down"
+    );
+    run(Command::new("kill").args(["-TERM", &stopped.id().to_string()]));
+    assert_eq!(stopped.wait().unwrap().code(), Some(0));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut stopped.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("database not reachable; poll waits for it")
+            && said.contains("cannot connect to PostgreSQL"),
+        "{said}"
+    );
+    server.start_again();
+    env.db.execute("INSERT INTO department VALUES (1, 'back')");
     everything_delivered_once(&env, &mut poll);
 }

@@ -100,6 +100,12 @@ impl Service {
         }
     }
 
+    /// A status line sent at once while starting (before READY=1): what the start waits for.
+    /// READY=1 replaces it with the line kept by [`Service::status`].
+    pub fn starting(&self, status: String) {
+        self.notifier.send(&[NotifyState::Status(one_line(status))]);
+    }
+
     /// The poll loop goes on: pings the watchdog when half its timeout has passed since the last
     /// ping. Called from the loop itself, so that a loop stuck anywhere stops pinging and the
     /// service manager restarts the process.

@@ -129,8 +129,13 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     let mut config = ctx.config()?;
     let stop = shutdown_flag()?;
     let reload = reload::reload_flag()?;
-    let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
-    let service = Service::from_env();
+    let mut service = Service::from_env();
+    let Some(store) = open_when_reachable(&config, &stop, &mut service)? else {
+        service.notifier().stopping();
+        info!("stopped before the database could be reached");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut poller = Poller::new(&config, store)?;
     // The poller a stop gives up on: the one running then, also after a reload.
     let stopper = Arc::new(Mutex::new(poller.stopper()));
     {
@@ -277,6 +282,35 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     report.service.notifier().stopping();
     info!(events = report.processed, "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store as [`open_store_for_delivery`] does, waiting for a database that cannot be
+/// reached yet (starting after trigpoll at boot, or restarting) as a running poller waits for a
+/// lost one: it tries again with backoff, logging why, until it answers or a stop comes (then
+/// `None`). Anything else, such as missing tables, ends the run at once.
+fn open_when_reachable(
+    config: &trigpoll::config::Config,
+    stop: &std::sync::atomic::AtomicBool,
+    service: &mut Service,
+) -> Result<Option<Box<dyn EventStore>>> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let reason = match open_store_for_delivery(config) {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) => match e.downcast_ref::<StoreError>() {
+                Some(StoreError::Connection(reason)) => reason.clone(),
+                _ => return Err(e),
+            },
+        };
+        warn!(%reason, retry_in = ?delay, "database not reachable; poll waits for it");
+        service.starting(format!("waiting for the database: {reason}"));
+        service.alive();
+        sleep_unless_stopped(stop, delay);
+        if stopping(stop) {
+            return Ok(None);
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
 }
 
 /// The stopper stays usable whatever panicked while holding it.

@@ -40,6 +40,20 @@ pub enum StoreError {
     LeaseLost(usize),
 }
 
+impl StoreError {
+    /// This error, from making a connection, with its reason said by `cannot`. It stays a
+    /// [`StoreError::Connection`] only when waiting may help (a server down or starting, `poll`
+    /// waits for it); a refused password, a missing database or a certificate that does not
+    /// verify becomes a [`StoreError::Database`] error: it needs a person.
+    pub(crate) fn connecting(self, cannot: impl Fn(&str) -> String) -> StoreError {
+        match self {
+            StoreError::Connection(m) => StoreError::Connection(cannot(&m)),
+            StoreError::Database(m) | StoreError::Invalid(m) => StoreError::Database(cannot(&m)),
+            other => StoreError::Database(cannot(&other.to_string())),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A JSON object, as parsed.

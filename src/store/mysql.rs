@@ -443,11 +443,7 @@ fn open_conn(url: &str) -> Result<Conn> {
         other => other,
     };
     let mut conn = connected.map_err(|e| {
-        let reason = match err(e) {
-            StoreError::Connection(m) | StoreError::Database(m) | StoreError::Invalid(m) => m,
-            other => other.to_string(),
-        };
-        StoreError::Connection(format!("cannot connect to MySQL: {}", tls.hint(&reason)))
+        err(e).connecting(|reason| format!("cannot connect to MySQL: {}", tls.hint(reason)))
     })?;
     let version: Option<String> = conn.query_one("SELECT VERSION()").map_err(err)?;
     check_version(version.as_deref().unwrap_or_default()).map_err(StoreError::Invalid)?;

@@ -244,14 +244,9 @@ fn open_client(url: &str, tls: &MakeTlsConnector, async_commit: bool) -> Result<
         .postgres_config()?
         .connect(tls.clone())
         .map_err(|e| {
-            let reason = match err(e) {
-                StoreError::Connection(m) | StoreError::Database(m) | StoreError::Invalid(m) => m,
-                other => other.to_string(),
-            };
-            StoreError::Connection(format!(
-                "cannot connect to PostgreSQL: {}",
-                settings.hint(&reason)
-            ))
+            err(e).connecting(|reason| {
+                format!("cannot connect to PostgreSQL: {}", settings.hint(reason))
+            })
         })?;
     client.batch_execute(SESSION).map_err(err)?;
     if async_commit {

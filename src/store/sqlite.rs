@@ -81,24 +81,25 @@ fn open_connection(path: &Path) -> Result<Connection> {
         (true, Ok(dir)) => format!("{} ({})", path.display(), dir.join(path).display()),
         _ => path.display().to_string(),
     };
+    // Waiting helps only with a lock held by another connection (`poll` waits for a database
+    // it cannot reach yet); a missing file or one it may not open needs a person.
+    let cannot =
+        |reason: String| format!("cannot connect to the SQLite database {shown}: {reason}");
     match path.try_exists() {
         Ok(true) => {}
         Ok(false) => {
-            return Err(StoreError::Connection(format!(
-                "cannot connect to the SQLite database {shown}: the file does not exist \
-                 (trigpoll never creates the application's database)"
+            return Err(StoreError::Database(cannot(
+                "the file does not exist (trigpoll never creates the application's database)"
+                    .to_string(),
             )))
         }
-        Err(e) => {
-            return Err(StoreError::Connection(format!(
-                "cannot connect to the SQLite database {shown}: {e}"
-            )))
-        }
+        Err(e) => return Err(StoreError::Database(cannot(e.to_string()))),
     }
-    let cannot = |e: rusqlite::Error| {
-        StoreError::Connection(format!(
-            "cannot connect to the SQLite database {shown}: {e}"
-        ))
+    let cannot = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Connection(cannot(e.to_string()))
+        }
+        _ => StoreError::Database(cannot(e.to_string())),
     };
     // No SQLITE_OPEN_CREATE: a mistyped path must not become a new, empty database.
     let conn = Connection::open_with_flags(

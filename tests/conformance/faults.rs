@@ -1,7 +1,7 @@
 //! Crashes, concurrency and bad configuration.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::receiver::Receiver;
 use crate::common::{stderr, Backend, Env};
@@ -181,6 +181,37 @@ pub fn an_unreachable_database_exits_1(backend: Backend) {
     assert!(said.contains("cannot connect"), "{said}");
     // The reason as a person reads it, not the driver's types (`DriverError { … }`).
     assert!(!said.contains("Error {"), "{said}");
+
+    // `poll` waits for a server that is down (tests/restarts.rs), but not for what waiting
+    // cannot mend: a database that does not exist on a server that answers.
+    let missing = match backend {
+        Backend::Sqlite => bad.to_string(),
+        _ => {
+            let (base, options) = env.db.url.split_once('?').unwrap_or((&env.db.url, ""));
+            let (server, _) = base.rsplit_once('/').unwrap();
+            let options = if options.is_empty() {
+                String::new()
+            } else {
+                format!("?{options}")
+            };
+            format!("{server}/trigpoll_no_such_database{options}")
+        }
+    };
+    std::fs::write(&path, good.replace(&env.db.url, &missing)).unwrap();
+    let mut poll = env.spawn(&["poll"]);
+    let exited = Instant::now();
+    while poll.try_wait().unwrap().is_none() {
+        assert!(
+            exited.elapsed() < Duration::from_secs(30),
+            "poll waits for a database that does not exist"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(poll.wait().unwrap().code(), Some(1));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut poll.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("cannot connect"), "{said}");
+    assert!(!said.contains("waits for it"), "{said}");
 }
 
 /// A poller finishing a batch touches only the events it still holds: one whose claim expired
