@@ -234,9 +234,14 @@ fn is_data_exception(e: &postgres::Error) -> bool {
 
 /// The poller's session: rows are written as JSON and keys as text the way the capture routines
 /// write them whatever the writer's session (`dialect::postgres::support_functions`).
+///
+/// No JIT compilation: trigpoll's statements read and write a batch's rows by index, but the
+/// planner's cost of a claim's key lookups grows with the event table, and past `jit_above_cost`
+/// compiling the statement took 210 ms of a 220 ms claim over 1,000,000 events (BENCHMARKS.md,
+/// round 7).
 const SESSION: &str = "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; \
     SET IntervalStyle = 'postgres'; SET extra_float_digits = 1; SET bytea_output = 'hex'; \
-    SET application_name = 'trigpoll'; SET client_min_messages = warning";
+    SET application_name = 'trigpoll'; SET client_min_messages = warning; SET jit = off";
 
 fn open_client(url: &str, tls: &MakeTlsConnector, async_commit: bool) -> Result<Client> {
     let settings = super::tls::TlsUrl::postgres(url)?;
