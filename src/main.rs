@@ -140,7 +140,7 @@ const EXIT_STATUS: &str = r#".SH "EXIT STATUS"
 Success.
 .TP
 \fB1\fR
-A runtime failure: the database unreachable, a BROKEN trigger in \fBstatus\fR, problems found by \fBcheck \-\-database\fR.
+A runtime failure: the database unreachable (\fBpoll\fR waits for a server that is down or starting), a BROKEN trigger in \fBstatus\fR, problems found by \fBcheck \-\-database\fR.
 .TP
 \fB2\fR
 A usage or configuration error: nothing was changed.
