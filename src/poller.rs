@@ -182,6 +182,13 @@ struct Builder {
     routes: Vec<(String, Vec<Subscription>)>,
     delimiter: String,
     batch_size: usize,
+    /// `poll.linger`: how long after the start of a claim that found fewer events than a batch
+    /// the next claim waits, so that an application writing all the time has its events claimed
+    /// in fuller batches rather than a few at a time, each batch costing its database the same
+    /// statements and commits (docs/performance.md).
+    linger: Duration,
+    /// The start of the last claim, when it claimed some events but fewer than it asked for.
+    partial: Option<Instant>,
     metrics: Meter,
     claims_left: Arc<AtomicU64>,
     lease: Arc<Lease>,
@@ -224,6 +231,7 @@ impl Ahead {
         let thread = std::thread::Builder::new()
             .name("trigpoll-claim".into())
             .spawn(move || {
+                let mut builder = builder;
                 let mut lost = false;
                 while asked.recv().is_ok() {
                     let built = match lost {
@@ -372,6 +380,8 @@ impl Poller {
                 .collect(),
             delimiter: config.poll.key_delimiter.clone(),
             batch_size: config.poll.batch_size,
+            linger: config.poll.linger,
+            partial: None,
             metrics: Arc::clone(&metrics),
             claims_left: Arc::clone(&claims_left),
             lease: Arc::clone(&lease),
@@ -617,7 +627,30 @@ impl Drop for Poller {
 
 impl Builder {
     /// Claims a batch and works out what each of its events needs for delivery.
-    fn next_batch(&self, store: &mut dyn EventStore) -> Built {
+    /// Waits until `linger` has passed since `last`, a claim that found fewer events than it
+    /// asked for; a stop ends the wait.
+    fn linger_after(&self, last: Instant) -> Result<(), StoreError> {
+        let until = last + self.linger;
+        let wait = until.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            debug!(
+                ?wait,
+                "the last claim found less than a batch: claiming again after poll.linger"
+            );
+        }
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            if self.given_up.load(Ordering::SeqCst) {
+                return Err(StoreError::Stopped);
+            }
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    fn next_batch(&mut self, store: &mut dyn EventStore) -> Built {
         if self.given_up.load(Ordering::SeqCst) {
             return Err(StoreError::Stopped);
         }
@@ -628,9 +661,14 @@ impl Builder {
                 work: Vec::new(),
             });
         }
+        if let Some(last) = self.partial.take() {
+            self.linger_after(last)?;
+        }
         let started = Instant::now();
         let cap = allowed.try_into().unwrap_or(usize::MAX);
-        let claimed = store.claim_capped(self.batch_size.min(cap), cap)?;
+        let limit = self.batch_size.min(cap);
+        let claimed = store.claim_capped(limit, cap)?;
+        self.partial = (!claimed.is_empty() && claimed.len() < limit).then_some(started);
         // Only this thread claims: nothing else lowers the count meanwhile.
         self.claims_left.store(
             allowed.saturating_sub(claimed.len() as u64),

@@ -31,7 +31,9 @@ pub struct DrainArgs {
 }
 
 pub fn run(ctx: &Context, args: DrainArgs) -> Result<ExitCode> {
-    let config = ctx.config()?;
+    let mut config = ctx.config()?;
+    // A drain works through what is ready as fast as it can; lingering is for a running poll.
+    config.poll.linger = Duration::ZERO;
     let stop = shutdown_flag()?;
     let mut poller = Poller::new(&config, open_store_for_delivery(&config)?)?;
     let stopper = poller.stopper();

@@ -81,6 +81,9 @@ pub struct PollConfig {
     pub key_delimiter: String,
     pub archive: bool,
     pub claim_timeout: Duration,
+    /// How long after a claim that found fewer events than a batch the next claim waits
+    /// (`poll` only; `drain` claims at once).
+    pub linger: Duration,
     /// Resolved against the configuration file's folder.
     pub connectors_dir: PathBuf,
 }
@@ -584,6 +587,7 @@ impl Config {
             key_delimiter: raw.poll.key_delimiter.0,
             archive: raw.poll.archive,
             claim_timeout: raw.poll.claim_timeout.0,
+            linger: raw.poll.linger.0,
             connectors_dir,
         };
         let url = database.url.expose();

@@ -64,6 +64,7 @@ pub(super) struct RawPoll {
     pub(super) key_delimiter: KeyDelimiter,
     pub(super) archive: bool,
     pub(super) claim_timeout: PositiveDuration,
+    pub(super) linger: Linger,
     pub(super) connectors_dir: Option<Spanned<NonBlank>>,
 }
 
@@ -75,6 +76,7 @@ impl Default for RawPoll {
             key_delimiter: KeyDelimiter(":".into()),
             archive: true,
             claim_timeout: PositiveDuration(Duration::from_secs(300)),
+            linger: Linger(Duration::from_millis(20)),
             connectors_dir: None,
         }
     }
@@ -397,6 +399,20 @@ impl<'de> Deserialize<'de> for PositiveDuration {
             return Err(de::Error::custom("must be greater than zero"));
         }
         Ok(PositiveDuration(duration))
+    }
+}
+
+/// `poll.linger`: from zero (claim at once) to a second, which bounds what it adds to a
+/// delivery's latency and to a stop.
+pub(super) struct Linger(pub(super) Duration);
+
+impl<'de> Deserialize<'de> for Linger {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let HumanDuration(duration) = HumanDuration::deserialize(d)?;
+        if duration > Duration::from_secs(1) {
+            return Err(de::Error::custom("must be at most 1s"));
+        }
+        Ok(Linger(duration))
     }
 }
 

@@ -68,6 +68,7 @@ fn defaults_apply_to_keys_left_out() {
     assert_eq!(config.poll.key_delimiter, ":");
     assert!(config.poll.archive);
     assert_eq!(config.poll.claim_timeout, Duration::from_secs(300));
+    assert_eq!(config.poll.linger, Duration::from_millis(20));
     assert_eq!(config.poll.connectors_dir, dir.path().join("connectors"));
     assert!(config.objects.is_empty());
     assert!(config.connectors.is_empty(), "the default folder is absent");
@@ -88,6 +89,7 @@ batch_size = 100000
 key_delimiter = "||"
 archive = false
 claim_timeout = "250ms"
+linger = "0s"
 connectors_dir = "conn.d"
 
 [[object]]
@@ -113,6 +115,7 @@ table = 'My Schema."Order.Lines"'
     assert_eq!(config.poll.key_delimiter, "||");
     assert!(!config.poll.archive);
     assert_eq!(config.poll.claim_timeout, Duration::from_millis(250));
+    assert_eq!(config.poll.linger, Duration::ZERO);
     assert_eq!(config.poll.connectors_dir, dir.path().join("conn.d"));
 
     let [employee, line] = &config.objects[..] else {
@@ -258,6 +261,10 @@ fn main_file_errors_name_file_line_and_key() {
             "trigpoll.toml:4:17: poll.claim_timeout: must be greater than zero",
         ),
         (
+            format!("{MAIN}[poll]\nlinger = \"2s\"\n"),
+            "trigpoll.toml:4:10: poll.linger: must be at most 1s",
+        ),
+        (
             format!("{MAIN}[poll]\nkey_delimiter = \"\"\n"),
             "trigpoll.toml:4:17: poll.key_delimiter: must not be empty",
         ),
@@ -286,7 +293,8 @@ fn main_file_errors_name_file_line_and_key() {
         (
             format!("{MAIN}[poll]\nbatchsize = 5\n"),
             "trigpoll.toml:4:1: poll.batchsize: unknown field `batchsize`, expected one of \
-             `interval`, `batch_size`, `key_delimiter`, `archive`, `claim_timeout`, `connectors_dir`",
+             `interval`, `batch_size`, `key_delimiter`, `archive`, `claim_timeout`, `linger`, \
+             `connectors_dir`",
         ),
         (
             format!("{MAIN}schemas = \"x\"\n"),

@@ -1,6 +1,6 @@
 //! Drain, payloads, statuses, subscriptions, retries and replay.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -563,6 +563,54 @@ pub fn poll_wakes_up_delivers_and_stops_on_sigterm(backend: Backend) {
     let status = poller.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert_eq!(env.db.count("SELECT count(*) FROM {events}"), 0);
+}
+
+/// After a claim that found fewer events than a batch, `poll` claims again only once
+/// `poll.linger` has passed since that claim (fuller batches for an application that writes all
+/// the time); `drain` never lingers.
+pub fn poll_lingers_after_a_partial_batch_and_drain_does_not(backend: Backend) {
+    let Some((env, out)) = hr(backend, "linger = \"1s\"\nbatch_size = 2") else {
+        return;
+    };
+    let mut poller = crate::common::Spawned(
+        env.command(&["poll", "--interval", "100ms"])
+            .env("RUST_LOG", "trigpoll=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    assert!(eventually(Duration::from_secs(60), || lines(&out).len() == 1));
+    let first = Instant::now();
+    env.db.execute("INSERT INTO department VALUES (2, 'b')");
+    assert!(eventually(Duration::from_secs(60), || lines(&out).len() == 2));
+    // Without lingering the second event goes within an interval (100 ms) of its commit.
+    assert!(
+        first.elapsed() >= Duration::from_millis(500),
+        "delivered {:?} after the first, within poll.linger of the first claim",
+        first.elapsed()
+    );
+    std::process::Command::new("kill")
+        .args(["-TERM", &poller.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(poller.wait().unwrap().code(), Some(0));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut poller.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("claiming again after poll.linger"), "{said}");
+
+    // Three events in batches of two: a partial batch, then a claim that finds nothing.
+    env.db
+        .execute("INSERT INTO department VALUES (3, 'c'), (4, 'd'), (5, 'e')");
+    let run = env
+        .command(&["drain"])
+        .env("RUST_LOG", "trigpoll=debug")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert_eq!(lines(&out).len(), 5);
+    assert!(!stderr(&run).contains("poll.linger"), "{}", stderr(&run));
 }
 
 /// `--max-events` claims no more than is left to do, however large the batches: the rest stays

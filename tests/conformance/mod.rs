@@ -64,6 +64,7 @@ macro_rules! conformance_tests {
             delivery::very_large_rows_are_delivered_intact,
             delivery::drain_stops_at_max_events,
             delivery::poll_wakes_up_delivers_and_stops_on_sigterm,
+            delivery::poll_lingers_after_a_partial_batch_and_drain_does_not,
             faults::kill_9_mid_drain_loses_nothing,
             faults::two_drains_deliver_nothing_twice_and_keep_key_order,
             faults::a_finish_leaves_events_another_poller_took_over,
