@@ -185,7 +185,7 @@ struct Builder {
     /// `poll.linger`: how long after the start of a claim that found fewer events than a batch
     /// the next claim waits, so that an application writing all the time has its events claimed
     /// in fuller batches rather than a few at a time, each batch costing its database the same
-    /// statements and commits (docs/performance.md).
+    /// statements and commits (README, `poll`; BENCHMARKS.md, round 7).
     linger: Duration,
     /// The start of the last claim, when it claimed some events but fewer than it asked for.
     partial: Option<Instant>,

@@ -573,3 +573,49 @@ verb = "Remove"
     let relocated = delivered.iter().find(|d| d["verb"] == "Relocate").unwrap();
     assert_eq!(relocated["attributes"]["region"], "us");
 }
+
+/// A server with no connection left for trigpoll (SQLSTATE 53300: `max_connections` reached, or
+/// the role's `CONNECTION LIMIT`) may have one in a moment: a `poll` started then waits, says
+/// why, and delivers once it gets in.
+#[test]
+fn poll_waits_while_the_server_has_no_connection_for_it() {
+    use std::time::Duration;
+    let Some((env, out)) = conformance::hr(PG, "") else {
+        return;
+    };
+    let roles = Roles::new(&env.db, &["poller"]);
+    let poller = &roles.names[0];
+    env.db.execute(&format!(
+        "GRANT pg_read_all_data, pg_write_all_data TO {poller};
+         ALTER ROLE {poller} CONNECTION LIMIT 0"
+    ));
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        config.replace(&env.db.url, &roles.url(poller)),
+    )
+    .unwrap();
+    let mut poll = env.spawn(&["poll", "--interval", "100ms"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        poll.try_wait().unwrap().is_none(),
+        "poll exited while the server had no connection for it"
+    );
+    env.db
+        .execute(&format!("ALTER ROLE {poller} CONNECTION LIMIT -1"));
+    env.db.execute("INSERT INTO department VALUES (1, 'a')");
+    assert!(conformance::eventually(Duration::from_secs(60), || {
+        common::lines(&out).len() == 1
+    }));
+    std::process::Command::new("kill")
+        .args(["-TERM", &poll.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(poll.wait().unwrap().code(), Some(0));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut poll.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(
+        said.contains("poll waits for it") && said.contains("too many connections"),
+        "{said}"
+    );
+}

@@ -69,8 +69,9 @@ impl Interrupt for MysqlInterrupt {
     }
 }
 
-/// Server error codes that mean the connection is gone.
-const CONNECTION_LOST: [u16; 5] = [1053, 1927, 2006, 2013, 4031];
+/// Server error codes that mean the connection is gone, or could not be made for now (1040: too
+/// many connections).
+const CONNECTION_LOST: [u16; 6] = [1040, 1053, 1927, 2006, 2013, 4031];
 /// Deadlock found, lock wait timeout.
 const LOCK_CONFLICT: [u16; 2] = [1213, 1205];
 

@@ -186,11 +186,13 @@ fn after_deadlock(e: &postgres::Error, tries: usize) {
 
 fn err(e: postgres::Error) -> StoreError {
     // Class 08 is a connection exception, 57 an operator intervention such as
-    // pg_terminate_backend or a shutdown: a new connection may well work.
+    // pg_terminate_backend or a shutdown (or a server still starting), 53300 a server with no
+    // connection left: a new connection may well work.
     let lost = e.is_closed()
         || source_is_io(&e)
-        || e.code()
-            .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57"));
+        || e.code().is_some_and(|c| {
+            c.code().starts_with("08") || c.code().starts_with("57") || c.code() == "53300"
+        });
     match e.as_db_error() {
         _ if lost => StoreError::Connection(described(&e)),
         Some(db) => {
