@@ -2120,20 +2120,21 @@ impl Bench {
         self.exec("VACUUM ANALYZE");
         let mut installed = true;
         for run in 0..self.opts.runs {
-            for variant in rotation(&["poll", "none"], run) {
+            for variant in rotation(&["poll", "triggers", "none"], run) {
                 self.exec(&format!("TRUNCATE {EVENTS}, {ARCHIVE}, pgbench_history"));
-                if installed != (variant == "poll") {
+                if installed != (variant != "none") {
                     installed = !installed;
                     if !self.set_triggers("tpcb", installed) {
                         return;
                     }
                 }
                 self.exec("CHECKPOINT");
-                if variant == "poll" {
-                    self.tpcb_with_poll();
-                } else {
-                    let tps = self.tpcb_load();
-                    self.record("hot.tpcb.tps_none", tps);
+                match variant {
+                    "poll" => self.tpcb_with_poll(),
+                    _ => {
+                        let tps = self.tpcb_load();
+                        self.record(&format!("hot.tpcb.tps_{variant}"), tps);
+                    }
                 }
             }
         }
@@ -2281,6 +2282,17 @@ impl Bench {
             );
         }
         let (with, none) = (m("hot.tpcb.tps"), m("hot.tpcb.tps_none"));
+        let alone = m("hot.tpcb.tps_triggers");
+        if none.is_finite() && alone.is_finite() {
+            let _ = writeln!(
+                md,
+                "| pgbench TPC-B (scale 2, 4 clients, {} s) tps, trigpoll's triggers alone (no poller) vs the same load without triggers | {} | {} | {:.2} | (report) | |",
+                self.sizes.tpcb_secs,
+                fmt(alone, 0),
+                fmt(none, 0),
+                alone / none,
+            );
+        }
         if none.is_finite() {
             let _ = writeln!(
                 md,
@@ -2317,11 +2329,11 @@ impl Bench {
              batch 1000) over {} and over {} ready events that all have the same key. TPC-B: \
              `pgbench -i -s 2`, trigpoll's triggers on `pgbench_accounts`, `pgbench_tellers` and \
              `pgbench_branches` (`pgbench_history` has no key), `trigpoll poll --interval 100ms` \
-             with the defaults (`batch_size = 500`) and the file connector, then `pgbench -n -c 4 \
-             -j 4 -T {}`; the event table is counted every 20 ms from the moment pgbench exits. \
-             The reference runs the same load with the triggers removed (`trigpoll \
-             uninstall-triggers`) and no poller, interleaved run by run (installed again for the \
-             next run with them). \
+             with the defaults (`batch_size = 500`, `linger = \"20ms\"`) and the file connector, \
+             then `pgbench -n -c 4 -j 4 -T {}`; the event table is counted every 20 ms from the \
+             moment pgbench exits. The reference runs the same load with the triggers removed \
+             (`trigpoll uninstall-triggers`) and no poller, and the triggers alone run it with \
+             the triggers and no poller, interleaved run by run. \
              Every transaction updates one of 2 branch rows and one of 20 teller rows: most \
              events sit on 22 keys.\n",
             fmt(self.sizes.claim_small as f64, 0),
