@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Args;
 use tracing::{debug, error, info, warn};
 use trigpoll::metrics::{Health, Metrics};
-use trigpoll::poller::Poller;
+use trigpoll::poller::{Poller, StartError};
 use trigpoll::store::{EventStore, ReadyBacklog, RetryBacklog, StoreError};
 
 use super::notify::Service;
@@ -130,12 +130,11 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     let stop = shutdown_flag()?;
     let reload = reload::reload_flag()?;
     let mut service = Service::from_env();
-    let Some(store) = open_when_reachable(&config, &stop, &mut service)? else {
+    let Some(mut poller) = start_when_reachable(&config, &stop, &mut service)? else {
         service.notifier().stopping();
         info!("stopped before the database could be reached");
         return Ok(ExitCode::SUCCESS);
     };
-    let mut poller = Poller::new(&config, store)?;
     // The poller a stop gives up on: the one running then, also after a reload.
     let stopper = Arc::new(Mutex::new(poller.stopper()));
     {
@@ -284,22 +283,25 @@ pub fn run(ctx: &Context, args: PollArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the store as [`open_store_for_delivery`] does, waiting for a database that cannot be
-/// reached yet (starting after trigpoll at boot, or restarting) as a running poller waits for a
-/// lost one: it tries again with backoff, logging why, until it answers or a stop comes (then
-/// `None`). Anything else, such as missing tables, ends the run at once.
-fn open_when_reachable(
+/// Opens the store as [`open_store_for_delivery`] does and starts the poller on it, waiting for
+/// a database that cannot be reached yet (starting after trigpoll at boot, or restarting,
+/// also between connecting and starting) as a running poller waits for a lost one: it tries
+/// again with backoff, logging why, until it answers or a stop comes (then `None`). Anything
+/// else, such as missing tables, ends the run at once.
+fn start_when_reachable(
     config: &trigpoll::config::Config,
     stop: &std::sync::atomic::AtomicBool,
     service: &mut Service,
-) -> Result<Option<Box<dyn EventStore>>> {
+) -> Result<Option<Poller>> {
     let mut delay = Duration::from_millis(500);
     loop {
-        let reason = match open_store_for_delivery(config) {
-            Ok(store) => return Ok(Some(store)),
-            Err(e) => match e.downcast_ref::<StoreError>() {
-                Some(StoreError::Connection(reason)) => reason.clone(),
-                _ => return Err(e),
+        let started =
+            open_store_for_delivery(config).and_then(|store| Ok(Poller::new(config, store)?));
+        let reason = match started {
+            Ok(poller) => return Ok(Some(poller)),
+            Err(e) => match connection_lost(&e) {
+                Some(reason) => reason.to_string(),
+                None => return Err(e),
             },
         };
         warn!(%reason, retry_in = ?delay, "database not reachable; poll waits for it");
@@ -313,7 +315,45 @@ fn open_when_reachable(
     }
 }
 
+/// The reason, when `e` is a database connection that could not be made or was lost.
+fn connection_lost(e: &anyhow::Error) -> Option<&str> {
+    let store = match e.downcast_ref::<StartError>() {
+        Some(StartError::Store(store)) => Some(store),
+        _ => e.downcast_ref::<StoreError>(),
+    };
+    match store {
+        Some(StoreError::Connection(reason)) => Some(reason),
+        _ => None,
+    }
+}
+
 /// The stopper stays usable whatever panicked while holding it.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_lost;
+    use trigpoll::poller::StartError;
+    use trigpoll::store::StoreError;
+
+    /// A connection lost while the poller starts (its catalogue reads, its second connection) is
+    /// waited for like one that could not be made; nothing else is.
+    #[test]
+    fn only_connection_errors_are_waited_for() {
+        let lost = || StoreError::Connection("connection closed".into());
+        let starting = anyhow::Error::from(StartError::Store(lost()));
+        assert_eq!(connection_lost(&starting), Some("connection closed"));
+        let opening = anyhow::Error::from(lost()).context("opening the store");
+        assert_eq!(connection_lost(&opening), Some("connection closed"));
+        for other in [
+            anyhow::Error::from(StartError::Store(StoreError::Database("denied".into()))),
+            anyhow::Error::from(StartError::Config("no such column".into())),
+            anyhow::Error::from(StoreError::Invalid("bad".into())),
+            anyhow::anyhow!("the event table does not exist"),
+        ] {
+            assert_eq!(connection_lost(&other), None, "{other:#}");
+        }
+    }
 }
