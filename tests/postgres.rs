@@ -103,14 +103,6 @@ fn poller_sleeps(env: &common::Env) -> bool {
     ) == 1
 }
 
-fn stop(mut poller: common::Spawned) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &poller.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(poller.wait().unwrap().code(), Some(0));
-}
-
 /// A sleeping poller is woken by the capture trigger's notification and by a replay, long
 /// before its interval ends.
 #[test]
@@ -136,7 +128,7 @@ fn notifications_wake_a_sleeping_poller() {
         conformance::eventually(Duration::from_secs(60), || common::lines(&out).len() == 2),
         "the replayed event was not delivered: the replay did not wake the poller"
     );
-    stop(poller);
+    poller.stop();
 }
 
 /// A change written while the poller was going to sleep, by a transaction that passed the
@@ -160,7 +152,7 @@ fn a_change_committed_while_the_poller_falls_asleep_is_delivered() {
         conformance::eventually(Duration::from_secs(60), || common::lines(&out).len() == 1),
         "the change was left for the next interval"
     );
-    stop(poller);
+    poller.stop();
 }
 
 /// Login roles for one test (roles are global to the server), dropped when the test ends.
@@ -406,7 +398,7 @@ fn sigterm_cancels_a_statement_waiting_for_a_lock() {
         || waiting() == 1
     ));
     let signalled = Instant::now();
-    stop(drain);
+    drain.stop();
     assert!(
         signalled.elapsed() < Duration::from_secs(15),
         "{:?}",
@@ -607,13 +599,7 @@ fn poll_waits_while_the_server_has_no_connection_for_it() {
     assert!(conformance::eventually(Duration::from_secs(60), || {
         common::lines(&out).len() == 1
     }));
-    std::process::Command::new("kill")
-        .args(["-TERM", &poll.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(poll.wait().unwrap().code(), Some(0));
-    let mut said = String::new();
-    std::io::Read::read_to_string(&mut poll.stderr.take().unwrap(), &mut said).unwrap();
+    let said = poll.stop();
     assert!(
         said.contains("poll waits for it") && said.contains("too many connections"),
         "{said}"

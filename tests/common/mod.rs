@@ -562,6 +562,33 @@ impl std::ops::DerefMut for Spawned {
     }
 }
 
+impl Spawned {
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {}", self.0.id());
+    }
+
+    /// Stops it with SIGTERM and insists that it exits 0: what it wrote on stderr.
+    pub fn stop(mut self) -> String {
+        self.terminate();
+        assert_eq!(self.0.wait().unwrap().code(), Some(0));
+        self.said()
+    }
+
+    /// What it wrote on stderr, once it has exited.
+    pub fn said(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.0.stderr.take() {
+            std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        }
+        text
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {

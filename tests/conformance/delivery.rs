@@ -572,7 +572,7 @@ pub fn poll_lingers_after_a_partial_batch_and_drain_does_not(backend: Backend) {
     let Some((env, out)) = hr(backend, "linger = \"1s\"\nbatch_size = 2") else {
         return;
     };
-    let mut poller = crate::common::Spawned(
+    let poller = crate::common::Spawned(
         env.command(&["poll", "--interval", "100ms"])
             .env("RUST_LOG", "trigpoll=debug")
             .stdout(std::process::Stdio::null())
@@ -591,13 +591,7 @@ pub fn poll_lingers_after_a_partial_batch_and_drain_does_not(backend: Backend) {
         "delivered {:?} after the first, within poll.linger of the first claim",
         first.elapsed()
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &poller.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(poller.wait().unwrap().code(), Some(0));
-    let mut said = String::new();
-    std::io::Read::read_to_string(&mut poller.stderr.take().unwrap(), &mut said).unwrap();
+    let said = poller.stop();
     assert!(said.contains("claiming again after poll.linger"), "{said}");
 
     // Three events in batches of two: a partial batch, then a claim that finds nothing.
