@@ -195,6 +195,23 @@ pub fn give_up_after_grace(
     });
 }
 
+/// The waits between attempts to reach the database, for a lost connection and for `poll`'s
+/// start alike: 0.5 s, doubling up to 30 s (docs/faults.md).
+pub struct Backoff(Duration);
+
+impl Backoff {
+    pub fn new() -> Backoff {
+        Backoff(Duration::from_millis(500))
+    }
+
+    /// The wait before the next attempt; the one after it is longer.
+    pub fn next(&mut self) -> Duration {
+        let delay = self.0;
+        self.0 = (delay * 2).min(Duration::from_secs(30));
+        delay
+    }
+}
+
 /// Runs one batch, riding out a lost database connection: reconnects with backoff (for at most
 /// `patience`), gives back the claims of the interrupted batch so they are redelivered, and
 /// tries again. `health`, when given, learns whether the database answers; `service`, under
@@ -207,7 +224,7 @@ pub fn batch_with_reconnect(
     mut service: Option<&mut notify::Service>,
 ) -> Result<trigpoll::poller::Tally> {
     let started = std::time::Instant::now();
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new();
     loop {
         match poller.run_batch() {
             // Given up on a stop (`give_up_after_grace`): its claims are back in the queue.
@@ -222,6 +239,7 @@ pub fn batch_with_reconnect(
                 if started.elapsed() >= patience {
                     anyhow::bail!("database connection lost: {reason}");
                 }
+                let delay = backoff.next();
                 tracing::warn!(%reason, retry_in = ?delay, "database connection lost; reconnecting");
                 if let Some(s) = service.as_deref_mut() {
                     s.status(format!("database connection lost, reconnecting: {reason}"));
@@ -231,7 +249,6 @@ pub fn batch_with_reconnect(
                 if let Some(s) = service.as_deref_mut() {
                     s.alive();
                 }
-                delay = (delay * 2).min(Duration::from_secs(30));
                 match poller.reconnect() {
                     Ok(()) => tracing::info!("reconnected"),
                     Err(e) => tracing::warn!(error = %e, "reconnect failed"),
@@ -279,5 +296,23 @@ impl Drop for LogLine {
             Some(bar) => bar.suspend(write),
             None => write(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backoff;
+    use std::time::Duration;
+
+    /// docs/faults.md: 0.5 s doubling to 30 s, then 30 s for as long as it takes.
+    #[test]
+    fn backoff_doubles_from_half_a_second_to_thirty() {
+        let mut backoff = Backoff::new();
+        let waits: Vec<Duration> = (0..9).map(|_| backoff.next()).collect();
+        let ms = |m| Duration::from_millis(m);
+        assert_eq!(
+            waits,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000].map(ms)
+        );
     }
 }

@@ -18,7 +18,7 @@ use super::prune::Pruner;
 use super::reload;
 use super::{
     batch_with_reconnect, open_store_for_delivery, shutdown_flag, sleep_unless_stopped, stopping,
-    Context,
+    Backoff, Context,
 };
 
 #[derive(Args)]
@@ -293,7 +293,7 @@ fn start_when_reachable(
     stop: &std::sync::atomic::AtomicBool,
     service: &mut Service,
 ) -> Result<Option<Poller>> {
-    let mut delay = Duration::from_millis(500);
+    let mut backoff = Backoff::new();
     loop {
         let started =
             open_store_for_delivery(config).and_then(|store| Ok(Poller::new(config, store)?));
@@ -304,6 +304,7 @@ fn start_when_reachable(
                 None => return Err(e),
             },
         };
+        let delay = backoff.next();
         warn!(%reason, retry_in = ?delay, "database not reachable; poll waits for it");
         service.starting(format!("waiting for the database: {reason}"));
         service.alive();
@@ -311,7 +312,6 @@ fn start_when_reachable(
         if stopping(stop) {
             return Ok(None);
         }
-        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
