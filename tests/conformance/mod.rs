@@ -104,6 +104,7 @@ macro_rules! conformance_tests {
             settings::missing_setting_columns_are_refused_before_anything_is_installed,
             settings::ignored_users_and_the_session_switch_make_no_event,
             settings::children_travel_with_their_object,
+            settings::a_child_named_like_a_column_takes_its_place,
             settings::outbox_objects_deliver_their_payload,
             settings::quoted_table_names_are_found,
             settings::a_changed_setting_is_drift_until_installed,

@@ -521,6 +521,52 @@ pub fn children_travel_with_their_object(backend: Backend) {
     assert_eq!(last["attributes"], json!({"order_id": 2, "status": "new"}));
 }
 
+/// A child named like a column of its object takes that column's place in the attributes
+/// (docs/payload.md): a JSON object never holds a name twice.
+pub fn a_child_named_like_a_column_takes_its_place(backend: Backend) {
+    let Some(env) = Env::new(backend) else { return };
+    env.db.execute(SHOP);
+    env.config(
+        "",
+        r#"
+[[object]]
+name = "Order"
+table = "orders"
+
+[[object.child]]
+name = "status"
+table = "order_line"
+parent_keys = ["order_id"]
+order_by = ["line_no"]
+exclude_attributes = ["secret"]
+"#,
+    );
+    let out = env.file_connector("out");
+    env.run_ok(&["install-triggers"], 0);
+    env.db.execute(
+        "INSERT INTO orders VALUES (1, 'new');
+         INSERT INTO order_line VALUES (1, 2, 5, 'x'), (1, 1, 3, 'x')",
+    );
+    env.run_ok(&["drain"], 0);
+    let got = delivered(&out);
+    assert_eq!(got.len(), 3);
+    for object in &got {
+        assert_eq!(
+            object["attributes"],
+            json!({"order_id": 1, "status": [
+                {"order_id": 1, "line_no": 1, "qty": 3},
+                {"order_id": 1, "line_no": 2, "qty": 5}
+            ]}),
+            "{object}"
+        );
+    }
+    // Parsed, a name written twice would read as its last value: the text has it once.
+    let text = std::fs::read_to_string(&out).unwrap();
+    for line in text.lines() {
+        assert_eq!(line.matches(r#""status":"#).count(), 1, "{line}");
+    }
+}
+
 /// An outbox object has no table: applications write its events with the business object in
 /// `payload`, delivered as it is; an outbox event without a payload is an error.
 pub fn outbox_objects_deliver_their_payload(backend: Backend) {
