@@ -528,18 +528,7 @@ pub fn a_child_named_like_a_column_takes_its_place(backend: Backend) {
     env.db.execute(SHOP);
     env.config(
         "",
-        r#"
-[[object]]
-name = "Order"
-table = "orders"
-
-[[object.child]]
-name = "status"
-table = "order_line"
-parent_keys = ["order_id"]
-order_by = ["line_no"]
-exclude_attributes = ["secret"]
-"#,
+        &ORDER.replace(r#"name = "lines""#, r#"name = "status""#),
     );
     let out = env.file_connector("out");
     env.run_ok(&["install-triggers"], 0);
@@ -554,8 +543,8 @@ exclude_attributes = ["secret"]
         assert_eq!(
             object["attributes"],
             json!({"order_id": 1, "status": [
-                {"order_id": 1, "line_no": 1, "qty": 3},
-                {"order_id": 1, "line_no": 2, "qty": 5}
+                {"order_id": 1, "line_no": 1, "qty": 3, "notes": []},
+                {"order_id": 1, "line_no": 2, "qty": 5, "notes": []}
             ]}),
             "{object}"
         );
