@@ -501,3 +501,51 @@ fn sigterm_kills_a_statement_waiting_for_a_lock() {
         [vec![Some("0".to_string()), Some("0".to_string()), None]]
     );
 }
+
+/// The statements that mark and delete a batch by its ids read the event table by its primary
+/// key also when it holds only a few hundred events, as it does while a poller keeps up with its
+/// application: left to its estimate, MariaDB read (and locked) every row of the table for them
+/// (BENCHMARKS.md, round 8).
+#[test]
+fn a_batch_is_marked_and_deleted_by_the_primary_key_in_a_small_event_table() {
+    let Some(env) = Env::new(MY) else { return };
+    env.db
+        .execute("CREATE TABLE item (id INT PRIMARY KEY, qty INT NOT NULL)");
+    env.config("", "[[object]]\nname = \"Item\"\ntable = \"item\"\n");
+    env.run_ok(&["install-triggers"], 0);
+    let rows: Vec<String> = (1..=600)
+        .map(|id| format!("('Item', 'Update', 'id={id}')"))
+        .collect();
+    env.db.execute(&format!(
+        "INSERT INTO {{events}} (object_name, object_verb, object_key) VALUES {}",
+        rows.join(", ")
+    ));
+    env.db.execute("ANALYZE TABLE {events}");
+    let ids = env
+        .db
+        .column("SELECT event_id FROM {events} ORDER BY event_id LIMIT 200")
+        .join(", ");
+    let schema = env.db.event_schema().unwrap();
+    let names = trigpoll::dialect::mysql::names(&schema, "trigpoll_event", "trigpoll_archive");
+    let statements = [
+        ("mark", trigpoll::dialect::mysql::mark_claimed(&names, 1)),
+        (
+            "delete",
+            trigpoll::dialect::mysql::delete_claimed(&names, 1),
+        ),
+    ];
+    for (what, sql) in statements {
+        // EXPLAIN wants values: the ids, and a token for the other parameter.
+        let sql = sql
+            .replacen("IN (?)", &format!("IN ({ids})"), 1)
+            .replace('?', "'t'");
+        let plan = env.db.query(&format!("EXPLAIN {sql}"));
+        assert_eq!(plan.len(), 1, "{what}: {plan:?}");
+        // EXPLAIN's columns: id, select_type, table, type, possible_keys, key, …
+        assert_eq!(
+            (plan[0][3].as_deref(), plan[0][5].as_deref()),
+            (Some("range"), Some("PRIMARY")),
+            "{what} reads the event table by its primary key: {plan:?}"
+        );
+    }
+}

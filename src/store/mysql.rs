@@ -1236,7 +1236,7 @@ impl EventStore for MysqlStore {
             self.conn
                 .exec_drop(
                     format!(
-                        "UPDATE {} SET claimed_at = NOW(6)
+                        "UPDATE {} FORCE INDEX (PRIMARY) SET claimed_at = NOW(6)
                          WHERE claimed_by = ? AND event_status = 3 AND event_id IN ({})",
                         self.names.event,
                         sql::placeholders(chunk.len())
