@@ -36,6 +36,30 @@ use crate::table::{Column, ColumnKind, InstalledTrigger, TableInfo};
 /// placeholders per statement.
 const CHUNK: usize = 1000;
 
+/// Prepared statements a connection keeps. A batch's statements take one of a few texts each
+/// ([`id_list`]); with the mysql crate's default of 32, a poller's own statements pushed each
+/// other out of the cache, to be prepared again.
+const STATEMENT_CACHE: usize = 128;
+
+/// Event ids as the parameters of an `IN (…)`, filled up with the last id to the next power of
+/// two from 8 (at most [`CHUNK`]). A statement's text depends on the length of its list: with a
+/// text per batch size, the server prepared, and the client closed, every such statement of
+/// every batch of a poller keeping up with its application (a few hundred events a batch, each
+/// batch another size; BENCHMARKS.md, round 8). With eight lengths, each text is prepared once
+/// per connection and kept. A repeated id changes nothing an `IN` finds.
+fn id_list(ids: &[i64]) -> Vec<Value> {
+    let Some(&last) = ids.last() else {
+        return Vec::new();
+    };
+    let len = ids.len().next_power_of_two().clamp(8, CHUNK).max(ids.len());
+    ids.iter()
+        .copied()
+        .chain(std::iter::repeat(last))
+        .take(len)
+        .map(Value::from)
+        .collect()
+}
+
 /// How often a deadlock or lock wait timeout is retried before it is reported.
 const LOCK_RETRIES: usize = 3;
 
@@ -226,10 +250,11 @@ impl claim::Lookups for Lookups<'_, '_> {
                 ("last", json!(k.last)),
             ]);
         }
+        let ids = id_list(ids);
+        let query = sql::claim_neighbours(self.names, ids.len());
         let mut params: Vec<Value> = Vec::with_capacity(ids.len() + 3);
         params.extend([rows.param(), self.token.into(), self.timeout_us.into()]);
-        params.extend(ids.iter().map(|&id| Value::from(id)));
-        let query = sql::claim_neighbours(self.names, ids.len());
+        params.extend(ids);
         let rows: Vec<(i64, i64, i64, Option<i64>, i32)> = self.tx.exec_rows(query, params)?;
         let mut found = Vec::new();
         let mut waiters = Vec::new();
@@ -294,9 +319,10 @@ fn hold(
     let mut blockers: Vec<i64> = holds.iter().map(|h| h.1).collect();
     blockers.sort_unstable();
     blockers.dedup();
-    let mut params: Vec<Value> = blockers.iter().map(|&b| Value::from(b)).collect();
+    let mut params = id_list(&blockers);
+    let query = sql::lock_blockers(names, params.len());
     params.push(token.into());
-    let there: Vec<i64> = tx.exec_rows(sql::lock_blockers(names, blockers.len()), params)?;
+    let there: Vec<i64> = tx.exec_rows(query, params)?;
     let holds: Vec<&(i64, i64)> = holds.iter().filter(|h| there.contains(&h.1)).collect();
     for chunk in holds.chunks(CHUNK) {
         let mut rows = JsonRows::default();
@@ -339,14 +365,15 @@ fn settle(
         }
     }
     for chunk in settlement.complete.chunks(CHUNK) {
-        let mut params: Vec<Value> = chunk.iter().map(|&id| Value::from(id)).collect();
+        let mut params = id_list(chunk);
+        let count = params.len();
         params.push(token.into());
-        tx.exec_drop(sql::delete_claimed(n, chunk.len()), params.clone())?;
+        tx.exec_drop(sql::delete_claimed(n, count), params.clone())?;
         if !all(tx, chunk.len()) {
             return Ok(false);
         }
         params.pop();
-        tx.exec_drop(sql::release(n, chunk.len()), params)?;
+        tx.exec_drop(sql::release(n, count), params)?;
     }
     for chunk in settlement.retry.chunks(CHUNK) {
         let mut rows = JsonRows::default();
@@ -426,6 +453,7 @@ fn open_conn(url: &str) -> Result<Conn> {
     let opts = OptsBuilder::from_opts(opts)
         .prefer_socket(prefer_socket)
         .tcp_connect_timeout(Some(Duration::from_secs(10)))
+        .stmt_cache_size(STATEMENT_CACHE)
         .init(vec![
             "SET NAMES utf8mb4",
             "SET time_zone = '+00:00'",
@@ -699,9 +727,12 @@ impl MysqlStore {
             };
             let claimed = claim::take(events, &plan);
             if !claimed.is_empty() {
+                let ids: Vec<i64> = claimed.iter().map(|e| e.event_id).collect();
+                let ids = id_list(&ids);
+                let query = sql::mark_claimed(names, ids.len());
                 let mut params: Vec<Value> = vec![token.into()];
-                params.extend(claimed.iter().map(|e| Value::from(e.event_id)));
-                tx.exec_drop(sql::mark_claimed(names, claimed.len()), params)?;
+                params.extend(ids);
+                tx.exec_drop(query, params)?;
             }
             hold(&mut tx, names, token, &plan.hold)?;
             tx.commit()?;
@@ -1170,17 +1201,16 @@ impl EventStore for MysqlStore {
             // lock its way through rows the claiming connection is scanning at the same time.
             let mut held: Vec<i64> = Vec::with_capacity(ids.len());
             for chunk in ids.chunks(CHUNK) {
+                let ids = id_list(chunk);
+                let query = format!(
+                    "SELECT event_id FROM {} FORCE INDEX (PRIMARY)
+                     WHERE claimed_by = ? AND event_id IN ({}) FOR UPDATE",
+                    n.event,
+                    sql::placeholders(ids.len())
+                );
                 let mut params: Vec<Value> = vec![token.into()];
-                params.extend(chunk.iter().map(|&id| Value::from(id)));
-                let found: Vec<i64> = tx.exec_rows(
-                    format!(
-                        "SELECT event_id FROM {} FORCE INDEX (PRIMARY)
-                         WHERE claimed_by = ? AND event_id IN ({}) FOR UPDATE",
-                        n.event,
-                        sql::placeholders(chunk.len())
-                    ),
-                    params,
-                )?;
+                params.extend(ids);
+                let found: Vec<i64> = tx.exec_rows(query, params)?;
                 held.extend(found);
             }
             held.sort_unstable();
@@ -1231,19 +1261,16 @@ impl EventStore for MysqlStore {
     fn renew_claims(&mut self, ids: &[i64]) -> Result<u64> {
         let mut renewed = 0;
         for chunk in ids.chunks(CHUNK) {
+            let ids = id_list(chunk);
+            let query = format!(
+                "UPDATE {} FORCE INDEX (PRIMARY) SET claimed_at = NOW(6)
+                 WHERE claimed_by = ? AND event_status = 3 AND event_id IN ({})",
+                self.names.event,
+                sql::placeholders(ids.len())
+            );
             let mut params: Vec<Value> = vec![self.token.as_str().into()];
-            params.extend(chunk.iter().map(|&id| Value::from(id)));
-            self.conn
-                .exec_drop(
-                    format!(
-                        "UPDATE {} FORCE INDEX (PRIMARY) SET claimed_at = NOW(6)
-                         WHERE claimed_by = ? AND event_status = 3 AND event_id IN ({})",
-                        self.names.event,
-                        sql::placeholders(chunk.len())
-                    ),
-                    params,
-                )
-                .map_err(err)?;
+            params.extend(ids);
+            self.conn.exec_drop(query, params).map_err(err)?;
             renewed += self.conn.affected_rows();
         }
         Ok(renewed)
@@ -1534,6 +1561,21 @@ impl EventStore for MysqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_lists_take_a_few_lengths_filled_with_their_last_id() {
+        let ids = |n: i64| (1..=n).collect::<Vec<i64>>();
+        let lengths: Vec<usize> = [1, 8, 9, 200, 513, 1000]
+            .iter()
+            .map(|&n| id_list(&ids(n)).len())
+            .collect();
+        assert_eq!(lengths, [8, 8, 16, 256, 1000, 1000]);
+        assert_eq!(
+            id_list(&[5, 3, 9]),
+            [5, 3, 9, 9, 9, 9, 9, 9].map(Value::from).to_vec()
+        );
+        assert!(id_list(&[]).is_empty());
+    }
 
     #[test]
     fn server_versions() {
