@@ -605,3 +605,55 @@ fn poll_waits_while_the_server_has_no_connection_for_it() {
         "{said}"
     );
 }
+
+/// Whether any event is held is asked of the index of held events, whatever the statistics say.
+/// Asked with `EXISTS` of an event table analyzed while empty, PostgreSQL guessed that most
+/// events are held and read the whole table, dead rows and all, in every claim and every finish
+/// (BENCHMARKS.md, round 8).
+#[test]
+fn claims_and_finishes_ask_the_index_whether_events_are_held() {
+    let Some(env) = common::Env::new(PG) else {
+        return;
+    };
+    env.db.execute("CREATE TABLE item (id int PRIMARY KEY)");
+    env.config("", "[[object]]\nname = \"Item\"\ntable = \"public.item\"\n");
+    env.run_ok(&["install-triggers"], 0);
+    let mut c = postgres::Client::connect(&env.db.url, postgres::NoTls).unwrap();
+    c.batch_execute(
+        "ANALYZE trigpoll.trigpoll_event;
+         INSERT INTO trigpoll.trigpoll_event (object_name, object_verb, object_key)
+         SELECT 'Item', 'Update', 'id=' || g FROM generate_series(1, 5000) g",
+    )
+    .unwrap();
+    use trigpoll::dialect::postgres as sql;
+    let names = sql::names("trigpoll", "trigpoll_event", "trigpoll_archive", "postgres");
+    let statements = [
+        (
+            "claim",
+            sql::claim_neighbours(&names, 300.0),
+            "('{Item}', '{id=1}', '{1}', 't', '{1}')",
+        ),
+        (
+            "finish",
+            sql::finish(&names),
+            "('{1}', '{}', 't', '{}', '{}', '{}', '{}', '{}', '{}')",
+        ),
+    ];
+    for (what, statement, values) in statements {
+        c.batch_execute(&format!("PREPARE s AS {statement}"))
+            .unwrap();
+        let plan: Vec<String> = c
+            .query(&format!("EXPLAIN (COSTS OFF) EXECUTE s{values}"), &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        c.batch_execute("DEALLOCATE s").unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Only Scan using trigpoll_event_waiting on trigpoll_event h")
+                && !plan.contains("Seq Scan on trigpoll_event h"),
+            "the {what} asks the index of held events:\n{plan}"
+        );
+    }
+}

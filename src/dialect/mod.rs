@@ -106,8 +106,9 @@ pub fn fingerprint(text: &str) -> String {
 /// the table's alias (an index hint where the backend needs one): a condition on none of a
 /// statement's rows, which the database tests once (one probe of the index of held events)
 /// and which spares the statement one probe per event of a batch when nothing is held, as is
-/// usual. PostgreSQL runs it as a one-time filter, MariaDB finds the statement impossible
-/// before it reads anything, SQLite tests it before its loops.
+/// usual. MariaDB finds the statement impossible before it reads anything, SQLite tests it
+/// before its loops; PostgreSQL asks it in a form of its own (`postgres::any_held`), run as a
+/// one-time filter.
 pub fn any_held(event: &str, hint: &str) -> String {
     format!("EXISTS (SELECT 1 FROM {event} AS h{hint} WHERE h.waiting_for IS NOT NULL)")
 }
