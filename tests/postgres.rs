@@ -657,3 +657,63 @@ fn claims_and_finishes_ask_the_index_whether_events_are_held() {
         );
     }
 }
+
+/// A poller that keeps up with its application vacuums the event table itself, about once a
+/// second, when its role may (README, *Backends and privileges*); one whose role may not says
+/// so once, leaves it to autovacuum and delivers as before.
+#[test]
+fn a_poller_keeping_up_vacuums_the_event_table_when_its_role_may() {
+    use std::time::Duration;
+    let Some((env, out)) = conformance::hr(PG, "") else {
+        return;
+    };
+    let vacuums = || {
+        env.db.count(
+            "SELECT vacuum_count FROM pg_stat_user_tables
+             WHERE relid = 'trigpoll.trigpoll_event'::regclass",
+        )
+    };
+    // The application's writes while `poll` runs: small transactions, so that every batch is
+    // smaller than `batch_size`, and more events than a vacuum waits for.
+    let write = |first: i64| {
+        for t in 0..30 {
+            let from = first + t * 50;
+            env.db.execute(&format!(
+                "INSERT INTO department SELECT g, 'd' || g FROM generate_series({from}, {}) g",
+                from + 49
+            ));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let roles = Roles::new(&env.db, &["poller"]);
+    let poller = &roles.names[0];
+    env.db.execute(&format!(
+        "GRANT pg_read_all_data, pg_write_all_data TO {poller}"
+    ));
+    let config = std::fs::read_to_string(env.config_path()).unwrap();
+    std::fs::write(
+        env.config_path(),
+        config.replace(&env.db.url, &roles.url(poller)),
+    )
+    .unwrap();
+    let poll = env.spawn(&["poll", "--interval", "100ms"]);
+    write(1);
+    assert!(conformance::eventually(Duration::from_secs(60), || {
+        common::lines(&out).len() == 1500
+    }));
+    let said = poll.stop();
+    assert!(said.contains("may not vacuum the event table"), "{said}");
+    assert_eq!(vacuums(), 0, "vacuumed by a role that may not");
+
+    std::fs::write(env.config_path(), config).unwrap();
+    let poll = env.spawn(&["poll", "--interval", "100ms"]);
+    write(1501);
+    assert!(conformance::eventually(Duration::from_secs(60), || {
+        common::lines(&out).len() == 3000
+    }));
+    assert!(
+        conformance::eventually(Duration::from_secs(10), || vacuums() >= 1),
+        "the event table was not vacuumed"
+    );
+    poll.stop();
+}
