@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS "trigpoll"."trigpoll_event" (
     waiting_for       bigint,
     event_action      text,
     event_comment     text
-) WITH (fillfactor = 50);
+) WITH (fillfactor = 50, vacuum_truncate = false);
 
 CREATE INDEX IF NOT EXISTS "trigpoll_event_ready" ON "trigpoll"."trigpoll_event" (event_priority, event_id) WHERE waiting_for IS NULL;
 
