@@ -106,11 +106,17 @@ pub fn fingerprint(text: &str) -> String {
 /// the table's alias (an index hint where the backend needs one): a condition on none of a
 /// statement's rows, which the database tests once (one probe of the index of held events)
 /// and which spares the statement one probe per event of a batch when nothing is held, as is
-/// usual. MariaDB finds the statement impossible before it reads anything, SQLite tests it
-/// before its loops; PostgreSQL asks it in a form of its own (`postgres::any_held`), run as a
-/// one-time filter.
+/// usual. PostgreSQL runs it as a one-time filter, MariaDB finds the statement impossible
+/// before it reads anything, SQLite tests it before its loops. It asks for the smallest
+/// `waiting_for`, which only the index of held events can answer, rather than `EXISTS`: for an
+/// event table analyzed while empty or never analyzed, PostgreSQL guesses that most events are
+/// held and answered `EXISTS` by reading the whole table, dead rows and all, in every claim and
+/// finish (BENCHMARKS.md, round 8). MariaDB and SQLite plan both forms alike.
 pub fn any_held(event: &str, hint: &str) -> String {
-    format!("EXISTS (SELECT 1 FROM {event} AS h{hint} WHERE h.waiting_for IS NOT NULL)")
+    format!(
+        "(SELECT min(h.waiting_for) FROM {event} AS h{hint} WHERE h.waiting_for IS NOT NULL) \
+         IS NOT NULL"
+    )
 }
 
 /// A short, identifier-safe stand-in for an object name in routine and trigger names, unique

@@ -1235,18 +1235,6 @@ LIMIT {limit}{locking}",
     )
 }
 
-/// [`super::any_held`] as PostgreSQL must be asked it: the smallest `waiting_for` rather than
-/// `EXISTS`, which only the index of held events can answer. With `EXISTS`, an event table
-/// analyzed while empty or never analyzed (PostgreSQL then guesses that most events are held)
-/// was read whole, dead rows and all, to find that none is: every claim and every finish of a
-/// poller keeping up with pgbench TPC-B took 1 ms more for each 10 s of the load since the last
-/// vacuum (BENCHMARKS.md, round 8).
-fn any_held(event: &str) -> String {
-    format!(
-        "(SELECT min(h.waiting_for) FROM {event} AS h WHERE h.waiting_for IS NOT NULL) IS NOT NULL"
-    )
-}
-
 /// A claim's second step: for each candidate key (`$1` names, `$2` keys, `$3` the last
 /// candidate's event id), its events up to that id that are not held and not in progress under
 /// the claim token `$4` (one in progress under it that events are held behind counts: they are
@@ -1269,7 +1257,7 @@ SELECT 1, w.waiting_for, min(w.event_id), false, 0 FROM {ev} w
 WHERE w.waiting_for = ANY($5::bigint[]) AND {any_held}
 GROUP BY w.waiting_for",
         ev = n.event,
-        any_held = any_held(&n.event),
+        any_held = super::any_held(&n.event, ""),
     )
 }
 
@@ -1397,7 +1385,7 @@ CROSS JOIN LATERAL jsonb_to_recordset($2::jsonb -> s.event_id::text)
     AS o(connector_id text, status smallint, description text, attempts int)",
         ev = n.event,
         ar = n.archive,
-        any_held = any_held(&n.event),
+        any_held = super::any_held(&n.event, ""),
     )
 }
 
