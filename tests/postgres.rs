@@ -178,6 +178,21 @@ impl Roles {
     fn url(&self, role: &str) -> String {
         self.admin.replacen("postgres@", &format!("{role}@"), 1)
     }
+
+    /// Points the test's configuration at `role`, a poller that may read and write every table
+    /// and owns none; returns the configuration as it was.
+    fn poll_as(&self, env: &common::Env, role: &str) -> String {
+        env.db.execute(&format!(
+            "GRANT pg_read_all_data, pg_write_all_data TO {role}"
+        ));
+        let config = std::fs::read_to_string(env.config_path()).unwrap();
+        std::fs::write(
+            env.config_path(),
+            config.replace(&env.db.url, &self.url(role)),
+        )
+        .unwrap();
+        config
+    }
 }
 
 impl Drop for Roles {
@@ -577,16 +592,9 @@ fn poll_waits_while_the_server_has_no_connection_for_it() {
     };
     let roles = Roles::new(&env.db, &["poller"]);
     let poller = &roles.names[0];
-    env.db.execute(&format!(
-        "GRANT pg_read_all_data, pg_write_all_data TO {poller};
-         ALTER ROLE {poller} CONNECTION LIMIT 0"
-    ));
-    let config = std::fs::read_to_string(env.config_path()).unwrap();
-    std::fs::write(
-        env.config_path(),
-        config.replace(&env.db.url, &roles.url(poller)),
-    )
-    .unwrap();
+    roles.poll_as(&env, poller);
+    env.db
+        .execute(&format!("ALTER ROLE {poller} CONNECTION LIMIT 0"));
     let mut poll = env.spawn(&["poll", "--interval", "100ms"]);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
@@ -686,16 +694,7 @@ fn a_poller_keeping_up_vacuums_the_event_table_when_its_role_may() {
         }
     };
     let roles = Roles::new(&env.db, &["poller"]);
-    let poller = &roles.names[0];
-    env.db.execute(&format!(
-        "GRANT pg_read_all_data, pg_write_all_data TO {poller}"
-    ));
-    let config = std::fs::read_to_string(env.config_path()).unwrap();
-    std::fs::write(
-        env.config_path(),
-        config.replace(&env.db.url, &roles.url(poller)),
-    )
-    .unwrap();
+    let config = roles.poll_as(&env, &roles.names[0]);
     let poll = env.spawn(&["poll", "--interval", "100ms"]);
     write(1);
     assert!(conformance::eventually(Duration::from_secs(60), || {
